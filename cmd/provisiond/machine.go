@@ -1,0 +1,451 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/inventory"
+)
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// machineFlags are the editable fields of a machine.
+type machineFlags struct {
+	macs, addMACs, removeMACs []string
+	profile, hostname         string
+	kernelArgs                string
+	address, gateway          string
+	firmware                  string
+	params                    []string
+	unsetParams               []string
+}
+
+func (mf *machineFlags) register(cmd *cobra.Command, set bool) {
+	f := cmd.Flags()
+	if set {
+		f.StringSliceVar(&mf.addMACs, "add-mac", nil, "add a MAC address")
+		f.StringSliceVar(&mf.removeMACs, "remove-mac", nil, "remove a MAC address")
+		f.StringSliceVar(&mf.unsetParams, "unset-param", nil, "remove a profile parameter")
+	} else {
+		f.StringSliceVar(&mf.macs, "mac", nil, "MAC address (repeat for several NICs)")
+	}
+	f.StringVarP(&mf.profile, "profile", "p", "", "profile to boot (empty: the daemon's default)")
+	f.StringVar(&mf.hostname, "hostname", "", "hostname")
+	f.StringVar(&mf.kernelArgs, "kernel-args", "", "extra kernel arguments")
+	f.StringVar(&mf.address, "address", "", "static IPv4 address with prefix, e.g. 192.0.2.50/24")
+	f.StringVar(&mf.gateway, "gateway", "", "IPv4 gateway for the static address")
+	f.StringVar(&mf.firmware, "firmware", "", "force the boot firmware: bios or uefi (\"auto\" follows the client)")
+	f.StringArrayVar(&mf.params, "param", nil, "profile parameter KEY=VALUE (repeat)")
+}
+
+// apply copies the flags the user gave onto m.
+func (mf *machineFlags) apply(cmd *cobra.Command, m *inventory.Machine) error {
+	f := cmd.Flags()
+	if f.Changed("mac") {
+		m.MACs = append([]string{}, mf.macs...)
+	}
+	for _, a := range mf.addMACs {
+		m.MACs = append(m.MACs, a)
+	}
+	for _, r := range mf.removeMACs {
+		n, err := inventory.NormalizeMAC(r)
+		if err != nil {
+			return err
+		}
+		var keep []string
+		for _, have := range m.MACs {
+			if have != n {
+				keep = append(keep, have)
+			}
+		}
+		if len(keep) == len(m.MACs) {
+			return fmt.Errorf("machine %s has no MAC %s", m.Name, n)
+		}
+		m.MACs = keep
+	}
+	if f.Changed("profile") {
+		m.Profile = mf.profile
+	}
+	if f.Changed("hostname") {
+		m.Hostname = mf.hostname
+	}
+	if f.Changed("kernel-args") {
+		m.KernelArgs = mf.kernelArgs
+	}
+	if f.Changed("address") {
+		m.Address = mf.address
+	}
+	if f.Changed("gateway") {
+		m.Gateway = mf.gateway
+	}
+	if f.Changed("firmware") {
+		m.Firmware = mf.firmware
+		if m.Firmware == "auto" {
+			m.Firmware = ""
+		}
+	}
+	for _, kv := range mf.params {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--param %q: write it as KEY=VALUE", kv)
+		}
+		if m.Params == nil {
+			m.Params = map[string]string{}
+		}
+		m.Params[k] = v
+	}
+	for _, k := range mf.unsetParams {
+		delete(m.Params, k)
+	}
+	return nil
+}
+
+func newMachine(cf *clientFlags, e env) *cobra.Command {
+	cmd := &cobra.Command{Use: "machine", Aliases: []string{"machines", "m"}, Short: "Add, list, show, change and remove machines"}
+
+	var addF machineFlags
+	add := &cobra.Command{
+		Use:   "add NAME --mac MAC [flags]",
+		Short: "Add a machine (a discovered record with the same MAC is taken over with its timeline)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m := inventory.Machine{Name: args[0]}
+			if err := addF.apply(cmd, &m); err != nil {
+				return err
+			}
+			if err := m.Validate(); err != nil {
+				return err
+			}
+			saved, err := cf.client(e).CreateMachine(cmd.Context(), m)
+			if err != nil {
+				return err
+			}
+			return printMachine(e.stdout, cf.output, saved)
+		},
+	}
+	addF.register(add, false)
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List machines",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ms, err := cf.client(e).Machines(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if done, err := render(e.stdout, cf.output, ms); done {
+				return err
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tMACS\tPROFILE\tHOSTNAME\tADDRESS\tFIRMWARE\tLAST SEEN")
+			for _, m := range ms {
+				prof := m.Profile
+				if prof == "" {
+					prof = "(default)"
+				}
+				seen := "-"
+				if m.Facts != nil && !m.Facts.LastSeen.IsZero() {
+					seen = m.Facts.LastSeen.Local().Format("2006-01-02 15:04:05")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, strings.Join(m.MACs, ","), prof, dash(m.Hostname), dash(m.Address), dash(m.Firmware), seen)
+			}
+			return tw.Flush()
+		},
+	}
+
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a machine with its facts and recent timeline",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := cf.client(e)
+			m, err := c.Machine(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if cf.output != "table" {
+				return printMachine(e.stdout, cf.output, m)
+			}
+			if err := printMachine(e.stdout, cf.output, m); err != nil {
+				return err
+			}
+			evs, err := c.Events(cmd.Context(), m.Name, 10)
+			if err != nil {
+				return err
+			}
+			if len(evs) > 0 {
+				fmt.Fprintln(e.stdout, "\nRecent timeline:")
+				printEvents(e.stdout, evs, false)
+			}
+			return nil
+		},
+	}
+
+	var setF machineFlags
+	set := &cobra.Command{
+		Use:   "set NAME [flags]",
+		Short: "Change a machine (only the flags given change)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := cf.client(e)
+			m, err := c.Machine(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if err := setF.apply(cmd, m); err != nil {
+				return err
+			}
+			saved, err := c.UpdateMachine(cmd.Context(), *m)
+			if err != nil {
+				return err
+			}
+			return printMachine(e.stdout, cf.output, saved)
+		},
+	}
+	setF.register(set, true)
+
+	rm := &cobra.Command{
+		Use:     "rm NAME...",
+		Aliases: []string{"remove", "delete"},
+		Short:   "Remove machines with their timelines",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := cf.client(e)
+			for _, n := range args {
+				if err := c.DeleteMachine(cmd.Context(), n); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "removed %s\n", n)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(add, list, show, set, rm)
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printMachine(w io.Writer, format string, m *inventory.Machine) error {
+	if done, err := render(w, format, m); done {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	prof := m.Profile
+	if prof == "" {
+		prof = "(default)"
+	}
+	fmt.Fprintf(tw, "Name:\t%s\n", m.Name)
+	if m.Discovered {
+		fmt.Fprintf(tw, "Discovered:\tyes (add it with provisiond machine add NAME --mac %s)\n", m.MACs[0])
+	}
+	fmt.Fprintf(tw, "MACs:\t%s\n", strings.Join(m.MACs, ", "))
+	fmt.Fprintf(tw, "Profile:\t%s\n", prof)
+	fmt.Fprintf(tw, "Hostname:\t%s\n", dash(m.Hostname))
+	fmt.Fprintf(tw, "Address:\t%s\n", dash(m.Address))
+	fmt.Fprintf(tw, "Gateway:\t%s\n", dash(m.Gateway))
+	fmt.Fprintf(tw, "Firmware:\t%s\n", firstNonEmpty(m.Firmware, "auto"))
+	fmt.Fprintf(tw, "Kernel args:\t%s\n", dash(m.KernelArgs))
+	keys := make([]string, 0, len(m.Params))
+	for k := range m.Params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(tw, "Param %s:\t%s\n", k, m.Params[k])
+	}
+	if f := m.Facts; f != nil {
+		fmt.Fprintf(tw, "Facts:\t%s\n", strings.Join(nonEmpty(
+			kv("manufacturer", f.Manufacturer), kv("product", f.Product), kv("serial", f.Serial), kv("uuid", f.UUID),
+			kv("platform", f.Platform), kv("arch", f.BuildArch), kv("nic", f.Chip), kv("ip", f.IP)), ", "))
+		if !f.LastSeen.IsZero() {
+			fmt.Fprintf(tw, "Last seen:\t%s\n", f.LastSeen.Local().Format(time.RFC3339))
+		}
+	}
+	return tw.Flush()
+}
+
+func kv(k, v string) string {
+	if v == "" {
+		return ""
+	}
+	return k + "=" + v
+}
+
+func nonEmpty(vs ...string) []string {
+	var out []string
+	for _, v := range vs {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// eventLine renders one timeline step for people.
+func eventLine(ev events.Event, withMachine bool) string {
+	keys := make([]string, 0, len(ev.Attrs))
+	for k := range ev.Attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, k+"="+quoteIfSpace(ev.Attrs[k]))
+	}
+	who := ""
+	if withMachine {
+		who = ev.Machine + "  "
+	}
+	return fmt.Sprintf("%s  %s%-18s %s", ev.Time.Local().Format("2006-01-02 15:04:05.000"), who, ev.Type, strings.Join(parts, " "))
+}
+
+func quoteIfSpace(s string) string {
+	if strings.ContainsAny(s, " \t") {
+		return fmt.Sprintf("%q", s)
+	}
+	return s
+}
+
+func printEvents(w io.Writer, evs []events.Event, withMachine bool) {
+	for _, ev := range evs {
+		fmt.Fprintln(w, eventLine(ev, withMachine))
+	}
+}
+
+func newEvents(cf *clientFlags, e env) *cobra.Command {
+	var follow bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "events [MACHINE]",
+		Short: "Show a machine's boot timeline (or, with --follow and no machine, every machine's steps live)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := cf.client(e)
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			if !follow {
+				if name == "" {
+					return fmt.Errorf("name a machine, or use --follow to watch every machine")
+				}
+				evs, err := c.Events(cmd.Context(), name, limit)
+				if err != nil {
+					return err
+				}
+				if done, err := render(e.stdout, cf.output, evs); done {
+					return err
+				}
+				printEvents(e.stdout, evs, false)
+				return nil
+			}
+			return c.Follow(cmd.Context(), name, limit, func(ev events.Event) error {
+				var err error
+				switch cf.output {
+				case "json":
+					err = json.NewEncoder(e.stdout).Encode(ev)
+				case "yaml":
+					_, err = render(e.stdout, "yaml", []events.Event{ev})
+				default:
+					_, err = fmt.Fprintln(e.stdout, eventLine(ev, name == ""))
+				}
+				return err
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing steps as they happen")
+	cmd.Flags().IntVarP(&limit, "limit", "n", 50, "how many past steps to show")
+	return cmd
+}
+
+func newProfile(cf *clientFlags, e env) *cobra.Command {
+	cmd := &cobra.Command{Use: "profile", Aliases: []string{"profiles"}, Short: "List profiles and render a machine's script"}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the daemon's profiles",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ps, err := cf.client(e).Profiles(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if done, err := render(e.stdout, cf.output, ps); done {
+				return err
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSOURCE\tPARAMETERS\tDESCRIPTION")
+			for _, p := range ps {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Source, dash(paramList(p)), p.Description)
+			}
+			return tw.Flush()
+		},
+	}
+	var mac string
+	renderCmd := &cobra.Command{
+		Use:   "render MACHINE",
+		Short: "Print the exact iPXE script MACHINE would get if it booted now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body, err := cf.client(e).Script(cmd.Context(), args[0], mac)
+			if err != nil {
+				return err
+			}
+			_, err = e.stdout.Write(body)
+			return err
+		},
+	}
+	renderCmd.Flags().StringVar(&mac, "mac", "", "render for this NIC (default: the machine's first MAC)")
+	cmd.AddCommand(list, renderCmd)
+	return cmd
+}
+
+func paramList(p api.ProfileInfo) string {
+	var out []string
+	for k, v := range p.Params {
+		if v.Required {
+			k += "*"
+		}
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+func newStatus(cf *clientFlags, e env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the daemon's version, uptime and counters",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := cf.client(e).Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if cf.output == "yaml" {
+				_, err := render(e.stdout, "yaml", st)
+				return err
+			}
+			return writeJSON(e.stdout, st)
+		},
+	}
+}

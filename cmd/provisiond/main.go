@@ -1,0 +1,236 @@
+// Command provisiond is a bare-metal provisioning daemon (ProxyDHCP, TFTP,
+// iPXE scripts over HTTP, inventory) and the CLI that talks to it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/config"
+	"github.com/provisiond/provisiond/internal/daemon"
+	"github.com/provisiond/provisiond/profiles"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// env is the process environment, read only here.
+type env struct {
+	get    func(string) string
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// clientFlags are the flags every CLI command that talks to the daemon has.
+type clientFlags struct {
+	server    string
+	token     string
+	tokenFile string
+	output    string
+}
+
+const defaultConfigPath = "/etc/provisiond/provisiond.yaml"
+
+func main() {
+	e := env{get: os.Getenv, stdout: os.Stdout, stderr: os.Stderr}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRoot(ctx, e)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(e.stderr, "provisiond:", err)
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		os.Exit(1)
+	}
+}
+
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+
+func newRoot(ctx context.Context, e env) *cobra.Command {
+	cf := &clientFlags{}
+	root := &cobra.Command{
+		Use:           "provisiond",
+		Short:         "Bare-metal provisioning: ProxyDHCP, TFTP, iPXE scripts, inventory",
+		Long:          "provisiond PXE-boots machines next to a home router (as ProxyDHCP, never handing out addresses),\nserves iPXE and per-machine scripts, and keeps an inventory with every machine's boot timeline.\n\n'provisiond serve' runs the daemon; every other command is a client of its API.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&cf.server, "server", firstNonEmpty(e.get("PROVISIOND_SERVER"), "http://127.0.0.1:8080"), "daemon API URL (env PROVISIOND_SERVER)")
+	pf.StringVar(&cf.token, "token", e.get("PROVISIOND_TOKEN"), "API token for changes (env PROVISIOND_TOKEN; default: read --token-file)")
+	pf.StringVar(&cf.tokenFile, "token-file", firstNonEmpty(e.get("PROVISIOND_TOKEN_FILE"), "/var/lib/provisiond/"+daemon.TokenFile), "file holding the API token (env PROVISIOND_TOKEN_FILE)")
+	pf.StringVarP(&cf.output, "output", "o", "table", "output format: table, json or yaml")
+
+	root.AddCommand(newServe(ctx, e), newMachine(cf, e), newEvents(cf, e), newProfile(cf, e), newStatus(cf, e))
+	return root
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// client builds an API client, reading the token file when no token was given.
+func (cf *clientFlags) client(e env) *api.Client {
+	c := &api.Client{Server: cf.server, Token: cf.token}
+	if c.Token == "" && cf.tokenFile != "" {
+		if raw, err := os.ReadFile(cf.tokenFile); err == nil {
+			c.Token = strings.TrimSpace(string(raw))
+		}
+	}
+	return c
+}
+
+func newServe(ctx context.Context, e env) *cobra.Command {
+	var (
+		configPath string
+		ifaces     []string
+		advertise  string
+		listen     string
+		dataDir    string
+		ipxeDir    string
+		profiles_  string
+		assetsDir  string
+		logLevel   string
+		logFormat  string
+		blksize    int
+		defProfile string
+		noDHCP     bool
+		noTFTP     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the daemon: ProxyDHCP (67, 4011), TFTP (69), HTTP boot and API",
+		Long: "Run the daemon. It reads the YAML config (default " + defaultConfigPath + ", used if present),\n" +
+			"then the flags override it. Without any config it runs on its embedded defaults.\n" +
+			"SIGTERM or Ctrl-C stops it cleanly; SIGHUP reloads the profiles.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			explicit := cmd.Flags().Changed("config")
+			cfg, err := config.Load(configPath, explicit)
+			if err != nil {
+				return err
+			}
+			f := cmd.Flags()
+			if f.Changed("interface") {
+				cfg.Interfaces = ifaces
+			}
+			if f.Changed("advertise") {
+				cfg.Advertise = advertise
+			}
+			if f.Changed("http-listen") {
+				cfg.HTTP.Listen = listen
+			}
+			if f.Changed("data-dir") {
+				cfg.DataDir = dataDir
+			}
+			if f.Changed("ipxe-dir") {
+				cfg.IPXEDir = ipxeDir
+			}
+			if f.Changed("profiles-dir") {
+				cfg.ProfilesDir = profiles_
+			}
+			if f.Changed("assets-dir") {
+				cfg.AssetsDir = assetsDir
+			}
+			if f.Changed("log-level") {
+				cfg.Log.Level = logLevel
+			}
+			if f.Changed("log-format") {
+				cfg.Log.Format = logFormat
+			}
+			if f.Changed("tftp-max-blksize") {
+				cfg.TFTP.MaxBlockSize = blksize
+			}
+			if f.Changed("default-profile") {
+				cfg.Boot.DefaultProfile = defProfile
+			}
+			if noDHCP {
+				cfg.DHCP.Enabled = false
+			}
+			if noTFTP {
+				cfg.TFTP.Enabled = false
+			}
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("config: %w", err)
+			}
+			log := newLogger(e.stderr, cfg.Log)
+			reload := make(chan struct{}, 1)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					select {
+					case reload <- struct{}{}:
+					default:
+					}
+				}
+			}()
+			return daemon.Run(ctx, cfg, daemon.Options{Builtin: profiles.FS, Version: version, Log: log, Reload: reload})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&configPath, "config", "c", defaultConfigPath, "YAML config file")
+	f.StringSliceVarP(&ifaces, "interface", "i", nil, "interface to serve DHCP/TFTP on (repeat or comma-separate; default: all up, non-loopback with IPv4)")
+	f.StringVar(&advertise, "advertise", "", "IPv4 address given to clients for TFTP/HTTP (default: the address of the interface a request came in on)")
+	f.StringVar(&listen, "http-listen", "", "HTTP listen address for boot files and API (default :8080)")
+	f.StringVar(&dataDir, "data-dir", "", "data directory: bbolt database, API token, assets (default /var/lib/provisiond)")
+	f.StringVar(&ipxeDir, "ipxe-dir", "", "directory with the iPXE binaries (default /usr/lib/ipxe)")
+	f.StringVar(&profiles_, "profiles-dir", "", "directory of profiles that override or add to the built-in ones")
+	f.StringVar(&assetsDir, "assets-dir", "", "directory served under /assets/ (default DATA_DIR/assets)")
+	f.StringVar(&logLevel, "log-level", "", "log level: debug, info, warn, error (default info)")
+	f.StringVar(&logFormat, "log-format", "", "log format: text or json (default text)")
+	f.IntVar(&blksize, "tftp-max-blksize", 0, "largest TFTP block size to negotiate (default 1468)")
+	f.StringVar(&defProfile, "default-profile", "", "profile for unknown machines and machines without one (default menu)")
+	f.BoolVar(&noDHCP, "no-dhcp", false, "do not run the ProxyDHCP server")
+	f.BoolVar(&noTFTP, "no-tftp", false, "do not run the TFTP server")
+	return cmd
+}
+
+func newLogger(w io.Writer, lc config.Log) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(lc.Level))
+	o := &slog.HandlerOptions{Level: lvl}
+	if lc.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}
+
+// render writes v as JSON or YAML when asked; it returns false for table
+// output, which the caller prints itself.
+func render(w io.Writer, format string, v any) (bool, error) {
+	switch format {
+	case "json":
+		return true, writeJSON(w, v)
+	case "yaml":
+		return true, yaml.NewEncoder(w).Encode(v)
+	case "table", "":
+		return false, nil
+	}
+	return true, fmt.Errorf("unknown output format %q: use table, json or yaml", format)
+}

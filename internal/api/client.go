@@ -1,0 +1,208 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/inventory"
+)
+
+// Client talks to a running daemon's API.
+type Client struct {
+	// Server is the daemon's base URL (http://127.0.0.1:8080).
+	Server string
+	// Token is the API token (needed for changes).
+	Token string
+	// HTTP is the HTTP client; nil means one with sane timeouts.
+	HTTP *http.Client
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 30 * time.Second}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.Server, "/")+path, rd)
+	if err != nil {
+		return fmt.Errorf("bad server URL %q: %w", c.Server, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach provisiond at %s: %w (is provisiond serve running? set --server or PROVISIOND_SERVER)", c.Server, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e Error
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return &StatusError{Code: resp.StatusCode, Msg: e.Error}
+		}
+		return &StatusError{Code: resp.StatusCode, Msg: strings.TrimSpace(string(raw))}
+	}
+	if out == nil {
+		return nil
+	}
+	if b, ok := out.(*[]byte); ok {
+		*b, err = io.ReadAll(resp.Body)
+		return err
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// StatusError is an API error response.
+type StatusError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StatusError) Error() string { return e.Msg }
+
+// IsNotFound reports whether err is an API 404.
+func IsNotFound(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
+}
+
+// Machines lists the inventory.
+func (c *Client) Machines(ctx context.Context) ([]inventory.Machine, error) {
+	var out []inventory.Machine
+	return out, c.do(ctx, http.MethodGet, "/api/v1/machines", nil, &out)
+}
+
+// Machine returns one machine.
+func (c *Client) Machine(ctx context.Context, name string) (*inventory.Machine, error) {
+	var out inventory.Machine
+	if err := c.do(ctx, http.MethodGet, "/api/v1/machines/"+url.PathEscape(name), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CreateMachine adds a machine.
+func (c *Client) CreateMachine(ctx context.Context, m inventory.Machine) (*inventory.Machine, error) {
+	var out inventory.Machine
+	if err := c.do(ctx, http.MethodPost, "/api/v1/machines", m, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// UpdateMachine replaces a machine record.
+func (c *Client) UpdateMachine(ctx context.Context, m inventory.Machine) (*inventory.Machine, error) {
+	var out inventory.Machine
+	if err := c.do(ctx, http.MethodPut, "/api/v1/machines/"+url.PathEscape(m.Name), m, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteMachine removes a machine.
+func (c *Client) DeleteMachine(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/machines/"+url.PathEscape(name), nil, nil)
+}
+
+// Script returns the script the machine would get now.
+func (c *Client) Script(ctx context.Context, name, mac string) ([]byte, error) {
+	var out []byte
+	p := "/api/v1/machines/" + url.PathEscape(name) + "/script"
+	if mac != "" {
+		p += "?mac=" + url.QueryEscape(mac)
+	}
+	return out, c.do(ctx, http.MethodGet, p, nil, &out)
+}
+
+// Profiles lists the profiles.
+func (c *Client) Profiles(ctx context.Context) ([]ProfileInfo, error) {
+	var out []ProfileInfo
+	return out, c.do(ctx, http.MethodGet, "/api/v1/profiles", nil, &out)
+}
+
+// Status returns the daemon's counters.
+func (c *Client) Status(ctx context.Context) (map[string]any, error) {
+	var out map[string]any
+	return out, c.do(ctx, http.MethodGet, "/api/v1/status", nil, &out)
+}
+
+// Events returns a machine's stored timeline.
+func (c *Client) Events(ctx context.Context, name string, limit int) ([]events.Event, error) {
+	var out []events.Event
+	return out, c.do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/machines/%s/events?limit=%d", url.PathEscape(name), limit), nil, &out)
+}
+
+// Follow streams events (of one machine, or all when name is empty) to fn
+// until ctx ends or fn returns an error. The stored timeline comes first.
+func (c *Client) Follow(ctx context.Context, name string, limit int, fn func(events.Event) error) error {
+	p := "/api/v1/events?follow=1"
+	if name != "" {
+		p = fmt.Sprintf("/api/v1/machines/%s/events?follow=1&limit=%d", url.PathEscape(name), limit)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.Server, "/")+p, nil)
+	if err != nil {
+		return err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := (&http.Client{}).Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("cannot reach provisiond at %s: %w", c.Server, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e Error
+		json.NewDecoder(resp.Body).Decode(&e)
+		return &StatusError{Code: resp.StatusCode, Msg: e.Error}
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var ev events.Event
+		if err := json.Unmarshal(line, &ev); err != nil {
+			continue
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("event stream from %s broke: %w", c.Server, err)
+	}
+	return errors.New("provisiond closed the event stream (daemon stopped?)")
+}

@@ -1,0 +1,330 @@
+// Package api is provisiond's JSON HTTP API (server side and the client the
+// CLI uses). Mutating calls need the daemon's API token.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/profile"
+)
+
+// Store is what the API needs of the inventory.
+type Store interface {
+	Machine(name string) (*inventory.Machine, error)
+	Machines() ([]inventory.Machine, error)
+	PutMachine(m inventory.Machine) (*inventory.Machine, error)
+	DeleteMachine(name string) error
+	Events(name string, after uint64, limit int) ([]events.Event, error)
+}
+
+// Renderer renders a machine's script as it would boot now.
+type Renderer interface {
+	Render(m *inventory.Machine, mac, baseURL string) ([]byte, string, error)
+	Profiles() *profile.Set
+}
+
+// Server serves /api/v1.
+type Server struct {
+	Store    Store
+	Renderer Renderer
+	Broker   *events.Broker
+	// Token authorises mutating calls.
+	Token string
+	// BaseURL is the HTTP base URL machines reach provisiond at (for
+	// profile render).
+	BaseURL func() string
+	// Status returns daemon counters for GET /api/v1/status.
+	Status func() map[string]any
+	// Log is the logger.
+	Log *slog.Logger
+}
+
+// Register adds the API routes to mux.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/status", s.status)
+	mux.HandleFunc("GET /api/v1/machines", s.listMachines)
+	mux.HandleFunc("POST /api/v1/machines", s.auth(s.createMachine))
+	mux.HandleFunc("GET /api/v1/machines/{name}", s.getMachine)
+	mux.HandleFunc("PUT /api/v1/machines/{name}", s.auth(s.putMachine))
+	mux.HandleFunc("DELETE /api/v1/machines/{name}", s.auth(s.deleteMachine))
+	mux.HandleFunc("GET /api/v1/machines/{name}/events", s.machineEvents)
+	mux.HandleFunc("GET /api/v1/machines/{name}/script", s.script)
+	mux.HandleFunc("GET /api/v1/events", s.allEvents)
+	mux.HandleFunc("GET /api/v1/profiles", s.listProfiles)
+}
+
+// Error is the JSON body of every API error.
+type Error struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, inventory.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, inventory.ErrConflict):
+		status = http.StatusConflict
+	case errors.Is(err, errBadRequest):
+		status = http.StatusBadRequest
+	}
+	writeJSON(w, status, Error{Error: err.Error()})
+}
+
+var errBadRequest = errors.New("bad request")
+
+func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if s.Token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+			writeJSON(w, http.StatusUnauthorized, Error{Error: "this call changes the inventory and needs the API token: pass --token, set PROVISIOND_TOKEN, or run the CLI on the daemon's host as a user who can read the token file"})
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st := map[string]any{}
+	if s.Status != nil {
+		st = s.Status()
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) {
+	ms, err := s.Store.Machines()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if ms == nil {
+		ms = []inventory.Machine{}
+	}
+	writeJSON(w, http.StatusOK, ms)
+}
+
+func decodeMachine(r *http.Request) (inventory.Machine, error) {
+	var m inventory.Machine
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return m, fmt.Errorf("machine JSON: %v: %w", err, errBadRequest)
+	}
+	return m, nil
+}
+
+func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
+	m, err := decodeMachine(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if old, err := s.Store.Machine(m.Name); err == nil && !old.Discovered {
+		writeErr(w, fmt.Errorf("machine %s already exists: change it with provisiond machine set: %w", m.Name, inventory.ErrConflict))
+		return
+	}
+	m.Discovered = false
+	s.save(w, m, http.StatusCreated)
+}
+
+func (s *Server) putMachine(w http.ResponseWriter, r *http.Request) {
+	m, err := decodeMachine(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if m.Name != r.PathValue("name") {
+		writeErr(w, fmt.Errorf("the machine's name %q does not match the URL's %q: %w", m.Name, r.PathValue("name"), errBadRequest))
+		return
+	}
+	if _, err := s.Store.Machine(m.Name); err != nil {
+		writeErr(w, err)
+		return
+	}
+	m.Discovered = false
+	s.save(w, m, http.StatusOK)
+}
+
+func (s *Server) save(w http.ResponseWriter, m inventory.Machine, status int) {
+	if err := m.Validate(); err != nil {
+		writeErr(w, fmt.Errorf("%v: %w", err, errBadRequest))
+		return
+	}
+	if m.Profile != "" {
+		if _, ok := s.Renderer.Profiles().Get(m.Profile); !ok {
+			writeErr(w, fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles): %w", m.Profile, errBadRequest))
+			return
+		}
+	}
+	saved, err := s.Store.PutMachine(m)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.Log.Info("machine saved", "machine", saved.Name, "profile", saved.Profile)
+	writeJSON(w, status, saved)
+}
+
+func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) {
+	m, err := s.Store.Machine(r.PathValue("name"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (s *Server) deleteMachine(w http.ResponseWriter, r *http.Request) {
+	if err := s.Store.DeleteMachine(r.PathValue("name")); err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.Log.Info("machine removed", "machine", r.PathValue("name"))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) script(w http.ResponseWriter, r *http.Request) {
+	m, err := s.Store.Machine(r.PathValue("name"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	mac := m.MACs[0]
+	if q := r.URL.Query().Get("mac"); q != "" {
+		if mac, err = inventory.NormalizeMAC(q); err != nil {
+			writeErr(w, fmt.Errorf("%v: %w", err, errBadRequest))
+			return
+		}
+	}
+	body, _, err := s.Renderer.Render(m, mac, s.BaseURL())
+	if err != nil {
+		writeErr(w, fmt.Errorf("%v: %w", err, errBadRequest))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write(body)
+}
+
+// ProfileInfo is a profile as the API lists it.
+type ProfileInfo struct {
+	Name        string                   `json:"name"`
+	Description string                   `json:"description"`
+	Source      string                   `json:"source"`
+	Params      map[string]profile.Param `json:"params,omitempty"`
+}
+
+func (s *Server) listProfiles(w http.ResponseWriter, r *http.Request) {
+	var out []ProfileInfo
+	for _, p := range s.Renderer.Profiles().List() {
+		out = append(out, ProfileInfo{Name: p.Name, Description: p.Description, Source: p.Source, Params: p.Params})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) machineEvents(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, err := s.Store.Machine(name); err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.streamEvents(w, r, name)
+}
+
+func (s *Server) allEvents(w http.ResponseWriter, r *http.Request) {
+	s.streamEvents(w, r, "")
+}
+
+// streamEvents writes the stored timeline (for one machine) as a JSON array,
+// or with follow=1 as newline-delimited JSON that continues live until the
+// client goes away.
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, name string) {
+	q := r.URL.Query()
+	after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
+	var sub <-chan events.Event
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	if follow {
+		sub = s.Broker.Subscribe(ctx, name)
+	}
+	var past []events.Event
+	if name != "" {
+		var err error
+		if past, err = s.Store.Events(name, after, limit); err != nil {
+			writeErr(w, err)
+			return
+		}
+	}
+	if !follow {
+		if past == nil {
+			past = []events.Event{}
+		}
+		writeJSON(w, http.StatusOK, past)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	fl, _ := w.(http.Flusher)
+	last := after
+	for _, ev := range past {
+		enc.Encode(ev)
+		last = ev.Seq
+	}
+	if fl != nil {
+		fl.Flush()
+	}
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case ev, ok := <-sub:
+			if !ok {
+				return
+			}
+			if ev.Seq <= last {
+				continue
+			}
+			last = ev.Seq
+			if err := enc.Encode(ev); err != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		case <-keepalive.C:
+			// A blank line keeps proxies and idle timeouts from closing
+			// the stream; clients skip it.
+			if _, err := w.Write([]byte("\n")); err != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,169 @@
+// Package boot makes provisiond's boot decisions: which file a PXE client is
+// offered, and which iPXE script a machine gets. It is pure: machine record,
+// profile and request facts in, a decision or a script out. No I/O.
+package boot
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/provisiond/provisiond/internal/inventory"
+)
+
+// Client architectures (DHCP option 93, RFC 4578 and the IANA registry).
+const (
+	ArchBIOS         = 0
+	ArchUEFIx86      = 6
+	ArchUEFIx64      = 7
+	ArchUEFIBC       = 9 // EFI byte code; in practice sent by x86-64 UEFI
+	ArchUEFIARM32    = 10
+	ArchUEFIARM64    = 11
+	ArchHTTPUEFIx86  = 15
+	ArchHTTPUEFIx64  = 16
+	ArchHTTPUEFIARM  = 18
+	ArchHTTPUEFIARM6 = 19
+)
+
+// Firmware kinds a decision can land on.
+const (
+	FirmwareBIOS      = "bios"
+	FirmwareUEFIx86   = "uefi-x86"
+	FirmwareUEFIx64   = "uefi-x64"
+	FirmwareUEFIARM64 = "uefi-arm64"
+)
+
+// Vendor classes (option 60) provisiond answers.
+const (
+	ClassPXE  = "PXEClient"
+	ClassHTTP = "HTTPClient"
+)
+
+// Request holds the facts of a DHCP request that matter for the decision.
+type Request struct {
+	// MAC is the client's hardware address (normalised).
+	MAC string
+	// Class is option 60 as sent.
+	Class string
+	// Arch is option 93's first value; HasArch says whether it was sent.
+	Arch    uint16
+	HasArch bool
+	// IPXE is true when the client is iPXE (user class "iPXE").
+	IPXE bool
+	// IPXEHTTP is true when that iPXE can fetch over HTTP (feature 175.19,
+	// assumed when iPXE sends no feature list).
+	IPXEHTTP bool
+	// ServerIP is the address provisiond is reached at by this client.
+	ServerIP string
+	// HTTPPort is provisiond's HTTP port.
+	HTTPPort int
+}
+
+// Binaries names the iPXE binaries per firmware.
+type Binaries struct {
+	BIOS, UEFIx86, UEFIx64, UEFIARM64 string
+}
+
+// DHCPDecision is what to answer.
+type DHCPDecision struct {
+	// Ignore means send nothing; Reason says why (for the timeline).
+	Ignore bool
+	Reason string
+	// Silent means ignore without recording anything (not a PXE client).
+	Silent bool
+	// Class is the option 60 value to answer with.
+	Class string
+	// BootFile is a TFTP file name or an HTTP URL.
+	BootFile string
+	// Binary is the iPXE binary the boot file refers to, when it is one
+	// (the caller checks that it exists).
+	Binary string
+	// Firmware is the firmware kind the decision assumed.
+	Firmware string
+	// Stage is "rom" (firmware PXE gets iPXE), "ipxe" (iPXE gets its
+	// script) or "http" (UEFI HTTP boot gets iPXE over HTTP).
+	Stage string
+}
+
+// IsPXEClass reports whether option 60 marks a PXE or UEFI HTTP boot client.
+func IsPXEClass(class string) bool {
+	return strings.HasPrefix(class, ClassPXE) || strings.HasPrefix(class, ClassHTTP)
+}
+
+// ScriptPath is the HTTP (and TFTP) path of a machine's first-stage script.
+func ScriptPath(mac string) string {
+	return "boot/" + mac + ".ipxe"
+}
+
+// BaseURL is provisiond's HTTP base URL as seen by a client.
+func BaseURL(serverIP string, port int) string {
+	u := url.URL{Scheme: "http", Host: fmt.Sprintf("%s:%d", serverIP, port)}
+	return u.String()
+}
+
+// DecideDHCP chooses the answer to a PXE client. m is the machine that owns
+// the MAC, or nil for an unknown MAC. It never returns an address: the home
+// router does that.
+func DecideDHCP(req Request, m *inventory.Machine, bins Binaries) DHCPDecision {
+	if !IsPXEClass(req.Class) {
+		return DHCPDecision{Ignore: true, Silent: true, Reason: "not a PXE client"}
+	}
+	arch := uint16(ArchBIOS)
+	if req.HasArch {
+		arch = req.Arch
+	}
+	httpBoot := strings.HasPrefix(req.Class, ClassHTTP)
+	var fw, bin string
+	switch arch {
+	case ArchBIOS:
+		fw, bin = FirmwareBIOS, bins.BIOS
+	case ArchUEFIx86, ArchHTTPUEFIx86:
+		fw, bin = FirmwareUEFIx86, bins.UEFIx86
+	case ArchUEFIx64, ArchUEFIBC, ArchHTTPUEFIx64:
+		fw, bin = FirmwareUEFIx64, bins.UEFIx64
+	case ArchUEFIARM64, ArchHTTPUEFIARM6:
+		fw, bin = FirmwareUEFIARM64, bins.UEFIARM64
+	default:
+		return DHCPDecision{Ignore: true, Reason: fmt.Sprintf("client architecture %d has no iPXE binary configured", arch)}
+	}
+	switch arch {
+	case ArchHTTPUEFIx86, ArchHTTPUEFIx64, ArchHTTPUEFIARM6:
+		httpBoot = true
+	}
+	if m != nil {
+		switch m.Firmware {
+		case inventory.FirmwareBIOS:
+			if fw != FirmwareBIOS {
+				return DHCPDecision{Ignore: true, Firmware: fw, Reason: "machine is forced to BIOS boot; left this UEFI request to fall through to legacy PXE"}
+			}
+		case inventory.FirmwareUEFI:
+			if fw == FirmwareBIOS {
+				return DHCPDecision{Ignore: true, Firmware: fw, Reason: "machine is forced to UEFI boot; ignored its legacy BIOS PXE request"}
+			}
+		}
+		if b := m.Params["ipxe_binary"]; b != "" && !req.IPXE {
+			bin = b
+		}
+	}
+	base := BaseURL(req.ServerIP, req.HTTPPort)
+	d := DHCPDecision{Class: ClassPXE, Firmware: fw}
+	switch {
+	case req.IPXE && (req.IPXEHTTP || httpBoot):
+		d.Stage = "ipxe"
+		d.BootFile = base + "/" + ScriptPath(req.MAC)
+	case req.IPXE:
+		// An iPXE without HTTP: hand it its script over TFTP.
+		d.Stage = "ipxe"
+		d.BootFile = ScriptPath(req.MAC)
+	case httpBoot:
+		d.Stage = "http"
+		d.Class = ClassHTTP
+		d.Binary = bin
+		d.BootFile = base + "/ipxe/" + bin
+	default:
+		d.Stage = "rom"
+		d.Binary = bin
+		d.BootFile = bin
+	}
+	return d
+}

@@ -1,0 +1,82 @@
+package boot
+
+import (
+	"fmt"
+	"net/url"
+
+	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/profile"
+)
+
+// Fact is one iPXE setting the first-stage script reports, and the query
+// parameter it travels in.
+type Fact struct{ Param, Setting string }
+
+// Facts lists the facts the first-stage script reports.
+func Facts() []Fact {
+	return []Fact{
+		{"manufacturer", "manufacturer"},
+		{"product", "product"},
+		{"serial", "serial"},
+		{"uuid", "uuid"},
+		{"platform", "platform"},
+		{"buildarch", "buildarch"},
+		{"chip", "netX/chip"},
+		{"ip", "netX/ip"},
+	}
+}
+
+// FirstStage is the script iPXE gets from its DHCP boot file URL: it asks
+// for the machine's real script and reports what iPXE knows about the
+// hardware on the way.
+func FirstStage(mac, baseURL string) []byte {
+	u := baseURL + "/boot/" + url.PathEscape(mac) + "/script?"
+	for i, f := range Facts() {
+		if i > 0 {
+			u += "&"
+		}
+		u += f.Param + "=${" + f.Setting + ":uristring}"
+	}
+	return []byte(fmt.Sprintf("#!ipxe\nchain --autofree %s || goto failed\n\n:failed\necho provisiond: could not fetch the boot script for %s; continuing with the next boot device in 10 seconds\nsleep 10\nexit\n", u, mac))
+}
+
+// ProfileFor returns the profile name machine m boots (defaultProfile for an
+// unknown machine or one without a profile).
+func ProfileFor(m *inventory.Machine, defaultProfile string) string {
+	if m != nil && m.Profile != "" && !m.Discovered {
+		return m.Profile
+	}
+	return defaultProfile
+}
+
+// ScriptData assembles what a profile template sees for machine m (nil for
+// an unknown MAC) booting from mac, reached at baseURL.
+func ScriptData(m *inventory.Machine, mac, baseURL, profileName string, defaults map[string]string) profile.Data {
+	d := profile.Data{
+		Name:        inventory.DiscoveredName(mac),
+		MAC:         mac,
+		Profile:     profileName,
+		BaseURL:     baseURL,
+		CallbackURL: baseURL + "/boot/" + mac + "/booted",
+		ScriptURL:   baseURL + "/" + ScriptPath(mac),
+		Discovered:  true,
+		Params:      map[string]string{},
+	}
+	for k, v := range defaults {
+		d.Params[k] = v
+	}
+	if m == nil {
+		return d
+	}
+	d.Name = m.Name
+	d.Discovered = m.Discovered
+	d.Hostname = m.Hostname
+	d.IP = m.IP()
+	d.Netmask = m.Netmask()
+	d.Gateway = m.Gateway
+	d.KernelArgs = m.KernelArgs
+	for k, v := range m.Params {
+		d.Params[k] = v
+	}
+	return d
+}

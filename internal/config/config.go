@@ -1,0 +1,206 @@
+// Package config holds provisiond's daemon configuration: one YAML file with
+// working defaults. Only package main decides where the file comes from and
+// which flags override it.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the daemon configuration.
+type Config struct {
+	// Interfaces to serve DHCP and TFTP on. Empty means every interface
+	// that is up, not loopback, and has an IPv4 address.
+	Interfaces []string `yaml:"interfaces"`
+	// Advertise is the IPv4 address given to clients for TFTP and HTTP.
+	// Empty means the address of the interface a request came in on.
+	Advertise string `yaml:"advertise"`
+	// DataDir holds the bbolt database (mode 0600) and the asset cache.
+	DataDir string `yaml:"data_dir"`
+	// IPXEDir holds the iPXE binaries served over TFTP and HTTP.
+	IPXEDir string `yaml:"ipxe_dir"`
+	// ProfilesDir, when set, holds profiles that override or add to the
+	// built-in ones.
+	ProfilesDir string `yaml:"profiles_dir"`
+	// AssetsDir holds kernels and initrds served over HTTP under /assets/.
+	// Empty means DataDir/assets.
+	AssetsDir string `yaml:"assets_dir"`
+
+	HTTP HTTP `yaml:"http"`
+	DHCP DHCP `yaml:"dhcp"`
+	TFTP TFTP `yaml:"tftp"`
+	Boot Boot `yaml:"boot"`
+	Log  Log  `yaml:"log"`
+
+	// MaxEventsPerMachine bounds each machine's timeline.
+	MaxEventsPerMachine int `yaml:"max_events_per_machine"`
+}
+
+// HTTP configures the HTTP server (boot scripts, assets, API).
+type HTTP struct {
+	// Listen is the address to listen on, e.g. ":8080".
+	Listen string `yaml:"listen"`
+	// Port is advertised to clients in boot URLs; it must match Listen.
+	// Zero means the port of Listen.
+	Port int `yaml:"port"`
+}
+
+// DHCP configures the ProxyDHCP server.
+type DHCP struct {
+	// Enabled turns the ProxyDHCP server on.
+	Enabled bool `yaml:"enabled"`
+	// Port is the DHCP server port (67); only tests change it.
+	Port int `yaml:"port"`
+	// ProxyPort is the PXE boot-server port (4011).
+	ProxyPort int `yaml:"proxy_port"`
+}
+
+// TFTP configures the TFTP server.
+type TFTP struct {
+	// Enabled turns the TFTP server on.
+	Enabled bool `yaml:"enabled"`
+	// Port is the TFTP port (69); only tests change it.
+	Port int `yaml:"port"`
+	// MaxBlockSize caps the negotiated blksize (RFC 2348).
+	MaxBlockSize int `yaml:"max_block_size"`
+}
+
+// Boot configures boot decisions.
+type Boot struct {
+	// BIOS is the iPXE binary for legacy BIOS PXE ROMs.
+	BIOS string `yaml:"bios"`
+	// UEFIx64 is the iPXE binary for x86-64 UEFI (ipxe.efi or snponly.efi).
+	UEFIx64 string `yaml:"uefi_x64"`
+	// UEFIx86 is the iPXE binary for 32-bit x86 UEFI.
+	UEFIx86 string `yaml:"uefi_x86"`
+	// UEFIARM64 is the iPXE binary for ARM64 UEFI.
+	UEFIARM64 string `yaml:"uefi_arm64"`
+	// DefaultProfile is served to unknown machines and to machines without
+	// a profile.
+	DefaultProfile string `yaml:"default_profile"`
+	// DefaultParams are parameters every profile sees unless the machine
+	// overrides them.
+	DefaultParams map[string]string `yaml:"default_params"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// Default returns the embedded defaults: a daemon that works on a Debian
+// machine with the ipxe package installed.
+func Default() Config {
+	return Config{
+		DataDir: "/var/lib/provisiond",
+		IPXEDir: "/usr/lib/ipxe",
+		HTTP:    HTTP{Listen: ":8080"},
+		DHCP:    DHCP{Enabled: true, Port: 67, ProxyPort: 4011},
+		TFTP:    TFTP{Enabled: true, Port: 69, MaxBlockSize: 1468},
+		Boot: Boot{
+			BIOS:           "undionly.kpxe",
+			UEFIx64:        "ipxe.efi",
+			UEFIx86:        "ipxe-i386.efi",
+			UEFIARM64:      "ipxe-arm64.efi",
+			DefaultProfile: "menu",
+		},
+		Log:                 Log{Level: "info", Format: "text"},
+		MaxEventsPerMachine: 1000,
+	}
+}
+
+// Load reads the YAML file at path over the defaults. A missing file is an
+// error only when mustExist is set (the operator named it explicitly).
+func Load(path string, mustExist bool) (Config, error) {
+	c := Default()
+	if path == "" {
+		return c, nil
+	}
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !mustExist {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("reading config %s: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Validate checks the configuration and says what to fix.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("data_dir is empty: set it to a directory provisiond may write (e.g. /var/lib/provisiond)")
+	}
+	if c.Advertise != "" {
+		a, err := netip.ParseAddr(c.Advertise)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("advertise %q is not an IPv4 address", c.Advertise)
+		}
+	}
+	if c.HTTP.Listen == "" {
+		return errors.New("http.listen is empty: set it to an address such as :8080")
+	}
+	if _, err := c.HTTPPort(); err != nil {
+		return err
+	}
+	if c.TFTP.MaxBlockSize < 512 || c.TFTP.MaxBlockSize > 65464 {
+		return fmt.Errorf("tftp.max_block_size %d is outside 512..65464", c.TFTP.MaxBlockSize)
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format %q is not text or json", c.Log.Format)
+	}
+	if c.Boot.DefaultProfile == "" {
+		return errors.New("boot.default_profile is empty: name a profile such as menu or local")
+	}
+	return nil
+}
+
+// HTTPPort is the port advertised in boot URLs.
+func (c *Config) HTTPPort() (int, error) {
+	if c.HTTP.Port != 0 {
+		return c.HTTP.Port, nil
+	}
+	ap, err := netip.ParseAddrPort(normalizeListen(c.HTTP.Listen))
+	if err != nil {
+		return 0, fmt.Errorf("http.listen %q is not host:port (e.g. :8080 or 192.0.2.1:8080)", c.HTTP.Listen)
+	}
+	return int(ap.Port()), nil
+}
+
+func normalizeListen(s string) string {
+	if strings.HasPrefix(s, ":") {
+		return "0.0.0.0" + s
+	}
+	return s
+}
+
+// AssetDir returns the directory served under /assets/.
+func (c *Config) AssetDir() string {
+	if c.AssetsDir != "" {
+		return c.AssetsDir
+	}
+	return c.DataDir + "/assets"
+}

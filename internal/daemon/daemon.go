@@ -1,0 +1,294 @@
+// Package daemon wires provisiond serve together: inventory, profiles, the
+// protocol servers and the API, with a clean start and stop.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/config"
+	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/netutil"
+	"github.com/provisiond/provisiond/internal/profile"
+	"github.com/provisiond/provisiond/internal/pxe"
+)
+
+// Options are what main hands the daemon besides the config.
+type Options struct {
+	// Builtin holds the embedded profiles.
+	Builtin fs.FS
+	// Version is reported by the status endpoint.
+	Version string
+	// Log is the logger.
+	Log *slog.Logger
+	// Ready, when set, is called once every listener is bound.
+	Ready func(httpAddr string)
+	// Reload delivers reload requests (SIGHUP).
+	Reload <-chan struct{}
+}
+
+// DBFile and TokenFile are the names of the daemon's files in the data directory.
+const (
+	DBFile    = "provisiond.db"
+	TokenFile = "api-token"
+)
+
+// Run serves until ctx ends. Errors name what failed and how to fix it.
+func Run(ctx context.Context, cfg config.Config, opts Options) error {
+	log := opts.Log
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	httpPort, _ := cfg.HTTPPort()
+	var ifaces []netutil.Interface
+	if cfg.DHCP.Enabled || cfg.TFTP.Enabled {
+		var err error
+		if ifaces, err = netutil.Interfaces(cfg.Interfaces); err != nil {
+			return err
+		}
+	}
+	var advertise net.IP
+	if cfg.Advertise != "" {
+		advertise = net.ParseIP(cfg.Advertise).To4()
+	}
+	baseURL := func() string {
+		ip := "127.0.0.1"
+		switch {
+		case advertise != nil:
+			ip = advertise.String()
+		case len(ifaces) > 0:
+			ip = ifaces[0].IP.String()
+		}
+		return boot.BaseURL(ip, httpPort)
+	}
+
+	broker := events.NewBroker()
+	// The recorder needs the store, which is opened after the privileged
+	// ports are bound; the sink forwards to it once it exists.
+	var rec *Recorder
+	var recMu sync.RWMutex
+	sink := events.SinkFunc(func(ev events.Event) {
+		recMu.RLock()
+		r := rec
+		recMu.RUnlock()
+		if r != nil {
+			r.Emit(ev)
+		}
+	})
+	neighbors := pxe.NewNeighbors("/proc/net/arp")
+
+	// Bind the privileged ports first, so a missing privilege is the first
+	// thing the operator hears about.
+	var dhcpSrv *pxe.DHCPServer
+	var booter *Booter
+	decider := deciderFunc(func(ctx context.Context, req boot.Request) boot.DHCPDecision { return booter.DecideDHCP(ctx, req) })
+	if cfg.DHCP.Enabled {
+		dhcpSrv = pxe.NewDHCPServer(pxe.DHCPConfig{
+			Interfaces: ifaces, Port: cfg.DHCP.Port, ProxyPort: cfg.DHCP.ProxyPort, Advertise: advertise,
+			HTTPPort: httpPort, Decider: decider, Events: sink, Neighbors: neighbors, Log: log,
+		})
+		if err := dhcpSrv.Listen(); err != nil {
+			return err
+		}
+		defer dhcpSrv.Close()
+	}
+	ipxeFiles := IPXEFiles(cfg.IPXEDir, cfg.Boot)
+	scripter := scripterProxy{get: func() *Booter { return booter }}
+	var tftpSrv *pxe.TFTPServer
+	if cfg.TFTP.Enabled {
+		var err error
+		tftpSrv, err = pxe.NewTFTPServer(pxe.TFTPConfig{
+			Root: cfg.IPXEDir, Files: ipxeFiles, Port: cfg.TFTP.Port, Interfaces: ifaces, MaxBlockSize: cfg.TFTP.MaxBlockSize,
+			Scripts: scripter, Neighbors: neighbors, Events: sink, Log: log,
+			HTTPBase: func(local net.IP) string {
+				if advertise != nil || local == nil {
+					return baseURL()
+				}
+				return boot.BaseURL(local.String(), httpPort)
+			},
+		})
+		if err != nil {
+			return err
+		}
+		if err := tftpSrv.Listen(); err != nil {
+			return err
+		}
+		defer tftpSrv.Close()
+	}
+	httpLn, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("HTTP: listening on %s: %w (is another provisiond or web server on that port? set http.listen)", cfg.HTTP.Listen, err)
+	}
+	defer httpLn.Close()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data directory %s: %w", cfg.DataDir, err)
+	}
+	store, err := inventory.Open(filepath.Join(cfg.DataDir, DBFile), inventory.Options{MaxEventsPerMachine: cfg.MaxEventsPerMachine})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	token, err := loadOrCreateToken(filepath.Join(cfg.DataDir, TokenFile))
+	if err != nil {
+		return err
+	}
+	set, err := profile.Load(opts.Builtin, cfg.ProfilesDir)
+	if err != nil {
+		return err
+	}
+	if _, ok := set.Get(cfg.Boot.DefaultProfile); !ok {
+		return fmt.Errorf("boot.default_profile %s is not a known profile", cfg.Boot.DefaultProfile)
+	}
+	booter = NewBooter(store, set, cfg.Boot, cfg.IPXEDir, log)
+
+	recCtx, stopRec := context.WithCancel(context.Background())
+	recMu.Lock()
+	rec = NewRecorder(store, broker, 8192, log)
+	recMu.Unlock()
+	go rec.Run(recCtx)
+
+	httpBoot, err := pxe.NewHTTPBoot(pxe.HTTPConfig{
+		AssetsDir: cfg.AssetDir(), IPXEDir: cfg.IPXEDir, IPXEFiles: ipxeFiles, Scripts: scripter,
+		Neighbors: neighbors, Events: sink, Log: log,
+	})
+	if err != nil {
+		stopRec()
+		return err
+	}
+	mux := http.NewServeMux()
+	httpBoot.Register(mux)
+	started := time.Now()
+	apiSrv := &api.Server{
+		Store: store, Renderer: booter, Broker: broker, Token: token, BaseURL: baseURL, Log: log,
+		Status: func() map[string]any {
+			st := map[string]any{"version": opts.Version, "uptime": time.Since(started).Round(time.Second).String(),
+				"events_dropped": rec.Dropped(), "http": httpBoot.Stats()}
+			if dhcpSrv != nil {
+				st["dhcp"] = dhcpSrv.Stats()
+			}
+			if tftpSrv != nil {
+				st["tftp"] = tftpSrv.Stats()
+			}
+			return st
+		},
+	}
+	apiSrv.Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	names := make([]string, 0, len(ifaces))
+	for _, i := range ifaces {
+		names = append(names, i.Name+"="+i.IP.String())
+	}
+	log.Info("provisiond serving", "version", opts.Version, "interfaces", strings.Join(names, ","), "http", httpLn.Addr().String(),
+		"dhcp", cfg.DHCP.Enabled, "tftp", cfg.TFTP.Enabled, "data_dir", cfg.DataDir, "ipxe_dir", cfg.IPXEDir, "default_profile", cfg.Boot.DefaultProfile)
+
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	if dhcpSrv != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); dhcpSrv.Serve(srvCtx) }()
+	}
+	if tftpSrv != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); tftpSrv.Serve(srvCtx) }()
+	}
+	go func() {
+		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("HTTP server: %w", err)
+		}
+	}()
+	if opts.Ready != nil {
+		opts.Ready(httpLn.Addr().String())
+	}
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			runErr = err
+			break loop
+		case <-opts.Reload:
+			if set, err := profile.Load(opts.Builtin, cfg.ProfilesDir); err != nil {
+				log.Error("reloading profiles failed; keeping the last good set", "err", err)
+			} else {
+				booter.SetProfiles(set)
+				log.Info("profiles reloaded", "count", len(set.List()))
+			}
+		}
+	}
+	log.Info("provisiond stopping: finishing transfers")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	httpSrv.Shutdown(shutCtx)
+	stopSrv()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-shutCtx.Done():
+		log.Warn("transfers still running after 10s; stopping anyway")
+	}
+	stopRec()
+	rec.Wait()
+	log.Info("provisiond stopped")
+	return runErr
+}
+
+type deciderFunc func(ctx context.Context, req boot.Request) boot.DHCPDecision
+
+func (f deciderFunc) DecideDHCP(ctx context.Context, req boot.Request) boot.DHCPDecision {
+	return f(ctx, req)
+}
+
+// scripterProxy lets servers built before the Booter reach it.
+type scripterProxy struct{ get func() *Booter }
+
+func (p scripterProxy) FirstStage(ctx context.Context, mac, baseURL string) ([]byte, error) {
+	return p.get().FirstStage(ctx, mac, baseURL)
+}
+
+func (p scripterProxy) Script(ctx context.Context, mac, baseURL string, facts map[string]string) ([]byte, string, error) {
+	return p.get().Script(ctx, mac, baseURL, facts)
+}
+
+// loadOrCreateToken reads the API token, creating it (mode 0600) on first start.
+func loadOrCreateToken(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err == nil {
+		if t := strings.TrimSpace(string(raw)); t != "" {
+			return t, nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("reading API token %s: %w", path, err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	t := hex.EncodeToString(b)
+	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("writing API token %s: %w", path, err)
+	}
+	return t, nil
+}

@@ -1,0 +1,89 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/inventory"
+)
+
+// Recorder queues timeline events from the protocol servers and writes them
+// to the inventory in batches (one transaction, one fsync per batch), then
+// publishes them to live followers. A full queue drops and counts rather
+// than stalling DHCP or TFTP.
+type Recorder struct {
+	ch      chan events.Event
+	store   *inventory.Store
+	broker  *events.Broker
+	log     *slog.Logger
+	dropped atomic.Uint64
+	done    chan struct{}
+}
+
+// NewRecorder returns a recorder with a queue of size n.
+func NewRecorder(store *inventory.Store, broker *events.Broker, n int, log *slog.Logger) *Recorder {
+	return &Recorder{ch: make(chan events.Event, n), store: store, broker: broker, log: log, done: make(chan struct{})}
+}
+
+// Emit implements events.Sink.
+func (r *Recorder) Emit(ev events.Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	select {
+	case r.ch <- ev:
+	default:
+		r.dropped.Add(1)
+	}
+}
+
+// Dropped returns how many events were dropped because the queue was full.
+func (r *Recorder) Dropped() uint64 { return r.dropped.Load() }
+
+// Run writes events until ctx ends, then writes what is queued and returns.
+func (r *Recorder) Run(ctx context.Context) {
+	defer close(r.done)
+	batch := make([]events.Event, 0, 256)
+	for {
+		select {
+		case ev := <-r.ch:
+			batch = append(batch[:0], ev)
+		fill:
+			for len(batch) < cap(batch) {
+				select {
+				case ev := <-r.ch:
+					batch = append(batch, ev)
+				default:
+					break fill
+				}
+			}
+			r.write(batch)
+		case <-ctx.Done():
+			for {
+				select {
+				case ev := <-r.ch:
+					r.write([]events.Event{ev})
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// Wait blocks until Run has returned.
+func (r *Recorder) Wait() { <-r.done }
+
+func (r *Recorder) write(batch []events.Event) {
+	stored, err := r.store.AppendEvents(batch)
+	if err != nil {
+		r.log.Error("storing timeline events failed", "count", len(batch), "err", err)
+		return
+	}
+	for _, ev := range stored {
+		r.broker.Publish(ev)
+	}
+}

@@ -1,0 +1,106 @@
+// Package events defines the steps of a machine's boot timeline and a small
+// in-memory broker that lets clients follow them live.
+package events
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Event types. The protocol servers and the API emit these; the inventory
+// stores them per machine.
+const (
+	// DHCPOffer: provisiond answered a PXE client (attrs: port, file, arch, ipxe).
+	DHCPOffer = "dhcp.offer"
+	// DHCPIgnored: a PXE client got no answer (attrs: reason, arch).
+	DHCPIgnored = "dhcp.ignored"
+	// TFTPTransfer: a file went out over TFTP (attrs: file, bytes, blksize, duration, ok, error).
+	TFTPTransfer = "tftp.transfer"
+	// Script: an iPXE script was served (attrs: profile, stage).
+	Script = "http.script"
+	// ScriptError: the machine's script could not be rendered (attrs: profile, error).
+	ScriptError = "http.script_error"
+	// Asset: a boot asset was served over HTTP (attrs: file, bytes, duration, status).
+	Asset = "http.asset"
+	// Booted: the booted OS called back.
+	Booted = "boot.callback"
+	// MachineChanged: an operator changed the machine record (attrs: change).
+	MachineChanged = "machine.changed"
+)
+
+// Event is one step in a machine's boot timeline.
+type Event struct {
+	// Seq is a global, increasing sequence number assigned by the store.
+	Seq uint64 `json:"seq" yaml:"seq"`
+	// Time is when the step happened.
+	Time time.Time `json:"time" yaml:"time"`
+	// Machine is the machine's name; the store fills it in from MAC.
+	Machine string `json:"machine,omitempty" yaml:"machine,omitempty"`
+	// MAC is the NIC the step concerns, when known.
+	MAC string `json:"mac,omitempty" yaml:"mac,omitempty"`
+	// Type is one of the constants above.
+	Type string `json:"type" yaml:"type"`
+	// Attrs are step details (file, bytes, port, ...).
+	Attrs map[string]string `json:"attrs,omitempty" yaml:"attrs,omitempty"`
+	// Facts, when set, are hardware facts the step revealed; the store
+	// merges them into the machine record and does not keep them here.
+	Facts map[string]string `json:"-" yaml:"-"`
+}
+
+// Sink receives events from the protocol servers. Emit must not block for
+// long: implementations queue.
+type Sink interface {
+	Emit(ev Event)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(Event)
+
+// Emit calls f.
+func (f SinkFunc) Emit(ev Event) { f(ev) }
+
+// Broker fans stored events out to live followers. The zero value is not
+// usable: call NewBroker.
+type Broker struct {
+	mu   sync.Mutex
+	subs map[chan Event]string
+}
+
+// NewBroker returns an empty broker.
+func NewBroker() *Broker {
+	return &Broker{subs: map[chan Event]string{}}
+}
+
+// Publish hands ev to every follower whose filter matches. A follower that
+// does not keep up loses events rather than stalling the daemon.
+func (b *Broker) Publish(ev Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch, machine := range b.subs {
+		if machine != "" && machine != ev.Machine {
+			continue
+		}
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}
+
+// Subscribe returns a channel of events for machine ("" for all) that is
+// closed when ctx ends.
+func (b *Broker) Subscribe(ctx context.Context, machine string) <-chan Event {
+	ch := make(chan Event, 256)
+	b.mu.Lock()
+	b.subs[ch] = machine
+	b.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		b.mu.Lock()
+		delete(b.subs, ch)
+		b.mu.Unlock()
+		close(ch)
+	}()
+	return ch
+}

@@ -1,0 +1,434 @@
+package inventory
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/provisiond/provisiond/internal/events"
+)
+
+// SchemaVersion is the database layout this code writes. Older databases
+// are migrated forward on Open.
+const SchemaVersion = 1
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketMachines = []byte("machines")
+	bucketMACs     = []byte("macs")
+	bucketEvents   = []byte("events")
+	keySchema      = []byte("schema")
+)
+
+// Store is the bbolt-backed inventory. It is safe for concurrent use.
+type Store struct {
+	db *bolt.DB
+	// maxEvents bounds each machine's timeline.
+	maxEvents int
+	now       func() time.Time
+}
+
+// Options tune a Store.
+type Options struct {
+	// MaxEventsPerMachine bounds each timeline (oldest dropped first).
+	// Zero means 1000.
+	MaxEventsPerMachine int
+	// Now overrides the clock (tests).
+	Now func() time.Time
+}
+
+// Open opens (creating if needed) the database at path with mode 0600. It
+// fails fast with a clear message when another process holds the lock.
+func Open(path string, opts Options) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory for %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("database %s is locked by another process: is provisiond serve running? Stop it, or use the CLI against its API", path)
+		}
+		return nil, fmt.Errorf("opening database %s: %w", path, err)
+	}
+	// bbolt creates the file with the mode given, but an existing file keeps
+	// its mode: tighten it.
+	if err := os.Chmod(path, 0o600); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("setting mode 0600 on %s: %w", path, err)
+	}
+	s := &Store{db: db, maxEvents: opts.MaxEventsPerMachine, now: opts.Now}
+	if s.maxEvents <= 0 {
+		s.maxEvents = 1000
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func (s *Store) migrate() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketMachines, bucketMACs, bucketEvents} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("creating bucket %s: %w", b, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		v := 0
+		if raw := meta.Get(keySchema); len(raw) == 8 {
+			v = int(binary.BigEndian.Uint64(raw))
+		}
+		if v > SchemaVersion {
+			return fmt.Errorf("database schema version %d is newer than this provisiond understands (%d): upgrade provisiond", v, SchemaVersion)
+		}
+		// Version 0 -> 1: buckets above. Later versions add steps here and
+		// never drop data.
+		return meta.Put(keySchema, u64(SchemaVersion))
+	})
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func getMachine(tx *bolt.Tx, name string) (*Machine, error) {
+	raw := tx.Bucket(bucketMachines).Get([]byte(name))
+	if raw == nil {
+		return nil, fmt.Errorf("machine %s: %w", name, ErrNotFound)
+	}
+	var m Machine
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("decoding stored machine %s: %w", name, err)
+	}
+	return &m, nil
+}
+
+func putMachine(tx *bolt.Tx, m *Machine) error {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encoding machine %s: %w", m.Name, err)
+	}
+	return tx.Bucket(bucketMachines).Put([]byte(m.Name), raw)
+}
+
+// Machine returns the named machine.
+func (s *Store) Machine(name string) (*Machine, error) {
+	var m *Machine
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		m, err = getMachine(tx, name)
+		return err
+	})
+	return m, err
+}
+
+// MachineByMAC returns the machine that owns mac.
+func (s *Store) MachineByMAC(mac string) (*Machine, error) {
+	var m *Machine
+	err := s.db.View(func(tx *bolt.Tx) error {
+		name := tx.Bucket(bucketMACs).Get([]byte(mac))
+		if name == nil {
+			return fmt.Errorf("MAC %s: %w", mac, ErrNotFound)
+		}
+		var err error
+		m, err = getMachine(tx, string(name))
+		return err
+	})
+	return m, err
+}
+
+// Machines returns every machine, sorted by name.
+func (s *Store) Machines() ([]Machine, error) {
+	var out []Machine
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMachines).ForEach(func(k, v []byte) error {
+			var m Machine
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("decoding stored machine %s: %w", k, err)
+			}
+			out = append(out, m)
+			return nil
+		})
+	})
+	sortMachines(out)
+	return out, err
+}
+
+// PutMachine creates m, or replaces the machine of the same name. A MAC that
+// belongs to a discovered machine is taken over: the discovered record's
+// facts and timeline move to m and the discovered record is removed. A MAC
+// that belongs to another operator-entered machine is a conflict.
+func (s *Store) PutMachine(m Machine) (*Machine, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		macs := tx.Bucket(bucketMACs)
+		old, err := getMachine(tx, m.Name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			m.Created = now
+		case err != nil:
+			return err
+		default:
+			m.Created = old.Created
+			if m.Facts == nil {
+				m.Facts = old.Facts
+			}
+			for _, mac := range old.MACs {
+				if err := macs.Delete([]byte(mac)); err != nil {
+					return err
+				}
+			}
+		}
+		m.Updated = now
+		for _, mac := range m.MACs {
+			owner := macs.Get([]byte(mac))
+			if owner == nil || string(owner) == m.Name {
+				continue
+			}
+			other, err := getMachine(tx, string(owner))
+			if err != nil {
+				return err
+			}
+			if !other.Discovered {
+				return fmt.Errorf("MAC %s already belongs to machine %s: remove it there first (provisiond machine set %s --remove-mac %s): %w", mac, other.Name, other.Name, mac, ErrConflict)
+			}
+			if err := adopt(tx, other, &m); err != nil {
+				return err
+			}
+		}
+		for _, mac := range m.MACs {
+			if err := macs.Put([]byte(mac), []byte(m.Name)); err != nil {
+				return err
+			}
+		}
+		return putMachine(tx, &m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// adopt folds discovered machine d into m: facts, timeline, other MACs.
+func adopt(tx *bolt.Tx, d *Machine, m *Machine) error {
+	if d.Facts != nil {
+		if m.Facts == nil {
+			m.Facts = &Facts{}
+		}
+		f := *d.Facts
+		f.merge(m.Facts)
+		m.Facts = &f
+	}
+	evs := tx.Bucket(bucketEvents)
+	if src := evs.Bucket([]byte(d.Name)); src != nil {
+		dst, err := evs.CreateBucketIfNotExists([]byte(m.Name))
+		if err != nil {
+			return err
+		}
+		err = src.ForEach(func(k, v []byte) error {
+			var ev events.Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return nil // an undecodable record is dropped, not fatal
+			}
+			ev.Machine = m.Name
+			raw, _ := json.Marshal(ev)
+			return dst.Put(k, raw)
+		})
+		if err != nil {
+			return err
+		}
+		if err := evs.DeleteBucket([]byte(d.Name)); err != nil {
+			return err
+		}
+	}
+	for _, mac := range d.MACs {
+		if err := tx.Bucket(bucketMACs).Delete([]byte(mac)); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMachines).Delete([]byte(d.Name))
+}
+
+// DeleteMachine removes a machine, its MACs and its timeline.
+func (s *Store) DeleteMachine(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		m, err := getMachine(tx, name)
+		if err != nil {
+			return err
+		}
+		for _, mac := range m.MACs {
+			if err := tx.Bucket(bucketMACs).Delete([]byte(mac)); err != nil {
+				return err
+			}
+		}
+		if tx.Bucket(bucketEvents).Bucket([]byte(name)) != nil {
+			if err := tx.Bucket(bucketEvents).DeleteBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMachines).Delete([]byte(name))
+	})
+}
+
+// AppendEvents stores a batch of events in one transaction and returns them
+// as stored (with Seq and Machine filled in). An event whose MAC belongs to
+// no machine creates a discovered machine for that MAC; an event with
+// neither a known machine nor a MAC is dropped. Facts carried by events are
+// merged into the machine record.
+func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
+	var stored []events.Event
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		stored = stored[:0]
+		evs := tx.Bucket(bucketEvents)
+		macs := tx.Bucket(bucketMACs)
+		for _, ev := range batch {
+			var m *Machine
+			var err error
+			switch {
+			case ev.Machine != "":
+				m, err = getMachine(tx, ev.Machine)
+			case ev.MAC != "":
+				if name := macs.Get([]byte(ev.MAC)); name != nil {
+					m, err = getMachine(tx, string(name))
+				} else {
+					m, err = s.discover(tx, ev.MAC)
+				}
+			default:
+				continue
+			}
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if len(ev.Facts) > 0 {
+				if m.Facts == nil {
+					m.Facts = &Facts{}
+				}
+				m.Facts.merge(factsFromMap(ev.Facts, ev.Time))
+				if err := putMachine(tx, m); err != nil {
+					return err
+				}
+			}
+			ev.Facts = nil
+			ev.Machine = m.Name
+			b, err := evs.CreateBucketIfNotExists([]byte(m.Name))
+			if err != nil {
+				return err
+			}
+			seq, err := evs.NextSequence()
+			if err != nil {
+				return err
+			}
+			ev.Seq = seq
+			raw, err := json.Marshal(ev)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(u64(seq), raw); err != nil {
+				return err
+			}
+			if err := trim(b, s.maxEvents); err != nil {
+				return err
+			}
+			stored = append(stored, ev)
+		}
+		return nil
+	})
+	return stored, err
+}
+
+func (s *Store) discover(tx *bolt.Tx, mac string) (*Machine, error) {
+	now := s.now().UTC()
+	m := &Machine{
+		Name:       DiscoveredName(mac),
+		MACs:       []string{mac},
+		Discovered: true,
+		Created:    now,
+		Updated:    now,
+	}
+	if err := putMachine(tx, m); err != nil {
+		return nil, err
+	}
+	if err := tx.Bucket(bucketMACs).Put([]byte(mac), []byte(m.Name)); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func trim(b *bolt.Bucket, max int) error {
+	n := b.Stats().KeyN
+	if n <= max {
+		return nil
+	}
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && n > max; k, _ = c.First() {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		n--
+	}
+	return nil
+}
+
+func factsFromMap(m map[string]string, t time.Time) *Facts {
+	return &Facts{
+		Manufacturer: m["manufacturer"],
+		Product:      m["product"],
+		Serial:       m["serial"],
+		UUID:         m["uuid"],
+		Platform:     m["platform"],
+		BuildArch:    m["buildarch"],
+		Chip:         m["chip"],
+		ClientArch:   m["client_arch"],
+		IP:           m["ip"],
+		LastSeen:     t.UTC(),
+	}
+}
+
+// Events returns the machine's timeline, oldest first, with sequence numbers
+// greater than after. limit <= 0 means all.
+func (s *Store) Events(name string, after uint64, limit int) ([]events.Event, error) {
+	var out []events.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if _, err := getMachine(tx, name); err != nil {
+			return err
+		}
+		b := tx.Bucket(bucketEvents).Bucket([]byte(name))
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(u64(after + 1)); k != nil; k, v = c.Next() {
+			var ev events.Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				continue
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return out, err
+}

@@ -1,0 +1,330 @@
+// Package pxe holds provisiond's protocol servers: ProxyDHCP (UDP 67 and
+// 4011), TFTP and the HTTP boot endpoints. They know packets, files and URLs;
+// what a machine boots is asked of a Decider/Scripter, and every step is
+// reported to an events.Sink.
+package pxe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/netutil"
+)
+
+// Decider answers "what does this PXE client boot?".
+type Decider interface {
+	DecideDHCP(ctx context.Context, req boot.Request) boot.DHCPDecision
+}
+
+// DHCPConfig configures the ProxyDHCP server.
+type DHCPConfig struct {
+	// Interfaces to serve; each gets its own sockets on Port and ProxyPort.
+	Interfaces []netutil.Interface
+	// Port is the DHCP server port (67).
+	Port int
+	// ProxyPort is the PXE boot server port (4011).
+	ProxyPort int
+	// Advertise, when set, replaces the interface address in answers.
+	Advertise net.IP
+	// HTTPPort is put in HTTP boot URLs.
+	HTTPPort int
+	// Decider makes the boot decision.
+	Decider Decider
+	// Events receives the timeline steps.
+	Events events.Sink
+	// Neighbors learns which IP each MAC uses (for TFTP attribution).
+	Neighbors *Neighbors
+	// Log is the logger.
+	Log *slog.Logger
+}
+
+// DHCPStats counts what the ProxyDHCP server did.
+type DHCPStats struct {
+	Received, Offers, Acks, IgnoredNonPXE, IgnoredOther, Malformed, SendErrors uint64
+}
+
+// DHCPServer is a ProxyDHCP server: it gives PXE clients boot information
+// and never an address.
+type DHCPServer struct {
+	cfg   DHCPConfig
+	conns []boundConn
+	wg    sync.WaitGroup
+
+	received, offers, acks, ignoredNonPXE, ignoredOther, malformed, sendErrors atomic.Uint64
+}
+
+type boundConn struct {
+	conn  *net.UDPConn
+	iface netutil.Interface
+	port  int
+}
+
+// NewDHCPServer returns a server; call Listen, then Serve.
+func NewDHCPServer(cfg DHCPConfig) *DHCPServer {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Events == nil {
+		cfg.Events = events.SinkFunc(func(events.Event) {})
+	}
+	return &DHCPServer{cfg: cfg}
+}
+
+// Listen binds UDP Port and ProxyPort on every interface. Errors say how to
+// fix them (privileges, another DHCP server on the host).
+func (s *DHCPServer) Listen() error {
+	if len(s.cfg.Interfaces) == 0 {
+		return errors.New("ProxyDHCP: no interface to serve: name one with --interface or in the config")
+	}
+	for _, ifc := range s.cfg.Interfaces {
+		for _, port := range []int{s.cfg.Port, s.cfg.ProxyPort} {
+			c, err := netutil.ListenUDP(ifc.Name, port, true)
+			if err != nil {
+				s.Close()
+				return fmt.Errorf("ProxyDHCP: %w", err)
+			}
+			s.conns = append(s.conns, boundConn{conn: c, iface: ifc, port: port})
+		}
+	}
+	return nil
+}
+
+// Serve reads requests until ctx ends or Close is called.
+func (s *DHCPServer) Serve(ctx context.Context) error {
+	for _, bc := range s.conns {
+		s.wg.Add(1)
+		go func(bc boundConn) {
+			defer s.wg.Done()
+			s.readLoop(ctx, bc)
+		}(bc)
+	}
+	<-ctx.Done()
+	s.Close()
+	s.wg.Wait()
+	return nil
+}
+
+// Close closes every socket.
+func (s *DHCPServer) Close() {
+	for _, bc := range s.conns {
+		bc.conn.Close()
+	}
+}
+
+// Stats returns the counters.
+func (s *DHCPServer) Stats() DHCPStats {
+	return DHCPStats{
+		Received: s.received.Load(), Offers: s.offers.Load(), Acks: s.acks.Load(),
+		IgnoredNonPXE: s.ignoredNonPXE.Load(), IgnoredOther: s.ignoredOther.Load(),
+		Malformed: s.malformed.Load(), SendErrors: s.sendErrors.Load(),
+	}
+}
+
+func (s *DHCPServer) readLoop(ctx context.Context, bc boundConn) {
+	buf := make([]byte, 4096)
+	for {
+		n, from, err := bc.conn.ReadFromUDP(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.cfg.Log.Warn("ProxyDHCP read failed", "interface", bc.iface.Name, "port", bc.port, "err", err)
+			continue
+		}
+		s.received.Add(1)
+		pkt, err := dhcpv4.FromBytes(buf[:n])
+		if err != nil {
+			s.malformed.Add(1)
+			s.cfg.Log.Debug("dropped malformed DHCP packet", "from", from, "err", err)
+			continue
+		}
+		reply, to := s.Handle(ctx, pkt, bc.iface, bc.port, from)
+		if reply == nil {
+			continue
+		}
+		if _, err := bc.conn.WriteToUDP(reply.ToBytes(), to); err != nil {
+			s.sendErrors.Add(1)
+			s.cfg.Log.Warn("ProxyDHCP send failed", "to", to, "interface", bc.iface.Name, "err", err)
+		}
+	}
+}
+
+// serverIP is the address this interface's clients reach provisiond at.
+func (s *DHCPServer) serverIP(ifc netutil.Interface) net.IP {
+	if s.cfg.Advertise != nil {
+		return s.cfg.Advertise
+	}
+	return ifc.IP
+}
+
+// Handle decides the answer to one request that arrived on ifc at port from
+// peer. It returns the reply and its destination, or nil to stay silent.
+func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil.Interface, port int, peer *net.UDPAddr) (*dhcpv4.DHCPv4, *net.UDPAddr) {
+	if req.OpCode != dhcpv4.OpcodeBootRequest || len(req.ClientHWAddr) != 6 {
+		s.malformed.Add(1)
+		return nil, nil
+	}
+	mac := req.ClientHWAddr.String()
+	mt := req.MessageType()
+	proxyPort := port == s.cfg.ProxyPort
+	class := req.ClassIdentifier()
+
+	// Learn the client's address from its REQUEST to the home router, so
+	// TFTP transfers can be put on the right timeline.
+	if ip := clientAddress(req); ip != nil && s.cfg.Neighbors != nil && boot.IsPXEClass(class) {
+		s.cfg.Neighbors.Learn(ip, mac)
+	}
+
+	switch {
+	case !proxyPort && mt == dhcpv4.MessageTypeDiscover:
+	case proxyPort && (mt == dhcpv4.MessageTypeRequest || mt == dhcpv4.MessageTypeInform):
+	default:
+		// REQUESTs on port 67 belong to the home router; everything else
+		// is not ours to answer.
+		if boot.IsPXEClass(class) {
+			s.ignoredOther.Add(1)
+		} else {
+			s.ignoredNonPXE.Add(1)
+		}
+		return nil, nil
+	}
+
+	serverIP := s.serverIP(ifc)
+	breq := boot.Request{
+		MAC:      mac,
+		Class:    class,
+		ServerIP: serverIP.String(),
+		HTTPPort: s.cfg.HTTPPort,
+	}
+	if archs := req.ClientArch(); len(archs) > 0 {
+		breq.Arch, breq.HasArch = uint16(archs[0]), true
+	}
+	breq.IPXE, breq.IPXEHTTP = ipxeInfo(req)
+	d := s.cfg.Decider.DecideDHCP(ctx, breq)
+	if d.Ignore {
+		if d.Silent {
+			s.ignoredNonPXE.Add(1)
+			return nil, nil
+		}
+		s.ignoredOther.Add(1)
+		s.cfg.Log.Info("PXE client not answered", "mac", mac, "reason", d.Reason)
+		s.cfg.Events.Emit(events.Event{Type: events.DHCPIgnored, MAC: mac, Attrs: map[string]string{
+			"reason": d.Reason, "arch": archString(breq), "port": strconv.Itoa(port), "interface": ifc.Name,
+		}})
+		return nil, nil
+	}
+
+	reply, err := dhcpv4.NewReplyFromRequest(req)
+	if err != nil {
+		s.cfg.Log.Error("building DHCP reply", "err", err)
+		return nil, nil
+	}
+	if proxyPort {
+		reply.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeAck))
+		reply.ClientIPAddr = req.ClientIPAddr
+	} else {
+		reply.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeOffer))
+	}
+	reply.YourIPAddr = net.IPv4zero
+	reply.ServerIPAddr = serverIP
+	reply.BootFileName = d.BootFile
+	reply.UpdateOption(dhcpv4.OptServerIdentifier(serverIP))
+	reply.UpdateOption(dhcpv4.OptClassIdentifier(d.Class))
+	if uuid := req.GetOneOption(dhcpv4.OptionClientMachineIdentifier); uuid != nil {
+		reply.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, uuid))
+	}
+	if len(d.BootFile) > 127 {
+		reply.BootFileName = ""
+		reply.UpdateOption(dhcpv4.OptBootFileName(d.BootFile))
+	}
+	if d.Stage == "rom" && d.Firmware == boot.FirmwareBIOS {
+		// PXE discovery control (option 43, sub-option 6) bit 3: the boot
+		// file in this offer is final, skip boot server discovery. UEFI
+		// firmware is left without it: it asks again on port 4011, where
+		// it gets the same answer.
+		reply.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte{6, 1, 8, 255}))
+	}
+
+	to := replyDestination(req, peer, proxyPort, s.cfg.Port)
+	if proxyPort {
+		s.acks.Add(1)
+	} else {
+		s.offers.Add(1)
+	}
+	s.cfg.Log.Info("PXE boot offered", "mac", mac, "file", d.BootFile, "firmware", d.Firmware, "port", port, "interface", ifc.Name)
+	s.cfg.Events.Emit(events.Event{Type: events.DHCPOffer, MAC: mac, Attrs: map[string]string{
+		"port": strconv.Itoa(port), "file": d.BootFile, "firmware": d.Firmware, "stage": d.Stage,
+		"arch": archString(breq), "interface": ifc.Name, "server": serverIP.String(),
+	}, Facts: map[string]string{"client_arch": archString(breq)}})
+	return reply, to
+}
+
+// replyDestination implements the ProxyDHCP reply rules: relayed requests go
+// back to the relay; port-4011 requests are answered unicast to their
+// sender; broadcasts are answered by broadcast (the client has no address).
+func replyDestination(req *dhcpv4.DHCPv4, peer *net.UDPAddr, proxyPort bool, serverPort int) *net.UDPAddr {
+	if gi := req.GatewayIPAddr; gi != nil && !gi.IsUnspecified() && !proxyPort {
+		return &net.UDPAddr{IP: gi, Port: serverPort}
+	}
+	if proxyPort && peer != nil && peer.IP != nil && !peer.IP.IsUnspecified() {
+		return peer
+	}
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+}
+
+func clientAddress(req *dhcpv4.DHCPv4) net.IP {
+	if ip := req.ClientIPAddr; ip != nil && !ip.IsUnspecified() {
+		return ip
+	}
+	if req.MessageType() == dhcpv4.MessageTypeRequest {
+		if ip := req.RequestedIPAddress(); ip != nil && !ip.IsUnspecified() {
+			return ip
+		}
+	}
+	return nil
+}
+
+// ipxeInfo reports whether the client is iPXE (user class "iPXE", plain or
+// RFC 3004) and whether it can fetch over HTTP (feature 175.19; assumed when
+// it sends no feature list).
+func ipxeInfo(req *dhcpv4.DHCPv4) (isIPXE, http bool) {
+	uc := req.GetOneOption(dhcpv4.OptionUserClassInformation)
+	switch {
+	case string(uc) == "iPXE":
+		isIPXE = true
+	case len(uc) > 1 && int(uc[0]) == len(uc)-1 && string(uc[1:]) == "iPXE":
+		isIPXE = true
+	}
+	if !isIPXE {
+		return false, false
+	}
+	feats := req.GetOneOption(dhcpv4.GenericOptionCode(175))
+	if feats == nil {
+		return true, true
+	}
+	for i := 0; i+1 < len(feats); {
+		code, l := feats[i], int(feats[i+1])
+		if code == 19 {
+			return true, true
+		}
+		i += 2 + l
+	}
+	return true, false
+}
+
+func archString(r boot.Request) string {
+	if !r.HasArch {
+		return "none"
+	}
+	return strconv.Itoa(int(r.Arch))
+}

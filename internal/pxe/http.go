@@ -1,0 +1,328 @@
+package pxe
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/inventory"
+)
+
+// HTTPConfig configures the HTTP boot endpoints.
+type HTTPConfig struct {
+	// AssetsDir is served under /assets/ (kernels, initrds).
+	AssetsDir string
+	// IPXEDir is served under /ipxe/ (for UEFI HTTP boot clients).
+	IPXEDir string
+	// IPXEFiles are served by name under /ipxe/ from the paths given
+	// (the configured binaries, symbolic links resolved).
+	IPXEFiles map[string]string
+	// Scripts renders scripts.
+	Scripts Scripter
+	// Neighbors maps client IPs to MACs for asset requests without ?mac=.
+	Neighbors *Neighbors
+	// Events receives timeline steps.
+	Events events.Sink
+	// Log is the logger.
+	Log *slog.Logger
+}
+
+// HTTPStats counts what the boot endpoints served.
+type HTTPStats struct {
+	Scripts, ScriptErrors, Assets, AssetBytes, Callbacks, BadRequests uint64
+}
+
+// HTTPBoot serves iPXE scripts, boot assets and the booted callback.
+type HTTPBoot struct {
+	cfg    HTTPConfig
+	assets *os.Root
+	ipxe   *os.Root
+
+	scripts, scriptErrors, assetsServed, assetBytes, callbacks, badRequests atomic.Uint64
+}
+
+// NewHTTPBoot opens the served directories. A missing assets directory is
+// created empty.
+func NewHTTPBoot(cfg HTTPConfig) (*HTTPBoot, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Events == nil {
+		cfg.Events = events.SinkFunc(func(events.Event) {})
+	}
+	h := &HTTPBoot{cfg: cfg}
+	if cfg.AssetsDir != "" {
+		if err := os.MkdirAll(cfg.AssetsDir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating assets directory %s: %w", cfg.AssetsDir, err)
+		}
+		r, err := os.OpenRoot(cfg.AssetsDir)
+		if err != nil {
+			return nil, fmt.Errorf("assets directory %s: %w", cfg.AssetsDir, err)
+		}
+		h.assets = r
+	}
+	if cfg.IPXEDir != "" {
+		r, err := os.OpenRoot(cfg.IPXEDir)
+		if err != nil {
+			return nil, fmt.Errorf("iPXE directory %s: %w (install Debian's ipxe package or set ipxe_dir)", cfg.IPXEDir, err)
+		}
+		h.ipxe = r
+	}
+	return h, nil
+}
+
+// Register adds the boot endpoints to mux.
+func (h *HTTPBoot) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /boot/{file}", h.firstStage)
+	mux.HandleFunc("GET /boot/{mac}/script", h.script)
+	mux.HandleFunc("POST /boot/{mac}/booted", h.booted)
+	mux.HandleFunc("GET /assets/{path...}", h.asset)
+	mux.HandleFunc("GET /ipxe/{path...}", h.ipxeFile)
+}
+
+// Stats returns the counters.
+func (h *HTTPBoot) Stats() HTTPStats {
+	return HTTPStats{
+		Scripts: h.scripts.Load(), ScriptErrors: h.scriptErrors.Load(), Assets: h.assetsServed.Load(),
+		AssetBytes: h.assetBytes.Load(), Callbacks: h.callbacks.Load(), BadRequests: h.badRequests.Load(),
+	}
+}
+
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
+
+// baseURL is provisiond's URL as this client reached it.
+func baseURL(r *http.Request) (string, error) {
+	if !hostRE.MatchString(r.Host) {
+		return "", fmt.Errorf("bad Host header %q", r.Host)
+	}
+	return "http://" + r.Host, nil
+}
+
+func (h *HTTPBoot) bad(w http.ResponseWriter, r *http.Request, msg string) {
+	h.badRequests.Add(1)
+	h.cfg.Log.Debug("bad boot request", "path", r.URL.Path, "from", r.RemoteAddr, "reason", msg)
+	http.Error(w, msg, http.StatusBadRequest)
+}
+
+func scriptReply(w http.ResponseWriter, body []byte) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Write(body)
+}
+
+func (h *HTTPBoot) firstStage(w http.ResponseWriter, r *http.Request) {
+	file := r.PathValue("file")
+	if !strings.HasSuffix(file, ".ipxe") {
+		http.NotFound(w, r)
+		return
+	}
+	mac, err := inventory.NormalizeMAC(strings.TrimSuffix(file, ".ipxe"))
+	if err != nil {
+		h.bad(w, r, "not a MAC address")
+		return
+	}
+	base, err := baseURL(r)
+	if err != nil {
+		h.bad(w, r, err.Error())
+		return
+	}
+	body, err := h.cfg.Scripts.FirstStage(r.Context(), mac, base)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	scriptReply(w, body)
+}
+
+// cleanFact keeps a reported fact only when it is short printable text.
+func cleanFact(v string) string {
+	v = strings.TrimSpace(v)
+	if len(v) > 128 {
+		return ""
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return ""
+		}
+	}
+	return v
+}
+
+func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
+	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))
+	if err != nil {
+		h.bad(w, r, "not a MAC address")
+		return
+	}
+	base, err := baseURL(r)
+	if err != nil {
+		h.bad(w, r, err.Error())
+		return
+	}
+	q := r.URL.Query()
+	facts := map[string]string{}
+	for _, f := range boot.Facts() {
+		if v := cleanFact(q.Get(f.Param)); v != "" {
+			facts[f.Param] = v
+		}
+	}
+	if ip := remoteIP(r); ip != nil {
+		h.cfg.Neighbors.Learn(ip, mac)
+		if facts["ip"] == "" {
+			facts["ip"] = ip.String()
+		}
+	}
+	body, prof, err := h.cfg.Scripts.Script(r.Context(), mac, base, facts)
+	if err != nil {
+		h.scriptErrors.Add(1)
+		h.cfg.Log.Warn("boot script failed", "mac", mac, "profile", prof, "err", err)
+		h.cfg.Events.Emit(events.Event{Type: events.ScriptError, MAC: mac, Attrs: map[string]string{"profile": prof, "error": err.Error()}, Facts: facts})
+		http.Error(w, "provisiond: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	h.scripts.Add(1)
+	h.cfg.Log.Info("boot script served", "mac", mac, "profile", prof)
+	h.cfg.Events.Emit(events.Event{Type: events.Script, MAC: mac, Attrs: map[string]string{"profile": prof, "client": facts["ip"]}, Facts: facts})
+	scriptReply(w, body)
+}
+
+func (h *HTTPBoot) booted(w http.ResponseWriter, r *http.Request) {
+	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))
+	if err != nil {
+		h.bad(w, r, "not a MAC address")
+		return
+	}
+	attrs := map[string]string{}
+	if ip := remoteIP(r); ip != nil {
+		attrs["client"] = ip.String()
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err == nil {
+		if v := cleanFact(r.PostForm.Get("status")); v != "" {
+			attrs["status"] = v
+		}
+	}
+	h.callbacks.Add(1)
+	h.cfg.Log.Info("machine reported booted", "mac", mac)
+	h.cfg.Events.Emit(events.Event{Type: events.Booted, MAC: mac, Attrs: attrs})
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ok")
+}
+
+func remoteIP(r *http.Request) net.IP {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return nil
+	}
+	return net.ParseIP(host)
+}
+
+// countingWriter counts body bytes and remembers the status.
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	c.status = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// openIn opens a request path below root, refusing anything that leaves it.
+func openIn(root *os.Root, p string) (*os.File, fs.FileInfo, error) {
+	if root == nil || p == "" || !fs.ValidPath(p) || strings.Contains(p, `\`) {
+		return nil, nil, fs.ErrNotExist
+	}
+	f, err := root.Open(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fs.ErrNotExist
+	}
+	return f, st, nil
+}
+
+func (h *HTTPBoot) asset(w http.ResponseWriter, r *http.Request) {
+	p := r.PathValue("path")
+	start := time.Now()
+	mac := ""
+	if m := r.URL.Query().Get("mac"); m != "" {
+		mac, _ = inventory.NormalizeMAC(m)
+	}
+	if mac == "" {
+		mac = h.cfg.Neighbors.MAC(remoteIP(r))
+	}
+	f, st, err := openIn(h.assets, p)
+	if err != nil {
+		h.cfg.Log.Info("asset not found", "file", p, "mac", mac, "err", err)
+		if mac != "" {
+			h.cfg.Events.Emit(events.Event{Type: events.Asset, MAC: mac, Attrs: map[string]string{"file": p, "status": "404", "error": "not found"}})
+		}
+		status := http.StatusNotFound
+		if !errors.Is(err, fs.ErrNotExist) {
+			status = http.StatusForbidden
+		}
+		http.Error(w, "asset not found", status)
+		return
+	}
+	defer f.Close()
+	cw := &countingWriter{ResponseWriter: w}
+	http.ServeContent(cw, r, st.Name(), st.ModTime(), f)
+	h.assetsServed.Add(1)
+	h.assetBytes.Add(uint64(cw.n))
+	if mac != "" {
+		attrs := map[string]string{
+			"file": p, "bytes": strconv.FormatInt(cw.n, 10), "size": strconv.FormatInt(st.Size(), 10),
+			"status": strconv.Itoa(cw.status), "duration": time.Since(start).Round(time.Millisecond).String(),
+		}
+		if rg := r.Header.Get("Range"); rg != "" {
+			attrs["range"] = rg
+		}
+		h.cfg.Events.Emit(events.Event{Type: events.Asset, MAC: mac, Attrs: attrs})
+	}
+}
+
+func (h *HTTPBoot) ipxeFile(w http.ResponseWriter, r *http.Request) {
+	p := r.PathValue("path")
+	var f *os.File
+	var st fs.FileInfo
+	var err error
+	if real, ok := h.cfg.IPXEFiles[p]; ok {
+		if f, err = os.Open(real); err == nil {
+			st, err = f.Stat()
+		}
+	} else {
+		f, st, err = openIn(h.ipxe, p)
+	}
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	http.ServeContent(w, r, st.Name(), st.ModTime(), f)
+}

@@ -1,0 +1,290 @@
+package pxe
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pin/tftp/v3"
+
+	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/netutil"
+)
+
+// Scripter renders scripts for machines: the first stage (what iPXE gets
+// from its boot file URL) and the machine's profile.
+type Scripter interface {
+	// FirstStage returns the script iPXE fetches first for mac.
+	FirstStage(ctx context.Context, mac, baseURL string) ([]byte, error)
+	// Script renders the profile mac boots now; facts are what iPXE
+	// reported. It returns the script and the profile's name.
+	Script(ctx context.Context, mac, baseURL string, facts map[string]string) ([]byte, string, error)
+}
+
+// TFTPConfig configures the TFTP server.
+type TFTPConfig struct {
+	// Root is the directory served (the iPXE binaries). Symbolic links
+	// that leave it are not followed.
+	Root string
+	// Files are served by name from the paths given, ahead of Root: the
+	// iPXE binaries the config names, resolved by the operator's trust
+	// (Debian links ipxe.efi to /boot).
+	Files map[string]string
+	// Port is the TFTP port (69).
+	Port int
+	// Interfaces to serve on (all when empty).
+	Interfaces []netutil.Interface
+	// MaxBlockSize caps the negotiated blksize.
+	MaxBlockSize int
+	// Scripts renders boot/<mac>.ipxe for iPXE builds without HTTP.
+	Scripts Scripter
+	// HTTPBase returns provisiond's HTTP base URL for a server address.
+	HTTPBase func(local net.IP) string
+	// Neighbors maps client IPs to MACs.
+	Neighbors *Neighbors
+	// Events receives one event per transfer.
+	Events events.Sink
+	// Log is the logger.
+	Log *slog.Logger
+}
+
+// TFTPStats counts TFTP transfers.
+type TFTPStats struct {
+	Transfers, Failures, Refused, Bytes uint64
+}
+
+// TFTPServer serves files read-only over TFTP. Write requests are refused.
+type TFTPServer struct {
+	cfg     TFTPConfig
+	root    *os.Root
+	srv     *tftp.Server
+	conns   []*net.UDPConn
+	pending sync.Map // "ip:port" -> map of negotiated options
+
+	transfers, failures, refused, bytes atomic.Uint64
+}
+
+// NewTFTPServer opens the root directory and prepares the server.
+func NewTFTPServer(cfg TFTPConfig) (*TFTPServer, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Events == nil {
+		cfg.Events = events.SinkFunc(func(events.Event) {})
+	}
+	root, err := os.OpenRoot(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("TFTP root %s: %w (install Debian's ipxe package or set ipxe_dir)", cfg.Root, err)
+	}
+	s := &TFTPServer{cfg: cfg, root: root}
+	s.srv = tftp.NewServer(s.read, nil)
+	if cfg.MaxBlockSize > 0 {
+		s.srv.SetBlockSize(cfg.MaxBlockSize)
+	}
+	s.srv.SetTimeout(5 * time.Second)
+	s.srv.SetRetries(5)
+	s.srv.SetHook(s)
+	return s, nil
+}
+
+// Listen binds the TFTP port on each interface.
+func (s *TFTPServer) Listen() error {
+	names := []string{""}
+	if len(s.cfg.Interfaces) > 0 {
+		names = names[:0]
+		for _, i := range s.cfg.Interfaces {
+			names = append(names, i.Name)
+		}
+	}
+	for _, n := range names {
+		c, err := netutil.ListenUDP(n, s.cfg.Port, false)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("TFTP: %w", err)
+		}
+		s.conns = append(s.conns, c)
+	}
+	return nil
+}
+
+// Serve serves until ctx ends, then lets running transfers finish.
+func (s *TFTPServer) Serve(ctx context.Context) error {
+	errc := make(chan error, len(s.conns))
+	for _, c := range s.conns {
+		go func(c *net.UDPConn) { errc <- s.srv.Serve(c) }(c)
+	}
+	<-ctx.Done()
+	s.srv.Shutdown()
+	for range s.conns {
+		<-errc
+	}
+	return nil
+}
+
+// Close releases the sockets and the root (only needed when Serve is not run).
+func (s *TFTPServer) Close() {
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// Stats returns the counters.
+func (s *TFTPServer) Stats() TFTPStats {
+	return TFTPStats{Transfers: s.transfers.Load(), Failures: s.failures.Load(), Refused: s.refused.Load(), Bytes: s.bytes.Load()}
+}
+
+// CleanTFTPPath turns a requested file name into a path relative to the TFTP
+// root, or refuses it: anything that could leave the root (parent elements,
+// NUL or control characters) is an error. Backslashes, which some PXE ROMs
+// send, count as separators; leading slashes are dropped.
+func CleanTFTPPath(name string) (string, error) {
+	if name == "" {
+		return "", errors.New("empty file name")
+	}
+	if len(name) > 255 {
+		return "", errors.New("file name too long")
+	}
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f {
+			return "", errors.New("control character in file name")
+		}
+	}
+	n := strings.ReplaceAll(name, `\`, "/")
+	for _, el := range strings.Split(n, "/") {
+		if el == ".." {
+			return "", errors.New("parent directory in file name")
+		}
+	}
+	n = strings.TrimLeft(n, "/")
+	n = path.Clean(n)
+	if n == "." || n == "" || !fs.ValidPath(n) {
+		return "", errors.New("not a file below the TFTP root")
+	}
+	return n, nil
+}
+
+// scriptMAC returns the MAC of a boot/<mac>.ipxe request, or "".
+func scriptMAC(p string) string {
+	if !strings.HasPrefix(p, "boot/") || !strings.HasSuffix(p, ".ipxe") {
+		return ""
+	}
+	mac, err := inventory.NormalizeMAC(strings.TrimSuffix(strings.TrimPrefix(p, "boot/"), ".ipxe"))
+	if err != nil {
+		return ""
+	}
+	return mac
+}
+
+func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
+	ot := rf.(tftp.OutgoingTransfer)
+	raddr := ot.RemoteAddr()
+	var local net.IP
+	if rpi, ok := rf.(tftp.RequestPacketInfo); ok {
+		local = rpi.LocalIP()
+	}
+	mac := s.cfg.Neighbors.MAC(raddr.IP)
+	start := time.Now()
+	emit := func(n int64, err error, opts map[string]string) {
+		attrs := map[string]string{
+			"file": filename, "bytes": strconv.FormatInt(n, 10),
+			"duration": time.Since(start).Round(time.Millisecond).String(),
+			"client":   raddr.IP.String(), "ok": strconv.FormatBool(err == nil),
+		}
+		if bs := opts["blksize"]; bs != "" {
+			attrs["blksize"] = bs
+		} else {
+			attrs["blksize"] = "512"
+		}
+		if err != nil {
+			attrs["error"] = err.Error()
+			s.failures.Add(1)
+		} else {
+			s.transfers.Add(1)
+		}
+		s.bytes.Add(uint64(n))
+		s.cfg.Log.Info("TFTP transfer", "mac", mac, "file", filename, "bytes", n, "client", raddr.IP, "err", err)
+		if mac != "" {
+			s.cfg.Events.Emit(events.Event{Type: events.TFTPTransfer, MAC: mac, Attrs: attrs})
+		}
+	}
+	p, err := CleanTFTPPath(filename)
+	if err != nil {
+		s.refused.Add(1)
+		s.cfg.Log.Warn("TFTP request refused", "file", filename, "client", raddr.IP, "reason", err)
+		return fmt.Errorf("refused: %v", err)
+	}
+	var r io.Reader
+	if smac := scriptMAC(p); smac != "" && s.cfg.Scripts != nil {
+		base := ""
+		if s.cfg.HTTPBase != nil {
+			base = s.cfg.HTTPBase(local)
+		}
+		body, _, err := s.cfg.Scripts.Script(context.Background(), smac, base, nil)
+		if err != nil {
+			emit(0, err, nil)
+			return errors.New("no script for this machine")
+		}
+		if mac == "" {
+			mac = smac
+		}
+		ot.SetSize(int64(len(body)))
+		r = bytes.NewReader(body)
+	} else {
+		var f *os.File
+		var err error
+		if real, ok := s.cfg.Files[p]; ok {
+			f, err = os.Open(real)
+		} else {
+			f, err = s.root.Open(p)
+		}
+		if err != nil {
+			s.cfg.Log.Info("TFTP file not found", "file", filename, "client", raddr.IP, "err", err)
+			emit(0, err, nil)
+			return errors.New("file not found")
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil || !st.Mode().IsRegular() {
+			emit(0, errors.New("not a regular file"), nil)
+			return errors.New("file not found")
+		}
+		r = f
+	}
+	key := raddr.String()
+	n, err := rf.ReadFrom(r)
+	opts, _ := s.pending.LoadAndDelete(key)
+	om, _ := opts.(map[string]string)
+	emit(n, err, om)
+	return err
+}
+
+// OnSuccess implements tftp.Hook: it keeps the negotiated options for the
+// transfer's event.
+func (s *TFTPServer) OnSuccess(st tftp.TransferStats) { s.keepOpts(st) }
+
+// OnFailure implements tftp.Hook.
+func (s *TFTPServer) OnFailure(st tftp.TransferStats, _ error) { s.keepOpts(st) }
+
+func (s *TFTPServer) keepOpts(st tftp.TransferStats) {
+	if st.RemoteAddr == nil {
+		return
+	}
+	m := map[string]string{}
+	for k, v := range st.Opts {
+		m[k] = v
+	}
+	s.pending.Store((&net.UDPAddr{IP: st.RemoteAddr, Port: st.Tid}).String(), m)
+}
