@@ -9,20 +9,25 @@ import (
 )
 
 // Fact is one iPXE setting the first-stage script reports, and the query
-// parameter it travels in.
-type Fact struct{ Param, Setting string }
+// parameter it travels in. Raw is set for settings whose default format is
+// already URL-safe (a UUID, an IPv4 address): iPXE's uristring format would
+// percent-encode their binary value, NUL bytes included, which cuts the URL.
+type Fact struct {
+	Param, Setting string
+	Raw            bool
+}
 
 // Facts lists the facts the first-stage script reports.
 func Facts() []Fact {
 	return []Fact{
-		{"manufacturer", "manufacturer"},
-		{"product", "product"},
-		{"serial", "serial"},
-		{"uuid", "uuid"},
-		{"platform", "platform"},
-		{"buildarch", "buildarch"},
-		{"chip", "netX/chip"},
-		{"ip", "netX/ip"},
+		{"manufacturer", "manufacturer", false},
+		{"product", "product", false},
+		{"serial", "serial", false},
+		{"uuid", "uuid", true},
+		{"platform", "platform", false},
+		{"buildarch", "buildarch", false},
+		{"chip", "netX/chip", false},
+		{"ip", "netX/ip", true},
 	}
 }
 
@@ -35,7 +40,11 @@ func FirstStage(mac, baseURL string) []byte {
 		if i > 0 {
 			u += "&"
 		}
-		u += f.Param + "=${" + f.Setting + ":uristring}"
+		if f.Raw {
+			u += f.Param + "=${" + f.Setting + "}"
+		} else {
+			u += f.Param + "=${" + f.Setting + ":uristring}"
+		}
 	}
 	return []byte(fmt.Sprintf("#!ipxe\nchain --autofree %s || goto failed\n\n:failed\necho provisiond: could not fetch the boot script for %s; continuing with the next boot device in 10 seconds\nsleep 10\nexit\n", u, mac))
 }

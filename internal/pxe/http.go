@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -171,10 +172,19 @@ func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 		h.bad(w, r, err.Error())
 		return
 	}
-	q := r.URL.Query()
+	// iPXE's uristring leaves '+' as it is, so the query is decoded
+	// with path rules ('+' stays '+'), not form rules.
+	q := map[string]string{}
+	for _, kv := range strings.Split(r.URL.RawQuery, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		if uv, err := url.PathUnescape(v); err == nil {
+			q[k] = uv
+		}
+	}
+	h.cfg.Log.Debug("boot script requested", "mac", mac, "query", r.URL.RawQuery)
 	facts := map[string]string{}
 	for _, f := range boot.Facts() {
-		if v := cleanFact(q.Get(f.Param)); v != "" {
+		if v := cleanFact(q[f.Param]); v != "" {
 			facts[f.Param] = v
 		}
 	}

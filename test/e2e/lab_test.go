@@ -1,0 +1,380 @@
+// Package e2e holds provisiond's end-to-end tests: a lab of network
+// namespaces on one bridge (192.0.2.0/24) with dnsmasq as the home router,
+// provisiond as ProxyDHCP, and QEMU machines booting real firmware (SeaBIOS
+// with its iPXE ROM, OVMF with its own PXE). They need root, iproute2,
+// dnsmasq, qemu-system-x86, ovmf, ipxe and busybox-static, and skip with a
+// message saying what is missing.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/inventory"
+)
+
+// Lab addresses, all inside namespaces the test creates.
+const (
+	routerIP = "192.0.2.1"
+	serverIP = "192.0.2.2"
+	httpPort = 8080
+)
+
+// lab is one set of namespaces: lan (the bridge and the VMs' taps), router
+// (dnsmasq), server (provisiond) and client (probes).
+type lab struct {
+	t       *testing.T
+	prefix  string
+	dir     string
+	bin     string
+	assets  string
+	lan     string
+	router  string
+	server  string
+	client  string
+	daemon  *exec.Cmd
+	dmasq   *exec.Cmd
+	logBuf  *lockedBuffer
+	cleanup []func()
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// requireLab skips unless everything the lab needs is here.
+func requireLab(t *testing.T) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("end-to-end tests need Linux network namespaces")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("end-to-end tests need root (network namespaces, ports 67/69): run them as root, as CI does")
+	}
+	for _, c := range []string{"ip", "dnsmasq", "qemu-system-x86_64", "apt-get", "cpio"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("end-to-end tests need %s: apt-get install iproute2 dnsmasq-base qemu-system-x86 ovmf ipxe busybox-static cpio", c)
+		}
+	}
+	for _, f := range []string{"/usr/lib/ipxe/undionly.kpxe", "/usr/lib/ipxe/ipxe.efi", ovmfCode, ovmfVars} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("end-to-end tests need %s: apt-get install ipxe ovmf", f)
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "add", "pd-probe-"+fmt.Sprint(os.Getpid())).CombinedOutput(); err != nil {
+		t.Skipf("cannot create network namespaces here: %v: %s", err, out)
+	}
+	exec.Command("ip", "netns", "del", "pd-probe-"+fmt.Sprint(os.Getpid())).Run()
+}
+
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+func repoRoot(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
+}
+
+// buildAssets makes (or reuses) the test kernel and initramfs.
+func buildAssets(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("PROVISIOND_E2E_ASSETS")
+	if dir == "" {
+		dir = filepath.Join(repoRoot(t), "test", "e2e", ".cache")
+	}
+	cmd := exec.Command("bash", filepath.Join(repoRoot(t), "test", "e2e", "assets.sh"), dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Skipf("cannot build the test kernel and initramfs (test/e2e/assets.sh): %v\n%s", err, out)
+	}
+	return dir
+}
+
+func buildBinary(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "provisiond")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/provisiond")
+	cmd.Dir = repoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building provisiond: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func (l *lab) sh(ns string, args ...string) string {
+	l.t.Helper()
+	full := args
+	if ns != "" {
+		full = append([]string{"ip", "netns", "exec", ns}, args...)
+	}
+	out, err := exec.Command(full[0], full[1:]...).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("%s: %v\n%s", strings.Join(full, " "), err, out)
+	}
+	return string(out)
+}
+
+// newLab builds the namespaces, starts dnsmasq as the home router and
+// provisiond as ProxyDHCP.
+func newLab(t *testing.T) *lab {
+	requireLab(t)
+	assets := buildAssets(t)
+	dir := t.TempDir()
+	p := fmt.Sprintf("pd%d", os.Getpid()%100000)
+	l := &lab{t: t, prefix: p, dir: dir, assets: assets,
+		lan: p + "-lan", router: p + "-rtr", server: p + "-srv", client: p + "-cli", logBuf: &lockedBuffer{}}
+	l.bin = buildBinary(t, dir)
+	t.Cleanup(l.close)
+	for _, ns := range []string{l.lan, l.router, l.server, l.client} {
+		l.sh("", "ip", "netns", "add", ns)
+		l.sh(ns, "ip", "link", "set", "lo", "up")
+	}
+	l.sh(l.lan, "ip", "link", "add", "br0", "type", "bridge")
+	l.sh(l.lan, "ip", "link", "set", "br0", "up")
+	for _, h := range []struct{ ns, name, addr string }{
+		{l.router, "r0", routerIP + "/24"},
+		{l.server, "s0", serverIP + "/24"},
+		{l.client, "c0", ""},
+	} {
+		peer := "b-" + h.name
+		l.sh(l.lan, "ip", "link", "add", peer, "type", "veth", "peer", "name", h.name, "netns", h.ns)
+		l.sh(l.lan, "ip", "link", "set", peer, "master", "br0", "up")
+		if h.addr != "" {
+			l.sh(h.ns, "ip", "addr", "add", h.addr, "dev", h.name)
+		}
+		l.sh(h.ns, "ip", "link", "set", h.name, "up")
+	}
+	l.startDnsmasq()
+	l.startDaemon()
+	return l
+}
+
+func (l *lab) close() {
+	for i := len(l.cleanup) - 1; i >= 0; i-- {
+		l.cleanup[i]()
+	}
+	for _, c := range []*exec.Cmd{l.daemon, l.dmasq} {
+		if c != nil && c.Process != nil {
+			c.Process.Kill()
+			c.Wait()
+		}
+	}
+	for _, ns := range []string{l.lan, l.router, l.server, l.client} {
+		exec.Command("ip", "netns", "del", ns).Run()
+	}
+	if l.t.Failed() {
+		l.t.Logf("provisiond log:\n%s", l.logBuf.String())
+	}
+}
+
+func (l *lab) startDnsmasq() {
+	lease := filepath.Join(l.dir, "dnsmasq.leases")
+	cmd := exec.Command("ip", "netns", "exec", l.router, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+		"--port=0", "--interface=r0", "--bind-interfaces", "--dhcp-authoritative",
+		"--dhcp-range=192.0.2.100,192.0.2.199,255.255.255.0,10m", "--dhcp-option=option:router,"+routerIP,
+		"--dhcp-leasefile="+lease, "--log-dhcp", "--pid-file=")
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		l.t.Fatalf("starting dnsmasq: %v", err)
+	}
+	l.dmasq = cmd
+	l.cleanup = append(l.cleanup, func() {
+		if l.t.Failed() {
+			l.t.Logf("dnsmasq log:\n%s", out.String())
+		}
+	})
+}
+
+func (l *lab) startDaemon() {
+	data := filepath.Join(l.dir, "data")
+	cmd := exec.Command("ip", "netns", "exec", l.server, l.bin, "serve", "--config", "/dev/null",
+		"--interface", "s0", "--data-dir", data, "--assets-dir", l.assets, "--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = l.logBuf, l.logBuf
+	if err := cmd.Start(); err != nil {
+		l.t.Fatalf("starting provisiond: %v", err)
+	}
+	l.daemon = cmd
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := l.cli("status"); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	l.t.Fatalf("provisiond did not come up within 20s:\n%s", l.logBuf.String())
+}
+
+// cli runs the provisiond CLI inside the server namespace against the daemon.
+func (l *lab) cli(args ...string) (string, error) {
+	full := append([]string{"netns", "exec", l.server, l.bin, "--server", fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+		"--token-file", filepath.Join(l.dir, "data", "api-token")}, args...)
+	out, err := exec.Command("ip", full...).CombinedOutput()
+	return string(out), err
+}
+
+func (l *lab) mustCLI(args ...string) string {
+	l.t.Helper()
+	out, err := l.cli(args...)
+	if err != nil {
+		l.t.Fatalf("provisiond %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (l *lab) timeline(name string) []events.Event {
+	l.t.Helper()
+	var evs []events.Event
+	out := l.mustCLI("events", name, "-n", "500", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &evs); err != nil {
+		l.t.Fatalf("decoding timeline of %s: %v\n%s", name, err, out)
+	}
+	return evs
+}
+
+func (l *lab) machine(name string) (*inventory.Machine, error) {
+	out, err := l.cli("machine", "show", name, "-o", "json")
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, out)
+	}
+	var m inventory.Machine
+	return &m, json.Unmarshal([]byte(out), &m)
+}
+
+// vm is a QEMU machine on the lab bridge.
+type vm struct {
+	name   string
+	cmd    *exec.Cmd
+	serial string
+	done   chan error
+}
+
+type firmware int
+
+const (
+	seabios firmware = iota
+	ovmf
+)
+
+// startVM boots a QEMU machine (TCG) with the given firmware and MAC.
+func (l *lab) startVM(name, mac string, fw firmware) *vm {
+	l.t.Helper()
+	tap := "t-" + name
+	if len(tap) > 15 {
+		tap = tap[:15]
+	}
+	l.sh(l.lan, "ip", "tuntap", "add", tap, "mode", "tap")
+	l.sh(l.lan, "ip", "link", "set", tap, "master", "br0", "up")
+	serial := filepath.Join(l.dir, name+".serial")
+	args := []string{"netns", "exec", l.lan, "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1",
+		"-uuid", vmUUID(mac), "-smbios", "type=1,serial=E2E-" + strings.ReplaceAll(mac[9:], ":", ""),
+		"-display", "none", "-monitor", "none", "-no-reboot", "-serial", "file:" + serial,
+		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no"}
+	switch fw {
+	case seabios:
+		// SeaBIOS runs the NIC's iPXE option ROM.
+		args = append(args, "-machine", "pc", "-device", "virtio-net-pci,netdev=n0,mac="+mac+",bootindex=1")
+	case ovmf:
+		vars := filepath.Join(l.dir, name+"-vars.fd")
+		raw, err := os.ReadFile(ovmfVars)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		if err := os.WriteFile(vars, raw, 0o600); err != nil {
+			l.t.Fatal(err)
+		}
+		// romfile= drops the iPXE ROM: OVMF's own PXE must talk to us.
+		args = append(args, "-machine", "q35",
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+ovmfCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars,
+			"-device", "virtio-net-pci,netdev=n0,mac="+mac+",romfile=,bootindex=1")
+	}
+	cmd := exec.Command("ip", args...)
+	var qout lockedBuffer
+	cmd.Stdout, cmd.Stderr = &qout, &qout
+	if err := cmd.Start(); err != nil {
+		l.t.Fatalf("starting QEMU: %v", err)
+	}
+	v := &vm{name: name, cmd: cmd, serial: serial, done: make(chan error, 1)}
+	go func() { v.done <- cmd.Wait() }()
+	l.cleanup = append(l.cleanup, func() {
+		cmd.Process.Kill()
+		if l.t.Failed() {
+			s, _ := os.ReadFile(serial)
+			l.t.Logf("%s QEMU output:\n%s\nserial console:\n%s", name, qout.String(), s)
+		}
+	})
+	return v
+}
+
+// vmUUID derives a stable SMBIOS UUID from the MAC.
+func vmUUID(mac string) string {
+	return "e2e00000-0000-4000-8000-" + strings.ReplaceAll(mac, ":", "")
+}
+
+// waitSerial waits until the serial console holds marker, and returns the
+// console text.
+func (v *vm) waitSerial(ctx context.Context, marker string) (string, error) {
+	for {
+		raw, _ := os.ReadFile(v.serial)
+		if bytes.Contains(raw, []byte(marker)) {
+			return string(raw), nil
+		}
+		select {
+		case <-ctx.Done():
+			return string(raw), fmt.Errorf("%s: no %q on the serial console: %w", v.name, marker, ctx.Err())
+		case err := <-v.done:
+			raw, _ = os.ReadFile(v.serial)
+			if bytes.Contains(raw, []byte(marker)) {
+				return string(raw), nil
+			}
+			return string(raw), fmt.Errorf("%s: QEMU exited (%v) before %q appeared", v.name, err, marker)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (v *vm) stop() {
+	v.cmd.Process.Kill()
+}
+
+// serialLine returns the first console line starting with prefix, without it.
+func serialLine(console, prefix string) string {
+	sc := bufio.NewScanner(strings.NewReader(console))
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if i := strings.Index(line, prefix); i >= 0 {
+			return strings.TrimSpace(line[i+len(prefix):])
+		}
+	}
+	return ""
+}

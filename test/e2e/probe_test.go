@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/provisiond/provisiond/internal/netutil"
+)
+
+// probeReply is one answer the probe saw.
+type probeReply struct {
+	Kind     string `json:"kind"`
+	Type     string `json:"type"`
+	ServerID string `json:"server_id"`
+	YourIP   string `json:"yiaddr"`
+	NextIP   string `json:"siaddr"`
+	File     string `json:"file"`
+	Class    string `json:"class"`
+}
+
+// TestProbeHelper is not a test: the lab re-executes the test binary with
+// PROVISIOND_E2E_PROBE set, inside the client namespace, to play DHCP
+// clients on a real broadcast domain. It sends one plain DHCPDISCOVER and
+// one PXE DHCPDISCOVER and prints every reply it hears, one JSON per line.
+func TestProbeHelper(t *testing.T) {
+	ifname := os.Getenv("PROVISIOND_E2E_PROBE")
+	if ifname == "" {
+		t.Skip("helper process for the lab tests")
+	}
+	conn, err := netutil.ListenUDP(ifname, dhcpv4.ClientPort, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ifc, err := net.InterfaceByName(ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainMAC, _ := net.ParseMAC("52:54:00:e2:e0:a1")
+	pxeMAC, _ := net.ParseMAC("52:54:00:e2:e0:a2")
+	_ = ifc
+	plain, _ := dhcpv4.NewDiscovery(plainMAC, dhcpv4.WithBroadcast(true),
+		dhcpv4.WithOption(dhcpv4.OptHostName("plain-client")),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("udhcp 1.35.0")))
+	pxe, _ := dhcpv4.NewDiscovery(pxeMAC, dhcpv4.WithBroadcast(true),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
+		dhcpv4.WithGeneric(dhcpv4.OptionClientMachineIdentifier, append([]byte{0}, make([]byte, 16)...)))
+	kinds := map[dhcpv4.TransactionID]string{plain.TransactionID: "plain", pxe.TransactionID: "pxe"}
+	bcast := &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ServerPort}
+	for i := 0; i < 3; i++ {
+		for _, p := range []*dhcpv4.DHCPv4{plain, pxe} {
+			if _, err := conn.WriteToUDP(p.ToBytes(), bcast); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	deadline := time.Now().Add(4 * time.Second)
+	buf := make([]byte, 2048)
+	enc := json.NewEncoder(os.Stdout)
+	for time.Now().Before(deadline) {
+		conn.SetReadDeadline(deadline)
+		n, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			break
+		}
+		r, err := dhcpv4.FromBytes(buf[:n])
+		if err != nil || r.OpCode != dhcpv4.OpcodeBootReply {
+			continue
+		}
+		kind, ok := kinds[r.TransactionID]
+		if !ok {
+			continue
+		}
+		enc.Encode(probeReply{Kind: kind, Type: r.MessageType().String(), ServerID: r.ServerIdentifier().String(),
+			YourIP: r.YourIPAddr.String(), NextIP: r.ServerIPAddr.String(), File: r.BootFileName, Class: r.ClassIdentifier()})
+	}
+}
+
+// probe runs the helper in the client namespace.
+func (l *lab) probe() []probeReply {
+	l.t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", l.client, os.Args[0], "-test.run", "^TestProbeHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "PROVISIOND_E2E_PROBE=c0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("DHCP probe: %v\n%s", err, out)
+	}
+	var rs []probeReply
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var r probeReply
+		if json.Unmarshal([]byte(line), &r) == nil {
+			rs = append(rs, r)
+		}
+	}
+	return rs
+}
+
+func describe(rs []probeReply) string {
+	var b strings.Builder
+	for _, r := range rs {
+		fmt.Fprintf(&b, "  %+v\n", r)
+	}
+	return b.String()
+}
