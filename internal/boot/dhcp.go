@@ -53,15 +53,24 @@ type Request struct {
 	// IPXEHTTP is true when that iPXE can fetch over HTTP (feature 175.19,
 	// assumed when iPXE sends no feature list).
 	IPXEHTTP bool
+	// ChainedRecently is true when provisiond offered this MAC an iPXE
+	// binary moments ago: this iPXE is the one it chained into.
+	ChainedRecently bool
 	// ServerIP is the address provisiond is reached at by this client.
 	ServerIP string
 	// HTTPPort is provisiond's HTTP port.
 	HTTPPort int
 }
 
-// Binaries names the iPXE binaries per firmware.
-type Binaries struct {
+// Options are the boot policy from the config.
+type Options struct {
+	// BIOS, UEFIx86, UEFIx64 and UEFIARM64 name the iPXE binaries.
 	BIOS, UEFIx86, UEFIx64, UEFIARM64 string
+	// ChainIPXE makes an iPXE that provisiond did not load itself (a NIC's
+	// iPXE option ROM) chain into provisiond's iPXE binary first, so every
+	// machine runs the same, known iPXE. iPXE without HTTP is always
+	// chained.
+	ChainIPXE bool
 }
 
 // DHCPDecision is what to answer.
@@ -104,7 +113,7 @@ func BaseURL(serverIP string, port int) string {
 // DecideDHCP chooses the answer to a PXE client. m is the machine that owns
 // the MAC, or nil for an unknown MAC. It never returns an address: the home
 // router does that.
-func DecideDHCP(req Request, m *inventory.Machine, bins Binaries) DHCPDecision {
+func DecideDHCP(req Request, m *inventory.Machine, bins Options) DHCPDecision {
 	if !IsPXEClass(req.Class) {
 		return DHCPDecision{Ignore: true, Silent: true, Reason: "not a PXE client"}
 	}
@@ -147,12 +156,13 @@ func DecideDHCP(req Request, m *inventory.Machine, bins Binaries) DHCPDecision {
 	}
 	base := BaseURL(req.ServerIP, req.HTTPPort)
 	d := DHCPDecision{Class: ClassPXE, Firmware: fw}
+	foreign := req.IPXE && !req.ChainedRecently && (bins.ChainIPXE || !req.IPXEHTTP)
 	switch {
-	case req.IPXE && (req.IPXEHTTP || httpBoot):
+	case req.IPXE && !foreign && (req.IPXEHTTP || httpBoot):
 		d.Stage = "ipxe"
 		d.BootFile = base + "/" + ScriptPath(req.MAC)
-	case req.IPXE:
-		// An iPXE without HTTP: hand it its script over TFTP.
+	case req.IPXE && !foreign:
+		// Our own iPXE without HTTP: hand it its script over TFTP.
 		d.Stage = "ipxe"
 		d.BootFile = ScriptPath(req.MAC)
 	case httpBoot:

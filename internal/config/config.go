@@ -83,6 +83,10 @@ type Boot struct {
 	UEFIx86 string `yaml:"uefi_x86"`
 	// UEFIARM64 is the iPXE binary for ARM64 UEFI.
 	UEFIARM64 string `yaml:"uefi_arm64"`
+	// ChainIPXE makes iPXE option ROMs chain into provisiond's own iPXE
+	// binary (over TFTP) before they get their script, so every machine
+	// runs the same iPXE. iPXE builds without HTTP are always chained.
+	ChainIPXE bool `yaml:"chain_ipxe"`
 	// DefaultProfile is served to unknown machines and to machines without
 	// a profile.
 	DefaultProfile string `yaml:"default_profile"`
@@ -113,6 +117,7 @@ func Default() Config {
 			UEFIx64:        "ipxe.efi",
 			UEFIx86:        "ipxe-i386.efi",
 			UEFIARM64:      "ipxe-arm64.efi",
+			ChainIPXE:      true,
 			DefaultProfile: "menu",
 		},
 		Log:                 Log{Level: "info", Format: "text"},

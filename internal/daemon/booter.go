@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/config"
@@ -20,6 +23,8 @@ import (
 type Booter struct {
 	store    *inventory.Store
 	profiles atomic.Pointer[profile.Set]
+	mu       sync.Mutex
+	offered  map[string]time.Time // MAC -> when it last fetched an iPXE binary
 	bootCfg  config.Boot
 	ipxeDir  string
 	log      *slog.Logger
@@ -27,7 +32,7 @@ type Booter struct {
 
 // NewBooter returns a Booter over store with the given profiles.
 func NewBooter(store *inventory.Store, set *profile.Set, bootCfg config.Boot, ipxeDir string, log *slog.Logger) *Booter {
-	b := &Booter{store: store, bootCfg: bootCfg, ipxeDir: ipxeDir, log: log}
+	b := &Booter{store: store, bootCfg: bootCfg, ipxeDir: ipxeDir, log: log, offered: map[string]time.Time{}}
 	b.profiles.Store(set)
 	return b
 }
@@ -38,8 +43,37 @@ func (b *Booter) SetProfiles(set *profile.Set) { b.profiles.Store(set) }
 // Profiles returns the current profile set.
 func (b *Booter) Profiles() *profile.Set { return b.profiles.Load() }
 
-func (b *Booter) binaries() boot.Binaries {
-	return boot.Binaries{BIOS: b.bootCfg.BIOS, UEFIx86: b.bootCfg.UEFIx86, UEFIx64: b.bootCfg.UEFIx64, UEFIARM64: b.bootCfg.UEFIARM64}
+func (b *Booter) options() boot.Options {
+	return boot.Options{BIOS: b.bootCfg.BIOS, UEFIx86: b.bootCfg.UEFIx86, UEFIx64: b.bootCfg.UEFIx64, UEFIARM64: b.bootCfg.UEFIARM64,
+		ChainIPXE: b.bootCfg.ChainIPXE}
+}
+
+// chainWindow is how long after delivering an iPXE binary to a MAC
+// provisiond takes that MAC's iPXE requests to come from that binary.
+const chainWindow = 2 * time.Minute
+
+// chained reports whether mac was sent an iPXE binary within the window.
+func (b *Booter) chained(mac string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.offered[mac]
+	return ok && now.Sub(t) < chainWindow
+}
+
+// NoteDelivered records that mac fetched one of provisiond's iPXE binaries
+// (over TFTP or HTTP): its next iPXE DHCP request comes from that binary
+// and gets the script, not another chainload.
+func (b *Booter) NoteDelivered(mac string, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.offered) > 65536 {
+		for k, t := range b.offered {
+			if now.Sub(t) >= chainWindow {
+				delete(b.offered, k)
+			}
+		}
+	}
+	b.offered[mac] = now
 }
 
 // IPXEFiles resolves the configured iPXE binaries that exist in the iPXE
@@ -78,7 +112,9 @@ func (b *Booter) DecideDHCP(_ context.Context, req boot.Request) boot.DHCPDecisi
 		return boot.DHCPDecision{Ignore: true, Silent: true, Reason: "not a PXE client"}
 	}
 	m := b.machine(req.MAC)
-	d := boot.DecideDHCP(req, m, b.binaries())
+	now := time.Now()
+	req.ChainedRecently = b.chained(req.MAC, now)
+	d := boot.DecideDHCP(req, m, b.options())
 	if !d.Ignore && d.Binary != "" {
 		if _, ok := IPXEFiles(b.ipxeDir, b.bootCfg)[d.Binary]; !ok {
 			if _, err := os.Stat(filepath.Join(b.ipxeDir, d.Binary)); err != nil {
@@ -87,6 +123,16 @@ func (b *Booter) DecideDHCP(_ context.Context, req boot.Request) boot.DHCPDecisi
 		}
 	}
 	return d
+}
+
+// IsIPXEBinary reports whether file is one of the iPXE binaries provisiond
+// hands out.
+func (b *Booter) IsIPXEBinary(file string) bool {
+	switch strings.TrimLeft(file, "/") {
+	case b.bootCfg.BIOS, b.bootCfg.UEFIx86, b.bootCfg.UEFIx64, b.bootCfg.UEFIARM64:
+		return true
+	}
+	return false
 }
 
 // FirstStage implements pxe.Scripter.

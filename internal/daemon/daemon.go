@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/api"
@@ -82,13 +83,21 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	// ports are bound; the sink forwards to it once it exists.
 	var rec *Recorder
 	var recMu sync.RWMutex
+	var booterRef atomic.Pointer[Booter]
 	sink := events.SinkFunc(func(ev events.Event) {
 		recMu.RLock()
 		r := rec
 		recMu.RUnlock()
-		if r != nil {
-			r.Emit(ev)
+		if r == nil {
+			return
 		}
+		// A delivered iPXE binary means the next iPXE request from that
+		// MAC is ours: the booter must not chain it again.
+		if b := booterRef.Load(); b != nil && ev.MAC != "" && b.IsIPXEBinary(ev.Attrs["file"]) &&
+			((ev.Type == events.TFTPTransfer && ev.Attrs["result"] == "ok") || (ev.Type == events.Asset && ev.Attrs["status"] == "200")) {
+			b.NoteDelivered(ev.MAC, time.Now())
+		}
+		r.Emit(ev)
 	})
 	neighbors := pxe.NewNeighbors("/proc/net/arp")
 
@@ -156,6 +165,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return fmt.Errorf("boot.default_profile %s is not a known profile", cfg.Boot.DefaultProfile)
 	}
 	booter = NewBooter(store, set, cfg.Boot, cfg.IPXEDir, log)
+	booterRef.Store(booter)
 
 	recCtx, stopRec := context.WithCancel(context.Background())
 	recMu.Lock()

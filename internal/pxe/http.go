@@ -334,5 +334,13 @@ func (h *HTTPBoot) ipxeFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	http.ServeContent(w, r, st.Name(), st.ModTime(), f)
+	start := time.Now()
+	cw := &countingWriter{ResponseWriter: w}
+	http.ServeContent(cw, r, st.Name(), st.ModTime(), f)
+	if mac := h.cfg.Neighbors.MAC(remoteIP(r)); mac != "" {
+		h.cfg.Events.Emit(events.Event{Type: events.Asset, MAC: mac, Attrs: map[string]string{
+			"file": p, "bytes": strconv.FormatInt(cw.n, 10), "size": strconv.FormatInt(st.Size(), 10),
+			"status": strconv.Itoa(cw.status), "duration": time.Since(start).Round(time.Millisecond).String(),
+		}})
+	}
 }

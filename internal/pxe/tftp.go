@@ -201,17 +201,34 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 		attrs := map[string]string{
 			"file": filename, "bytes": strconv.FormatInt(n, 10),
 			"duration": time.Since(start).Round(time.Millisecond).String(),
-			"client":   raddr.IP.String(), "ok": strconv.FormatBool(err == nil),
+			"client":   raddr.IP.String(),
 		}
+		// PXE ROMs (EDK2 among them) often ask for the size with tsize,
+		// then abort (TFTP error 8) and fetch the file in a second
+		// request: that is a size query, not a failure.
+		if err != nil && n == 0 && opts["tsize"] != "" && strings.Contains(err.Error(), "code=8") {
+			attrs["result"] = "size-query"
+			err = nil
+		} else if err == nil {
+			attrs["result"] = "ok"
+		} else {
+			attrs["result"] = "failed"
+		}
+		attrs["ok"] = strconv.FormatBool(err == nil)
 		if bs := opts["blksize"]; bs != "" {
 			attrs["blksize"] = bs
 		} else {
 			attrs["blksize"] = "512"
 		}
 		if err != nil {
-			attrs["error"] = err.Error()
+			attrs["error"] = strings.Map(func(r rune) rune {
+				if r < 0x20 || r == 0x7f {
+					return -1
+				}
+				return r
+			}, err.Error())
 			s.failures.Add(1)
-		} else {
+		} else if attrs["result"] == "ok" {
 			s.transfers.Add(1)
 		}
 		s.bytes.Add(uint64(n))

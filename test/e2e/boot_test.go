@@ -185,15 +185,17 @@ func checkTimeline(t *testing.T, l *lab, name string, fw firmware) {
 	}{
 		{events.DHCPOffer, "DHCP offer", func(ev events.Event) bool { return true }},
 	}
+	binary := "undionly.kpxe"
 	if fw == ovmf {
-		want = append(want, struct {
-			typ  string
-			desc string
-			ok   func(events.Event) bool
-		}{events.TFTPTransfer, "TFTP of ipxe.efi", func(ev events.Event) bool {
-			return ev.Attrs["file"] == "ipxe.efi" && ev.Attrs["ok"] == "true"
-		}})
+		binary = "ipxe.efi"
 	}
+	want = append(want, struct {
+		typ  string
+		desc string
+		ok   func(events.Event) bool
+	}{events.TFTPTransfer, "TFTP of " + binary, func(ev events.Event) bool {
+		return ev.Attrs["file"] == binary && ev.Attrs["result"] == "ok"
+	}})
 	more := []struct {
 		typ  string
 		desc string
