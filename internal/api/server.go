@@ -48,6 +48,8 @@ type Server struct {
 	Status func() map[string]any
 	// Log is the logger.
 	Log *slog.Logger
+	// Closing, when closed, ends live event streams (daemon shutdown).
+	Closing <-chan struct{}
 }
 
 // Register adds the API routes to mux.
@@ -324,6 +326,8 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, name strin
 				fl.Flush()
 			}
 		case <-ctx.Done():
+			return
+		case <-s.Closing:
 			return
 		}
 	}

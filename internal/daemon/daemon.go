@@ -198,6 +198,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			return st
 		},
 	}
+	closing := make(chan struct{})
+	apiSrv.Closing = closing
 	apiSrv.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -250,6 +252,7 @@ loop:
 	log.Info("provisiond stopping: finishing transfers")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	close(closing)
 	httpSrv.Shutdown(shutCtx)
 	stopSrv()
 	done := make(chan struct{})

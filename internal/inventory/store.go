@@ -255,6 +255,9 @@ func adopt(tx *bolt.Tx, d *Machine, m *Machine) error {
 		if err != nil {
 			return err
 		}
+		if err := recount(dst); err != nil {
+			return err
+		}
 		if err := evs.DeleteBucket([]byte(d.Name)); err != nil {
 			return err
 		}
@@ -375,19 +378,28 @@ func (s *Store) discover(tx *bolt.Tx, mac string) (*Machine, error) {
 	return m, nil
 }
 
+// trim keeps a timeline bucket at max records, dropping the oldest. The
+// bucket's own sequence holds its record count, so no scan is needed.
 func trim(b *bolt.Bucket, max int) error {
-	n := b.Stats().KeyN
-	if n <= max {
-		return nil
-	}
+	n := b.Sequence() + 1
 	c := b.Cursor()
-	for k, _ := c.First(); k != nil && n > max; k, _ = c.First() {
+	for k, _ := c.First(); k != nil && n > uint64(max); k, _ = c.First() {
 		if err := c.Delete(); err != nil {
 			return err
 		}
 		n--
 	}
-	return nil
+	return b.SetSequence(n)
+}
+
+// recount sets a timeline bucket's record count from its contents.
+func recount(b *bolt.Bucket) error {
+	var n uint64
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	return b.SetSequence(n)
 }
 
 func factsFromMap(m map[string]string, t time.Time) *Facts {

@@ -188,6 +188,10 @@ func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 			facts[f.Param] = v
 		}
 	}
+	// Firmware without a UUID reports all zeros: that identifies nothing.
+	if strings.Trim(facts["uuid"], "0-") == "" {
+		delete(facts, "uuid")
+	}
 	if ip := remoteIP(r); ip != nil {
 		h.cfg.Neighbors.Learn(ip, mac)
 		if facts["ip"] == "" {

@@ -145,6 +145,8 @@ func TestBootPath(t *testing.T) {
 		}
 		t.Logf("daemon status:\n%s", st)
 	})
+
+	t.Run("sigterm", func(t *testing.T) { l.stopDaemon(t) })
 }
 
 func hasScript(evs []events.Event, profile string) bool {

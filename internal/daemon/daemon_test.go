@@ -1,0 +1,240 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/config"
+	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/profiles"
+)
+
+// startDaemon runs the daemon with HTTP on a loopback port and no DHCP/TFTP.
+func startDaemon(t *testing.T) (base string, data string, stop func() error) {
+	t.Helper()
+	data = t.TempDir()
+	assets := filepath.Join(data, "assets")
+	os.MkdirAll(filepath.Join(assets, "debian"), 0o755)
+	kernel := make([]byte, 100_000)
+	for i := range kernel {
+		kernel[i] = byte(i)
+	}
+	os.WriteFile(filepath.Join(assets, "debian", "vmlinuz"), kernel, 0o644)
+	os.WriteFile(filepath.Join(t.TempDir(), "outside"), []byte("secret"), 0o644)
+	cfg := config.Default()
+	cfg.DataDir = data
+	cfg.IPXEDir = t.TempDir()
+	cfg.DHCP.Enabled, cfg.TFTP.Enabled = false, false
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.HTTP.Port = 8080
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Run(ctx, cfg, Options{Builtin: profiles.FS, Version: "test", Log: slog.New(slog.DiscardHandler),
+			Ready: func(addr string) { ready <- addr }})
+	}()
+	select {
+	case addr := <-ready:
+		base = "http://" + addr
+	case err := <-errc:
+		t.Fatalf("daemon did not start: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not start within 10s")
+	}
+	stopped := false
+	stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(15 * time.Second):
+			return fmt.Errorf("daemon did not stop within 15s")
+		}
+	}
+	t.Cleanup(func() { stop() })
+	return base, data, stop
+}
+
+func get(t *testing.T, url string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestDaemonHTTPAndAPI(t *testing.T) {
+	base, data, stop := startDaemon(t)
+	ctx := context.Background()
+	tokenRaw, err := os.ReadFile(filepath.Join(data, TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(filepath.Join(data, TokenFile)); st.Mode().Perm() != 0o600 {
+		t.Errorf("token file mode %v", st.Mode().Perm())
+	}
+	anon := &api.Client{Server: base}
+	c := &api.Client{Server: base, Token: strings.TrimSpace(string(tokenRaw))}
+
+	m := inventory.Machine{Name: "BLD-006", MACs: []string{"52:54:00:00:00:06"}, Profile: "linux", KernelArgs: "e2e=1",
+		Params: map[string]string{"kernel": "debian/vmlinuz"}}
+	if _, err := anon.CreateMachine(ctx, m); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Fatalf("create without token: %v", err)
+	}
+	if _, err := (&api.Client{Server: base, Token: "wrong"}).CreateMachine(ctx, m); err == nil {
+		t.Fatal("create with a wrong token succeeded")
+	}
+	if _, err := c.CreateMachine(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateMachine(ctx, m); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("second create: %v", err)
+	}
+	bad := m
+	bad.Name, bad.MACs, bad.Profile = "BLD-007", []string{"52:54:00:00:00:07"}, "nonexistent"
+	if _, err := c.CreateMachine(ctx, bad); err == nil || !strings.Contains(err.Error(), "profile nonexistent does not exist") {
+		t.Fatalf("unknown profile: %v", err)
+	}
+	if ms, err := anon.Machines(ctx); err != nil || len(ms) != 1 {
+		t.Fatalf("list: %v %v", ms, err)
+	}
+
+	// Rendering through the API matches what the machine gets.
+	script, err := c.Script(ctx, "BLD-006", "")
+	if err != nil || !strings.Contains(string(script), "/assets/debian/vmlinuz?mac=52%3A54%3A00%3A00%3A00%3A06") || !strings.Contains(string(script), "e2e=1") {
+		t.Fatalf("render: %v\n%s", err, script)
+	}
+
+	// The boot path over HTTP.
+	resp, body := get(t, base+"/boot/52-54-00-00-00-06.ipxe", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, "chain --autofree "+base+"/boot/52:54:00:00:00:06/script?manufacturer=${manufacturer:uristring}") {
+		t.Fatalf("first stage: %d\n%s", resp.StatusCode, body)
+	}
+	resp, body = get(t, base+"/boot/52:54:00:00:00:06/script?manufacturer=HP&product=ProLiant%20BL460c%20Gen8&uuid=1234&platform=pcbios", nil)
+	// The API renders with the advertised port; the machine with the one
+	// it reached (here a random test port): otherwise they are the same.
+	if resp.StatusCode != 200 || body != strings.ReplaceAll(string(script), "http://127.0.0.1:8080", base) {
+		t.Fatalf("script: %d\n%s\nwant\n%s", resp.StatusCode, body, script)
+	}
+	resp, body = get(t, base+"/boot/52:54:00:00:00:99/script?platform=efi", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, "menu provisiond: discovered-525400000099") {
+		t.Fatalf("unknown MAC script: %d\n%s", resp.StatusCode, body)
+	}
+	resp, _ = get(t, base+"/boot/not-a-mac/script", nil)
+	if resp.StatusCode != 400 {
+		t.Errorf("bad MAC: %d", resp.StatusCode)
+	}
+
+	// Assets: full, ranged, traversal.
+	resp, body = get(t, base+"/assets/debian/vmlinuz?mac=52:54:00:00:00:06", nil)
+	if resp.StatusCode != 200 || len(body) != 100_000 || resp.ContentLength != 100_000 {
+		t.Fatalf("asset: %d len %d content-length %d", resp.StatusCode, len(body), resp.ContentLength)
+	}
+	resp, body = get(t, base+"/assets/debian/vmlinuz?mac=52:54:00:00:00:06", map[string]string{"Range": "bytes=1000-1009"})
+	if resp.StatusCode != 206 || resp.ContentLength != 10 || body[0] != byte(1000%256) {
+		t.Fatalf("range: %d len %d", resp.StatusCode, resp.ContentLength)
+	}
+	for _, p := range []string{"/assets/../provisiond.db", "/assets/%2e%2e/provisiond.db", "/assets/..%2fprovisiond.db", "/assets/debian%5c..%5c..%5cprovisiond.db", "/assets//etc/passwd", "/assets/debian/vmlinuz%00"} {
+		req, _ := http.NewRequest(http.MethodGet, base+"/x", nil)
+		req.URL.RawPath, req.URL.Path = "", ""
+		req.URL.Opaque = p
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Errorf("%s served %d bytes", p, len(b))
+		}
+	}
+
+	// Callback.
+	resp2, err := http.Post(base+"/boot/52:54:00:00:00:06/booted", "application/x-www-form-urlencoded", strings.NewReader("status=up"))
+	if err != nil || resp2.StatusCode != 200 {
+		t.Fatalf("callback: %v %v", resp2, err)
+	}
+	resp2.Body.Close()
+
+	// The timeline holds script, asset (x2) and callback, with the facts.
+	var evs []events.Event
+	for i := 0; i < 50; i++ {
+		evs, _ = c.Events(ctx, "BLD-006", 0)
+		if len(evs) >= 4 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var types []string
+	for _, ev := range evs {
+		types = append(types, ev.Type)
+	}
+	if strings.Join(types, ",") != "http.script,http.asset,http.asset,boot.callback" {
+		t.Errorf("timeline %v", types)
+	}
+	got, _ := c.Machine(ctx, "BLD-006")
+	if got.Facts == nil || got.Facts.Product != "ProLiant BL460c Gen8" || got.Facts.Platform != "pcbios" {
+		t.Errorf("facts %+v", got.Facts)
+	}
+	if d, err := c.Machine(ctx, "discovered-525400000099"); err != nil || !d.Discovered || d.Facts.Platform != "efi" {
+		t.Errorf("discovered machine: %+v %v", d, err)
+	}
+
+	// Follow streams stored events then live ones.
+	fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer fcancel()
+	seen := make(chan events.Event, 10)
+	go c.Follow(fctx, "BLD-006", 100, func(ev events.Event) error { seen <- ev; return nil })
+	for i := 0; i < 4; i++ {
+		<-seen
+	}
+	http.Post(base+"/boot/52:54:00:00:00:06/booted", "text/plain", nil)
+	select {
+	case ev := <-seen:
+		if ev.Type != events.Booted {
+			t.Errorf("live event %+v", ev)
+		}
+	case <-fctx.Done():
+		t.Fatal("no live event while following")
+	}
+
+	// A clean stop closes the database: it opens again at once.
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	s, err := inventory.Open(filepath.Join(data, DBFile), inventory.Options{})
+	if err != nil {
+		t.Fatalf("database after stop: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Machine("BLD-006"); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(evs)
+	if strings.Contains(string(raw), string(tokenRaw)) {
+		t.Error("the API token appears in the timeline")
+	}
+}

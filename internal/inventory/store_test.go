@@ -1,0 +1,179 @@
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/events"
+)
+
+func open(t *testing.T, opts Options) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "data", "provisiond.db")
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func TestOpenModeAndLock(t *testing.T) {
+	s, path := open(t, Options{})
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("database mode %v, want 0600", st.Mode().Perm())
+	}
+	_ = s
+	_, err = Open(path, Options{})
+	if err == nil || !strings.Contains(err.Error(), "locked by another process") {
+		t.Fatalf("second open: %v", err)
+	}
+}
+
+func TestNormalizeMAC(t *testing.T) {
+	for _, in := range []string{"52:54:00:AB:cd:EF", "52-54-00-ab-cd-ef", "525400abcdef", "5254.00ab.cdef"} {
+		if got, err := NormalizeMAC(in); err != nil || got != "52:54:00:ab:cd:ef" {
+			t.Errorf("NormalizeMAC(%q) = %q, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "52:54:00", "zz:54:00:ab:cd:ef", "52:54:00:ab:cd:ef:01:02"} {
+		if _, err := NormalizeMAC(bad); err == nil {
+			t.Errorf("NormalizeMAC(%q) accepted", bad)
+		}
+	}
+}
+
+func TestMachineCRUDAndMACUniqueness(t *testing.T) {
+	s, _ := open(t, Options{})
+	m, err := s.PutMachine(Machine{Name: "BLD-006", MACs: []string{"52-54-00-00-00-06"}, Profile: "linux", Address: "192.0.2.56/24", Gateway: "192.0.2.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MACs[0] != "52:54:00:00:00:06" || m.Created.IsZero() {
+		t.Errorf("stored %+v", m)
+	}
+	if m.Netmask() != "255.255.255.0" || m.IP() != "192.0.2.56" {
+		t.Errorf("netmask %s ip %s", m.Netmask(), m.IP())
+	}
+	got, err := s.MachineByMAC("52:54:00:00:00:06")
+	if err != nil || got.Name != "BLD-006" {
+		t.Fatalf("by MAC: %v %v", got, err)
+	}
+	_, err = s.PutMachine(Machine{Name: "BLD-007", MACs: []string{"52:54:00:00:00:06"}})
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "BLD-006") {
+		t.Fatalf("duplicate MAC: %v", err)
+	}
+	// Changing MACs releases the old ones.
+	m.MACs = []string{"52:54:00:00:00:66"}
+	if _, err := s.PutMachine(*m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.MachineByMAC("52:54:00:00:00:06"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("old MAC still owned: %v", err)
+	}
+	if err := s.DeleteMachine("BLD-006"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.MachineByMAC("52:54:00:00:00:66"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("MAC of a removed machine still owned: %v", err)
+	}
+	for _, bad := range []Machine{
+		{Name: "", MACs: []string{"52:54:00:00:00:01"}},
+		{Name: "has space", MACs: []string{"52:54:00:00:00:01"}},
+		{Name: "x"},
+		{Name: "x", MACs: []string{"52:54:00:00:00:01"}, Firmware: "coreboot"},
+		{Name: "x", MACs: []string{"52:54:00:00:00:01"}, Address: "192.0.2.5"},
+		{Name: "x", MACs: []string{"52:54:00:00:00:01", "52-54-00-00-00-01"}},
+	} {
+		if _, err := s.PutMachine(bad); err == nil {
+			t.Errorf("accepted %+v", bad)
+		}
+	}
+}
+
+func TestDiscoveryAndAdoption(t *testing.T) {
+	s, _ := open(t, Options{})
+	mac := "52:54:00:e2:e0:99"
+	now := time.Now()
+	stored, err := s.AppendEvents([]events.Event{
+		{Time: now, MAC: mac, Type: events.DHCPOffer, Attrs: map[string]string{"port": "67"}},
+		{Time: now, MAC: mac, Type: events.Script, Attrs: map[string]string{"profile": "menu"}, Facts: map[string]string{"manufacturer": "HP", "product": "ProLiant BL460c Gen8", "serial": "CZ1234"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 2 || stored[0].Machine != DiscoveredName(mac) || stored[1].Seq <= stored[0].Seq {
+		t.Fatalf("stored %+v", stored)
+	}
+	d, err := s.MachineByMAC(mac)
+	if err != nil || !d.Discovered || d.Facts.Product != "ProLiant BL460c Gen8" {
+		t.Fatalf("discovered %+v %v", d, err)
+	}
+	// The operator adds the machine with that MAC: facts and timeline move.
+	m, err := s.PutMachine(Machine{Name: "BLD-003", MACs: []string{mac}, Profile: "linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Facts == nil || m.Facts.Serial != "CZ1234" {
+		t.Errorf("facts not adopted: %+v", m.Facts)
+	}
+	evs, err := s.Events("BLD-003", 0, 0)
+	if err != nil || len(evs) != 2 || evs[0].Machine != "BLD-003" {
+		t.Fatalf("timeline not adopted: %+v %v", evs, err)
+	}
+	if _, err := s.Machine(DiscoveredName(mac)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("discovered record still there: %v", err)
+	}
+}
+
+func TestTimelineIsBounded(t *testing.T) {
+	s, _ := open(t, Options{MaxEventsPerMachine: 10})
+	if _, err := s.PutMachine(Machine{Name: "m", MACs: []string{"52:54:00:00:00:01"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 25; i++ {
+		if _, err := s.AppendEvents([]events.Event{{Machine: "m", Type: events.Asset, Attrs: map[string]string{"i": fmt.Sprint(i)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, _ := s.Events("m", 0, 0)
+	if len(evs) != 10 || evs[0].Attrs["i"] != "15" || evs[9].Attrs["i"] != "24" {
+		t.Fatalf("kept %d events, first %v", len(evs), evs[0].Attrs)
+	}
+	after, _ := s.Events("m", evs[7].Seq, 0)
+	if len(after) != 2 {
+		t.Errorf("events after seq: %d", len(after))
+	}
+	last, _ := s.Events("m", 0, 3)
+	if len(last) != 3 || last[2].Attrs["i"] != "24" {
+		t.Errorf("limit: %+v", last)
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "provisiond.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.PutMachine(Machine{Name: "oden", MACs: []string{"52:54:00:00:01:71"}, Firmware: FirmwareBIOS})
+	s.Close()
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m, err := s.Machine("oden")
+	if err != nil || m.Firmware != FirmwareBIOS {
+		t.Fatalf("after reopen: %+v %v", m, err)
+	}
+}

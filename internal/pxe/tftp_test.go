@@ -1,0 +1,167 @@
+package pxe
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pin/tftp/v3"
+
+	"github.com/provisiond/provisiond/internal/events"
+)
+
+func TestCleanTFTPPath(t *testing.T) {
+	ok := map[string]string{
+		"undionly.kpxe":                  "undionly.kpxe",
+		"/undionly.kpxe":                 "undionly.kpxe",
+		"//ipxe.efi":                     "ipxe.efi",
+		`\boot\x.ipxe`:                   "boot/x.ipxe",
+		"boot/52:54:00:12:34:56.ipxe":    "boot/52:54:00:12:34:56.ipxe",
+		"a/./b":                          "a/b",
+		"pxelinux.cfg/01-52-54-00-12-34": "pxelinux.cfg/01-52-54-00-12-34",
+	}
+	for in, want := range ok {
+		got, err := CleanTFTPPath(in)
+		if err != nil || got != want {
+			t.Errorf("CleanTFTPPath(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{
+		"", "..", "../etc/passwd", "/../etc/passwd", "a/../../etc/passwd", `..\..\etc\passwd`,
+		`a\..\..\x`, "a/..", "undionly.kpxe\x00.txt", "line\nbreak", "/", ".", strings.Repeat("a", 300),
+	} {
+		if got, err := CleanTFTPPath(bad); err == nil {
+			t.Errorf("CleanTFTPPath(%q) = %q, want refusal", bad, got)
+		}
+	}
+}
+
+type fakeScripts struct{}
+
+func (fakeScripts) FirstStage(_ context.Context, mac, base string) ([]byte, error) {
+	return []byte("#!ipxe\n"), nil
+}
+
+func (fakeScripts) Script(_ context.Context, mac, base string, _ map[string]string) ([]byte, string, error) {
+	return []byte("#!ipxe\necho script for " + mac + " via " + base + "\n"), "menu", nil
+}
+
+// startTFTP runs a real TFTP server on a loopback port.
+func startTFTP(t *testing.T, root string, files map[string]string, sink events.Sink) (string, *TFTPServer) {
+	t.Helper()
+	nb := NewNeighbors("")
+	nb.Learn(net.IPv4(127, 0, 0, 1), "52:54:00:12:34:56")
+	s, err := NewTFTPServer(TFTPConfig{Root: root, Files: files, MaxBlockSize: 1468, Scripts: fakeScripts{}, Neighbors: nb, Events: sink,
+		HTTPBase: func(net.IP) string { return "http://192.0.2.2:8080" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.conns = []*net.UDPConn{conn}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return conn.LocalAddr().String(), s
+}
+
+func fetch(t *testing.T, addr, name string, blksize int) ([]byte, int64, error) {
+	t.Helper()
+	c, err := tftp.NewClient(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetTimeout(2 * time.Second)
+	c.SetRetries(2)
+	if blksize > 0 {
+		c.SetBlockSize(blksize)
+	}
+	c.RequestTSize(true)
+	wt, err := c.Receive(name, "octet")
+	if err != nil {
+		return nil, 0, err
+	}
+	size, _ := wt.(tftp.IncomingTransfer).Size()
+	var buf bytes.Buffer
+	if _, err := wt.WriteTo(&buf); err != nil {
+		return nil, 0, err
+	}
+	return buf.Bytes(), size, nil
+}
+
+func TestTFTPServesReadOnly(t *testing.T) {
+	root := t.TempDir()
+	payload := make([]byte, 200_000)
+	rand.Read(payload)
+	os.WriteFile(filepath.Join(root, "undionly.kpxe"), payload, 0o644)
+	outside := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(outside, []byte("secret"), 0o644)
+	os.Symlink(outside, filepath.Join(root, "escape"))
+	linked := filepath.Join(t.TempDir(), "ipxe.efi")
+	os.WriteFile(linked, []byte("efi binary"), 0o644)
+	sink := &sinkRec{}
+	addr, srv := startTFTP(t, root, map[string]string{"ipxe.efi": linked}, sink)
+
+	for _, bs := range []int{512, 1468} {
+		got, size, err := fetch(t, addr, "undionly.kpxe", bs)
+		if err != nil {
+			t.Fatalf("blksize %d: %v", bs, err)
+		}
+		if !bytes.Equal(got, payload) || size != int64(len(payload)) {
+			t.Fatalf("blksize %d: got %d bytes (tsize %d), want %d", bs, len(got), size, len(payload))
+		}
+	}
+	// A configured binary behind a symbolic link (Debian's ipxe.efi).
+	if got, _, err := fetch(t, addr, "/ipxe.efi", 0); err != nil || string(got) != "efi binary" {
+		t.Fatalf("configured binary: %q %v", got, err)
+	}
+	// The per-machine script for iPXE builds without HTTP.
+	if got, _, err := fetch(t, addr, "boot/52-54-00-12-34-56.ipxe", 0); err != nil || !strings.Contains(string(got), "script for 52:54:00:12:34:56 via http://192.0.2.2:8080") {
+		t.Fatalf("script over TFTP: %q %v", got, err)
+	}
+	for _, bad := range []string{"../../etc/passwd", "escape", "missing", `..\..\etc\passwd`} {
+		if got, _, err := fetch(t, addr, bad, 0); err == nil {
+			t.Errorf("%q was served (%d bytes)", bad, len(got))
+		}
+	}
+	// Writes are refused.
+	c, _ := tftp.NewClient(addr)
+	c.SetTimeout(time.Second)
+	c.SetRetries(1)
+	if rf, err := c.Send("upload", "octet"); err == nil {
+		if _, err := rf.ReadFrom(strings.NewReader("data")); err == nil {
+			t.Error("a write request was accepted")
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "upload")); err == nil {
+		t.Error("a write created a file")
+	}
+
+	// Events: each successful transfer carries bytes and the blksize.
+	time.Sleep(100 * time.Millisecond)
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	var ok1468 bool
+	for _, ev := range sink.evs {
+		if ev.Type == events.TFTPTransfer && ev.Attrs["file"] == "undionly.kpxe" && ev.Attrs["blksize"] == "1468" &&
+			ev.Attrs["bytes"] == strconv.Itoa(len(payload)) && ev.Attrs["result"] == "ok" {
+			ok1468 = true
+		}
+	}
+	if !ok1468 {
+		t.Errorf("no event for the 1468-byte-block transfer: %+v", sink.evs)
+	}
+	if st := srv.Stats(); st.Refused < 2 || st.Transfers < 4 {
+		t.Errorf("stats %+v", st)
+	}
+}
