@@ -147,12 +147,7 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if done, err := render(e.stdout, cf.output, ms); done {
-				return err
-			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tMACS\tPROFILE\tHOSTNAME\tADDRESS\tFIRMWARE\tLAST SEEN")
-			for _, m := range ms {
+			return printList(e.stdout, cf.output, ms, "NAME\tMACS\tPROFILE\tHOSTNAME\tADDRESS\tFIRMWARE\tLAST SEEN", func(m inventory.Machine) []string {
 				prof := m.Profile
 				if prof == "" {
 					prof = "(default)"
@@ -161,9 +156,8 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 				if m.Facts != nil && !m.Facts.LastSeen.IsZero() {
 					seen = m.Facts.LastSeen.Local().Format("2006-01-02 15:04:05")
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, strings.Join(m.MACs, ","), prof, dash(m.Hostname), dash(m.Address), dash(m.Firmware), seen)
-			}
-			return tw.Flush()
+				return []string{m.Name, strings.Join(m.MACs, ","), prof, dash(m.Hostname), dash(m.Address), dash(m.Firmware), seen}
+			})
 		},
 	}
 
@@ -236,6 +230,20 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 	}
 	cmd.AddCommand(add, list, show, set, rm)
 	return cmd
+}
+
+// printList prints items as JSON/YAML when asked, else as a table with the
+// given tab-separated header and one row per item.
+func printList[T any](w io.Writer, format string, items []T, header string, row func(T) []string) error {
+	if done, err := render(w, format, items); done {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		fmt.Fprintln(tw, strings.Join(row(it), "\t"))
+	}
+	return tw.Flush()
 }
 
 func dash(s string) string {
@@ -389,15 +397,9 @@ func newProfile(cf *clientFlags, e env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if done, err := render(e.stdout, cf.output, ps); done {
-				return err
-			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSOURCE\tPARAMETERS\tDESCRIPTION")
-			for _, p := range ps {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Source, dash(paramList(p)), p.Description)
-			}
-			return tw.Flush()
+			return printList(e.stdout, cf.output, ps, "NAME\tSOURCE\tPARAMETERS\tDESCRIPTION", func(p api.ProfileInfo) []string {
+				return []string{p.Name, p.Source, dash(paramList(p)), p.Description}
+			})
 		},
 	}
 	var mac string

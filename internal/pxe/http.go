@@ -116,6 +116,22 @@ func (h *HTTPBoot) bad(w http.ResponseWriter, r *http.Request, msg string) {
 	http.Error(w, msg, http.StatusBadRequest)
 }
 
+// macAndBase parses the MAC in a boot URL and the base URL the client used;
+// on bad input it answers 400 and returns false.
+func (h *HTTPBoot) macAndBase(w http.ResponseWriter, r *http.Request, rawMAC string) (string, string, bool) {
+	mac, err := inventory.NormalizeMAC(rawMAC)
+	if err != nil {
+		h.bad(w, r, "not a MAC address")
+		return "", "", false
+	}
+	base, err := baseURL(r)
+	if err != nil {
+		h.bad(w, r, err.Error())
+		return "", "", false
+	}
+	return mac, base, true
+}
+
 func scriptReply(w http.ResponseWriter, body []byte) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -129,14 +145,8 @@ func (h *HTTPBoot) firstStage(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	mac, err := inventory.NormalizeMAC(strings.TrimSuffix(file, ".ipxe"))
-	if err != nil {
-		h.bad(w, r, "not a MAC address")
-		return
-	}
-	base, err := baseURL(r)
-	if err != nil {
-		h.bad(w, r, err.Error())
+	mac, base, ok := h.macAndBase(w, r, strings.TrimSuffix(file, ".ipxe"))
+	if !ok {
 		return
 	}
 	body, err := h.cfg.Scripts.FirstStage(r.Context(), mac, base)
@@ -162,14 +172,8 @@ func cleanFact(v string) string {
 }
 
 func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
-	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))
-	if err != nil {
-		h.bad(w, r, "not a MAC address")
-		return
-	}
-	base, err := baseURL(r)
-	if err != nil {
-		h.bad(w, r, err.Error())
+	mac, base, ok := h.macAndBase(w, r, r.PathValue("mac"))
+	if !ok {
 		return
 	}
 	// iPXE's uristring leaves '+' as it is, so the query is decoded

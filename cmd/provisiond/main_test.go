@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/config"
+	"github.com/provisiond/provisiond/internal/daemon"
+	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/profiles"
+)
+
+// cliEnv runs CLI commands against an in-process daemon (HTTP on loopback,
+// no DHCP or TFTP).
+type cliEnv struct {
+	t      *testing.T
+	server string
+	token  string
+}
+
+func newCLIEnv(t *testing.T) *cliEnv {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.IPXEDir = t.TempDir()
+	cfg.DHCP.Enabled, cfg.TFTP.Enabled = false, false
+	cfg.HTTP.Listen, cfg.HTTP.Port = "127.0.0.1:0", 8080
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- daemon.Run(ctx, cfg, daemon.Options{Builtin: profiles.FS, Log: slog.New(slog.DiscardHandler), Ready: func(a string) { ready <- a }})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not start")
+	}
+	t.Cleanup(func() { cancel(); <-done })
+	return &cliEnv{t: t, server: "http://" + addr, token: filepath.Join(cfg.DataDir, daemon.TokenFile)}
+}
+
+func (c *cliEnv) run(args ...string) (string, error) {
+	var out bytes.Buffer
+	e := env{get: func(string) string { return "" }, stdout: &out, stderr: &out}
+	root := newRoot(context.Background(), e)
+	root.SetArgs(append([]string{"--server", c.server, "--token-file", c.token}, args...))
+	root.SetOut(&out)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func (c *cliEnv) must(args ...string) string {
+	c.t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		c.t.Fatalf("provisiond %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func TestMachineCommands(t *testing.T) {
+	c := newCLIEnv(t)
+	out := c.must("machine", "add", "BLD-006", "--mac", "52-54-00-00-00-06", "--profile", "linux", "--hostname", "bld-006",
+		"--param", "kernel=vmlinuz", "--param", "cmdline=console=ttyS0 quiet", "--address", "192.0.2.56/24", "--gateway", "192.0.2.1", "--firmware", "bios")
+	for _, w := range []string{"Name:", "BLD-006", "52:54:00:00:00:06", "Param cmdline:", "console=ttyS0 quiet", "Firmware:", "bios"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("add output lacks %q:\n%s", w, out)
+		}
+	}
+	c.must("machine", "add", "oden", "--mac", "52:54:00:00:01:71", "--profile", "local")
+
+	out = c.must("machine", "list")
+	if !strings.HasPrefix(out, "NAME") || !strings.Contains(out, "BLD-006") || !strings.Contains(out, "192.0.2.56/24") || !strings.Contains(out, "oden") {
+		t.Errorf("list:\n%s", out)
+	}
+	var ms []inventory.Machine
+	if err := json.Unmarshal([]byte(c.must("machine", "list", "-o", "json")), &ms); err != nil || len(ms) != 2 {
+		t.Fatalf("list -o json: %v %v", ms, err)
+	}
+	if out := c.must("machine", "list", "-o", "yaml"); !strings.Contains(out, "name: BLD-006") {
+		t.Errorf("list -o yaml:\n%s", out)
+	}
+
+	c.must("machine", "set", "BLD-006", "--kernel-args", "slurm.role=compute", "--add-mac", "52:54:00:00:00:16", "--unset-param", "cmdline", "--firmware", "auto")
+	var m inventory.Machine
+	json.Unmarshal([]byte(c.must("machine", "show", "BLD-006", "-o", "json")), &m)
+	if m.KernelArgs != "slurm.role=compute" || len(m.MACs) != 2 || m.Params["cmdline"] != "" || m.Firmware != "" || m.Hostname != "bld-006" {
+		t.Errorf("after set: %+v", m)
+	}
+
+	script := c.must("profile", "render", "BLD-006", "--mac", "52:54:00:00:00:16")
+	if !strings.Contains(script, "slurm.role=compute") || !strings.Contains(script, "mac=52%3A54%3A00%3A00%3A00%3A16") {
+		t.Errorf("render:\n%s", script)
+	}
+	if out := c.must("profile", "list"); !strings.Contains(out, "kernel*") || !strings.Contains(out, "menu") {
+		t.Errorf("profile list:\n%s", out)
+	}
+
+	// Mistakes get clear messages and change nothing.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"machine", "add", "x", "--mac", "nonsense"}, "is not a 6-byte MAC address"},
+		{[]string{"machine", "add", "y", "--mac", "52:54:00:00:01:71"}, "already belongs to machine oden"},
+		{[]string{"machine", "add", "z"}, "has no MAC address"},
+		{[]string{"machine", "set", "BLD-006", "--param", "novalue"}, "KEY=VALUE"},
+		{[]string{"machine", "set", "BLD-006", "--address", "192.0.2.5"}, "prefix length"},
+		{[]string{"machine", "set", "BLD-006", "--profile", "nope"}, "profile nope does not exist"},
+		{[]string{"machine", "show", "missing"}, "not found"},
+		{[]string{"machine", "list", "-o", "xml"}, "unknown output format"},
+		{[]string{"events"}, "name a machine"},
+	} {
+		out, err := c.run(tc.args...)
+		if err == nil || !strings.Contains(err.Error()+out, tc.want) {
+			t.Errorf("%v: want error %q, got %v\n%s", tc.args, tc.want, err, out)
+		}
+	}
+	// Without the token, changes are refused.
+	var buf bytes.Buffer
+	root := newRoot(context.Background(), env{get: func(string) string { return "" }, stdout: &buf, stderr: &buf})
+	root.SetArgs([]string{"--server", c.server, "--token-file", "/nonexistent", "machine", "rm", "oden"})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Errorf("rm without token: %v", err)
+	}
+
+	if out := c.must("machine", "rm", "oden"); !strings.Contains(out, "removed oden") {
+		t.Errorf("rm: %s", out)
+	}
+	if out := c.must("events", "BLD-006", "-o", "json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("events of a machine that never booted: %s", out)
+	}
+}
