@@ -70,7 +70,6 @@ type TFTPStats struct {
 type TFTPServer struct {
 	cfg     TFTPConfig
 	root    *os.Root
-	srv     *tftp.Server
 	conns   []*net.UDPConn
 	pending sync.Map // "ip:port" -> map of negotiated options
 
@@ -89,15 +88,20 @@ func NewTFTPServer(cfg TFTPConfig) (*TFTPServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TFTP root %s: %w (install Debian's ipxe package or set ipxe_dir)", cfg.Root, err)
 	}
-	s := &TFTPServer{cfg: cfg, root: root}
-	s.srv = tftp.NewServer(s.read, nil)
-	if cfg.MaxBlockSize > 0 {
-		s.srv.SetBlockSize(cfg.MaxBlockSize)
+	return &TFTPServer{cfg: cfg, root: root}, nil
+}
+
+// newServer returns a pin/tftp server for one socket: a tftp.Server holds
+// a single connection, so each interface gets its own.
+func (s *TFTPServer) newServer() *tftp.Server {
+	srv := tftp.NewServer(s.read, nil)
+	if s.cfg.MaxBlockSize > 0 {
+		srv.SetBlockSize(s.cfg.MaxBlockSize)
 	}
-	s.srv.SetTimeout(5 * time.Second)
-	s.srv.SetRetries(5)
-	s.srv.SetHook(s)
-	return s, nil
+	srv.SetTimeout(5 * time.Second)
+	srv.SetRetries(5)
+	srv.SetHook(s)
+	return srv
 }
 
 // Listen binds the TFTP port on each interface.
@@ -123,11 +127,18 @@ func (s *TFTPServer) Listen() error {
 // Serve serves until ctx ends, then lets running transfers finish.
 func (s *TFTPServer) Serve(ctx context.Context) error {
 	errc := make(chan error, len(s.conns))
-	for _, c := range s.conns {
-		go func(c *net.UDPConn) { errc <- s.srv.Serve(c) }(c)
+	srvs := make([]*tftp.Server, len(s.conns))
+	for i, c := range s.conns {
+		srvs[i] = s.newServer()
+		go func(srv *tftp.Server, c *net.UDPConn) { errc <- srv.Serve(c) }(srvs[i], c)
 	}
 	<-ctx.Done()
-	s.srv.Shutdown()
+	var wg sync.WaitGroup
+	for _, srv := range srvs {
+		wg.Add(1)
+		go func(srv *tftp.Server) { defer wg.Done(); srv.Shutdown() }(srv)
+	}
+	wg.Wait()
 	for range s.conns {
 		<-errc
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +24,7 @@ func TestBootPath(t *testing.T) {
 	// Plain DHCP clients get nothing from provisiond; a PXE client gets a
 	// proxy offer without an address.
 	t.Run("dhcp-probe", func(t *testing.T) {
-		rs := l.probe()
+		rs := l.probe("c0")
 		var plainRouter, pxeProxy int
 		for _, r := range rs {
 			switch {
@@ -48,6 +49,33 @@ func TestBootPath(t *testing.T) {
 			t.Errorf("provisiond never answered the PXE client:\n%s", describe(rs))
 		}
 		t.Logf("probe heard %d replies: router answered the plain client %d times, provisiond answered the PXE client %d times", len(rs), plainRouter, pxeProxy)
+	})
+
+	// On the second segment the answer names the second interface's
+	// address; nobody hands out addresses there.
+	t.Run("second-interface", func(t *testing.T) {
+		rs := l.probe("c1")
+		var pxe int
+		for _, r := range rs {
+			switch {
+			case r.Kind == "plain":
+				t.Errorf("a plain client on the second segment got an answer: %+v", r)
+			case r.ServerID != server2IP || r.NextIP != server2IP:
+				t.Errorf("answer on the second segment names %s/%s, want %s:\n%s", r.ServerID, r.NextIP, server2IP, describe(rs))
+			default:
+				pxe++
+			}
+		}
+		if pxe == 0 {
+			t.Errorf("no proxy offer on the second interface:\n%s", describe(rs))
+		}
+		// TFTP answers on the second interface too.
+		l.sh(l.client, "ip", "addr", "add", "192.0.2.140/25", "dev", "c1")
+		n, err := l.tftpFetch(server2IP, "undionly.kpxe")
+		st, _ := os.Stat("/usr/lib/ipxe/undionly.kpxe")
+		if err != nil || st == nil || n != st.Size() {
+			t.Errorf("TFTP from %s on the second segment: %d bytes, %v", server2IP, n, err)
+		}
 	})
 
 	machines := []struct {

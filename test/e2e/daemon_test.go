@@ -71,7 +71,14 @@ func (l *lab) stopDaemon(t *testing.T) {
 		t.Fatal("provisiond did not stop within 20s of SIGTERM")
 	}
 	l.daemon = nil
-	if !strings.Contains(l.logBuf.String(), "provisiond stopped") {
+	log := l.logBuf.String()
+	if i := strings.LastIndex(log, "provisiond stopping"); i >= 0 {
+		t.Logf("shutdown log:\n%s", log[i:])
+	}
+	if strings.Contains(log, "still running after") {
+		t.Errorf("shutdown waited for transfers that were not running")
+	}
+	if !strings.Contains(log, "provisiond stopped") {
 		t.Errorf("no clean-stop log line:\n%s", l.logBuf.String())
 	}
 }

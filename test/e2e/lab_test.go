@@ -26,10 +26,13 @@ import (
 )
 
 // Lab addresses, all inside namespaces the test creates.
+// The lab has two segments: 192.0.2.0/25 (br0: router, server s0, VMs,
+// client c0) and 192.0.2.128/25 (br1: server s1, client c1, no router).
 const (
-	routerIP = "192.0.2.1"
-	serverIP = "192.0.2.2"
-	httpPort = 8080
+	routerIP  = "192.0.2.1"
+	serverIP  = "192.0.2.2"
+	server2IP = "192.0.2.130"
+	httpPort  = 8080
 )
 
 // lab is one set of namespaces: lan (the bridge and the VMs' taps), router
@@ -158,16 +161,20 @@ func newLab(t *testing.T) *lab {
 		l.sh("", "ip", "netns", "add", ns)
 		l.sh(ns, "ip", "link", "set", "lo", "up")
 	}
-	l.sh(l.lan, "ip", "link", "add", "br0", "type", "bridge")
-	l.sh(l.lan, "ip", "link", "set", "br0", "up")
-	for _, h := range []struct{ ns, name, addr string }{
-		{l.router, "r0", routerIP + "/24"},
-		{l.server, "s0", serverIP + "/24"},
-		{l.client, "c0", ""},
+	for _, br := range []string{"br0", "br1"} {
+		l.sh(l.lan, "ip", "link", "add", br, "type", "bridge")
+		l.sh(l.lan, "ip", "link", "set", br, "up")
+	}
+	for _, h := range []struct{ ns, name, addr, br string }{
+		{l.router, "r0", routerIP + "/25", "br0"},
+		{l.server, "s0", serverIP + "/25", "br0"},
+		{l.client, "c0", "", "br0"},
+		{l.server, "s1", server2IP + "/25", "br1"},
+		{l.client, "c1", "", "br1"},
 	} {
 		peer := "b-" + h.name
 		l.sh(l.lan, "ip", "link", "add", peer, "type", "veth", "peer", "name", h.name, "netns", h.ns)
-		l.sh(l.lan, "ip", "link", "set", peer, "master", "br0", "up")
+		l.sh(l.lan, "ip", "link", "set", peer, "master", h.br, "up")
 		if h.addr != "" {
 			l.sh(h.ns, "ip", "addr", "add", h.addr, "dev", h.name)
 		}
@@ -200,7 +207,7 @@ func (l *lab) startDnsmasq() {
 	lease := filepath.Join(l.dir, "dnsmasq.leases")
 	cmd := exec.Command("ip", "netns", "exec", l.router, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
 		"--port=0", "--interface=r0", "--bind-interfaces", "--dhcp-authoritative",
-		"--dhcp-range=192.0.2.100,192.0.2.199,255.255.255.0,10m", "--dhcp-option=option:router,"+routerIP,
+		"--dhcp-range=192.0.2.100,192.0.2.126,255.255.255.128,10m", "--dhcp-option=option:router,"+routerIP,
 		"--dhcp-leasefile="+lease, "--log-dhcp", "--pid-file=")
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -218,7 +225,7 @@ func (l *lab) startDnsmasq() {
 func (l *lab) startDaemon() {
 	data := filepath.Join(l.dir, "data")
 	cmd := exec.Command("ip", "netns", "exec", l.server, l.bin, "serve", "--config", "/dev/null",
-		"--interface", "s0", "--data-dir", data, "--assets-dir", l.assets, "--log-level", "debug")
+		"--interface", "s0,s1", "--data-dir", data, "--assets-dir", l.assets, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = l.logBuf, l.logBuf
 	if err := cmd.Start(); err != nil {
 		l.t.Fatalf("starting provisiond: %v", err)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
+	"github.com/pin/tftp/v3"
 
 	"github.com/provisiond/provisiond/internal/netutil"
 )
@@ -87,11 +89,55 @@ func TestProbeHelper(t *testing.T) {
 	}
 }
 
-// probe runs the helper in the client namespace.
-func (l *lab) probe() []probeReply {
+// TestTFTPHelper is not a test: the lab runs it inside the client
+// namespace to fetch a file over TFTP from PROVISIOND_E2E_TFTP (server:file)
+// and print its size.
+func TestTFTPHelper(t *testing.T) {
+	target := os.Getenv("PROVISIOND_E2E_TFTP")
+	if target == "" {
+		t.Skip("helper process for the lab tests")
+	}
+	server, file, _ := strings.Cut(target, ":")
+	c, err := tftp.NewClient(server + ":69")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetTimeout(2 * time.Second)
+	c.SetBlockSize(1468)
+	wt, err := c.Receive(file, "octet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := wt.WriteTo(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("TFTP-BYTES %d\n", n)
+}
+
+// tftpFetch fetches file from server over TFTP from the client namespace
+// and returns the byte count.
+func (l *lab) tftpFetch(server, file string) (int64, error) {
+	cmd := exec.Command("ip", "netns", "exec", l.client, os.Args[0], "-test.run", "^TestTFTPHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "PROVISIOND_E2E_TFTP="+server+":"+file)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("%v: %s", err, out)
+	}
+	var n int64
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "TFTP-BYTES ") {
+			fmt.Sscan(strings.TrimPrefix(line, "TFTP-BYTES "), &n)
+		}
+	}
+	return n, nil
+}
+
+// probe runs the helper in the client namespace on interface ifname.
+func (l *lab) probe(ifname string) []probeReply {
 	l.t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", l.client, os.Args[0], "-test.run", "^TestProbeHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "PROVISIOND_E2E_PROBE=c0")
+	cmd.Env = append(os.Environ(), "PROVISIOND_E2E_PROBE="+ifname)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		l.t.Fatalf("DHCP probe: %v\n%s", err, out)
