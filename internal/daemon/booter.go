@@ -27,12 +27,14 @@ type Booter struct {
 	offered  map[string]time.Time // MAC -> when it last fetched an iPXE binary
 	bootCfg  config.Boot
 	ipxeDir  string
+	files    map[string]string // configured iPXE binaries found at start
 	log      *slog.Logger
 }
 
-// NewBooter returns a Booter over store with the given profiles.
-func NewBooter(store *inventory.Store, set *profile.Set, bootCfg config.Boot, ipxeDir string, log *slog.Logger) *Booter {
-	b := &Booter{store: store, bootCfg: bootCfg, ipxeDir: ipxeDir, log: log, offered: map[string]time.Time{}}
+// NewBooter returns a Booter over store with the given profiles; files are
+// the iPXE binaries found at start (IPXEFiles).
+func NewBooter(store *inventory.Store, set *profile.Set, bootCfg config.Boot, ipxeDir string, files map[string]string, log *slog.Logger) *Booter {
+	b := &Booter{store: store, bootCfg: bootCfg, ipxeDir: ipxeDir, files: files, log: log, offered: map[string]time.Time{}}
 	b.profiles.Store(set)
 	return b
 }
@@ -116,7 +118,8 @@ func (b *Booter) DecideDHCP(_ context.Context, req boot.Request) boot.DHCPDecisi
 	req.ChainedRecently = b.chained(req.MAC, now)
 	d := boot.DecideDHCP(req, m, b.options())
 	if !d.Ignore && d.Binary != "" {
-		if _, ok := IPXEFiles(b.ipxeDir, b.bootCfg)[d.Binary]; !ok {
+		// A binary missing at start may have been installed since.
+		if _, ok := b.files[d.Binary]; !ok {
 			if _, err := os.Stat(filepath.Join(b.ipxeDir, d.Binary)); err != nil {
 				return boot.DHCPDecision{Ignore: true, Firmware: d.Firmware, Reason: fmt.Sprintf("iPXE binary %s for %s clients is missing from %s", d.Binary, d.Firmware, b.ipxeDir)}
 			}

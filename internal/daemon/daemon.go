@@ -164,7 +164,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if _, ok := set.Get(cfg.Boot.DefaultProfile); !ok {
 		return fmt.Errorf("boot.default_profile %s is not a known profile", cfg.Boot.DefaultProfile)
 	}
-	booter = NewBooter(store, set, cfg.Boot, cfg.IPXEDir, log)
+	booter = NewBooter(store, set, cfg.Boot, cfg.IPXEDir, ipxeFiles, log)
 	booterRef.Store(booter)
 
 	recCtx, stopRec := context.WithCancel(context.Background())
