@@ -31,6 +31,8 @@ type machineFlags struct {
 	firmware                  string
 	params                    []string
 	unsetParams               []string
+	once                      bool
+	then                      string
 }
 
 func (mf *machineFlags) register(cmd *cobra.Command, set bool) {
@@ -43,6 +45,8 @@ func (mf *machineFlags) register(cmd *cobra.Command, set bool) {
 		f.StringSliceVar(&mf.macs, "mac", nil, "MAC address (repeat for several NICs)")
 	}
 	f.StringVarP(&mf.profile, "profile", "p", "", "profile to boot (empty: the daemon's default)")
+	f.BoolVar(&mf.once, "once", false, "boot --profile once, then revert to --then (one-shot assignment)")
+	f.StringVar(&mf.then, "then", "local", "profile a one-shot assignment reverts to")
 	f.StringVar(&mf.hostname, "hostname", "", "hostname")
 	f.StringVar(&mf.kernelArgs, "kernel-args", "", "extra kernel arguments")
 	f.StringVar(&mf.address, "address", "", "static IPv4 address with prefix, e.g. 192.0.2.50/24")
@@ -78,6 +82,15 @@ func (mf *machineFlags) apply(cmd *cobra.Command, m *inventory.Machine) error {
 	}
 	if f.Changed("profile") {
 		m.Profile = mf.profile
+		m.Once = nil
+	}
+	if mf.once {
+		if m.Profile == "" {
+			return fmt.Errorf("--once needs a profile: --profile NAME --once")
+		}
+		m.Once = &inventory.Once{Then: mf.then, Since: time.Now().UTC()}
+	} else if f.Changed("then") {
+		return fmt.Errorf("--then goes with --once")
 	}
 	if f.Changed("hostname") {
 		m.Hostname = mf.hostname
@@ -151,6 +164,9 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 				prof := m.Profile
 				if prof == "" {
 					prof = "(default)"
+				}
+				if m.Once != nil {
+					prof += " (once)"
 				}
 				seen := "-"
 				if m.Facts != nil && !m.Facts.LastSeen.IsZero() {
@@ -267,6 +283,9 @@ func printMachine(w io.Writer, format string, m *inventory.Machine) error {
 		fmt.Fprintf(tw, "Discovered:\tyes (add it with provisiond machine add NAME --mac %s)\n", m.MACs[0])
 	}
 	fmt.Fprintf(tw, "MACs:\t%s\n", strings.Join(m.MACs, ", "))
+	if m.Once != nil {
+		prof += fmt.Sprintf(" (once, then %s)", m.Once.Then)
+	}
 	fmt.Fprintf(tw, "Profile:\t%s\n", prof)
 	fmt.Fprintf(tw, "Hostname:\t%s\n", dash(m.Hostname))
 	fmt.Fprintf(tw, "Address:\t%s\n", dash(m.Address))
@@ -403,12 +422,13 @@ func newProfile(cf *clientFlags, e env) *cobra.Command {
 		},
 	}
 	var mac string
+	var reveal bool
 	renderCmd := &cobra.Command{
 		Use:   "render MACHINE",
-		Short: "Print the exact iPXE script MACHINE would get if it booted now",
+		Short: "Print the exact iPXE script MACHINE would get if it booted now (secrets redacted)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body, err := cf.client(e).Script(cmd.Context(), args[0], mac)
+			body, err := cf.client(e).Script(cmd.Context(), args[0], mac, reveal)
 			if err != nil {
 				return err
 			}
@@ -417,7 +437,34 @@ func newProfile(cf *clientFlags, e env) *cobra.Command {
 		},
 	}
 	renderCmd.Flags().StringVar(&mac, "mac", "", "render for this NIC (default: the machine's first MAC)")
-	cmd.AddCommand(list, renderCmd)
+	renderCmd.Flags().BoolVar(&reveal, "show-secrets", false, "show secret values instead of REDACTED (needs the API token)")
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a profile: description, parameters, when a one-shot boot is used up, and its template",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := cf.client(e).Profile(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if done, err := render(e.stdout, cf.output, p); done {
+				return err
+			}
+			printProfile(e.stdout, p)
+			return nil
+		},
+	}
+	check := &cobra.Command{
+		Use:   "check DIR",
+		Short: "Check a profiles directory before deploying it (offline: no daemon needed)",
+		Long: "Load the built-in profiles and DIR's as the daemon would, and render each of DIR's profiles for a\n" +
+			"sample machine. Errors name the file and line. Exit status 1 when any profile fails.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return checkProfiles(e.stdout, args[0])
+		},
+	}
+	cmd.AddCommand(list, show, renderCmd, check)
 	return cmd
 }
 

@@ -28,6 +28,7 @@ var version = "dev"
 // env is the process environment, read only here.
 type env struct {
 	get    func(string) string
+	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
 }
@@ -43,7 +44,7 @@ type clientFlags struct {
 const defaultConfigPath = "/etc/provisiond/provisiond.yaml"
 
 func main() {
-	e := env{get: os.Getenv, stdout: os.Stdout, stderr: os.Stderr}
+	e := env{get: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRoot(ctx, e)
@@ -80,7 +81,7 @@ func newRoot(ctx context.Context, e env) *cobra.Command {
 	pf.StringVar(&cf.tokenFile, "token-file", firstNonEmpty(e.get("PROVISIOND_TOKEN_FILE"), "/var/lib/provisiond/"+daemon.TokenFile), "file holding the API token (env PROVISIOND_TOKEN_FILE)")
 	pf.StringVarP(&cf.output, "output", "o", "table", "output format: table, json or yaml")
 
-	root.AddCommand(newServe(ctx, e), newMachine(cf, e), newEvents(cf, e), newProfile(cf, e), newStatus(cf, e))
+	root.AddCommand(newServe(ctx, e), newMachine(cf, e), newEvents(cf, e), newProfile(cf, e), newSecret(cf, e), newStatus(cf, e))
 	return root
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
+	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
 	"github.com/provisiond/provisiond/profiles"
 )
@@ -137,7 +139,53 @@ func TestMachineCommands(t *testing.T) {
 	if out := c.must("machine", "rm", "oden"); !strings.Contains(out, "removed oden") {
 		t.Errorf("rm: %s", out)
 	}
-	if out := c.must("events", "BLD-006", "-o", "json"); strings.TrimSpace(out) != "[]" {
-		t.Errorf("events of a machine that never booted: %s", out)
+	// A machine that never booted has only its assignments on the timeline.
+	var evs []events.Event
+	json.Unmarshal([]byte(c.must("events", "BLD-006", "-o", "json")), &evs)
+	if len(evs) != 1 || evs[0].Type != events.MachineChanged || evs[0].Attrs["profile"] != "linux" {
+		t.Errorf("events of a machine that never booted: %+v", evs)
+	}
+}
+
+func TestProfileCheck(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "rescue.yaml"), []byte("description: rescue\nparams:\n  kernel:\n    required: true\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "rescue.ipxe"), []byte("#!ipxe\nkernel {{asset .Params.kernel}}\nboot\n"), 0o644)
+	var out bytes.Buffer
+	if err := checkProfiles(&out, dir); err != nil || !strings.Contains(out.String(), "ok    "+filepath.Join(dir, "rescue.ipxe")) {
+		t.Fatalf("good directory: %v\n%s", err, out.String())
+	}
+	os.WriteFile(filepath.Join(dir, "broken.yaml"), []byte("description: broken\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "broken.ipxe"), []byte("#!ipxe\nkernel {{asset \"\"}}\n"), 0o644)
+	out.Reset()
+	err := checkProfiles(&out, dir)
+	if err == nil || !strings.Contains(out.String(), "FAIL  "+filepath.Join(dir, "broken.ipxe")) || !strings.Contains(out.String(), "empty file name") {
+		t.Fatalf("broken profile: %v\n%s", err, out.String())
+	}
+	os.WriteFile(filepath.Join(dir, "broken.ipxe"), []byte("#!ipxe\nkernel {{asset .Params.nope}}\n"), 0o644)
+	if err := checkProfiles(&out, dir); err == nil || !strings.Contains(err.Error(), "broken.ipxe:2") {
+		t.Fatalf("undeclared parameter: %v", err)
+	}
+}
+
+func TestSecretCommands(t *testing.T) {
+	c := newCLIEnv(t)
+	var out bytes.Buffer
+	e := env{get: func(string) string { return "" }, stdin: strings.NewReader("tok-abc\n"), stdout: &out, stderr: &out}
+	root := newRoot(context.Background(), e)
+	root.SetArgs([]string{"--server", c.server, "--token-file", c.token, "secret", "set", "omni-join-token"})
+	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "stored secret omni-join-token (7 bytes)") {
+		t.Fatalf("secret set: %v %s", err, out.String())
+	}
+	list := c.must("secret", "list")
+	if !strings.Contains(list, "omni-join-token") || strings.Contains(list, "tok-abc") {
+		t.Errorf("secret list:\n%s", list)
+	}
+	if out := c.must("secret", "list", "-o", "json"); strings.Contains(out, "tok-abc") {
+		t.Errorf("secret list -o json shows the value:\n%s", out)
+	}
+	c.must("secret", "rm", "omni-join-token")
+	if _, err := c.run("secret", "rm", "omni-join-token"); err == nil {
+		t.Error("removing a missing secret succeeded")
 	}
 }

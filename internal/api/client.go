@@ -50,6 +50,11 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.send(req, out)
+}
+
+// send adds the token, sends req and decodes the answer into out.
+func (c *Client) send(req *http.Request, out any) error {
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
@@ -128,14 +133,48 @@ func (c *Client) DeleteMachine(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/machines/"+url.PathEscape(name), nil, nil)
 }
 
-// Script returns the script the machine would get now.
-func (c *Client) Script(ctx context.Context, name, mac string) ([]byte, error) {
+// Script returns the script the machine would get now, with secrets
+// redacted unless reveal is set.
+func (c *Client) Script(ctx context.Context, name, mac string, reveal bool) ([]byte, error) {
 	var out []byte
-	p := "/api/v1/machines/" + url.PathEscape(name) + "/script"
+	q := url.Values{}
 	if mac != "" {
-		p += "?mac=" + url.QueryEscape(mac)
+		q.Set("mac", mac)
 	}
+	if reveal {
+		q.Set("reveal", "1")
+	}
+	p := "/api/v1/machines/" + url.PathEscape(name) + "/script?" + q.Encode()
 	return out, c.do(ctx, http.MethodGet, p, nil, &out)
+}
+
+// Profile returns one profile with its template.
+func (c *Client) Profile(ctx context.Context, name string) (*ProfileInfo, error) {
+	var out ProfileInfo
+	if err := c.do(ctx, http.MethodGet, "/api/v1/profiles/"+url.PathEscape(name), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetSecret stores a secret.
+func (c *Client) SetSecret(ctx context.Context, name, value string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, strings.TrimRight(c.Server, "/")+"/api/v1/secrets/"+url.PathEscape(name), strings.NewReader(value))
+	if err != nil {
+		return err
+	}
+	return c.send(req, nil)
+}
+
+// Secrets lists the stored secrets (names only).
+func (c *Client) Secrets(ctx context.Context) ([]inventory.SecretInfo, error) {
+	var out []inventory.SecretInfo
+	return out, c.do(ctx, http.MethodGet, "/api/v1/secrets", nil, &out)
+}
+
+// DeleteSecret removes a secret.
+func (c *Client) DeleteSecret(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/secrets/"+url.PathEscape(name), nil, nil)
 }
 
 // Profiles lists the profiles.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -30,15 +31,28 @@ type Store interface {
 
 // Renderer renders a machine's script as it would boot now.
 type Renderer interface {
-	Render(m *inventory.Machine, mac, baseURL string) ([]byte, string, error)
+	// Render renders machine m's script for mac; secrets are real only
+	// when reveal is set.
+	Render(ctx context.Context, m *inventory.Machine, mac, baseURL string, reveal bool) ([]byte, string, error)
+	// Profiles returns the current profiles.
 	Profiles() *profile.Set
+}
+
+// Secrets is the daemon's secret store.
+type Secrets interface {
+	SetSecret(name, value string) error
+	Secrets() ([]inventory.SecretInfo, error)
+	DeleteSecret(name string) error
 }
 
 // Server serves /api/v1.
 type Server struct {
 	Store    Store
 	Renderer Renderer
+	Secrets  Secrets
 	Broker   *events.Broker
+	// Events receives operator actions for the machines' timelines.
+	Events events.Sink
 	// Token authorises mutating calls.
 	Token string
 	// BaseURL is the HTTP base URL machines reach provisiond at (for
@@ -64,6 +78,10 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/machines/{name}/script", s.script)
 	mux.HandleFunc("GET /api/v1/events", s.allEvents)
 	mux.HandleFunc("GET /api/v1/profiles", s.listProfiles)
+	mux.HandleFunc("GET /api/v1/profiles/{name}", s.getProfile)
+	mux.HandleFunc("GET /api/v1/secrets", s.listSecrets)
+	mux.HandleFunc("PUT /api/v1/secrets/{name}", s.auth(s.putSecret))
+	mux.HandleFunc("DELETE /api/v1/secrets/{name}", s.auth(s.deleteSecret))
 }
 
 // Error is the JSON body of every API error.
@@ -94,11 +112,17 @@ func writeErr(w http.ResponseWriter, err error) {
 
 var errBadRequest = errors.New("bad request")
 
+func (s *Server) authorized(r *http.Request) bool {
+	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return s.Token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) == 1
+}
+
+const needToken = "needs the API token: pass --token, set PROVISIOND_TOKEN, or run the CLI on the daemon's host as a user who can read the token file"
+
 func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if s.Token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
-			writeJSON(w, http.StatusUnauthorized, Error{Error: "this call changes the inventory and needs the API token: pass --token, set PROVISIOND_TOKEN, or run the CLI on the daemon's host as a user who can read the token file"})
+		if !s.authorized(r) {
+			writeJSON(w, http.StatusUnauthorized, Error{Error: "this call changes the inventory and " + needToken})
 			return
 		}
 		next(w, r)
@@ -178,12 +202,24 @@ func (s *Server) save(w http.ResponseWriter, m inventory.Machine, status int) {
 			return
 		}
 	}
+	old, _ := s.Store.Machine(m.Name)
 	saved, err := s.Store.PutMachine(m)
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
 	s.Log.Info("machine saved", "machine", saved.Name, "profile", saved.Profile)
+	if s.Events != nil && (old == nil || old.Discovered || old.Profile != saved.Profile || (old.Once == nil) != (saved.Once == nil)) {
+		attrs := map[string]string{"profile": saved.Profile}
+		if saved.Profile == "" {
+			attrs["profile"] = "(default)"
+		}
+		if saved.Once != nil {
+			attrs["once"] = "true"
+			attrs["then"] = saved.Once.Then
+		}
+		s.Events.Emit(events.Event{Type: events.MachineChanged, Machine: saved.Name, Attrs: attrs})
+	}
 	writeJSON(w, status, saved)
 }
 
@@ -218,7 +254,12 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, _, err := s.Renderer.Render(m, mac, s.BaseURL())
+	reveal := r.URL.Query().Get("reveal") == "1"
+	if reveal && !s.authorized(r) {
+		writeJSON(w, http.StatusUnauthorized, Error{Error: "showing secrets " + needToken})
+		return
+	}
+	body, _, err := s.Renderer.Render(r.Context(), m, mac, s.BaseURL(), reveal)
 	if err != nil {
 		writeErr(w, fmt.Errorf("%v: %w", err, errBadRequest))
 		return
@@ -227,20 +268,75 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
-// ProfileInfo is a profile as the API lists it.
+// ProfileInfo is a profile as the API shows it.
 type ProfileInfo struct {
-	Name        string                   `json:"name"`
-	Description string                   `json:"description"`
-	Source      string                   `json:"source"`
-	Params      map[string]profile.Param `json:"params,omitempty"`
+	Name        string                   `json:"name" yaml:"name"`
+	Description string                   `json:"description" yaml:"description"`
+	Source      string                   `json:"source" yaml:"source"`
+	ConsumedOn  string                   `json:"consumed_on" yaml:"consumed_on"`
+	Params      map[string]profile.Param `json:"params,omitempty" yaml:"params,omitempty"`
+	Template    string                   `json:"template,omitempty" yaml:"template,omitempty"`
+}
+
+func info(p *profile.Profile, withTemplate bool) ProfileInfo {
+	pi := ProfileInfo{Name: p.Name, Description: p.Description, Source: p.Source, ConsumedOn: p.ConsumedOn, Params: p.Params}
+	if withTemplate {
+		pi.Template = p.Template
+	}
+	return pi
 }
 
 func (s *Server) listProfiles(w http.ResponseWriter, r *http.Request) {
-	var out []ProfileInfo
+	out := []ProfileInfo{}
 	for _, p := range s.Renderer.Profiles().List() {
-		out = append(out, ProfileInfo{Name: p.Name, Description: p.Description, Source: p.Source, Params: p.Params})
+		out = append(out, info(p, false))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
+	p, ok := s.Renderer.Profiles().Get(r.PathValue("name"))
+	if !ok {
+		writeErr(w, fmt.Errorf("profile %s: %w", r.PathValue("name"), inventory.ErrNotFound))
+		return
+	}
+	writeJSON(w, http.StatusOK, info(p, true))
+}
+
+func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) {
+	list, err := s.Secrets.Secrets()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		writeErr(w, fmt.Errorf("secret value: %v (64 KiB at most): %w", err, errBadRequest))
+		return
+	}
+	if len(raw) == 0 {
+		writeErr(w, fmt.Errorf("secret value is empty: %w", errBadRequest))
+		return
+	}
+	if err := s.Secrets.SetSecret(r.PathValue("name"), string(raw)); err != nil {
+		writeErr(w, fmt.Errorf("%v: %w", err, errBadRequest))
+		return
+	}
+	s.Log.Info("secret stored", "secret", r.PathValue("name"))
+	writeJSON(w, http.StatusOK, map[string]string{"name": r.PathValue("name")})
+}
+
+func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
+	if err := s.Secrets.DeleteSecret(r.PathValue("name")); err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.Log.Info("secret removed", "secret", r.PathValue("name"))
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) machineEvents(w http.ResponseWriter, r *http.Request) {

@@ -68,6 +68,7 @@ func ScriptData(m *inventory.Machine, mac, baseURL, profileName string, defaults
 		BaseURL:     baseURL,
 		CallbackURL: baseURL + "/boot/" + mac + "/booted",
 		ScriptURL:   baseURL + "/" + ScriptPath(mac),
+		ProfileURL:  baseURL + "/boot/" + mac + "/script?profile=",
 		Discovered:  true,
 		Params:      map[string]string{},
 	}
@@ -84,6 +85,7 @@ func ScriptData(m *inventory.Machine, mac, baseURL, profileName string, defaults
 	d.Netmask = m.Netmask()
 	d.Gateway = m.Gateway
 	d.KernelArgs = m.KernelArgs
+	d.Once = m.Once != nil && m.Profile == profileName
 	for k, v := range m.Params {
 		d.Params[k] = v
 	}

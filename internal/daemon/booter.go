@@ -14,28 +14,87 @@ import (
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/config"
+	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
 	"github.com/provisiond/provisiond/internal/profile"
+	"github.com/provisiond/provisiond/internal/pxe"
 )
 
 // Booter answers the protocol servers' questions from the inventory and the
-// profiles: it implements pxe.Decider and pxe.Scripter.
+// profiles: it implements pxe.Decider and pxe.Scripter. It also follows
+// each boot to tell when a one-shot assignment is used up.
 type Booter struct {
 	store    *inventory.Store
 	profiles atomic.Pointer[profile.Set]
-	mu       sync.Mutex
-	offered  map[string]time.Time // MAC -> when it last fetched an iPXE binary
 	bootCfg  config.Boot
 	ipxeDir  string
 	files    map[string]string // configured iPXE binaries found at start
+	secrets  SecretSource
+	extras   []Extra
+	sink     events.Sink
 	log      *slog.Logger
+
+	mu      sync.Mutex
+	offered map[string]time.Time // MAC -> when it last fetched an iPXE binary
+	pending map[string]*pendingBoot
 }
 
-// NewBooter returns a Booter over store with the given profiles; files are
-// the iPXE binaries found at start (IPXEFiles).
-func NewBooter(store *inventory.Store, set *profile.Set, bootCfg config.Boot, ipxeDir string, files map[string]string, log *slog.Logger) *Booter {
-	b := &Booter{store: store, bootCfg: bootCfg, ipxeDir: ipxeDir, files: files, log: log, offered: map[string]time.Time{}}
-	b.profiles.Store(set)
+// SecretSource resolves secret names to values.
+type SecretSource interface {
+	Secret(name string) (string, error)
+}
+
+// Extra provides values a profile template reads with {{extra "name" "key"}}
+// (Talos' kernel command line and cached asset paths, for example).
+type Extra interface {
+	// Name is the provider's name in templates.
+	Name() string
+	// Wants reports whether the profile uses this provider.
+	Wants(p *profile.Profile) bool
+	// Values returns the provider's values for a machine and its resolved
+	// parameters. An error of type *NotReadyError makes the machine wait
+	// and ask again.
+	Values(ctx context.Context, m *inventory.Machine, params map[string]string) (map[string]string, error)
+}
+
+// NotReadyError says a machine's boot needs something provisiond is still
+// preparing (a download); the machine is told to wait and retry.
+type NotReadyError struct {
+	What       string
+	RetryAfter time.Duration
+}
+
+func (e *NotReadyError) Error() string { return e.What }
+
+// pendingBoot follows a one-shot boot until it is consumed.
+type pendingBoot struct {
+	machine, profile, on string
+	want                 map[string]bool
+	at                   time.Time
+}
+
+// BooterOptions are the Booter's collaborators.
+type BooterOptions struct {
+	Store    *inventory.Store
+	Profiles *profile.Set
+	Boot     config.Boot
+	IPXEDir  string
+	// IPXEFiles are the iPXE binaries found at start (IPXEFiles).
+	IPXEFiles map[string]string
+	Secrets   SecretSource
+	Extras    []Extra
+	Events    events.Sink
+	Log       *slog.Logger
+}
+
+// NewBooter returns a Booter.
+func NewBooter(o BooterOptions) *Booter {
+	if o.Events == nil {
+		o.Events = events.SinkFunc(func(events.Event) {})
+	}
+	b := &Booter{store: o.Store, bootCfg: o.Boot, ipxeDir: o.IPXEDir, files: o.IPXEFiles, secrets: o.Secrets, extras: o.Extras,
+		sink: o.Events, log: o.Log, offered: map[string]time.Time{}, pending: map[string]*pendingBoot{}}
+	b.profiles.Store(o.Profiles)
 	return b
 }
 
@@ -60,22 +119,6 @@ func (b *Booter) chained(mac string, now time.Time) bool {
 	defer b.mu.Unlock()
 	t, ok := b.offered[mac]
 	return ok && now.Sub(t) < chainWindow
-}
-
-// NoteDelivered records that mac fetched one of provisiond's iPXE binaries
-// (over TFTP or HTTP): its next iPXE DHCP request comes from that binary
-// and gets the script, not another chainload.
-func (b *Booter) NoteDelivered(mac string, now time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.offered) > 65536 {
-		for k, t := range b.offered {
-			if now.Sub(t) >= chainWindow {
-				delete(b.offered, k)
-			}
-		}
-	}
-	b.offered[mac] = now
 }
 
 // IPXEFiles resolves the configured iPXE binaries that exist in the iPXE
@@ -114,8 +157,7 @@ func (b *Booter) DecideDHCP(_ context.Context, req boot.Request) boot.DHCPDecisi
 		return boot.DHCPDecision{Ignore: true, Silent: true, Reason: "not a PXE client"}
 	}
 	m := b.machine(req.MAC)
-	now := time.Now()
-	req.ChainedRecently = b.chained(req.MAC, now)
+	req.ChainedRecently = b.chained(req.MAC, time.Now())
 	d := boot.DecideDHCP(req, m, b.options())
 	if !d.Ignore && d.Binary != "" {
 		// A binary missing at start may have been installed since.
@@ -128,9 +170,9 @@ func (b *Booter) DecideDHCP(_ context.Context, req boot.Request) boot.DHCPDecisi
 	return d
 }
 
-// IsIPXEBinary reports whether file is one of the iPXE binaries provisiond
+// isIPXEBinary reports whether file is one of the iPXE binaries provisiond
 // hands out.
-func (b *Booter) IsIPXEBinary(file string) bool {
+func (b *Booter) isIPXEBinary(file string) bool {
 	switch strings.TrimLeft(file, "/") {
 	case b.bootCfg.BIOS, b.bootCfg.UEFIx86, b.bootCfg.UEFIx64, b.bootCfg.UEFIARM64:
 		return true
@@ -144,20 +186,197 @@ func (b *Booter) FirstStage(_ context.Context, mac, baseURL string) ([]byte, err
 }
 
 // Script implements pxe.Scripter: it renders the profile the machine owning
-// mac boots now (the default profile for unknown MACs).
-func (b *Booter) Script(_ context.Context, mac, baseURL string, _ map[string]string) ([]byte, string, error) {
-	m := b.machine(mac)
-	return b.Render(m, mac, baseURL)
+// req.MAC boots now (the default profile for unknown MACs), or the profile
+// a boot menu chose for a machine in the inventory.
+func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
+	m := b.machine(req.MAC)
+	name := boot.ProfileFor(m, b.bootCfg.DefaultProfile)
+	if req.Profile != "" && req.Profile != name {
+		if m == nil || m.Discovered {
+			return nil, req.Profile, fmt.Errorf("only machines in the inventory may choose a profile from the menu")
+		}
+		name = req.Profile
+	}
+	r, err := b.render(ctx, m, req.MAC, req.BaseURL, name, true)
+	if err != nil {
+		var nr *NotReadyError
+		if errors.As(err, &nr) {
+			return waitScript(nr, req), name, nil
+		}
+		return nil, name, err
+	}
+	if m != nil && m.Once != nil && m.Profile == name {
+		b.follow(m, name, req.MAC, r.Assets)
+	}
+	return r.Script, name, nil
+}
+
+// waitScript tells a machine to wait while provisiond prepares its boot.
+func waitScript(nr *NotReadyError, req pxe.ScriptRequest) []byte {
+	secs := int(nr.RetryAfter / time.Second)
+	if secs < 5 {
+		secs = 5
+	}
+	msg := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == '$' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, nr.What)
+	return fmt.Appendf(nil, "#!ipxe\necho provisiond: %s\necho provisiond: asking again in %d seconds\nsleep %d\nchain --replace %s/%s || exit 1\n",
+		msg, secs, secs, req.BaseURL, boot.ScriptPath(req.MAC))
 }
 
 // Render renders the profile machine m (nil: unknown) gets when booting
-// from mac, reached at baseURL.
-func (b *Booter) Render(m *inventory.Machine, mac, baseURL string) ([]byte, string, error) {
+// from mac, reached at baseURL; secrets are real only when reveal is set.
+func (b *Booter) Render(ctx context.Context, m *inventory.Machine, mac, baseURL string, reveal bool) ([]byte, string, error) {
 	name := boot.ProfileFor(m, b.bootCfg.DefaultProfile)
-	p, ok := b.profiles.Load().Get(name)
-	if !ok {
-		return nil, name, fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles)", name)
+	r, err := b.render(ctx, m, mac, baseURL, name, reveal)
+	if err != nil {
+		return nil, name, err
 	}
-	body, err := p.Render(boot.ScriptData(m, mac, baseURL, name, b.bootCfg.DefaultParams))
-	return body, name, err
+	return r.Script, name, nil
+}
+
+func (b *Booter) render(ctx context.Context, m *inventory.Machine, mac, baseURL, name string, reveal bool) (*profile.Rendered, error) {
+	set := b.profiles.Load()
+	p, ok := set.Get(name)
+	if !ok {
+		return nil, fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles)", name)
+	}
+	d := boot.ScriptData(m, mac, baseURL, name, b.bootCfg.DefaultParams)
+	if reveal && b.secrets != nil {
+		d.Secret = b.secrets.Secret
+	}
+	if m != nil && !m.Discovered {
+		d.Menu = b.menu(ctx, set, m, mac, baseURL)
+	}
+	if err := b.addExtras(ctx, p, m, &d); err != nil {
+		return nil, err
+	}
+	return p.Render(d)
+}
+
+func (b *Booter) addExtras(ctx context.Context, p *profile.Profile, m *inventory.Machine, d *profile.Data) error {
+	for _, x := range b.extras {
+		if !x.Wants(p) {
+			continue
+		}
+		params := map[string]string{}
+		for k, v := range p.Params {
+			params[k] = v.Default
+		}
+		for k, v := range d.Params {
+			params[k] = v
+		}
+		vals, err := x.Values(ctx, m, params)
+		if err != nil {
+			return err
+		}
+		if d.Extra == nil {
+			d.Extra = map[string]map[string]string{}
+		}
+		d.Extra[x.Name()] = vals
+	}
+	return nil
+}
+
+// menu lists the profiles machine m can boot now (every menu profile whose
+// parameters it has), for boot menus.
+func (b *Booter) menu(_ context.Context, set *profile.Set, m *inventory.Machine, mac, baseURL string) []profile.MenuItem {
+	var out []profile.MenuItem
+	for _, p := range set.List() {
+		if !p.Menu || p.Name == "local" {
+			continue
+		}
+		d := boot.ScriptData(m, mac, baseURL, p.Name, b.bootCfg.DefaultParams)
+		if _, err := p.Render(d); err != nil {
+			continue
+		}
+		out = append(out, profile.MenuItem{Name: p.Name, Description: p.Description})
+	}
+	return out
+}
+
+// follow starts watching a one-shot boot: by the profile's rule it is
+// consumed now (script), when its assets were served in full, or on the
+// booted callback.
+func (b *Booter) follow(m *inventory.Machine, name, mac string, assets []string) {
+	p, _ := b.profiles.Load().Get(name)
+	on := p.ConsumedOn
+	if on == profile.ConsumedOnAssets && len(assets) == 0 {
+		on = profile.ConsumedOnScript
+	}
+	if on == profile.ConsumedOnScript {
+		b.consume(m.Name, name, mac, on)
+		return
+	}
+	pb := &pendingBoot{machine: m.Name, profile: name, on: on, want: map[string]bool{}, at: time.Now()}
+	for _, a := range assets {
+		pb.want[a] = true
+	}
+	b.mu.Lock()
+	b.pending[mac] = pb
+	b.mu.Unlock()
+}
+
+func (b *Booter) consume(machine, name, mac, on string) {
+	then, err := b.store.ConsumeOnce(machine, name)
+	if err != nil {
+		b.log.Error("ending a one-shot assignment failed", "machine", machine, "profile", name, "err", err)
+		return
+	}
+	if then == "" {
+		return
+	}
+	b.log.Info("one-shot assignment consumed", "machine", machine, "profile", name, "then", then)
+	b.sink.Emit(events.Event{Type: events.OnceConsumed, Machine: machine, MAC: mac, Attrs: map[string]string{"profile": name, "then": then, "on": on}})
+}
+
+// Observe follows the boot steps the servers report: a delivered iPXE
+// binary means the next iPXE request from that MAC is ours (no second
+// chainload), and assets or a callback may use up a one-shot assignment.
+func (b *Booter) Observe(ev events.Event) {
+	if ev.MAC == "" {
+		return
+	}
+	full := ev.Type == events.Asset && ev.Attrs["status"] == "200" && ev.Attrs["bytes"] == ev.Attrs["size"]
+	if b.isIPXEBinary(ev.Attrs["file"]) && ((ev.Type == events.TFTPTransfer && ev.Attrs["result"] == "ok") || full) {
+		b.mu.Lock()
+		if len(b.offered) > 65536 {
+			for k, t := range b.offered {
+				if time.Since(t) >= chainWindow {
+					delete(b.offered, k)
+				}
+			}
+		}
+		b.offered[ev.MAC] = time.Now()
+		b.mu.Unlock()
+	}
+	if ev.Type != events.Asset && ev.Type != events.Booted {
+		return
+	}
+	b.mu.Lock()
+	pb := b.pending[ev.MAC]
+	done := false
+	if pb != nil {
+		switch {
+		case ev.Type == events.Booted:
+			done = true
+		case pb.on == profile.ConsumedOnAssets && full:
+			delete(pb.want, ev.Attrs["file"])
+			done = len(pb.want) == 0
+		}
+		if done {
+			delete(b.pending, ev.MAC)
+		}
+	}
+	b.mu.Unlock()
+	if done {
+		on := pb.on
+		if ev.Type == events.Booted {
+			on = profile.ConsumedOnCallback
+		}
+		b.consume(pb.machine, pb.profile, ev.MAC, on)
+	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/provisiond/provisiond/internal/netutil"
 	"github.com/provisiond/provisiond/internal/profile"
 	"github.com/provisiond/provisiond/internal/pxe"
+	"github.com/provisiond/provisiond/internal/secrets"
 )
 
 // Options are what main hands the daemon besides the config.
@@ -43,10 +44,14 @@ type Options struct {
 	Reload <-chan struct{}
 }
 
-// DBFile and TokenFile are the names of the daemon's files in the data directory.
+// The daemon's files in the data directory (all mode 0600).
 const (
-	DBFile    = "provisiond.db"
+	// DBFile is the bbolt inventory.
+	DBFile = "provisiond.db"
+	// TokenFile holds the API token.
 	TokenFile = "api-token"
+	// SecretKeyFile holds the key that seals stored secrets.
+	SecretKeyFile = "secret.key"
 )
 
 // Run serves until ctx ends. Errors name what failed and how to fix it.
@@ -91,13 +96,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		if r == nil {
 			return
 		}
-		// A delivered iPXE binary means the next iPXE request from that
-		// MAC is ours: the booter must not chain it again.
-		if b := booterRef.Load(); b != nil && ev.MAC != "" && b.IsIPXEBinary(ev.Attrs["file"]) &&
-			((ev.Type == events.TFTPTransfer && ev.Attrs["result"] == "ok") || (ev.Type == events.Asset && ev.Attrs["status"] == "200")) {
-			b.NoteDelivered(ev.MAC, time.Now())
-		}
 		r.Emit(ev)
+		if b := booterRef.Load(); b != nil {
+			b.Observe(ev)
+		}
 	})
 	neighbors := pxe.NewNeighbors("/proc/net/arp")
 
@@ -157,6 +159,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
+	box, err := secrets.LoadOrCreateKey(filepath.Join(cfg.DataDir, SecretKeyFile))
+	if err != nil {
+		return err
+	}
+	secretStore := NewSecretStore(store, box)
 	set, err := profile.Load(opts.Builtin, cfg.ProfilesDir)
 	if err != nil {
 		return err
@@ -164,7 +171,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if _, ok := set.Get(cfg.Boot.DefaultProfile); !ok {
 		return fmt.Errorf("boot.default_profile %s is not a known profile", cfg.Boot.DefaultProfile)
 	}
-	booter = NewBooter(store, set, cfg.Boot, cfg.IPXEDir, ipxeFiles, log)
+	booter = NewBooter(BooterOptions{Store: store, Profiles: set, Boot: cfg.Boot, IPXEDir: cfg.IPXEDir, IPXEFiles: ipxeFiles,
+		Secrets: secretStore, Events: sink, Log: log})
 	booterRef.Store(booter)
 
 	recCtx, stopRec := context.WithCancel(context.Background())
@@ -185,7 +193,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	httpBoot.Register(mux)
 	started := time.Now()
 	apiSrv := &api.Server{
-		Store: store, Renderer: booter, Broker: broker, Token: token, BaseURL: baseURL, Log: log,
+		Store: store, Renderer: booter, Secrets: secretStore, Broker: broker, Events: sink, Token: token, BaseURL: baseURL, Log: log,
 		Status: func() map[string]any {
 			st := map[string]any{"version": opts.Version, "uptime": time.Since(started).Round(time.Second).String(),
 				"events_dropped": rec.Dropped(), "http": httpBoot.Stats()}
@@ -281,8 +289,8 @@ func (p scripterProxy) FirstStage(ctx context.Context, mac, baseURL string) ([]b
 	return p.get().FirstStage(ctx, mac, baseURL)
 }
 
-func (p scripterProxy) Script(ctx context.Context, mac, baseURL string, facts map[string]string) ([]byte, string, error) {
-	return p.get().Script(ctx, mac, baseURL, facts)
+func (p scripterProxy) Script(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
+	return p.get().Script(ctx, req)
 }
 
 // loadOrCreateToken reads the API token, creating it (mode 0600) on first start.

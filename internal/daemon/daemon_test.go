@@ -123,7 +123,7 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 	}
 
 	// Rendering through the API matches what the machine gets.
-	script, err := c.Script(ctx, "BLD-006", "")
+	script, err := c.Script(ctx, "BLD-006", "", false)
 	if err != nil || !strings.Contains(string(script), "/assets/debian/vmlinuz?mac=52%3A54%3A00%3A00%3A00%3A06") || !strings.Contains(string(script), "e2e=1") {
 		t.Fatalf("render: %v\n%s", err, script)
 	}
@@ -183,7 +183,7 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 	var evs []events.Event
 	for i := 0; i < 50; i++ {
 		evs, _ = c.Events(ctx, "BLD-006", 0)
-		if len(evs) >= 4 {
+		if len(evs) >= 5 {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -192,7 +192,7 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 	for _, ev := range evs {
 		types = append(types, ev.Type)
 	}
-	if strings.Join(types, ",") != "http.script,http.asset,http.asset,boot.callback" {
+	if strings.Join(types, ",") != "machine.changed,http.script,http.asset,http.asset,boot.callback" {
 		t.Errorf("timeline %v", types)
 	}
 	got, _ := c.Machine(ctx, "BLD-006")
@@ -208,7 +208,7 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 	defer fcancel()
 	seen := make(chan events.Event, 10)
 	go c.Follow(fctx, "BLD-006", 100, func(ev events.Event) error { seen <- ev; return nil })
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 5; i++ {
 		<-seen
 	}
 	http.Post(base+"/boot/52:54:00:00:00:06/booted", "text/plain", nil)

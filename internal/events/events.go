@@ -27,6 +27,8 @@ const (
 	Booted = "boot.callback"
 	// MachineChanged: an operator changed the machine record (attrs: change).
 	MachineChanged = "machine.changed"
+	// OnceConsumed: a one-shot assignment was used up (attrs: profile, then, on).
+	OnceConsumed = "assignment.consumed"
 )
 
 // Event is one step in a machine's boot timeline.

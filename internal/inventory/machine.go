@@ -32,6 +32,9 @@ type Machine struct {
 	// Profile names the boot profile the machine gets. Empty means the
 	// daemon's default profile.
 	Profile string `json:"profile,omitempty" yaml:"profile,omitempty"`
+	// Once, when set, makes Profile a one-shot assignment: after one boot
+	// of it is consumed, the machine reverts to Once.Then.
+	Once *Once `json:"once,omitempty" yaml:"once,omitempty"`
 	// Hostname is handed to the profile (and to the kernel where the
 	// profile uses it).
 	Hostname string `json:"hostname,omitempty" yaml:"hostname,omitempty"`
@@ -56,6 +59,14 @@ type Machine struct {
 	// Created and Updated are maintained by the store.
 	Created time.Time `json:"created" yaml:"created"`
 	Updated time.Time `json:"updated" yaml:"updated"`
+}
+
+// Once describes a one-shot assignment.
+type Once struct {
+	// Then is the profile the machine reverts to (default local).
+	Then string `json:"then" yaml:"then"`
+	// Since is when the assignment was made.
+	Since time.Time `json:"since" yaml:"since"`
 }
 
 // Facts is what a booting machine reported about itself (from iPXE's
@@ -144,6 +155,14 @@ func (m *Machine) Validate() error {
 		}
 		seen[mac] = true
 		m.MACs[i] = mac
+	}
+	if m.Once != nil {
+		if m.Profile == "" {
+			return fmt.Errorf("machine %s: a one-shot assignment needs a profile (--profile NAME --once)", m.Name)
+		}
+		if m.Once.Then == "" {
+			m.Once.Then = "local"
+		}
 	}
 	switch m.Firmware {
 	case FirmwareAuto, FirmwareBIOS, FirmwareUEFI:

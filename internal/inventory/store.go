@@ -23,6 +23,7 @@ var (
 	bucketMachines = []byte("machines")
 	bucketMACs     = []byte("macs")
 	bucketEvents   = []byte("events")
+	bucketSecrets  = []byte("secrets")
 	keySchema      = []byte("schema")
 )
 
@@ -81,7 +82,7 @@ func (s *Store) Close() error { return s.db.Close() }
 
 func (s *Store) migrate() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketMachines, bucketMACs, bucketEvents} {
+		for _, b := range [][]byte{bucketMeta, bucketMachines, bucketMACs, bucketEvents, bucketSecrets} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("creating bucket %s: %w", b, err)
 			}
@@ -268,6 +269,103 @@ func adopt(tx *bolt.Tx, d *Machine, m *Machine) error {
 		}
 	}
 	return tx.Bucket(bucketMachines).Delete([]byte(d.Name))
+}
+
+// ConsumeOnce ends machine name's one-shot assignment of profile: the
+// machine reverts to the follow-up profile, which is returned. It does
+// nothing (and returns "") when the machine has no such assignment any more.
+func (s *Store) ConsumeOnce(name, profile string) (string, error) {
+	then := ""
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		m, err := getMachine(tx, name)
+		if err != nil {
+			return err
+		}
+		if m.Once == nil || m.Profile != profile {
+			return nil
+		}
+		then = m.Once.Then
+		m.Profile = then
+		m.Once = nil
+		m.Updated = s.now().UTC()
+		return putMachine(tx, m)
+	})
+	return then, err
+}
+
+// SecretInfo describes a stored secret without its value.
+type SecretInfo struct {
+	Name    string    `json:"name" yaml:"name"`
+	Updated time.Time `json:"updated" yaml:"updated"`
+}
+
+type storedSecret struct {
+	Sealed  []byte    `json:"sealed"`
+	Updated time.Time `json:"updated"`
+}
+
+// ValidSecretName checks a secret's name.
+func ValidSecretName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("secret name %q is invalid: use 1-63 letters, digits, '.', '_' or '-'", name)
+	}
+	return nil
+}
+
+// PutSecret stores a sealed secret value under name. The store never sees
+// plain text: the caller seals it.
+func (s *Store) PutSecret(name string, sealed []byte) error {
+	if err := ValidSecretName(name); err != nil {
+		return err
+	}
+	raw, err := json.Marshal(storedSecret{Sealed: sealed, Updated: s.now().UTC()})
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSecrets).Put([]byte(name), raw) })
+}
+
+// SealedSecret returns the sealed value stored under name.
+func (s *Store) SealedSecret(name string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketSecrets).Get([]byte(name))
+		if raw == nil {
+			return fmt.Errorf("secret %s: %w (store it with provisiond secret set %s)", name, ErrNotFound, name)
+		}
+		var st storedSecret
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return fmt.Errorf("decoding secret %s: %w", name, err)
+		}
+		out = st.Sealed
+		return nil
+	})
+	return out, err
+}
+
+// Secrets lists the stored secrets' names.
+func (s *Store) Secrets() ([]SecretInfo, error) {
+	out := []SecretInfo{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSecrets).ForEach(func(k, v []byte) error {
+			var st storedSecret
+			json.Unmarshal(v, &st)
+			out = append(out, SecretInfo{Name: string(k), Updated: st.Updated})
+			return nil
+		})
+	})
+	return out, err
+}
+
+// DeleteSecret removes a secret.
+func (s *Store) DeleteSecret(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSecrets)
+		if b.Get([]byte(name)) == nil {
+			return fmt.Errorf("secret %s: %w", name, ErrNotFound)
+		}
+		return b.Delete([]byte(name))
+	})
 }
 
 // DeleteMachine removes a machine, its MACs and its timeline.

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"text/template"
+	"text/template/parse"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -25,7 +26,21 @@ type Param struct {
 	Default string `yaml:"default" json:"default,omitempty"`
 	// Required parameters must have a value for the profile to render.
 	Required bool `yaml:"required" json:"required,omitempty"`
+	// Secret parameters hold the name of a stored secret (provisiond
+	// secret set NAME); the script gets the secret's value, listings and
+	// redacted renders never do.
+	Secret bool `yaml:"secret" json:"secret,omitempty"`
 }
+
+// When a one-shot boot counts as consumed.
+const (
+	// ConsumedOnScript: as soon as the script was served (local, shell).
+	ConsumedOnScript = "script"
+	// ConsumedOnAssets: when every asset the script names was served in full.
+	ConsumedOnAssets = "assets"
+	// ConsumedOnCallback: when the booted OS called back.
+	ConsumedOnCallback = "callback"
+)
 
 // Profile is a loaded, parsed profile.
 type Profile struct {
@@ -35,10 +50,15 @@ type Profile struct {
 	Description string `json:"description"`
 	// Params are the parameters the template reads.
 	Params map[string]Param `json:"params,omitempty"`
+	// ConsumedOn says when a one-shot boot of this profile is used up:
+	// script, assets or callback.
+	ConsumedOn string `json:"consumed_on"`
+	// Menu is false for profiles a boot menu must not offer.
+	Menu bool `json:"menu"`
 	// Source says where the profile came from (builtin or a directory).
 	Source string `json:"source"`
 	// Template is the iPXE template text.
-	Template string `json:"-"`
+	Template string `json:"template,omitempty"`
 
 	tmpl *template.Template
 }
@@ -46,6 +66,8 @@ type Profile struct {
 type sidecar struct {
 	Description string           `yaml:"description"`
 	Params      map[string]Param `yaml:"params"`
+	ConsumedOn  string           `yaml:"consumed_on"`
+	Menu        *bool            `yaml:"menu"`
 }
 
 // Set is a named collection of profiles.
@@ -54,8 +76,8 @@ type Set struct {
 }
 
 // Load reads every profile in builtin, then every profile in dir (when dir
-// is not empty), which replaces or adds to the built-in ones. Any error
-// names the file.
+// is not empty), which replaces or adds to the built-in ones. Every error
+// names the file (and the line, for template errors).
 func Load(builtin fs.FS, dir string) (*Set, error) {
 	s := &Set{profiles: map[string]*Profile{}}
 	if err := s.loadFS(builtin, "builtin"); err != nil {
@@ -81,15 +103,24 @@ func (s *Set) loadFS(fsys fs.FS, source string) error {
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, yname := range names {
 		name := strings.TrimSuffix(yname, ".yaml")
 		p, err := loadOne(fsys, name, source)
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		s.profiles[name] = p
 	}
-	return nil
+	// A template without a sidecar is a mistake worth naming.
+	tmpls, _ := fs.Glob(fsys, "*.ipxe")
+	for _, t := range tmpls {
+		if _, err := fs.Stat(fsys, strings.TrimSuffix(t, ".ipxe")+".yaml"); err != nil {
+			errs = append(errs, fmt.Errorf("profile %s: no %s.yaml beside it (description and parameters)", path.Join(source, t), strings.TrimSuffix(t, ".ipxe")))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func loadOne(fsys fs.FS, name, source string) (*Profile, error) {
@@ -104,6 +135,13 @@ func loadOne(fsys fs.FS, name, source string) (*Profile, error) {
 	if err := dec.Decode(&sc); err != nil {
 		return nil, fmt.Errorf("profile %s: %w", where(name+".yaml"), err)
 	}
+	switch sc.ConsumedOn {
+	case "":
+		sc.ConsumedOn = ConsumedOnScript
+	case ConsumedOnScript, ConsumedOnAssets, ConsumedOnCallback:
+	default:
+		return nil, fmt.Errorf("profile %s: consumed_on %q is not script, assets or callback", where(name+".yaml"), sc.ConsumedOn)
+	}
 	body, err := fs.ReadFile(fsys, name+".ipxe")
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: template %s: %w", name, where(name+".ipxe"), err)
@@ -111,13 +149,69 @@ func loadOne(fsys fs.FS, name, source string) (*Profile, error) {
 	if !bytes.HasPrefix(body, []byte("#!ipxe")) {
 		return nil, fmt.Errorf("profile %s:1: an iPXE script must start with #!ipxe", where(name+".ipxe"))
 	}
-	p := &Profile{Name: name, Description: sc.Description, Params: sc.Params, Source: source, Template: string(body)}
-	t, err := template.New(where(name + ".ipxe")).Option("missingkey=error").Funcs(funcStubs()).Parse(string(body))
+	p := &Profile{Name: name, Description: sc.Description, Params: sc.Params, ConsumedOn: sc.ConsumedOn,
+		Menu: sc.Menu == nil || *sc.Menu, Source: source, Template: string(body)}
+	t, err := template.New(where(name + ".ipxe")).Option("missingkey=error").Funcs(funcs(&renderState{})).Parse(string(body))
 	if err != nil {
 		return nil, fmt.Errorf("profile %w", err)
 	}
+	if err := checkParams(t, p.Params); err != nil {
+		return nil, err
+	}
 	p.tmpl = t
 	return p, nil
+}
+
+// checkParams reports a template's use of .Params.X where X is not declared
+// in the sidecar, with file and line.
+func checkParams(t *template.Template, declared map[string]Param) error {
+	var errs []error
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Nodes {
+				walk(c)
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n == nil {
+				return
+			}
+			for _, c := range n.Cmds {
+				walk(c)
+			}
+		case *parse.CommandNode:
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.FieldNode:
+			if len(n.Ident) >= 2 && n.Ident[0] == "Params" {
+				if _, ok := declared[n.Ident[1]]; !ok {
+					loc, _ := t.ErrorContext(n)
+					errs = append(errs, fmt.Errorf("profile %s: parameter %s is used but not declared in the sidecar's params", loc, n.Ident[1]))
+				}
+			}
+		}
+	}
+	walk(t.Tree.Root)
+	return errors.Join(errs...)
 }
 
 // Get returns the named profile.
@@ -134,6 +228,11 @@ func (s *Set) List() []*Profile {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// MenuItem is a profile a boot menu offers.
+type MenuItem struct {
+	Name, Description string
 }
 
 // Data is what a template sees. Every string in it has passed Safe, so a
@@ -158,13 +257,42 @@ type Data struct {
 	CallbackURL string
 	// ScriptURL is the machine's first-stage script (menus chain to it).
 	ScriptURL string
+	// ProfileURL, with a profile's name appended, is the URL of that
+	// profile's script for this machine (boot menus chain to it).
+	ProfileURL string
 	// Discovered is true for machines provisiond does not know yet.
 	Discovered bool
+	// Once is true while the profile is a one-shot assignment.
+	Once bool
+	// Menu lists the profiles a boot menu may offer this machine.
+	Menu []MenuItem
+	// Secret resolves a secret parameter's value (its name in, value
+	// out). Nil means secrets are rendered redacted.
+	Secret func(name string) (string, error) `json:"-"`
+	// Extra holds values from provisiond's providers (Talos kernel
+	// command line and asset paths, for example), keyed by provider.
+	Extra map[string]map[string]string
+}
+
+// Rendered is a rendered script and what it needs from provisiond.
+type Rendered struct {
+	// Script is the iPXE script.
+	Script []byte
+	// Assets are the files below /assets/ the script names.
+	Assets []string
+}
+
+// Redacted is what a secret looks like in a redacted render.
+const Redacted = "REDACTED"
+
+type renderState struct {
+	d      Data
+	assets []string
 }
 
 // Render executes the profile with data. Missing required parameters and
 // values that are unsafe for iPXE are errors that name the parameter.
-func (p *Profile) Render(d Data) ([]byte, error) {
+func (p *Profile) Render(d Data) (*Rendered, error) {
 	params := map[string]string{}
 	for k, v := range p.Params {
 		params[k] = v.Default
@@ -178,12 +306,27 @@ func (p *Profile) Render(d Data) ([]byte, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if p.Params[k].Required && params[k] == "" {
+		spec := p.Params[k]
+		if spec.Required && params[k] == "" {
 			return nil, fmt.Errorf("profile %s needs parameter %s: set it with provisiond machine set %s --param %s=VALUE", p.Name, k, d.Name, k)
+		}
+		if spec.Secret && params[k] != "" {
+			if d.Secret == nil {
+				params[k] = Redacted
+				continue
+			}
+			v, err := d.Secret(params[k])
+			if err != nil {
+				return nil, fmt.Errorf("profile %s parameter %s: %w", p.Name, k, err)
+			}
+			params[k] = v
 		}
 	}
 	for k, v := range params {
 		if err := Safe(v); err != nil {
+			if p.Params[k].Secret {
+				return nil, fmt.Errorf("parameter %s: the secret's value has characters iPXE would read as script syntax", k)
+			}
 			return nil, fmt.Errorf("parameter %s: %w", k, err)
 		}
 	}
@@ -192,17 +335,25 @@ func (p *Profile) Render(d Data) ([]byte, error) {
 			return nil, fmt.Errorf("machine %s: %s: %w", d.Name, field, err)
 		}
 	}
+	for prov, kv := range d.Extra {
+		for k, v := range kv {
+			if err := Safe(v); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", prov, k, err)
+			}
+		}
+	}
 	d.Params = params
+	st := &renderState{d: d}
 	t, err := p.tmpl.Clone()
 	if err != nil {
 		return nil, err
 	}
-	t.Funcs(funcs(d))
+	t.Funcs(funcs(st))
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, d); err != nil {
 		return nil, fmt.Errorf("rendering profile %s: %w", p.Name, err)
 	}
-	return buf.Bytes(), nil
+	return &Rendered{Script: buf.Bytes(), Assets: st.assets}, nil
 }
 
 // Safe reports whether v can stand on an iPXE script line without changing
@@ -226,11 +377,7 @@ func Safe(v string) error {
 	return nil
 }
 
-func funcStubs() template.FuncMap {
-	return funcs(Data{})
-}
-
-func funcs(d Data) template.FuncMap {
+func funcs(st *renderState) template.FuncMap {
 	return template.FuncMap{
 		// asset turns a parameter value into a URL: http(s) URLs stay as
 		// they are, anything else is a file under provisiond's /assets/.
@@ -248,8 +395,9 @@ func funcs(d Data) template.FuncMap {
 			if strings.Contains(v, "..") || clean == "/" {
 				return "", fmt.Errorf("asset %q must be a file below the assets directory", v)
 			}
-			u := url.URL{Path: "/assets" + clean, RawQuery: url.Values{"mac": {d.MAC}}.Encode()}
-			return d.BaseURL + u.String(), nil
+			st.assets = append(st.assets, strings.TrimPrefix(clean, "/"))
+			u := url.URL{Path: "/assets" + clean, RawQuery: url.Values{"mac": {st.d.MAC}}.Encode()}
+			return st.d.BaseURL + u.String(), nil
 		},
 		// join joins the non-empty string arguments with single spaces;
 		// anything else (false from an "and") is skipped.
@@ -261,6 +409,15 @@ func funcs(d Data) template.FuncMap {
 				}
 			}
 			return strings.Join(out, " ")
+		},
+		// extra returns a provider's value, failing clearly when the
+		// provider gave none.
+		"extra": func(provider, key string) (string, error) {
+			v, ok := st.d.Extra[provider][key]
+			if !ok {
+				return "", fmt.Errorf("%s: no value for %s", provider, key)
+			}
+			return v, nil
 		},
 	}
 }

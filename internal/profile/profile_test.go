@@ -28,8 +28,11 @@ func render(t *testing.T, name string, m *inventory.Machine) (string, error) {
 		t.Fatalf("no profile %s", name)
 	}
 	mac := "52:54:00:12:34:56"
-	b, err := p.Render(boot.ScriptData(m, mac, "http://192.0.2.2:8080", name, nil))
-	return string(b), err
+	r, err := p.Render(boot.ScriptData(m, mac, "http://192.0.2.2:8080", name, nil))
+	if err != nil {
+		return "", err
+	}
+	return string(r.Script), nil
 }
 
 func TestBuiltinProfiles(t *testing.T) {
@@ -106,7 +109,7 @@ func TestRenderMenuForUnknown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"not in the inventory yet", "choose --timeout 10000 --default local target", "sanboot --no-describe --drive 0x80", "chain --replace http://192.0.2.2:8080/boot/52:54:00:12:34:56.ipxe"} {
+	for _, w := range []string{"not in the inventory yet", "choose --timeout 10000 --default local target", "sanboot --no-describe --drive 0x80", "chain --replace http://192.0.2.2:8080/boot/52:54:00:12:34:56.ipxe", "item shell"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("menu lacks %q:\n%s", w, got)
 		}
@@ -116,7 +119,7 @@ func TestRenderMenuForUnknown(t *testing.T) {
 func TestRenderLocalAndShell(t *testing.T) {
 	m := &inventory.Machine{Name: "oden", MACs: []string{"52:54:00:12:34:56"}}
 	got, err := render(t, "local", m)
-	if err != nil || !strings.Contains(got, "iseq ${platform} efi && exit") || !strings.Contains(got, "sanboot --no-describe --drive 0x80 || exit") {
+	if err != nil || !strings.Contains(got, "iseq ${platform} efi && exit 1 ||\n") || !strings.Contains(got, "sanboot --no-describe --drive 0x80 ||\nexit 1\n") {
 		t.Errorf("local: %v\n%s", err, got)
 	}
 	got, err = render(t, "shell", m)
@@ -161,5 +164,27 @@ func TestLoadErrorsNameTheFile(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("descripton: typo\n"), 0o644)
 	if _, err := profile.Load(profiles.FS, dir); err == nil || !strings.Contains(err.Error(), "bad.yaml") {
 		t.Fatalf("unknown YAML field: %v", err)
+	}
+}
+
+func TestUndeclaredParamNamesFileAndLine(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "x.yaml"), []byte("description: x\nparams:\n  kernel:\n    required: true\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "x.ipxe"), []byte("#!ipxe\nkernel {{asset .Params.kernel}}\n{{if .Params.initrd}}initrd {{.Params.initrd}}{{end}}\nboot\n"), 0o644)
+	_, err := profile.Load(profiles.FS, dir)
+	if err == nil || !strings.Contains(err.Error(), "x.ipxe:3") || !strings.Contains(err.Error(), "parameter initrd is used but not declared") {
+		t.Fatalf("undeclared parameter: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "x.yaml"))
+	if _, err := profile.Load(profiles.FS, dir); err == nil || !strings.Contains(err.Error(), "no x.yaml beside it") {
+		t.Fatalf("template without sidecar: %v", err)
+	}
+}
+
+func TestLocalMethodExit(t *testing.T) {
+	m := &inventory.Machine{Name: "oden", MACs: []string{"52:54:00:12:34:56"}, Params: map[string]string{"local_method": "exit"}}
+	got, err := render(t, "local", m)
+	if err != nil || strings.Contains(got, "sanboot") || !strings.HasSuffix(got, "exit 1\n") {
+		t.Errorf("local_method=exit: %v\n%s", err, got)
 	}
 }

@@ -100,6 +100,8 @@ func (h *HTTPBoot) Stats() HTTPStats {
 	}
 }
 
+var profileNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
 var hostRE = regexp.MustCompile(`^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
 
 // baseURL is provisiond's URL as this client reached it.
@@ -202,7 +204,12 @@ func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 			facts["ip"] = ip.String()
 		}
 	}
-	body, prof, err := h.cfg.Scripts.Script(r.Context(), mac, base, facts)
+	chosen := q["profile"]
+	if chosen != "" && !profileNameRE.MatchString(chosen) {
+		h.bad(w, r, "bad profile name")
+		return
+	}
+	body, prof, err := h.cfg.Scripts.Script(r.Context(), ScriptRequest{MAC: mac, BaseURL: base, Facts: facts, Profile: chosen})
 	if err != nil {
 		h.scriptErrors.Add(1)
 		h.cfg.Log.Warn("boot script failed", "mac", mac, "profile", prof, "err", err)

@@ -29,9 +29,21 @@ import (
 type Scripter interface {
 	// FirstStage returns the script iPXE fetches first for mac.
 	FirstStage(ctx context.Context, mac, baseURL string) ([]byte, error)
-	// Script renders the profile mac boots now; facts are what iPXE
-	// reported. It returns the script and the profile's name.
-	Script(ctx context.Context, mac, baseURL string, facts map[string]string) ([]byte, string, error)
+	// Script renders the profile a machine boots now. It returns the
+	// script and the profile's name.
+	Script(ctx context.Context, req ScriptRequest) ([]byte, string, error)
+}
+
+// ScriptRequest is one machine's request for its script.
+type ScriptRequest struct {
+	// MAC is the booting NIC.
+	MAC string
+	// BaseURL is provisiond's URL as the machine reached it.
+	BaseURL string
+	// Facts are what iPXE reported about the hardware.
+	Facts map[string]string
+	// Profile is a profile chosen from a boot menu ("" for the assigned one).
+	Profile string
 }
 
 // TFTPConfig configures the TFTP server.
@@ -260,7 +272,7 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 		if s.cfg.HTTPBase != nil {
 			base = s.cfg.HTTPBase(local)
 		}
-		body, _, err := s.cfg.Scripts.Script(context.Background(), smac, base, nil)
+		body, _, err := s.cfg.Scripts.Script(context.Background(), ScriptRequest{MAC: smac, BaseURL: base})
 		if err != nil {
 			emit(0, err, nil)
 			return errors.New("no script for this machine")

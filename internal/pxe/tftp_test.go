@@ -49,8 +49,8 @@ func (fakeScripts) FirstStage(_ context.Context, mac, base string) ([]byte, erro
 	return []byte("#!ipxe\n"), nil
 }
 
-func (fakeScripts) Script(_ context.Context, mac, base string, _ map[string]string) ([]byte, string, error) {
-	return []byte("#!ipxe\necho script for " + mac + " via " + base + "\n"), "menu", nil
+func (fakeScripts) Script(_ context.Context, r ScriptRequest) ([]byte, string, error) {
+	return []byte("#!ipxe\necho script for " + r.MAC + " via " + r.BaseURL + "\n"), "menu", nil
 }
 
 // startTFTP runs a real TFTP server on a loopback port.

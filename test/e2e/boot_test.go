@@ -86,9 +86,14 @@ func TestBootPath(t *testing.T) {
 		{"vm-uefi", "52:54:00:e2:e0:02", ovmf},
 	}
 	for _, m := range machines {
-		l.mustCLI("machine", "add", m.name, "--mac", m.mac, "--profile", "linux", "--hostname", m.name,
+		args := []string{"machine", "add", m.name, "--mac", m.mac, "--profile", "linux", "--hostname", m.name,
 			"--param", "kernel=vmlinuz", "--param", "initrd=initrd.img", "--param", "cmdline=console=ttyS0 panic=-1 quiet",
-			"--kernel-args", "e2e.machine="+m.name+" e2e.marker=inventory-args-"+m.name)
+			"--kernel-args", "e2e.machine=" + m.name + " e2e.marker=inventory-args-" + m.name}
+		if m.fw == seabios {
+			// One-shot: boot linux once, then the local disk.
+			args = append(args, "--once")
+		}
+		l.mustCLI(args...)
 	}
 	script := l.mustCLI("profile", "render", "vm-bios")
 	if !strings.Contains(script, "e2e.marker=inventory-args-vm-bios") || !strings.Contains(script, "/assets/vmlinuz") {
@@ -162,6 +167,40 @@ func TestBootPath(t *testing.T) {
 			t.Errorf("discovered facts from iPXE are missing: %+v", m.Facts)
 		}
 		t.Logf("discovered %s with facts %+v", name, *m.Facts)
+	})
+
+	// The one-shot assignment was used up by the first boot: the same
+	// machine's next boot gets the local disk, and the timeline has both.
+	t.Run("one-shot", func(t *testing.T) {
+		out := l.mustCLI("machine", "show", "vm-bios", "-o", "json")
+		if !strings.Contains(out, `"profile": "local"`) || strings.Contains(out, `"once"`) {
+			t.Fatalf("after the one-shot boot vm-bios is not back on local:\n%s", out)
+		}
+		again := l.startVM("vm-bios-2", machines[0].mac, seabios)
+		defer again.stop()
+		deadline := time.Now().Add(4 * time.Minute)
+		var evs []events.Event
+		for time.Now().Before(deadline) {
+			evs = l.timeline("vm-bios")
+			if hasScript(evs, "local") {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		var order []string
+		for _, ev := range evs {
+			switch {
+			case ev.Type == events.MachineChanged:
+				order = append(order, "assigned:"+ev.Attrs["profile"])
+			case ev.Type == events.Script:
+				order = append(order, "script:"+ev.Attrs["profile"])
+			case ev.Type == events.OnceConsumed:
+				order = append(order, "consumed:"+ev.Attrs["profile"]+"->"+ev.Attrs["then"])
+			}
+		}
+		if got := strings.Join(order, " "); got != "assigned:linux script:linux consumed:linux->local script:local" {
+			t.Errorf("one-shot timeline: %s\n%s", got, formatTimeline(evs))
+		}
 	})
 
 	t.Run("no-answer-to-plain-clients", func(t *testing.T) {
