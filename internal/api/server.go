@@ -50,6 +50,7 @@ type Server struct {
 	Store    Store
 	Renderer Renderer
 	Secrets  Secrets
+	Assets   Assets
 	Broker   *events.Broker
 	// Events receives operator actions for the machines' timelines.
 	Events events.Sink
@@ -79,6 +80,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/events", s.allEvents)
 	mux.HandleFunc("GET /api/v1/profiles", s.listProfiles)
 	mux.HandleFunc("GET /api/v1/profiles/{name}", s.getProfile)
+	mux.HandleFunc("GET /api/v1/assets", s.listAssets)
+	mux.HandleFunc("POST /api/v1/assets/pull", s.auth(s.pullAssets))
 	mux.HandleFunc("GET /api/v1/secrets", s.listSecrets)
 	mux.HandleFunc("PUT /api/v1/secrets/{name}", s.auth(s.putSecret))
 	mux.HandleFunc("DELETE /api/v1/secrets/{name}", s.auth(s.deleteSecret))

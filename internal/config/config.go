@@ -34,11 +34,12 @@ type Config struct {
 	// Empty means DataDir/assets.
 	AssetsDir string `yaml:"assets_dir"`
 
-	HTTP HTTP `yaml:"http"`
-	DHCP DHCP `yaml:"dhcp"`
-	TFTP TFTP `yaml:"tftp"`
-	Boot Boot `yaml:"boot"`
-	Log  Log  `yaml:"log"`
+	HTTP  HTTP  `yaml:"http"`
+	DHCP  DHCP  `yaml:"dhcp"`
+	TFTP  TFTP  `yaml:"tftp"`
+	Boot  Boot  `yaml:"boot"`
+	Talos Talos `yaml:"talos"`
+	Log   Log   `yaml:"log"`
 
 	// MaxEventsPerMachine bounds each machine's timeline.
 	MaxEventsPerMachine int `yaml:"max_events_per_machine"`
@@ -95,6 +96,22 @@ type Boot struct {
 	DefaultParams map[string]string `yaml:"default_params"`
 }
 
+// Talos configures the talos profile's Image Factory assets.
+type Talos struct {
+	// FactoryURL is the Image Factory (or a mirror of it).
+	FactoryURL string `yaml:"factory_url"`
+	// Version is the Talos version machines boot unless their talos_version
+	// parameter says otherwise.
+	Version string `yaml:"version"`
+	// Extensions are the schematic's official system extensions.
+	Extensions []string `yaml:"extensions"`
+	// ExtraKernelArgs go into the schematic (and so into the factory's
+	// kernel command line).
+	ExtraKernelArgs []string `yaml:"extra_kernel_args"`
+	// Arch is the architecture of the PXE assets (amd64 or arm64).
+	Arch string `yaml:"arch"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -119,6 +136,11 @@ func Default() Config {
 			UEFIARM64:      "ipxe-arm64.efi",
 			ChainIPXE:      true,
 			DefaultProfile: "menu",
+		},
+		Talos: Talos{
+			FactoryURL: "https://factory.talos.dev",
+			Extensions: []string{"siderolabs/bnx2", "siderolabs/intel-ucode"},
+			Arch:       "amd64",
 		},
 		Log:                 Log{Level: "info", Format: "text"},
 		MaxEventsPerMachine: 1000,
@@ -176,6 +198,12 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log.format %q is not text or json", c.Log.Format)
+	}
+	if c.Talos.Arch != "amd64" && c.Talos.Arch != "arm64" {
+		return fmt.Errorf("talos.arch %q is not amd64 or arm64", c.Talos.Arch)
+	}
+	if c.Talos.FactoryURL == "" {
+		return errors.New("talos.factory_url is empty: set it to https://factory.talos.dev or a mirror")
 	}
 	if c.Boot.DefaultProfile == "" {
 		return errors.New("boot.default_profile is empty: name a profile such as menu or local")

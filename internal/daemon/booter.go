@@ -269,6 +269,11 @@ func (b *Booter) addExtras(ctx context.Context, p *profile.Profile, m *inventory
 		for k, v := range d.Params {
 			params[k] = v
 		}
+		for k, spec := range p.Params {
+			if spec.Secret {
+				delete(params, k) // providers never see secrets
+			}
+		}
 		vals, err := x.Values(ctx, m, params)
 		if err != nil {
 			return err

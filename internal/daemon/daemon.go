@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/assets"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
@@ -28,6 +29,7 @@ import (
 	"github.com/provisiond/provisiond/internal/profile"
 	"github.com/provisiond/provisiond/internal/pxe"
 	"github.com/provisiond/provisiond/internal/secrets"
+	"github.com/provisiond/provisiond/internal/talos"
 )
 
 // Options are what main hands the daemon besides the config.
@@ -171,8 +173,14 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if _, ok := set.Get(cfg.Boot.DefaultProfile); !ok {
 		return fmt.Errorf("boot.default_profile %s is not a known profile", cfg.Boot.DefaultProfile)
 	}
+	if err := os.MkdirAll(cfg.AssetDir(), 0o755); err != nil {
+		return fmt.Errorf("creating assets directory %s: %w", cfg.AssetDir(), err)
+	}
+	cache := assets.New(cfg.AssetDir(), nil, log)
+	defer cache.Close()
+	talosProv := NewTalosProvider(cfg.Talos, &talos.Factory{BaseURL: cfg.Talos.FactoryURL}, cache, cfg.AssetDir())
 	booter = NewBooter(BooterOptions{Store: store, Profiles: set, Boot: cfg.Boot, IPXEDir: cfg.IPXEDir, IPXEFiles: ipxeFiles,
-		Secrets: secretStore, Events: sink, Log: log})
+		Secrets: secretStore, Extras: []Extra{talosProv}, Events: sink, Log: log})
 	booterRef.Store(booter)
 
 	recCtx, stopRec := context.WithCancel(context.Background())
@@ -194,6 +202,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	started := time.Now()
 	apiSrv := &api.Server{
 		Store: store, Renderer: booter, Secrets: secretStore, Broker: broker, Events: sink, Token: token, BaseURL: baseURL, Log: log,
+		Assets: &assetsAPI{cache: cache, talos: talosProv, store: store, boot: func() map[string]string { return cfg.Boot.DefaultParams }},
 		Status: func() map[string]any {
 			st := map[string]any{"version": opts.Version, "uptime": time.Since(started).Round(time.Second).String(),
 				"events_dropped": rec.Dropped(), "http": httpBoot.Stats()}

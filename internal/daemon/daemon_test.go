@@ -21,7 +21,7 @@ import (
 )
 
 // startDaemon runs the daemon with HTTP on a loopback port and no DHCP/TFTP.
-func startDaemon(t *testing.T) (base string, data string, stop func() error) {
+func startDaemon(t *testing.T, mods ...func(*config.Config)) (base string, data string, stop func() error) {
 	t.Helper()
 	data = t.TempDir()
 	assets := filepath.Join(data, "assets")
@@ -38,6 +38,9 @@ func startDaemon(t *testing.T) (base string, data string, stop func() error) {
 	cfg.DHCP.Enabled, cfg.TFTP.Enabled = false, false
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.Port = 8080
+	for _, m := range mods {
+		m(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	errc := make(chan error, 1)

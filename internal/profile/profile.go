@@ -55,6 +55,9 @@ type Profile struct {
 	ConsumedOn string `json:"consumed_on"`
 	// Menu is false for profiles a boot menu must not offer.
 	Menu bool `json:"menu"`
+	// Uses names the providers whose values the template reads with
+	// {{extra "provider" "key"}} (talos, slurm).
+	Uses []string `json:"uses,omitempty"`
 	// Source says where the profile came from (builtin or a directory).
 	Source string `json:"source"`
 	// Template is the iPXE template text.
@@ -68,6 +71,7 @@ type sidecar struct {
 	Params      map[string]Param `yaml:"params"`
 	ConsumedOn  string           `yaml:"consumed_on"`
 	Menu        *bool            `yaml:"menu"`
+	Uses        []string         `yaml:"uses"`
 }
 
 // Set is a named collection of profiles.
@@ -150,7 +154,7 @@ func loadOne(fsys fs.FS, name, source string) (*Profile, error) {
 		return nil, fmt.Errorf("profile %s:1: an iPXE script must start with #!ipxe", where(name+".ipxe"))
 	}
 	p := &Profile{Name: name, Description: sc.Description, Params: sc.Params, ConsumedOn: sc.ConsumedOn,
-		Menu: sc.Menu == nil || *sc.Menu, Source: source, Template: string(body)}
+		Menu: sc.Menu == nil || *sc.Menu, Uses: sc.Uses, Source: source, Template: string(body)}
 	t, err := template.New(where(name + ".ipxe")).Option("missingkey=error").Funcs(funcs(&renderState{})).Parse(string(body))
 	if err != nil {
 		return nil, fmt.Errorf("profile %w", err)
@@ -305,28 +309,29 @@ func (p *Profile) Render(d Data) (*Rendered, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	// Secret parameters hold a placeholder while the template runs; only
+	// the secrets the script really contains are looked up afterwards, so
+	// an unused one (Omni's token on a machine without Omni) costs nothing.
+	placeholders := map[string]string{}
 	for _, k := range keys {
 		spec := p.Params[k]
 		if spec.Required && params[k] == "" {
 			return nil, fmt.Errorf("profile %s needs parameter %s: set it with provisiond machine set %s --param %s=VALUE", p.Name, k, d.Name, k)
 		}
 		if spec.Secret && params[k] != "" {
-			if d.Secret == nil {
-				params[k] = Redacted
-				continue
+			if err := Safe(params[k]); err != nil {
+				return nil, fmt.Errorf("parameter %s names a secret: %w", k, err)
 			}
-			v, err := d.Secret(params[k])
-			if err != nil {
-				return nil, fmt.Errorf("profile %s parameter %s: %w", p.Name, k, err)
-			}
-			params[k] = v
+			ph := fmt.Sprintf("@@provisiond-secret-%d@@", len(placeholders))
+			placeholders[ph] = params[k]
+			params[k] = ph
 		}
 	}
 	for k, v := range params {
+		if p.Params[k].Secret {
+			continue
+		}
 		if err := Safe(v); err != nil {
-			if p.Params[k].Secret {
-				return nil, fmt.Errorf("parameter %s: the secret's value has characters iPXE would read as script syntax", k)
-			}
 			return nil, fmt.Errorf("parameter %s: %w", k, err)
 		}
 	}
@@ -353,7 +358,24 @@ func (p *Profile) Render(d Data) (*Rendered, error) {
 	if err := t.Execute(&buf, d); err != nil {
 		return nil, fmt.Errorf("rendering profile %s: %w", p.Name, err)
 	}
-	return &Rendered{Script: buf.Bytes(), Assets: st.assets}, nil
+	out := buf.String()
+	for ph, name := range placeholders {
+		if !strings.Contains(out, ph) {
+			continue
+		}
+		v := Redacted
+		if d.Secret != nil {
+			var err error
+			if v, err = d.Secret(name); err != nil {
+				return nil, fmt.Errorf("profile %s: %w", p.Name, err)
+			}
+			if Safe(v) != nil {
+				return nil, fmt.Errorf("profile %s: secret %s has characters iPXE would read as script syntax (a newline, '$', '||', '&&' or '#')", p.Name, name)
+			}
+		}
+		out = strings.ReplaceAll(out, ph, v)
+	}
+	return &Rendered{Script: []byte(out), Assets: st.assets}, nil
 }
 
 // Safe reports whether v can stand on an iPXE script line without changing

@@ -280,6 +280,13 @@ func openIn(root *os.Root, p string) (*os.File, fs.FileInfo, error) {
 	if root == nil || p == "" || !fs.ValidPath(p) || strings.Contains(p, `\`) {
 		return nil, nil, fs.ErrNotExist
 	}
+	// Hidden files and directories are never served: downloads in
+	// progress live in .partial.
+	for _, el := range strings.Split(p, "/") {
+		if strings.HasPrefix(el, ".") {
+			return nil, nil, fs.ErrNotExist
+		}
+	}
 	f, err := root.Open(p)
 	if err != nil {
 		return nil, nil, err

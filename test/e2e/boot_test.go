@@ -78,14 +78,19 @@ func TestBootPath(t *testing.T) {
 		}
 	})
 
-	machines := []struct {
-		name, mac string
-		fw        firmware
-	}{
-		{"vm-bios", "52:54:00:e2:e0:01", seabios},
-		{"vm-uefi", "52:54:00:e2:e0:02", ovmf},
+	const joinToken = "e2e-join-token-SECRET42"
+	machines := []bootCase{
+		{name: "vm-bios", mac: "52:54:00:e2:e0:01", fw: seabios, profile: "linux", kernel: "vmlinuz", initrd: "initrd.img", callback: true,
+			want: []string{"e2e.machine=vm-bios", "e2e.marker=inventory-args-vm-bios", "console=ttyS0", "provisiond.callback=http://" + serverIP}},
+		{name: "vm-uefi", mac: "52:54:00:e2:e0:02", fw: ovmf, profile: "linux", kernel: "vmlinuz", initrd: "initrd.img", callback: true,
+			want: []string{"e2e.machine=vm-uefi", "e2e.marker=inventory-args-vm-uefi", "console=ttyS0", "provisiond.callback=http://" + serverIP}},
+		{name: "vm-talos", mac: "52:54:00:e2:e0:03", fw: seabios, profile: "talos", kernel: "kernel-amd64", initrd: "initramfs-amd64.xz",
+			want: []string{"initrd=initramfs.xz talos.platform=metal console=ttyS0 panic=-1 e2e.factory-cmdline=1 " +
+				"siderolink.api=https://omni.e2e.test:8090/?jointoken=" + joinToken + " " +
+				"talos.events.sink=[fdae:41e4:649b:9303::1]:8090 talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092 " +
+				"ip=192.0.2.60::192.0.2.1:255.255.255.128:vm-talos:eth0:off e2e.machine=vm-talos"}},
 	}
-	for _, m := range machines {
+	for _, m := range machines[:2] {
 		args := []string{"machine", "add", m.name, "--mac", m.mac, "--profile", "linux", "--hostname", m.name,
 			"--param", "kernel=vmlinuz", "--param", "initrd=initrd.img", "--param", "cmdline=console=ttyS0 panic=-1 quiet",
 			"--kernel-args", "e2e.machine=" + m.name + " e2e.marker=inventory-args-" + m.name}
@@ -94,6 +99,22 @@ func TestBootPath(t *testing.T) {
 			args = append(args, "--once")
 		}
 		l.mustCLI(args...)
+	}
+	// Talos: the join token is stored once as a secret, the factory's
+	// assets are pulled ahead of time with the CLI, then the machine boots.
+	if out := l.cliStdin(joinToken+"\n", "secret", "set", "omni-join-token"); !strings.Contains(out, "stored secret omni-join-token") {
+		t.Fatalf("secret set: %s", out)
+	}
+	pull := l.mustCLI("assets", "pull", "talos")
+	if !strings.Contains(pull, "Talos v1.9.5, schematic ") || !strings.Contains(pull, "kernel-amd64: ") || !strings.HasSuffix(strings.TrimSpace(pull), "cached") {
+		t.Fatalf("assets pull talos:\n%s", pull)
+	}
+	t.Logf("assets pull talos:\n%s", pull)
+	l.mustCLI("machine", "add", "vm-talos", "--mac", machines[2].mac, "--profile", "talos", "--hostname", "vm-talos",
+		"--address", "192.0.2.60/25", "--gateway", routerIP, "--param", "omni_api=https://omni.e2e.test:8090/", "--param", "interface=eth0",
+		"--kernel-args", "e2e.machine=vm-talos")
+	if red := l.mustCLI("profile", "render", "vm-talos"); strings.Contains(red, joinToken) || !strings.Contains(red, "jointoken=REDACTED") {
+		t.Errorf("profile render shows the join token:\n%s", red)
 	}
 	script := l.mustCLI("profile", "render", "vm-bios")
 	if !strings.Contains(script, "e2e.marker=inventory-args-vm-bios") || !strings.Contains(script, "/assets/vmlinuz") {
@@ -125,16 +146,16 @@ func TestBootPath(t *testing.T) {
 				t.Fatalf("%v\nconsole:\n%s", errs[i], consoles[i])
 			}
 			cmdline := serialLine(consoles[i], "PROVISIOND-TEST-CMDLINE:")
-			for _, want := range []string{"e2e.machine=" + m.name, "e2e.marker=inventory-args-" + m.name, "console=ttyS0", "provisiond.callback=http://" + serverIP} {
+			for _, want := range m.want {
 				if !strings.Contains(cmdline, want) {
 					t.Errorf("booted kernel's command line lacks %q: %q", want, cmdline)
 				}
 			}
-			if got := serialLine(consoles[i], "PROVISIOND-TEST-CALLBACK:"); got != "ok" {
+			if got := serialLine(consoles[i], "PROVISIOND-TEST-CALLBACK:"); m.callback && got != "ok" {
 				t.Errorf("booted OS callback: %q (address: %q)", got, serialLine(consoles[i], "PROVISIOND-TEST-ADDR:"))
 			}
 			t.Logf("%s booted; kernel command line: %s", m.name, cmdline)
-			checkTimeline(t, l, m.name, m.fw)
+			checkTimeline(t, l, m)
 		})
 	}
 
@@ -214,6 +235,18 @@ func TestBootPath(t *testing.T) {
 	})
 
 	t.Run("sigterm", func(t *testing.T) { l.stopDaemon(t) })
+
+	t.Run("secret-never-logged", func(t *testing.T) {
+		if strings.Contains(l.logBuf.String(), joinToken) {
+			t.Error("the Omni join token appears in provisiond's log")
+		}
+		for _, m := range []string{"vm-talos"} {
+			raw, _ := l.cli("events", m, "-o", "json")
+			if strings.Contains(raw, joinToken) {
+				t.Errorf("the join token appears in %s's timeline", m)
+			}
+		}
+	})
 }
 
 func hasScript(evs []events.Event, profile string) bool {
@@ -233,50 +266,55 @@ func formatTimeline(evs []events.Event) string {
 	return b.String()
 }
 
-// checkTimeline asserts the boot steps in order: DHCP offer, (TFTP of the
-// iPXE binary when the firmware is not iPXE itself), script, kernel,
-// initrd, callback.
-func checkTimeline(t *testing.T, l *lab, name string, fw firmware) {
+// bootCase is one VM of the boot test.
+type bootCase struct {
+	name, mac      string
+	fw             firmware
+	profile        string
+	kernel, initrd string // file names the timeline's asset steps end with
+	callback       bool   // the profile passes provisiond.callback
+	want           []string
+}
+
+type step struct {
+	typ  string
+	desc string
+	ok   func(events.Event) bool
+}
+
+// checkTimeline asserts the boot steps in order: DHCP offer, TFTP of the
+// iPXE binary (the firmware's own PXE, or an iPXE ROM chained into ours),
+// script, kernel, initrd, and the callback when the profile makes one.
+func checkTimeline(t *testing.T, l *lab, m bootCase) {
 	t.Helper()
 	var evs []events.Event
-	// The recorder writes asynchronously: give the callback a moment.
+	// The recorder writes asynchronously: give the last step a moment.
 	for i := 0; i < 20; i++ {
-		evs = l.timeline(name)
-		if len(evs) > 0 && evs[len(evs)-1].Type == events.Booted {
+		evs = l.timeline(m.name)
+		if len(evs) > 0 && (!m.callback || evs[len(evs)-1].Type == events.Booted) {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	want := []struct {
-		typ  string
-		desc string
-		ok   func(events.Event) bool
-	}{
-		{events.DHCPOffer, "DHCP offer", func(ev events.Event) bool { return true }},
-	}
 	binary := "undionly.kpxe"
-	if fw == ovmf {
+	if m.fw == ovmf {
 		binary = "ipxe.efi"
 	}
-	want = append(want, struct {
-		typ  string
-		desc string
-		ok   func(events.Event) bool
-	}{events.TFTPTransfer, "TFTP of " + binary, func(ev events.Event) bool {
-		return ev.Attrs["file"] == binary && ev.Attrs["result"] == "ok"
-	}})
-	more := []struct {
-		typ  string
-		desc string
-		ok   func(events.Event) bool
-	}{
+	want := []step{
+		{events.DHCPOffer, "DHCP offer", func(ev events.Event) bool { return true }},
+		{events.TFTPTransfer, "TFTP of " + binary, func(ev events.Event) bool { return ev.Attrs["file"] == binary && ev.Attrs["result"] == "ok" }},
 		{events.DHCPOffer, "DHCP offer of the script URL to iPXE", func(ev events.Event) bool { return ev.Attrs["stage"] == "ipxe" }},
-		{events.Script, "script (profile linux)", func(ev events.Event) bool { return ev.Attrs["profile"] == "linux" }},
-		{events.Asset, "kernel", func(ev events.Event) bool { return ev.Attrs["file"] == "vmlinuz" && ev.Attrs["status"] == "200" }},
-		{events.Asset, "initrd", func(ev events.Event) bool { return ev.Attrs["file"] == "initrd.img" && ev.Attrs["status"] == "200" }},
-		{events.Booted, "booted callback", func(ev events.Event) bool { return true }},
+		{events.Script, "script (profile " + m.profile + ")", func(ev events.Event) bool { return ev.Attrs["profile"] == m.profile }},
+		{events.Asset, "kernel", func(ev events.Event) bool {
+			return strings.HasSuffix(ev.Attrs["file"], m.kernel) && ev.Attrs["status"] == "200"
+		}},
+		{events.Asset, "initrd", func(ev events.Event) bool {
+			return strings.HasSuffix(ev.Attrs["file"], m.initrd) && ev.Attrs["status"] == "200"
+		}},
 	}
-	want = append(want, more...)
+	if m.callback {
+		want = append(want, step{events.Booted, "booted callback", func(ev events.Event) bool { return true }})
+	}
 	i := 0
 	for _, ev := range evs {
 		if i < len(want) && ev.Type == want[i].typ && want[i].ok(ev) {
@@ -284,8 +322,8 @@ func checkTimeline(t *testing.T, l *lab, name string, fw firmware) {
 		}
 	}
 	if i < len(want) {
-		t.Errorf("%s timeline is missing %q (in order: %d of %d steps found):\n%s", name, want[i].desc, i, len(want), formatTimeline(evs))
+		t.Errorf("%s timeline is missing %q (in order: %d of %d steps found):\n%s", m.name, want[i].desc, i, len(want), formatTimeline(evs))
 		return
 	}
-	t.Logf("%s timeline:\n%s", name, formatTimeline(evs))
+	t.Logf("%s timeline:\n%s", m.name, formatTimeline(evs))
 }

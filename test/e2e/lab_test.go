@@ -181,8 +181,31 @@ func newLab(t *testing.T) *lab {
 		l.sh(h.ns, "ip", "link", "set", h.name, "up")
 	}
 	l.startDnsmasq()
+	l.startFactory()
 	l.startDaemon()
 	return l
+}
+
+// The fake Image Factory listens inside the server namespace.
+const factoryAddr = "127.0.0.1:18090"
+
+// startFactory runs the test binary as a fake Image Factory in the server
+// namespace; its "Talos" kernel and initramfs are the test OS.
+func (l *lab) startFactory() {
+	cmd := exec.Command("ip", "netns", "exec", l.server, os.Args[0], "-test.run", "^TestFactoryHelper$", "-test.count=1", "-test.timeout=0")
+	cmd.Env = append(os.Environ(), "PROVISIOND_E2E_FACTORY="+factoryAddr+";"+l.assets)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		l.t.Fatalf("starting the fake factory: %v", err)
+	}
+	l.cleanup = append(l.cleanup, func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if l.t.Failed() {
+			l.t.Logf("fake factory output:\n%s", out.String())
+		}
+	})
 }
 
 func (l *lab) close() {
@@ -224,7 +247,9 @@ func (l *lab) startDnsmasq() {
 
 func (l *lab) startDaemon() {
 	data := filepath.Join(l.dir, "data")
-	cmd := exec.Command("ip", "netns", "exec", l.server, l.bin, "serve", "--config", "/dev/null",
+	conf := filepath.Join(l.dir, "provisiond.yaml")
+	os.WriteFile(conf, []byte("talos:\n  factory_url: http://"+factoryAddr+"\n  version: v1.9.5\n"), 0o644)
+	cmd := exec.Command("ip", "netns", "exec", l.server, l.bin, "serve", "--config", conf,
 		"--interface", "s0,s1", "--data-dir", data, "--assets-dir", l.assets, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = l.logBuf, l.logBuf
 	if err := cmd.Start(); err != nil {
@@ -247,6 +272,20 @@ func (l *lab) cli(args ...string) (string, error) {
 		"--token-file", filepath.Join(l.dir, "data", "api-token")}, args...)
 	out, err := exec.Command("ip", full...).CombinedOutput()
 	return string(out), err
+}
+
+// cliStdin runs the CLI with stdin.
+func (l *lab) cliStdin(stdin string, args ...string) string {
+	l.t.Helper()
+	full := append([]string{"netns", "exec", l.server, l.bin, "--server", fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+		"--token-file", filepath.Join(l.dir, "data", "api-token")}, args...)
+	cmd := exec.Command("ip", full...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("provisiond %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 func (l *lab) mustCLI(args ...string) string {

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/pin/tftp/v3"
 
 	"github.com/provisiond/provisiond/internal/netutil"
+	"github.com/provisiond/provisiond/internal/talos/talostest"
 )
 
 // probeReply is one answer the probe saw.
@@ -113,6 +116,32 @@ func TestTFTPHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Printf("TFTP-BYTES %d\n", n)
+}
+
+// TestFactoryHelper is not a test: the lab runs it inside the server
+// namespace as the Talos Image Factory (PROVISIOND_E2E_FACTORY=addr;assetdir).
+// Its kernel and initramfs are the test OS; its command line sends the
+// console to the serial port.
+func TestFactoryHelper(t *testing.T) {
+	spec := os.Getenv("PROVISIOND_E2E_FACTORY")
+	if spec == "" {
+		t.Skip("helper process for the lab tests")
+	}
+	addr, dir, _ := strings.Cut(spec, ";")
+	kernel, err := os.ReadFile(filepath.Join(dir, "vmlinuz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd, err := os.ReadFile(filepath.Join(dir, "initrd.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := talostest.New(map[string][]byte{
+		"kernel-amd64":        kernel,
+		"initramfs-amd64.xz":  initrd,
+		"cmdline-metal-amd64": []byte("talos.platform=metal console=ttyS0 panic=-1 e2e.factory-cmdline=1\n"),
+	})
+	t.Fatal(http.ListenAndServe(addr, f))
 }
 
 // tftpFetch fetches file from server over TFTP from the client namespace

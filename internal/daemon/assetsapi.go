@@ -1,0 +1,60 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"path"
+
+	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/assets"
+	"github.com/provisiond/provisiond/internal/inventory"
+)
+
+// assetsAPI serves the API's asset calls from the cache and the providers.
+type assetsAPI struct {
+	cache *assets.Cache
+	talos *TalosProvider
+	store *inventory.Store
+	boot  func() map[string]string // config default params
+}
+
+func (a *assetsAPI) Entries() ([]assets.Manifest, error) { return a.cache.Entries("") }
+
+func (a *assetsAPI) Pull(_ context.Context, req api.PullRequest) (*assets.Job, map[string]string, error) {
+	if req.Kind != "talos" {
+		return nil, nil, fmt.Errorf("unknown asset kind %q: provisiond pulls talos", req.Kind)
+	}
+	params := map[string]string{}
+	for k, v := range a.boot() {
+		params[k] = v
+	}
+	if req.Machine != "" {
+		m, err := a.store.Machine(req.Machine)
+		if err != nil {
+			return nil, nil, err
+		}
+		for k, v := range m.Params {
+			params[k] = v
+		}
+	}
+	r := a.talos.request(params)
+	if req.Version != "" {
+		r.Version = req.Version
+	}
+	if req.Extensions != nil {
+		r.Extensions = req.Extensions
+	}
+	if req.ExtraKernelArgs != nil {
+		r.ExtraKernelArgs = req.ExtraKernelArgs
+	}
+	_, id, entry, err := a.talos.plan(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	info := map[string]string{"entry": entry, "schematic": id, "version": r.Version, "factory": a.talos.factory.BaseURL, "path": path.Join("/assets", entry)}
+	if _, ok := a.cache.Complete(entry); ok {
+		return nil, info, nil
+	}
+	job, _, err := a.talos.Pull(r)
+	return job, info, err
+}

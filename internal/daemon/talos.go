@@ -1,0 +1,131 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/assets"
+	"github.com/provisiond/provisiond/internal/config"
+	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/profile"
+	"github.com/provisiond/provisiond/internal/talos"
+)
+
+// TalosProvider gives the talos profile its Image Factory assets: the
+// schematic (from the config or the machine's parameters), the cached kernel
+// and initramfs, and the factory's kernel command line. Assets that are not
+// cached yet are downloaded in the background while the machine waits.
+type TalosProvider struct {
+	cfg     config.Talos
+	factory *talos.Factory
+	cache   *assets.Cache
+	root    string
+}
+
+// NewTalosProvider returns the provider; root is the assets directory.
+func NewTalosProvider(cfg config.Talos, factory *talos.Factory, cache *assets.Cache, root string) *TalosProvider {
+	return &TalosProvider{cfg: cfg, factory: factory, cache: cache, root: root}
+}
+
+// Name implements Extra.
+func (t *TalosProvider) Name() string { return "talos" }
+
+// Wants implements Extra.
+func (t *TalosProvider) Wants(p *profile.Profile) bool { return slices.Contains(p.Uses, "talos") }
+
+// TalosRequest is what to fetch: a version and a schematic.
+type TalosRequest struct {
+	Version         string   `json:"version"`
+	Extensions      []string `json:"extensions,omitempty"`
+	ExtraKernelArgs []string `json:"extra_kernel_args,omitempty"`
+}
+
+// request resolves a machine's parameters over the config.
+func (t *TalosProvider) request(params map[string]string) TalosRequest {
+	r := TalosRequest{Version: t.cfg.Version, Extensions: t.cfg.Extensions, ExtraKernelArgs: t.cfg.ExtraKernelArgs}
+	if v := params["talos_version"]; v != "" {
+		r.Version = v
+	}
+	if v, ok := params["talos_extensions"]; ok && v != "" {
+		r.Extensions = strings.Split(v, ",")
+	}
+	if v, ok := params["talos_schematic_args"]; ok && v != "" {
+		r.ExtraKernelArgs = strings.Fields(v)
+	}
+	return r
+}
+
+// plan works out the schematic, its ID and the cache entry for r.
+func (t *TalosProvider) plan(r TalosRequest) (talos.Schematic, string, string, error) {
+	if r.Version == "" {
+		return talos.Schematic{}, "", "", fmt.Errorf("no Talos version: set talos.version in the config or --param talos_version=v1.x.y on the machine")
+	}
+	if err := talos.ValidVersion(r.Version); err != nil {
+		return talos.Schematic{}, "", "", err
+	}
+	s := talos.New(r.Extensions, r.ExtraKernelArgs)
+	id, err := s.ID()
+	if err != nil {
+		return s, "", "", err
+	}
+	return s, id, path.Join("talos", r.Version, id, t.cfg.Arch), nil
+}
+
+// Pull starts (or joins) the download of a version and schematic.
+func (t *TalosProvider) Pull(r TalosRequest) (*assets.Job, string, error) {
+	s, id, entry, err := t.plan(r)
+	if err != nil {
+		return nil, "", err
+	}
+	k, i, c := talos.Assets(t.cfg.Arch)
+	var files []assets.Source
+	for _, f := range []string{k, i, c} {
+		files = append(files, assets.Source{Name: f, URL: t.factory.AssetURL(id, r.Version, f)})
+	}
+	meta := map[string]string{"kind": "talos", "version": r.Version, "schematic": id, "arch": t.cfg.Arch,
+		"extensions": strings.Join(s.Customization.SystemExtensions.OfficialExtensions, ","), "factory": t.factory.BaseURL}
+	job := t.cache.Fetch(entry, files, meta, func(ctx context.Context) error {
+		_, err := t.factory.Register(ctx, s)
+		return err
+	})
+	return job, id, nil
+}
+
+// Values implements Extra: kernel and initramfs paths below /assets/, the
+// factory's command line, the schematic ID and the version.
+func (t *TalosProvider) Values(_ context.Context, _ *inventory.Machine, params map[string]string) (map[string]string, error) {
+	r := t.request(params)
+	_, id, entry, err := t.plan(r)
+	if err != nil {
+		return nil, err
+	}
+	k, i, c := talos.Assets(t.cfg.Arch)
+	if _, ok := t.cache.Complete(entry); ok {
+		raw, err := os.ReadFile(filepath.Join(t.root, filepath.FromSlash(entry), c))
+		if err != nil {
+			return nil, fmt.Errorf("reading the cached Talos command line: %w", err)
+		}
+		return map[string]string{
+			"kernel": path.Join(entry, k), "initramfs": path.Join(entry, i), "cmdline": strings.Join(strings.Fields(string(raw)), " "),
+			"schematic": id, "version": r.Version,
+		}, nil
+	}
+	what := fmt.Sprintf("downloading Talos %s (schematic %s) from %s", r.Version, id[:12], t.factory.BaseURL)
+	if ferr, at := t.cache.LastFailure(entry); ferr != nil && time.Since(at) < 30*time.Second && t.cache.Running(entry) == nil {
+		return nil, &NotReadyError{What: "the last Talos download failed: " + ferr.Error(), RetryAfter: 30 * time.Second}
+	}
+	job, _, err := t.Pull(r)
+	if err != nil {
+		return nil, err
+	}
+	if p := job.Last(); p.Total > 0 {
+		what += fmt.Sprintf(": %s %d%% of %d MB", p.File, p.Bytes*100/p.Total, p.Total>>20)
+	}
+	return nil, &NotReadyError{What: what, RetryAfter: 15 * time.Second}
+}

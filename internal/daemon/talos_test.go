@@ -1,0 +1,121 @@
+package daemon
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/assets"
+	"github.com/provisiond/provisiond/internal/config"
+	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/talos"
+	"github.com/provisiond/provisiond/internal/talos/talostest"
+)
+
+func TestTalosThroughTheFactory(t *testing.T) {
+	kernel := strings.Repeat("K", 300_000)
+	factory := talostest.New(map[string][]byte{
+		"kernel-amd64":        []byte(kernel),
+		"initramfs-amd64.xz":  []byte(strings.Repeat("I", 500_000)),
+		"cmdline-metal-amd64": []byte("talos.platform=metal console=tty0 init_on_alloc=1 slab_nomerge pti=on\n"),
+	})
+	fsrv := httptest.NewServer(factory)
+	defer fsrv.Close()
+	base, data, _ := startDaemon(t, func(c *config.Config) {
+		c.Talos.FactoryURL = fsrv.URL
+		c.Talos.Version = "v1.9.5"
+	})
+	tok, _ := os.ReadFile(filepath.Join(data, TokenFile))
+	c := &api.Client{Server: base, Token: strings.TrimSpace(string(tok))}
+	ctx := context.Background()
+	if err := c.SetSecret(ctx, "omni-join-token", "omni-tok-0123456789"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.CreateMachine(ctx, inventory.Machine{Name: "BLD-006", MACs: []string{"52:54:00:00:00:06"}, Profile: "talos", Hostname: "bld-006",
+		Address: "192.0.2.56/24", Gateway: "192.0.2.1", KernelArgs: "talos.dashboard.disabled=1",
+		Params: map[string]string{"omni_api": "https://omni.example.com:8090/", "interface": "enp3s0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Not cached yet: the machine is told to wait, and the download starts.
+	_, body := get(t, base+"/boot/52:54:00:00:00:06/script", nil)
+	if !strings.Contains(body, "downloading Talos v1.9.5") || !strings.Contains(body, "chain --replace "+base+"/boot/52:54:00:00:00:06.ipxe") {
+		t.Fatalf("uncached Talos:\n%s", body)
+	}
+	// The CLI's pull joins (or finds) that download and reports progress.
+	var info map[string]string
+	var reports []assets.Progress
+	err = c.Pull(ctx, api.PullRequest{Kind: "talos"}, func(m map[string]string) { info = m }, func(p assets.Progress) { reports = append(reports, p) })
+	if err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	want := talos.New([]string{"siderolabs/bnx2", "siderolabs/intel-ucode"}, nil)
+	id, _ := want.ID()
+	if info["schematic"] != id || !factory.Registered(id) {
+		t.Errorf("schematic %s (registered %v), want %s", info["schematic"], factory.Registered(id), id)
+	}
+	// Pulling again is a no-op served from the cache.
+	c.Pull(ctx, api.PullRequest{Kind: "talos"}, func(map[string]string) {}, func(assets.Progress) {})
+	if n := factory.Hits("kernel-amd64"); n != 1 {
+		t.Errorf("the factory served the kernel %d times, want once", n)
+	}
+
+	_, body = get(t, base+"/boot/52:54:00:00:00:06/script", nil)
+	entry := "talos/v1.9.5/" + id + "/amd64"
+	wantLine := "kernel " + base + "/assets/" + entry + "/kernel-amd64?mac=52%3A54%3A00%3A00%3A00%3A06 initrd=initramfs.xz " +
+		"talos.platform=metal console=tty0 init_on_alloc=1 slab_nomerge pti=on " +
+		"siderolink.api=https://omni.example.com:8090/?jointoken=omni-tok-0123456789 " +
+		"talos.events.sink=[fdae:41e4:649b:9303::1]:8090 talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092 " +
+		"ip=192.0.2.56::192.0.2.1:255.255.255.0:bld-006:enp3s0:off talos.dashboard.disabled=1 || goto failed\n"
+	if !strings.Contains(body, wantLine) || !strings.Contains(body, "initrd --name initramfs.xz "+base+"/assets/"+entry+"/initramfs-amd64.xz") {
+		t.Fatalf("Talos script:\n%s\nwant line:\n%s", body, wantLine)
+	}
+	// The API and the CLI show the token redacted unless asked with the token.
+	red, err := (&api.Client{Server: base}).Script(ctx, "BLD-006", "", false)
+	if err != nil || strings.Contains(string(red), "omni-tok") || !strings.Contains(string(red), "jointoken=REDACTED") {
+		t.Fatalf("redacted render: %v\n%s", err, red)
+	}
+	if _, err := (&api.Client{Server: base}).Script(ctx, "BLD-006", "", true); err == nil {
+		t.Error("secrets shown without the token")
+	}
+	// Cached assets are served; downloads in progress never are.
+	resp, got := get(t, base+"/assets/"+entry+"/kernel-amd64", nil)
+	if resp.StatusCode != 200 || got != kernel {
+		t.Errorf("cached kernel: %d, %d bytes", resp.StatusCode, len(got))
+	}
+	os.MkdirAll(filepath.Join(data, "assets", ".partial"), 0o755)
+	os.WriteFile(filepath.Join(data, "assets", ".partial", "half"), []byte("half"), 0o644)
+	if resp, _ := get(t, base+"/assets/.partial/half", nil); resp.StatusCode == 200 {
+		t.Error("a partial download was served")
+	}
+	es, _ := c.AssetEntries(ctx)
+	if len(es) != 1 || es[0].Meta["version"] != "v1.9.5" || len(es[0].Files["kernel-amd64"].SHA256) != 64 {
+		t.Errorf("entries %+v", es)
+	}
+}
+
+func TestTalosFactoryDown(t *testing.T) {
+	base, data, _ := startDaemon(t, func(c *config.Config) {
+		c.Talos.FactoryURL = "http://127.0.0.1:1"
+		c.Talos.Version = "v1.9.5"
+	})
+	tok, _ := os.ReadFile(filepath.Join(data, TokenFile))
+	c := &api.Client{Server: base, Token: strings.TrimSpace(string(tok))}
+	err := c.Pull(context.Background(), api.PullRequest{Kind: "talos"}, func(map[string]string) {}, func(assets.Progress) {})
+	if err == nil || !strings.Contains(err.Error(), "cannot be reached") {
+		t.Fatalf("pull from an unreachable factory: %v", err)
+	}
+	c.CreateMachine(context.Background(), inventory.Machine{Name: "m", MACs: []string{"52:54:00:00:00:07"}, Profile: "talos"})
+	_, body := get(t, base+"/boot/52:54:00:00:00:07/script", nil)
+	if !strings.Contains(body, "the last Talos download failed") || !strings.Contains(body, "cannot be reached") {
+		t.Errorf("machine's script after a failed download:\n%s", body)
+	}
+	if err := c.Pull(context.Background(), api.PullRequest{Kind: "talos", Version: "latest"}, func(map[string]string) {}, func(assets.Progress) {}); err == nil || !strings.Contains(err.Error(), "not of the form") {
+		t.Errorf("bad version: %v", err)
+	}
+}

@@ -1,0 +1,100 @@
+package talos
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func TestEmptySchematicID(t *testing.T) {
+	id, err := New(nil, nil).ID()
+	if err != nil || id != EmptyID {
+		t.Fatalf("empty schematic ID %s, want the factory's %s", id, EmptyID)
+	}
+	raw, _ := New(nil, nil).YAML()
+	if string(raw) != "customization: {}\n" {
+		t.Errorf("empty schematic YAML %q", raw)
+	}
+}
+
+func TestSchematicYAML(t *testing.T) {
+	s := New([]string{"siderolabs/bnx2", " siderolabs/intel-ucode ", ""}, []string{"net.ifnames=0"})
+	raw, _ := s.YAML()
+	want := "customization:\n    extraKernelArgs:\n        - net.ifnames=0\n    systemExtensions:\n        officialExtensions:\n            - siderolabs/bnx2\n            - siderolabs/intel-ucode\n"
+	if string(raw) != want {
+		t.Errorf("YAML:\n%s\nwant:\n%s", raw, want)
+	}
+	a, _ := s.ID()
+	b, _ := New([]string{"siderolabs/intel-ucode", "siderolabs/bnx2"}, []string{"net.ifnames=0"}).ID()
+	if a == b || len(a) != 64 {
+		t.Errorf("IDs %s %s: order is part of the schematic, as in the factory", a, b)
+	}
+}
+
+// fakeFactory hashes what it receives the way the factory does: decode
+// into the model, marshal, sha256.
+func fakeFactory(t *testing.T, tamper bool) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/schematics" {
+			http.NotFound(w, r)
+			return
+		}
+		raw, _ := io.ReadAll(r.Body)
+		var s Schematic
+		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&s); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		id, _ := s.ID()
+		if tamper {
+			id = strings.Repeat("0", 64)
+		}
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(map[string]string{"id": id})
+	}))
+}
+
+func TestRegister(t *testing.T) {
+	srv := fakeFactory(t, false)
+	defer srv.Close()
+	f := &Factory{BaseURL: srv.URL}
+	s := New([]string{"siderolabs/bnx2"}, nil)
+	id, err := f.Register(context.Background(), s)
+	want, _ := s.ID()
+	if err != nil || id != want {
+		t.Fatalf("register: %s %v", id, err)
+	}
+	bad := fakeFactory(t, true)
+	defer bad.Close()
+	if _, err := (&Factory{BaseURL: bad.URL}).Register(context.Background(), s); err == nil || !strings.Contains(err.Error(), "provisiond computed") {
+		t.Errorf("mismatching ID: %v", err)
+	}
+	down := &Factory{BaseURL: "http://127.0.0.1:1"}
+	if _, err := down.Register(context.Background(), s); err == nil || !strings.Contains(err.Error(), "cannot be reached") || !strings.Contains(err.Error(), "talos.factory_url") {
+		t.Errorf("unreachable factory: %v", err)
+	}
+	if got := f.AssetURL("abc", "v1.9.5", "kernel-amd64"); got != srv.URL+"/image/abc/v1.9.5/kernel-amd64" {
+		t.Errorf("asset URL %s", got)
+	}
+}
+
+func TestValidVersion(t *testing.T) {
+	for _, v := range []string{"v1.9.5", "v1.10.0-alpha.1"} {
+		if ValidVersion(v) != nil {
+			t.Errorf("%s rejected", v)
+		}
+	}
+	for _, v := range []string{"1.9.5", "v1.9", "latest", "v1.9.5/../../x"} {
+		if ValidVersion(v) == nil {
+			t.Errorf("%s accepted", v)
+		}
+	}
+}
