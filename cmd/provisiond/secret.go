@@ -20,7 +20,7 @@ func newSecret(cf *clientFlags, e env) *cobra.Command {
 	var fromFile string
 	set := &cobra.Command{
 		Use:   "set NAME [--from-file FILE]",
-		Short: "Store a secret, read from FILE or standard input (one trailing newline is dropped)",
+		Short: "Store a secret, read from FILE as it is (binary keys too) or from standard input (one trailing newline dropped)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var r io.Reader = e.stdin
@@ -39,7 +39,10 @@ func newSecret(cf *clientFlags, e env) *cobra.Command {
 			if len(raw) > 64<<10 {
 				return fmt.Errorf("secret %s: larger than 64 KiB", args[0])
 			}
-			v := strings.TrimSuffix(strings.TrimSuffix(string(raw), "\n"), "\r")
+			v := string(raw)
+			if fromFile == "" {
+				v = strings.TrimSuffix(strings.TrimSuffix(v, "\n"), "\r")
+			}
 			if v == "" {
 				return fmt.Errorf("secret %s: the value is empty (pipe it in, or use --from-file)", args[0])
 			}

@@ -69,6 +69,7 @@ func ScriptData(m *inventory.Machine, mac, baseURL, profileName string, defaults
 		CallbackURL: baseURL + "/boot/" + mac + "/booted",
 		ScriptURL:   baseURL + "/" + ScriptPath(mac),
 		ProfileURL:  baseURL + "/boot/" + mac + "/script?profile=",
+		OverlayURL:  baseURL + "/boot/" + mac + "/overlay.cpio?profile=" + profileName,
 		Discovered:  true,
 		Params:      map[string]string{},
 	}

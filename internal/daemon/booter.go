@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/initramfs"
 	"github.com/provisiond/provisiond/internal/inventory"
 	"github.com/provisiond/provisiond/internal/profile"
 	"github.com/provisiond/provisiond/internal/pxe"
@@ -209,6 +211,44 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) ([]byte, str
 		b.follow(m, name, req.MAC, r.Assets)
 	}
 	return r.Script, name, nil
+}
+
+// Overlay implements pxe.Scripter: the overlay archive of the profile the
+// machine boots (or chose from its menu). Only machines in the inventory
+// get one: overlays hold secrets such as the munge key.
+func (b *Booter) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
+	m := b.machine(req.MAC)
+	if m == nil || m.Discovered {
+		return nil, req.Profile, fmt.Errorf("no overlay for %s: it is not in the inventory", req.MAC)
+	}
+	name := boot.ProfileFor(m, b.bootCfg.DefaultProfile)
+	if req.Profile != "" {
+		name = req.Profile
+	}
+	p, ok := b.profiles.Load().Get(name)
+	if !ok {
+		return nil, name, fmt.Errorf("profile %s does not exist", name)
+	}
+	d := boot.ScriptData(m, req.MAC, req.BaseURL, name, b.bootCfg.DefaultParams)
+	if b.secrets != nil {
+		d.Secret = b.secrets.Secret
+	}
+	if err := b.addExtras(ctx, p, m, &d); err != nil {
+		return nil, name, err
+	}
+	files, err := p.RenderOverlay(d)
+	if err != nil {
+		return nil, name, err
+	}
+	var in []initramfs.File
+	for _, f := range files {
+		in = append(in, initramfs.File{Path: f.Path, Mode: f.Mode, Data: f.Data})
+	}
+	var buf bytes.Buffer
+	if err := initramfs.Write(&buf, in); err != nil {
+		return nil, name, err
+	}
+	return buf.Bytes(), name, nil
 }
 
 // waitScript tells a machine to wait while provisiond prepares its boot.

@@ -302,6 +302,10 @@ func (p scripterProxy) Script(ctx context.Context, req pxe.ScriptRequest) ([]byt
 	return p.get().Script(ctx, req)
 }
 
+func (p scripterProxy) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
+	return p.get().Overlay(ctx, req)
+}
+
 // loadOrCreateToken reads the API token, creating it (mode 0600) on first start.
 func loadOrCreateToken(path string) (string, error) {
 	raw, err := os.ReadFile(path)

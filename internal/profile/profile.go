@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"text/template"
 	"text/template/parse"
@@ -62,8 +63,12 @@ type Profile struct {
 	Source string `json:"source"`
 	// Template is the iPXE template text.
 	Template string `json:"template,omitempty"`
+	// Overlay lists the per-machine overlay files.
+	Overlay []OverlaySpec `json:"overlay,omitempty"`
 
-	tmpl *template.Template
+	tmpl    *template.Template
+	overlay []*template.Template
+	modes   []uint32
 }
 
 type sidecar struct {
@@ -72,6 +77,26 @@ type sidecar struct {
 	ConsumedOn  string           `yaml:"consumed_on"`
 	Menu        *bool            `yaml:"menu"`
 	Uses        []string         `yaml:"uses"`
+	Overlay     []OverlaySpec    `yaml:"overlay"`
+}
+
+// OverlaySpec is one file of a profile's per-machine overlay: provisiond
+// renders it for each machine and serves the files as a cpio archive that
+// the kernel unpacks over the base image.
+type OverlaySpec struct {
+	// Path is the file's absolute path in the booted system.
+	Path string `yaml:"path" json:"path"`
+	// Mode is the octal file mode (default 0644).
+	Mode string `yaml:"mode" json:"mode,omitempty"`
+	// Template is the file's content, a Go template like the script's.
+	Template string `yaml:"template" json:"-"`
+}
+
+// OverlayFile is a rendered overlay file.
+type OverlayFile struct {
+	Path string
+	Mode uint32
+	Data []byte
 }
 
 // Set is a named collection of profiles.
@@ -163,6 +188,30 @@ func loadOne(fsys fs.FS, name, source string) (*Profile, error) {
 		return nil, err
 	}
 	p.tmpl = t
+	for i, o := range sc.Overlay {
+		at := fmt.Sprintf("%s overlay %s", where(name+".yaml"), o.Path)
+		if !strings.HasPrefix(o.Path, "/") || path.Clean(o.Path) != o.Path || o.Path == "/" {
+			return nil, fmt.Errorf("profile %s: the path must be absolute and clean", at)
+		}
+		mode := uint64(0o644)
+		if o.Mode != "" {
+			var err error
+			if mode, err = strconv.ParseUint(o.Mode, 8, 32); err != nil || mode > 0o7777 {
+				return nil, fmt.Errorf("profile %s: mode %q is not an octal file mode such as 0600", at, o.Mode)
+			}
+		}
+		ot, err := template.New(at).Option("missingkey=error").Funcs(funcs(&renderState{})).Parse(o.Template)
+		if err != nil {
+			return nil, fmt.Errorf("profile %w", err)
+		}
+		if err := checkParams(ot, p.Params); err != nil {
+			return nil, err
+		}
+		p.overlay = append(p.overlay, ot)
+		p.modes = append(p.modes, uint32(mode))
+		sc.Overlay[i].Template = o.Template
+	}
+	p.Overlay = sc.Overlay
 	return p, nil
 }
 
@@ -264,6 +313,9 @@ type Data struct {
 	// ProfileURL, with a profile's name appended, is the URL of that
 	// profile's script for this machine (boot menus chain to it).
 	ProfileURL string
+	// OverlayURL is the URL of this machine's overlay archive for the
+	// profile (profiles with overlay files load it as an extra initrd).
+	OverlayURL string
 	// Discovered is true for machines provisiond does not know yet.
 	Discovered bool
 	// Once is true while the profile is a one-shot assignment.
@@ -294,9 +346,17 @@ type renderState struct {
 	assets []string
 }
 
-// Render executes the profile with data. Missing required parameters and
-// values that are unsafe for iPXE are errors that name the parameter.
-func (p *Profile) Render(d Data) (*Rendered, error) {
+// prepared is a render's resolved parameters.
+type prepared struct {
+	d            Data
+	placeholders map[string]string
+}
+
+// prepare resolves the parameters (profile defaults, then the data's) and
+// checks every value. Secret parameters hold a placeholder while templates
+// run; only the secrets an output really contains are looked up afterwards,
+// so an unused one (Omni's token on a machine without Omni) costs nothing.
+func (p *Profile) prepare(d Data) (*prepared, error) {
 	params := map[string]string{}
 	for k, v := range p.Params {
 		params[k] = v.Default
@@ -309,9 +369,6 @@ func (p *Profile) Render(d Data) (*Rendered, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	// Secret parameters hold a placeholder while the template runs; only
-	// the secrets the script really contains are looked up afterwards, so
-	// an unused one (Omni's token on a machine without Omni) costs nothing.
 	placeholders := map[string]string{}
 	for _, k := range keys {
 		spec := p.Params[k]
@@ -348,34 +405,75 @@ func (p *Profile) Render(d Data) (*Rendered, error) {
 		}
 	}
 	d.Params = params
-	st := &renderState{d: d}
-	t, err := p.tmpl.Clone()
+	return &prepared{d: d, placeholders: placeholders}, nil
+}
+
+// execute runs one template with the prepared data, then puts the secrets
+// in; safe says whether their values must be safe for an iPXE line.
+func (p *Profile) execute(t *template.Template, pr *prepared, st *renderState, safe bool) (string, error) {
+	t, err := t.Clone()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	t.Funcs(funcs(st))
 	var buf bytes.Buffer
-	if err := t.Execute(&buf, d); err != nil {
-		return nil, fmt.Errorf("rendering profile %s: %w", p.Name, err)
+	if err := t.Execute(&buf, pr.d); err != nil {
+		return "", fmt.Errorf("rendering profile %s: %w", p.Name, err)
 	}
 	out := buf.String()
-	for ph, name := range placeholders {
+	for ph, name := range pr.placeholders {
 		if !strings.Contains(out, ph) {
 			continue
 		}
 		v := Redacted
-		if d.Secret != nil {
-			var err error
-			if v, err = d.Secret(name); err != nil {
-				return nil, fmt.Errorf("profile %s: %w", p.Name, err)
+		if pr.d.Secret != nil {
+			if v, err = pr.d.Secret(name); err != nil {
+				return "", fmt.Errorf("profile %s: %w", p.Name, err)
 			}
-			if Safe(v) != nil {
-				return nil, fmt.Errorf("profile %s: secret %s has characters iPXE would read as script syntax (a newline, '$', '||', '&&' or '#')", p.Name, name)
+			if safe && Safe(v) != nil {
+				return "", fmt.Errorf("profile %s: secret %s has characters iPXE would read as script syntax (a newline, '$', '||', '&&' or '#')", p.Name, name)
 			}
 		}
 		out = strings.ReplaceAll(out, ph, v)
 	}
+	return out, nil
+}
+
+// Render executes the profile with data. Missing required parameters and
+// values that are unsafe for iPXE are errors that name the parameter.
+func (p *Profile) Render(d Data) (*Rendered, error) {
+	pr, err := p.prepare(d)
+	if err != nil {
+		return nil, err
+	}
+	st := &renderState{d: pr.d}
+	out, err := p.execute(p.tmpl, pr, st, true)
+	if err != nil {
+		return nil, err
+	}
 	return &Rendered{Script: []byte(out), Assets: st.assets}, nil
+}
+
+// RenderOverlay renders the profile's overlay files for a machine. Secret
+// values go in as they are (a munge key is binary); with no Secret
+// resolver they read REDACTED.
+func (p *Profile) RenderOverlay(d Data) ([]OverlayFile, error) {
+	if len(p.overlay) == 0 {
+		return nil, fmt.Errorf("profile %s has no overlay files", p.Name)
+	}
+	pr, err := p.prepare(d)
+	if err != nil {
+		return nil, err
+	}
+	var out []OverlayFile
+	for i, t := range p.overlay {
+		body, err := p.execute(t, pr, &renderState{d: pr.d}, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, OverlayFile{Path: p.Overlay[i].Path, Mode: p.modes[i], Data: []byte(body)})
+	}
+	return out, nil
 }
 
 // Safe reports whether v can stand on an iPXE script line without changing

@@ -88,6 +88,7 @@ func (h *HTTPBoot) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /boot/{file}", h.firstStage)
 	mux.HandleFunc("GET /boot/{mac}/script", h.script)
 	mux.HandleFunc("POST /boot/{mac}/booted", h.booted)
+	mux.HandleFunc("GET /boot/{mac}/overlay.cpio", h.overlay)
 	mux.HandleFunc("GET /assets/{path...}", h.asset)
 	mux.HandleFunc("GET /ipxe/{path...}", h.ipxeFile)
 }
@@ -221,6 +222,37 @@ func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 	h.cfg.Log.Info("boot script served", "mac", mac, "profile", prof)
 	h.cfg.Events.Emit(events.Event{Type: events.Script, MAC: mac, Attrs: map[string]string{"profile": prof, "client": facts["ip"]}, Facts: facts})
 	scriptReply(w, body)
+}
+
+// overlay serves a machine's overlay archive. Like every boot endpoint it
+// cannot authenticate the firmware; it serves only machines in the
+// inventory whose profile has overlay files.
+func (h *HTTPBoot) overlay(w http.ResponseWriter, r *http.Request) {
+	mac, base, ok := h.macAndBase(w, r, r.PathValue("mac"))
+	if !ok {
+		return
+	}
+	chosen := r.URL.Query().Get("profile")
+	if chosen != "" && !profileNameRE.MatchString(chosen) {
+		h.bad(w, r, "bad profile name")
+		return
+	}
+	start := time.Now()
+	body, prof, err := h.cfg.Scripts.Overlay(r.Context(), ScriptRequest{MAC: mac, BaseURL: base, Profile: chosen})
+	if err != nil {
+		h.cfg.Log.Warn("overlay failed", "mac", mac, "profile", prof, "err", err)
+		h.cfg.Events.Emit(events.Event{Type: events.ScriptError, MAC: mac, Attrs: map[string]string{"profile": prof, "file": "overlay.cpio", "error": err.Error()}})
+		http.Error(w, "provisiond: "+err.Error(), http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Write(body)
+	h.cfg.Events.Emit(events.Event{Type: events.Asset, MAC: mac, Attrs: map[string]string{
+		"file": "overlay.cpio", "profile": prof, "bytes": strconv.Itoa(len(body)), "size": strconv.Itoa(len(body)), "status": "200",
+		"duration": time.Since(start).Round(time.Millisecond).String(),
+	}})
 }
 
 func (h *HTTPBoot) booted(w http.ResponseWriter, r *http.Request) {

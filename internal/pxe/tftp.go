@@ -32,6 +32,9 @@ type Scripter interface {
 	// Script renders the profile a machine boots now. It returns the
 	// script and the profile's name.
 	Script(ctx context.Context, req ScriptRequest) ([]byte, string, error)
+	// Overlay renders the machine's overlay archive for its profile (a
+	// cpio the kernel unpacks over the base image).
+	Overlay(ctx context.Context, req ScriptRequest) ([]byte, string, error)
 }
 
 // ScriptRequest is one machine's request for its script.

@@ -49,6 +49,10 @@ func (fakeScripts) FirstStage(_ context.Context, mac, base string) ([]byte, erro
 	return []byte("#!ipxe\n"), nil
 }
 
+func (fakeScripts) Overlay(context.Context, ScriptRequest) ([]byte, string, error) {
+	return nil, "", nil
+}
+
 func (fakeScripts) Script(_ context.Context, r ScriptRequest) ([]byte, string, error) {
 	return []byte("#!ipxe\necho script for " + r.MAC + " via " + r.BaseURL + "\n"), "menu", nil
 }

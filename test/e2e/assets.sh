@@ -9,8 +9,10 @@
 set -euo pipefail
 
 out=${1:-$(cd "$(dirname "$0")" && pwd)/.cache}
+# Bump when the test OS changes, so cached copies are rebuilt.
+version=2
 mkdir -p "$out"
-if [[ -s $out/vmlinuz && -s $out/initrd.img ]]; then
+if [[ -s $out/vmlinuz && -s $out/initrd.img && $(cat "$out/version" 2>/dev/null) == "$version" ]]; then
 	exit 0
 fi
 for tool in apt-get dpkg-deb cpio gzip; do
@@ -65,6 +67,11 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 echo "PROVISIOND-TEST-CMDLINE: $(cat /proc/cmdline)"
+# Files a provisiond overlay may have laid over this image.
+for f in /etc/hostname /etc/default/slurmd /etc/provisiond/node.env; do
+	[ -f "$f" ] && echo "PROVISIOND-TEST-FILE: $f: $(tr '\n' ' ' <"$f")"
+done
+[ -f /etc/munge/munge.key ] && echo "PROVISIOND-TEST-MUNGE: $(sha256sum /etc/munge/munge.key | cut -d' ' -f1) $(stat -c %a /etc/munge/munge.key)"
 for m in $(cat /lib/modules/order); do insmod "/lib/modules/$m.ko" || echo "PROVISIOND-TEST-INSMOD-FAILED: $m"; done
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
@@ -89,4 +96,5 @@ chmod +x "$root/init" "$root/etc/udhcpc.sh"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$tmp/initrd.img"
 mv "$tmp/vmlinuz" "$out/vmlinuz"
 mv "$tmp/initrd.img" "$out/initrd.img"
+echo "$version" >"$out/version"
 echo "assets.sh: built $out/vmlinuz ($pkg) and $out/initrd.img"

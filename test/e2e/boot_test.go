@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -90,6 +94,8 @@ func TestBootPath(t *testing.T) {
 				"talos.events.sink=[fdae:41e4:649b:9303::1]:8090 talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092 " +
 				"ip=192.0.2.60::192.0.2.1:255.255.255.128:vm-talos:eth0:off e2e.machine=vm-talos"}},
 	}
+	machines = append(machines, bootCase{name: "vm-slurm", mac: "52:54:00:e2:e0:04", fw: seabios, profile: "slurm", kernel: "vmlinuz", initrd: "initrd.img", callback: true,
+		want: []string{"initrd=base.img initrd=overlay.cpio console=ttyS0 panic=-1 e2e.machine=vm-slurm provisiond.callback="}})
 	for _, m := range machines[:2] {
 		args := []string{"machine", "add", m.name, "--mac", m.mac, "--profile", "linux", "--hostname", m.name,
 			"--param", "kernel=vmlinuz", "--param", "initrd=initrd.img", "--param", "cmdline=console=ttyS0 panic=-1 quiet",
@@ -116,6 +122,17 @@ func TestBootPath(t *testing.T) {
 	if red := l.mustCLI("profile", "render", "vm-talos"); strings.Contains(red, joinToken) || !strings.Contains(red, "jointoken=REDACTED") {
 		t.Errorf("profile render shows the join token:\n%s", red)
 	}
+	// Slurm: the test OS stands in for the base image; provisiond adds the
+	// node's overlay (hostname, munge key, slurmd's controller).
+	mungeKey := make([]byte, 1024)
+	rand.Read(mungeKey)
+	keyFile := filepath.Join(l.dir, "munge.key")
+	os.WriteFile(keyFile, mungeKey, 0o600)
+	l.mustCLI("secret", "set", "munge-key", "--from-file", keyFile)
+	l.mustCLI("machine", "add", "vm-slurm", "--mac", "52:54:00:e2:e0:04", "--profile", "slurm", "--hostname", "node-007",
+		"--param", "kernel=vmlinuz", "--param", "base_image=initrd.img", "--param", "cmdline=console=ttyS0 panic=-1",
+		"--param", "slurm_controller="+serverIP+":6817", "--kernel-args", "e2e.machine=vm-slurm")
+	keySum := sha256.Sum256(mungeKey)
 	script := l.mustCLI("profile", "render", "vm-bios")
 	if !strings.Contains(script, "e2e.marker=inventory-args-vm-bios") || !strings.Contains(script, "/assets/vmlinuz") {
 		t.Fatalf("profile render vm-bios does not carry the machine's arguments:\n%s", script)
@@ -155,6 +172,19 @@ func TestBootPath(t *testing.T) {
 				t.Errorf("booted OS callback: %q (address: %q)", got, serialLine(consoles[i], "PROVISIOND-TEST-ADDR:"))
 			}
 			t.Logf("%s booted; kernel command line: %s", m.name, cmdline)
+			if m.profile == "slurm" {
+				for _, want := range []string{
+					"PROVISIOND-TEST-FILE: /etc/hostname: node-007",
+					`PROVISIOND-TEST-FILE: /etc/default/slurmd: SLURMD_OPTIONS="--conf-server ` + serverIP + `:6817 -N node-007"`,
+					"PROVISIOND-TEST-FILE: /etc/provisiond/node.env: PROVISIOND_MACHINE=vm-slurm PROVISIOND_MAC=52:54:00:e2:e0:04",
+					"PROVISIOND-TEST-MUNGE: " + hex.EncodeToString(keySum[:]) + " 400",
+				} {
+					if !strings.Contains(consoles[i], want) {
+						t.Errorf("the node's console lacks %q", want)
+					}
+				}
+				t.Logf("overlay on the node's console:\n%s", grepLines(consoles[i], "PROVISIOND-TEST-FILE:", "PROVISIOND-TEST-MUNGE:"))
+			}
 			checkTimeline(t, l, m)
 		})
 	}
@@ -234,19 +264,30 @@ func TestBootPath(t *testing.T) {
 		t.Logf("daemon status:\n%s", st)
 	})
 
-	t.Run("sigterm", func(t *testing.T) { l.stopDaemon(t) })
-
 	t.Run("secret-never-logged", func(t *testing.T) {
 		if strings.Contains(l.logBuf.String(), joinToken) {
 			t.Error("the Omni join token appears in provisiond's log")
 		}
-		for _, m := range []string{"vm-talos"} {
-			raw, _ := l.cli("events", m, "-o", "json")
-			if strings.Contains(raw, joinToken) {
-				t.Errorf("the join token appears in %s's timeline", m)
+		for _, args := range [][]string{{"events", "vm-talos", "-o", "json"}, {"machine", "show", "vm-talos", "-o", "json"}, {"secret", "list", "-o", "json"}, {"status"}} {
+			if raw := l.mustCLI(args...); strings.Contains(raw, joinToken) {
+				t.Errorf("the join token appears in provisiond %s", strings.Join(args, " "))
 			}
 		}
 	})
+
+	t.Run("sigterm", func(t *testing.T) { l.stopDaemon(t) })
+}
+
+func grepLines(text string, prefixes ...string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		for _, p := range prefixes {
+			if strings.Contains(line, p) {
+				out = append(out, strings.TrimSpace(line))
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func hasScript(evs []events.Event, profile string) bool {

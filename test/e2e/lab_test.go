@@ -43,6 +43,7 @@ type lab struct {
 	dir     string
 	bin     string
 	assets  string
+	served  string
 	lan     string
 	router  string
 	server  string
@@ -156,6 +157,19 @@ func newLab(t *testing.T) *lab {
 	l := &lab{t: t, prefix: p, dir: dir, assets: assets,
 		lan: p + "-lan", router: p + "-rtr", server: p + "-srv", client: p + "-cli", logBuf: &lockedBuffer{}}
 	l.bin = buildBinary(t, dir)
+	// provisiond gets an assets directory of its own for each run (the
+	// Talos cache must start empty); the test OS is copied in.
+	l.served = filepath.Join(dir, "assets")
+	os.MkdirAll(l.served, 0o755)
+	for _, f := range []string{"vmlinuz", "initrd.img"} {
+		raw, err := os.ReadFile(filepath.Join(assets, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(l.served, f), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(l.close)
 	for _, ns := range []string{l.lan, l.router, l.server, l.client} {
 		l.sh("", "ip", "netns", "add", ns)
@@ -250,7 +264,7 @@ func (l *lab) startDaemon() {
 	conf := filepath.Join(l.dir, "provisiond.yaml")
 	os.WriteFile(conf, []byte("talos:\n  factory_url: http://"+factoryAddr+"\n  version: v1.9.5\n"), 0o644)
 	cmd := exec.Command("ip", "netns", "exec", l.server, l.bin, "serve", "--config", conf,
-		"--interface", "s0,s1", "--data-dir", data, "--assets-dir", l.assets, "--log-level", "debug")
+		"--interface", "s0,s1", "--data-dir", data, "--assets-dir", l.served, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = l.logBuf, l.logBuf
 	if err := cmd.Start(); err != nil {
 		l.t.Fatalf("starting provisiond: %v", err)

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Builds the base image of provisiond's slurm profile: a Debian root file
+# system with slurmd, munge, systemd and DHCP networking, packed as a
+# compressed cpio that the kernel unpacks into RAM. Nothing is installed on
+# the node: it boots, joins the cluster, and is gone at power-off.
+#
+# provisiond adds each node's overlay at boot (hostname, /etc/munge/munge.key,
+# /etc/default/slurmd with --conf-server, /etc/provisiond/node.env).
+#
+# Usage: sudo profiles/slurm/build-base.sh [OUTDIR]
+#   OUTDIR   default /var/lib/provisiond/assets/slurm; gets vmlinuz and base.cpio.gz
+# Environment: SUITE (default bookworm), MIRROR (default http://deb.debian.org/debian),
+#   EXTRA_PACKAGES (space-separated, added to the image).
+# Needs: debootstrap, cpio, gzip (apt-get install debootstrap cpio gzip), root.
+set -euo pipefail
+
+out=${1:-/var/lib/provisiond/assets/slurm}
+suite=${SUITE:-bookworm}
+mirror=${MIRROR:-http://deb.debian.org/debian}
+[[ $(id -u) == 0 ]] || { echo "build-base.sh: run it as root (debootstrap needs it)" >&2; exit 1; }
+for t in debootstrap cpio gzip; do
+	command -v "$t" >/dev/null || { echo "build-base.sh: $t is missing: apt-get install debootstrap cpio gzip" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+trap 'umount -R "$work/root/proc" "$work/root/sys" "$work/root/dev" 2>/dev/null || true; rm -rf "$work"' EXIT
+root=$work/root
+pkgs=systemd-sysv,udev,kmod,iproute2,systemd-resolved,ca-certificates,curl,munge,slurmd,linux-image-amd64,procps,less
+[[ -n ${EXTRA_PACKAGES:-} ]] && pkgs+=,${EXTRA_PACKAGES// /,}
+echo "build-base.sh: debootstrap $suite ($pkgs)"
+debootstrap --variant=minbase --include="$pkgs" "$suite" "$root" "$mirror"
+
+# DHCP on every wired NIC, with systemd-networkd.
+mkdir -p "$root/etc/systemd/network"
+cat >"$root/etc/systemd/network/20-wired.network" <<'NET'
+[Match]
+Type=ether
+
+[Network]
+DHCP=yes
+NET
+chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service
+
+# The overlay's munge key arrives owned by root: give it to munge first.
+cat >"$root/etc/systemd/system/provisiond-overlay.service" <<'UNIT'
+[Unit]
+Description=Adopt the provisiond overlay (munge key ownership)
+Before=munge.service slurmd.service
+DefaultDependencies=no
+After=local-fs.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'chown munge:munge /etc/munge/munge.key && chmod 0400 /etc/munge/munge.key'
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+# Tell provisiond the node is up once slurmd runs.
+cat >"$root/etc/systemd/system/provisiond-booted.service" <<'UNIT'
+[Unit]
+Description=Report to provisiond that this node booted
+After=network-online.target slurmd.service
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+EnvironmentFile=/etc/provisiond/node.env
+ExecStart=/usr/bin/curl -fsS -X POST --retry 10 --retry-connrefused -d status=slurmd-started ${PROVISIOND_CALLBACK}
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+mkdir -p "$root/etc/systemd/system/slurmd.service.d"
+cat >"$root/etc/systemd/system/slurmd.service.d/provisiond.conf" <<'UNIT'
+[Unit]
+# Config-less: slurmd fetches slurm.conf from --conf-server; no local file needed.
+ConditionPathExists=
+After=network-online.target munge.service
+Wants=network-online.target
+UNIT
+chroot "$root" systemctl enable provisiond-overlay.service provisiond-booted.service munge.service slurmd.service systemd-networkd-wait-online.service
+
+# A root password is not set: log in on the console is refused. Add your
+# SSH keys with EXTRA_PACKAGES=openssh-server and an overlay file.
+echo "slurm-node" >"$root/etc/hostname"
+: >"$root/etc/machine-id"
+
+# /init: copy the unpacked root into a tmpfs (the kernel's rootfs cannot be
+# pivoted) and switch to systemd there.
+cat >"$root/init" <<'INIT'
+#!/bin/sh
+mount -t proc proc /proc
+mkdir -p /newroot
+mount -t tmpfs -o size=90% tmpfs /newroot
+for d in bin boot etc home lib lib64 opt root sbin srv usr var; do
+	[ -e "/$d" ] && cp -a "/$d" /newroot/
+done
+mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/run /newroot/tmp
+umount /proc
+exec switch_root /newroot /sbin/init
+INIT
+chmod +x "$root/init"
+
+mkdir -p "$out"
+cp "$root"/boot/vmlinuz-* "$out/vmlinuz.tmp"
+rm -rf "$root"/boot/* "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+echo "build-base.sh: packing $(du -sh "$root" | cut -f1) into $out/base.cpio.gz"
+(cd "$root" && find . -xdev | cpio -o -H newc --quiet | gzip -6) >"$out/base.cpio.gz.tmp"
+mv "$out/vmlinuz.tmp" "$out/vmlinuz"
+mv "$out/base.cpio.gz.tmp" "$out/base.cpio.gz"
+echo "build-base.sh: wrote $out/vmlinuz and $out/base.cpio.gz"
