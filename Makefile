@@ -12,11 +12,13 @@ BIN     := bin/provisiond
 # Runtime: ipxe (binaries served), ipmitool (BMC control).
 # Tests: iproute2 (namespaces), dnsmasq-base (the home router), qemu-system-x86
 # and ovmf (real firmware), busybox-static and cpio (the test OS),
-# util-linux (setpriv), ca-certificates, git.
+# util-linux (setpriv), ca-certificates, git; for the long Slurm test
+# debootstrap, slurmctld, slurm-client and munge.
 DEB_PACKAGES := ipxe ipmitool iproute2 dnsmasq-base qemu-system-x86 ovmf \
-	busybox-static cpio util-linux ca-certificates git
+	busybox-static cpio util-linux ca-certificates git \
+	debootstrap slurmctld slurm-client munge
 
-.PHONY: all build deps test vet fmt-check unit e2e run clean
+.PHONY: all build deps test vet fmt-check unit e2e e2e-slurm run clean
 
 all: build
 
@@ -42,6 +44,11 @@ unit:
 
 e2e:
 	$(GO) test -count=1 -timeout 20m -v ./test/e2e/
+
+# The long Slurm test: builds a real base image (debootstrap), runs munged and
+# slurmctld in the lab, boots a node and waits for sinfo to show it idle.
+e2e-slurm:
+	PROVISIOND_E2E_SLURM=1 $(GO) test -count=1 -timeout 40m -v -run TestSlurmNodeRegisters ./test/e2e/
 
 run: build
 	./$(BIN) serve

@@ -25,10 +25,11 @@ done
 work=$(mktemp -d)
 trap 'umount -R "$work/root/proc" "$work/root/sys" "$work/root/dev" 2>/dev/null || true; rm -rf "$work"' EXIT
 root=$work/root
-pkgs=systemd-sysv,udev,kmod,iproute2,systemd-resolved,ca-certificates,curl,munge,slurmd,linux-image-amd64,procps,less
+# firmware-bnx2: the BL460c Gen8 and x3550 M3 NICs (BCM5709) get no link without it.
+pkgs=systemd-sysv,udev,kmod,iproute2,ca-certificates,curl,munge,slurmd,linux-image-amd64,firmware-bnx2,procps,less
 [[ -n ${EXTRA_PACKAGES:-} ]] && pkgs+=,${EXTRA_PACKAGES// /,}
 echo "build-base.sh: debootstrap $suite ($pkgs)"
-debootstrap --variant=minbase --include="$pkgs" "$suite" "$root" "$mirror"
+debootstrap --variant=minbase --components=main,non-free-firmware --include="$pkgs" "$suite" "$root" "$mirror"
 
 # DHCP on every wired NIC, with systemd-networkd.
 mkdir -p "$root/etc/systemd/network"
@@ -39,7 +40,7 @@ Type=ether
 [Network]
 DHCP=yes
 NET
-chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service
+chroot "$root" systemctl enable systemd-networkd.service
 
 # The overlay's munge key arrives owned by root: give it to munge first.
 cat >"$root/etc/systemd/system/provisiond-overlay.service" <<'UNIT'
@@ -51,7 +52,7 @@ After=local-fs.target
 
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'chown munge:munge /etc/munge/munge.key && chmod 0400 /etc/munge/munge.key'
+ExecStart=/bin/sh -c 'chown munge:munge /etc/munge /etc/munge/munge.key && chmod 0700 /etc/munge && chmod 0400 /etc/munge/munge.key'
 
 [Install]
 WantedBy=multi-user.target
@@ -80,6 +81,19 @@ After=network-online.target munge.service
 Wants=network-online.target
 UNIT
 chroot "$root" systemctl enable provisiond-overlay.service provisiond-booted.service munge.service slurmd.service systemd-networkd-wait-online.service
+
+# The image is served to anyone on the LAN: it must hold no secrets. The
+# munge package made a key at install; the node's real key comes in its
+# overlay. SSH host keys (if openssh-server was added) are made per boot.
+rm -f "$root/etc/munge/munge.key" "$root"/etc/ssh/ssh_host_*
+if [[ -x $root/usr/bin/ssh-keygen ]]; then
+	sed -i "s|^ExecStart=.*|& ; /usr/bin/ssh-keygen -A|" "$root/etc/systemd/system/provisiond-overlay.service"
+fi
+# Drivers a compute node never loads (sound, graphics, media, wireless).
+for d in sound drivers/gpu drivers/media drivers/net/wireless drivers/bluetooth net/bluetooth net/wireless; do
+	rm -rf "$root"/lib/modules/*/kernel/$d
+done
+chroot "$root" sh -c 'for k in /lib/modules/*; do depmod -a "${k##*/}"; done'
 
 # A root password is not set: log in on the console is refused. Add your
 # SSH keys with EXTRA_PACKAGES=openssh-server and an overlay file.

@@ -245,6 +245,7 @@ func (l *lab) startDnsmasq() {
 	cmd := exec.Command("ip", "netns", "exec", l.router, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
 		"--port=0", "--interface=r0", "--bind-interfaces", "--dhcp-authoritative",
 		"--dhcp-range=192.0.2.100,192.0.2.126,255.255.255.128,10m", "--dhcp-option=option:router,"+routerIP,
+		"--dhcp-host="+slurmNodeMAC+","+slurmNodeIP,
 		"--dhcp-leasefile="+lease, "--log-dhcp", "--pid-file=")
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -348,6 +349,12 @@ const (
 // startVM boots a QEMU machine (TCG) with the given firmware and MAC.
 func (l *lab) startVM(name, mac string, fw firmware) *vm {
 	l.t.Helper()
+	return l.startVMMem(name, mac, fw, "512")
+}
+
+// startVMMem is startVM with the memory size (MiB) given.
+func (l *lab) startVMMem(name, mac string, fw firmware, mem string) *vm {
+	l.t.Helper()
 	tap := "t-" + name
 	if len(tap) > 15 {
 		tap = tap[:15]
@@ -355,7 +362,7 @@ func (l *lab) startVM(name, mac string, fw firmware) *vm {
 	l.sh(l.lan, "ip", "tuntap", "add", tap, "mode", "tap")
 	l.sh(l.lan, "ip", "link", "set", tap, "master", "br0", "up")
 	serial := filepath.Join(l.dir, name+".serial")
-	args := []string{"netns", "exec", l.lan, "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1",
+	args := []string{"netns", "exec", l.lan, "qemu-system-x86_64", "-accel", "tcg", "-m", mem, "-smp", "1",
 		"-uuid", vmUUID(mac), "-smbios", "type=1,serial=E2E-" + strings.ReplaceAll(mac[9:], ":", ""),
 		"-display", "none", "-monitor", "none", "-no-reboot", "-serial", "file:" + serial,
 		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no"}
