@@ -530,6 +530,16 @@ func funcs(st *renderState) template.FuncMap {
 			}
 			return strings.Join(out, " ")
 		},
+		// split splits v at sep and drops empty, trimmed parts.
+		"split": func(v, sep string) []string {
+			var out []string
+			for _, p := range strings.Split(v, sep) {
+				if p = strings.TrimSpace(p); p != "" {
+					out = append(out, p)
+				}
+			}
+			return out
+		},
 		// extra returns a provider's value, failing clearly when the
 		// provider gave none.
 		"extra": func(provider, key string) (string, error) {

@@ -188,3 +188,47 @@ func TestLocalMethodExit(t *testing.T) {
 		t.Errorf("local_method=exit: %v\n%s", err, got)
 	}
 }
+
+func TestSlurmOverlay(t *testing.T) {
+	p, _ := builtin(t).Get("slurm")
+	m := &inventory.Machine{Name: "BLD-008", MACs: []string{"52:54:00:12:34:56"}, Hostname: "node-008",
+		Params: map[string]string{"slurm_controller": "192.0.2.6:6817", "hosts": "192.0.2.6 bld-006; 192.0.2.9 nfs ;"}}
+	d := boot.ScriptData(m, "52:54:00:12:34:56", "http://192.0.2.2:8080", "slurm", nil)
+	key := string([]byte{0, 1, '\n', 0xff})
+	d.Secret = func(name string) (string, error) {
+		if name != "munge-key" {
+			t.Fatalf("asked for secret %q", name)
+		}
+		return key, nil
+	}
+	files, err := p.RenderOverlay(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]profile.OverlayFile{}
+	for _, f := range files {
+		got[f.Path] = f
+	}
+	if f := got["/etc/munge/munge.key"]; string(f.Data) != key || f.Mode != 0o400 {
+		t.Errorf("munge key %q mode %o", f.Data, f.Mode)
+	}
+	if s := string(got["/etc/hosts"].Data); !strings.Contains(s, "127.0.1.1\tnode-008\n") || !strings.Contains(s, "\n192.0.2.6 bld-006\n192.0.2.9 nfs") {
+		t.Errorf("hosts:\n%s", s)
+	}
+	if s := string(got["/etc/default/slurmd"].Data); s != "SLURMD_OPTIONS=\"--conf-server 192.0.2.6:6817 -N node-008\"\n" {
+		t.Errorf("slurmd options %q", s)
+	}
+	// Without a resolver the key reads REDACTED.
+	d.Secret = nil
+	files, _ = p.RenderOverlay(d)
+	for _, f := range files {
+		if f.Path == "/etc/munge/munge.key" && string(f.Data) != profile.Redacted {
+			t.Errorf("redacted overlay holds %q", f.Data)
+		}
+	}
+	// The boot script loads base image and overlay as two initrds.
+	s, err := p.Render(boot.ScriptData(m, "52:54:00:12:34:56", "http://192.0.2.2:8080", "slurm", nil))
+	if err != nil || !strings.Contains(string(s.Script), "initrd --name overlay.cpio http://192.0.2.2:8080/boot/52:54:00:12:34:56/overlay.cpio?profile=slurm") {
+		t.Errorf("slurm script: %v\n%s", err, s.Script)
+	}
+}

@@ -67,11 +67,15 @@ Wants=network-online.target
 [Service]
 Type=oneshot
 EnvironmentFile=/etc/provisiond/node.env
-ExecStart=/usr/bin/curl -fsS -X POST --retry 10 --retry-connrefused -d status=slurmd-started ${PROVISIOND_CALLBACK}
+ExecStartPre=/bin/sleep 5
+ExecStart=/bin/sh -c 'if systemctl is-active -q slurmd; then s=slurmd-started; else s=slurmd-failed; fi; exec /usr/bin/curl -fsS -X POST --retry 10 --retry-connrefused -d status=$s "$PROVISIOND_CALLBACK"'
 
 [Install]
 WantedBy=multi-user.target
 UNIT
+# Config-less slurmd keeps the fetched configuration in its default spool
+# directory, which Debian's package does not create.
+mkdir -p "$root/var/spool/slurmd"
 mkdir -p "$root/etc/systemd/system/slurmd.service.d"
 cat >"$root/etc/systemd/system/slurmd.service.d/provisiond.conf" <<'UNIT'
 [Unit]
@@ -86,6 +90,10 @@ chroot "$root" systemctl enable provisiond-overlay.service provisiond-booted.ser
 # munge package made a key at install; the node's real key comes in its
 # overlay. SSH host keys (if openssh-server was added) are made per boot.
 rm -f "$root/etc/munge/munge.key" "$root"/etc/ssh/ssh_host_*
+# debootstrap copied the build host's resolver: the node has none of its
+# own (names come from the overlay's /etc/hosts).
+rm -f "$root/etc/resolv.conf"
+: >"$root/etc/resolv.conf"
 if [[ -x $root/usr/bin/ssh-keygen ]]; then
 	sed -i "s|^ExecStart=.*|& ; /usr/bin/ssh-keygen -A|" "$root/etc/systemd/system/provisiond-overlay.service"
 fi

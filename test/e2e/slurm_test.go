@@ -54,10 +54,12 @@ func TestSlurmNodeRegisters(t *testing.T) {
 	}
 	defer func() { munged.Process.Kill(); munged.Wait() }()
 
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
 	conf := filepath.Join(dir, "slurm.conf")
 	os.MkdirAll(filepath.Join(dir, "state"), 0o755)
 	os.WriteFile(conf, []byte(fmt.Sprintf(`ClusterName=provisiond-e2e
-SlurmctldHost=ctl(%s)
+SlurmctldHost=%s(%s)
 SlurmctldParameters=enable_configless
 SlurmUser=root
 SlurmdUser=root
@@ -74,7 +76,7 @@ MpiDefault=none
 ReturnToService=2
 NodeName=node-007 NodeAddr=%s CPUs=1 RealMemory=1000 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-`, serverIP, dir, dir, dir, slurmNodeIP)), 0o644)
+`, host, serverIP, dir, dir, dir, slurmNodeIP)), 0o644)
 	ctld := exec.Command("ip", "netns", "exec", l.server, "slurmctld", "-D", "-f", conf)
 	ctldOut := &lockedBuffer{}
 	ctld.Stdout, ctld.Stderr = ctldOut, ctldOut
@@ -99,7 +101,8 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 	}
 	l.mustCLI("secret", "set", "munge-key", "--from-file", keyFile)
 	l.mustCLI("machine", "add", "node-007", "--mac", slurmNodeMAC, "--profile", "slurm", "--hostname", "node-007",
-		"--param", "slurm_controller="+serverIP+":6817", "--param", "cmdline=console=ttyS0,115200")
+		"--param", "slurm_controller="+serverIP+":6817", "--param", "cmdline=console=ttyS0,115200 systemd.journald.forward_to_console=1",
+		"--param", "hosts="+serverIP+" "+host, "--param", "slurmd_args=-vv")
 	v := l.startVMMem("node-007", slurmNodeMAC, seabios, "2048")
 	defer v.stop()
 
