@@ -26,7 +26,8 @@ work=$(mktemp -d)
 trap 'umount -R "$work/root/proc" "$work/root/sys" "$work/root/dev" 2>/dev/null || true; rm -rf "$work"' EXIT
 root=$work/root
 # firmware-bnx2: the BL460c Gen8 and x3550 M3 NICs (BCM5709) get no link without it.
-pkgs=systemd-sysv,udev,kmod,iproute2,ca-certificates,curl,munge,slurmd,linux-image-amd64,firmware-bnx2,procps,less
+# dbus: slurmd's cgroup/v2 plugin creates its stepd scope over the system bus.
+pkgs=systemd-sysv,dbus,udev,kmod,iproute2,ca-certificates,curl,munge,slurmd,linux-image-amd64,firmware-bnx2,procps,less
 [[ -n ${EXTRA_PACKAGES:-} ]] && pkgs+=,${EXTRA_PACKAGES// /,}
 echo "build-base.sh: debootstrap $suite ($pkgs)"
 debootstrap --variant=minbase --components=main,non-free-firmware --include="$pkgs" "$suite" "$root" "$mirror"

@@ -148,8 +148,8 @@ func (l *lab) sh(ns string, args ...string) string {
 }
 
 // newLab builds the namespaces, starts dnsmasq as the home router and
-// provisiond as ProxyDHCP.
-func newLab(t *testing.T) *lab {
+// provisiond as ProxyDHCP, with extra serve flags if given.
+func newLab(t *testing.T, serveArgs ...string) *lab {
 	requireLab(t)
 	assets := buildAssets(t)
 	dir := t.TempDir()
@@ -196,7 +196,7 @@ func newLab(t *testing.T) *lab {
 	}
 	l.startDnsmasq()
 	l.startFactory()
-	l.startDaemon()
+	l.startDaemon(serveArgs...)
 	return l
 }
 
@@ -260,12 +260,13 @@ func (l *lab) startDnsmasq() {
 	})
 }
 
-func (l *lab) startDaemon() {
+func (l *lab) startDaemon(extra ...string) {
 	data := filepath.Join(l.dir, "data")
 	conf := filepath.Join(l.dir, "provisiond.yaml")
 	os.WriteFile(conf, []byte("talos:\n  factory_url: http://"+factoryAddr+"\n  version: v1.9.5\n"), 0o644)
 	cmd := exec.Command("ip", "netns", "exec", l.server, l.bin, "serve", "--config", conf,
 		"--interface", "s0,s1", "--data-dir", data, "--assets-dir", l.served, "--log-level", "debug")
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stdout, cmd.Stderr = l.logBuf, l.logBuf
 	if err := cmd.Start(); err != nil {
 		l.t.Fatalf("starting provisiond: %v", err)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/events"
 )
 
 // The Slurm node's fixed address (dnsmasq pins it) so slurm.conf can name it.
@@ -34,7 +36,19 @@ func TestSlurmNodeRegisters(t *testing.T) {
 		}
 	}
 	image := buildSlurmImage(t)
-	l := newLab(t)
+	// A site profile (as an operator would add one): the built-in slurm
+	// profile plus an overlay file that sends slurmd's output to the
+	// serial console, so a failure shows on the console this test prints.
+	site := t.TempDir()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "profiles", "slurm.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = append(raw, []byte("  - path: /etc/systemd/system/slurmd.service.d/zz-console.conf\n    template: |\n      [Service]\n      StandardOutput=tty\n      StandardError=tty\n      TTYPath=/dev/ttyS0\n")...)
+	os.WriteFile(filepath.Join(site, "slurm.yaml"), raw, 0o644)
+	tmpl, _ := os.ReadFile(filepath.Join(repoRoot(t), "profiles", "slurm.ipxe"))
+	os.WriteFile(filepath.Join(site, "slurm.ipxe"), tmpl, 0o644)
+	l := newLab(t, "--profiles-dir", site)
 
 	// munged for slurmctld, on the host's default socket (the lab's
 	// namespaces share the file system).
@@ -125,16 +139,22 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 		t.Fatalf("node-007 never became idle in sinfo (last: %q); node console:\n%s", state, tail(string(raw), 60))
 	}
 	t.Logf("sinfo: node-007 %s", state)
-	evs := l.timeline("node-007")
-	var booted bool
-	for _, ev := range evs {
-		if ev.Type == "boot.callback" && ev.Attrs["status"] == "slurmd-started" {
-			booted = true
+	// The node reports back once slurmd runs (a few seconds after it
+	// registers).
+	var evs []events.Event
+	booted := ""
+	for end := time.Now().Add(2 * time.Minute); booted == "" && time.Now().Before(end); time.Sleep(2 * time.Second) {
+		evs = l.timeline("node-007")
+		for _, ev := range evs {
+			if ev.Type == events.Booted {
+				booted = ev.Attrs["status"]
+			}
 		}
 	}
-	if !booted {
-		t.Errorf("the node's booted callback is missing:\n%s", formatTimeline(evs))
+	if booted != "slurmd-started" {
+		t.Errorf("the node's booted callback says %q, want slurmd-started:\n%s", booted, formatTimeline(evs))
 	}
+	t.Logf("node-007 timeline:\n%s", formatTimeline(evs))
 }
 
 func tail(s string, n int) string {
