@@ -2,12 +2,10 @@ package api
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/provisiond/provisiond/internal/assets"
 )
@@ -83,25 +81,11 @@ func (s *Server) pullAssets(w http.ResponseWriter, r *http.Request) {
 // Pull asks the daemon to fill its cache and calls fn with the entry's
 // description and then each progress report. It returns the download's error.
 func (c *Client) Pull(ctx context.Context, req PullRequest, info func(map[string]string), fn func(assets.Progress)) error {
-	body, _ := json.Marshal(req)
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.Server, "/")+"/api/v1/assets/pull", bytes.NewReader(body))
+	resp, err := c.stream(ctx, http.MethodPost, "/api/v1/assets/pull", req)
 	if err != nil {
 		return err
 	}
-	hr.Header.Set("Content-Type", "application/json")
-	if c.Token != "" {
-		hr.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := (&http.Client{}).Do(hr)
-	if err != nil {
-		return fmt.Errorf("cannot reach provisiond at %s: %w", c.Server, err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e Error
-		json.NewDecoder(resp.Body).Decode(&e)
-		return &StatusError{Code: resp.StatusCode, Msg: e.Error}
-	}
 	sc := bufio.NewScanner(resp.Body)
 	first := true
 	for sc.Scan() {

@@ -81,6 +81,41 @@ func (c *Client) send(req *http.Request, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
+// stream sends a request whose answer is read as it arrives (no response
+// timeout): event streams and download progress. body, when set, is sent as
+// JSON. A non-200 answer is returned as a *StatusError.
+func (c *Client) stream(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.Server, "/")+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("bad server URL %q: %w", c.Server, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := (&http.Client{}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach provisiond at %s: %w", c.Server, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var e Error
+		json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e)
+		return nil, &StatusError{Code: resp.StatusCode, Msg: e.Error}
+	}
+	return resp, nil
+}
+
 // StatusError is an API error response.
 type StatusError struct {
 	Code int
@@ -202,26 +237,14 @@ func (c *Client) Follow(ctx context.Context, name string, limit int, fn func(eve
 	if name != "" {
 		p = fmt.Sprintf("/api/v1/machines/%s/events?follow=1&limit=%d", url.PathEscape(name), limit)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.Server, "/")+p, nil)
-	if err != nil {
-		return err
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := (&http.Client{}).Do(req)
+	resp, err := c.stream(ctx, http.MethodGet, p, nil)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("cannot reach provisiond at %s: %w", c.Server, err)
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e Error
-		json.NewDecoder(resp.Body).Decode(&e)
-		return &StatusError{Code: resp.StatusCode, Msg: e.Error}
-	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
