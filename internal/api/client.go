@@ -124,12 +124,6 @@ type StatusError struct {
 
 func (e *StatusError) Error() string { return e.Msg }
 
-// IsNotFound reports whether err is an API 404.
-func IsNotFound(err error) bool {
-	var se *StatusError
-	return errors.As(err, &se) && se.Code == http.StatusNotFound
-}
-
 // Machines lists the inventory.
 func (c *Client) Machines(ctx context.Context) ([]inventory.Machine, error) {
 	var out []inventory.Machine

@@ -288,8 +288,8 @@ func (b *Booter) render(ctx context.Context, m *inventory.Machine, mac, baseURL,
 	if reveal && b.secrets != nil {
 		d.Secret = b.secrets.Secret
 	}
-	if m != nil && !m.Discovered {
-		d.Menu = b.menu(ctx, set, m, mac, baseURL)
+	if p.UsesMenu && m != nil && !m.Discovered {
+		d.Menu = b.menu(set, d.Params)
 	}
 	if err := b.addExtras(ctx, p, m, &d); err != nil {
 		return nil, err
@@ -326,16 +326,12 @@ func (b *Booter) addExtras(ctx context.Context, p *profile.Profile, m *inventory
 	return nil
 }
 
-// menu lists the profiles machine m can boot now (every menu profile whose
-// parameters it has), for boot menus.
-func (b *Booter) menu(_ context.Context, set *profile.Set, m *inventory.Machine, mac, baseURL string) []profile.MenuItem {
+// menu lists the profiles a machine can boot now: every menu profile whose
+// required parameters params (the machine's, over the config's) give.
+func (b *Booter) menu(set *profile.Set, params map[string]string) []profile.MenuItem {
 	var out []profile.MenuItem
 	for _, p := range set.List() {
-		if !p.Menu || p.Name == "local" {
-			continue
-		}
-		d := boot.ScriptData(m, mac, baseURL, p.Name, b.bootCfg.DefaultParams)
-		if _, err := p.Render(d); err != nil {
+		if !p.Menu || p.Name == "local" || len(p.Missing(params)) > 0 {
 			continue
 		}
 		out = append(out, profile.MenuItem{Name: p.Name, Description: p.Description})

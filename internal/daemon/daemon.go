@@ -86,34 +86,18 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 
 	broker := events.NewBroker()
-	// The recorder needs the store, which is opened after the privileged
-	// ports are bound; the sink forwards to it once it exists.
-	var rec *Recorder
-	var recMu sync.RWMutex
-	var booterRef atomic.Pointer[Booter]
-	sink := events.SinkFunc(func(ev events.Event) {
-		recMu.RLock()
-		r := rec
-		recMu.RUnlock()
-		if r == nil {
-			return
-		}
-		r.Emit(ev)
-		if b := booterRef.Load(); b != nil {
-			b.Observe(ev)
-		}
-	})
+	// The servers are built before the store opens (privileged ports are
+	// bound first); they reach the Booter and the Recorder through late.
+	late := &late{}
 	neighbors := pxe.NewNeighbors("/proc/net/arp")
 
 	// Bind the privileged ports first, so a missing privilege is the first
 	// thing the operator hears about.
 	var dhcpSrv *pxe.DHCPServer
-	var booter *Booter
-	decider := deciderFunc(func(ctx context.Context, req boot.Request) boot.DHCPDecision { return booter.DecideDHCP(ctx, req) })
 	if cfg.DHCP.Enabled {
 		dhcpSrv = pxe.NewDHCPServer(pxe.DHCPConfig{
 			Interfaces: ifaces, Port: cfg.DHCP.Port, ProxyPort: cfg.DHCP.ProxyPort, Advertise: advertise,
-			HTTPPort: httpPort, Decider: decider, Events: sink, Neighbors: neighbors, Log: log,
+			HTTPPort: httpPort, Decider: late, Events: late, Neighbors: neighbors, Log: log,
 		})
 		if err := dhcpSrv.Listen(); err != nil {
 			return err
@@ -121,13 +105,12 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		defer dhcpSrv.Close()
 	}
 	ipxeFiles := IPXEFiles(cfg.IPXEDir, cfg.Boot)
-	scripter := scripterProxy{get: func() *Booter { return booter }}
 	var tftpSrv *pxe.TFTPServer
 	if cfg.TFTP.Enabled {
 		var err error
 		tftpSrv, err = pxe.NewTFTPServer(pxe.TFTPConfig{
 			Root: cfg.IPXEDir, Files: ipxeFiles, Port: cfg.TFTP.Port, Interfaces: ifaces, MaxBlockSize: cfg.TFTP.MaxBlockSize,
-			Scripts: scripter, Neighbors: neighbors, Events: sink, Log: log,
+			Scripts: late, Neighbors: neighbors, Events: late, Log: log,
 			HTTPBase: func(local net.IP) string {
 				if advertise != nil || local == nil {
 					return baseURL()
@@ -179,19 +162,18 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	cache := assets.New(cfg.AssetDir(), nil, log)
 	defer cache.Close()
 	talosProv := NewTalosProvider(cfg.Talos, &talos.Factory{BaseURL: cfg.Talos.FactoryURL}, cache, cfg.AssetDir())
-	booter = NewBooter(BooterOptions{Store: store, Profiles: set, Boot: cfg.Boot, IPXEDir: cfg.IPXEDir, IPXEFiles: ipxeFiles,
-		Secrets: secretStore, Extras: []Extra{talosProv}, Events: sink, Log: log})
-	booterRef.Store(booter)
+	booter := NewBooter(BooterOptions{Store: store, Profiles: set, Boot: cfg.Boot, IPXEDir: cfg.IPXEDir, IPXEFiles: ipxeFiles,
+		Secrets: secretStore, Extras: []Extra{talosProv}, Events: late, Log: log})
 
 	recCtx, stopRec := context.WithCancel(context.Background())
-	recMu.Lock()
-	rec = NewRecorder(store, broker, 8192, log)
-	recMu.Unlock()
+	rec := NewRecorder(store, broker, 8192, log)
 	go rec.Run(recCtx)
+	late.rec.Store(rec)
+	late.booter.Store(booter)
 
 	httpBoot, err := pxe.NewHTTPBoot(pxe.HTTPConfig{
-		AssetsDir: cfg.AssetDir(), IPXEDir: cfg.IPXEDir, IPXEFiles: ipxeFiles, Scripts: scripter,
-		Neighbors: neighbors, Events: sink, Log: log,
+		AssetsDir: cfg.AssetDir(), IPXEDir: cfg.IPXEDir, IPXEFiles: ipxeFiles, Scripts: late,
+		Neighbors: neighbors, Events: late, Log: log,
 	})
 	if err != nil {
 		stopRec()
@@ -201,7 +183,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	httpBoot.Register(mux)
 	started := time.Now()
 	apiSrv := &api.Server{
-		Store: store, Renderer: booter, Secrets: secretStore, Broker: broker, Events: sink, Token: token, BaseURL: baseURL, Log: log,
+		Store: store, Renderer: booter, Secrets: secretStore, Broker: broker, Events: late, Token: token, BaseURL: baseURL, Log: log,
 		Assets: &assetsAPI{cache: cache, talos: talosProv, store: store, boot: func() map[string]string { return cfg.Boot.DefaultParams }},
 		Status: func() map[string]any {
 			st := map[string]any{"version": opts.Version, "uptime": time.Since(started).Round(time.Second).String(),
@@ -285,25 +267,45 @@ loop:
 	return runErr
 }
 
-type deciderFunc func(ctx context.Context, req boot.Request) boot.DHCPDecision
-
-func (f deciderFunc) DecideDHCP(ctx context.Context, req boot.Request) boot.DHCPDecision {
-	return f(ctx, req)
+// late lets the protocol servers, built before the store opens, reach the
+// Booter and the Recorder once they exist. Until then events are dropped
+// and no request is served (the servers are not started before).
+type late struct {
+	booter atomic.Pointer[Booter]
+	rec    atomic.Pointer[Recorder]
 }
 
-// scripterProxy lets servers built before the Booter reach it.
-type scripterProxy struct{ get func() *Booter }
-
-func (p scripterProxy) FirstStage(ctx context.Context, mac, baseURL string) ([]byte, error) {
-	return p.get().FirstStage(ctx, mac, baseURL)
+// Emit implements events.Sink: the event is stored and published, and the
+// Booter follows the boot (chainloads, one-shot assignments).
+func (l *late) Emit(ev events.Event) {
+	r := l.rec.Load()
+	if r == nil {
+		return
+	}
+	r.Emit(ev)
+	if b := l.booter.Load(); b != nil {
+		b.Observe(ev)
+	}
 }
 
-func (p scripterProxy) Script(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
-	return p.get().Script(ctx, req)
+// DecideDHCP implements pxe.Decider.
+func (l *late) DecideDHCP(ctx context.Context, req boot.Request) boot.DHCPDecision {
+	return l.booter.Load().DecideDHCP(ctx, req)
 }
 
-func (p scripterProxy) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
-	return p.get().Overlay(ctx, req)
+// FirstStage implements pxe.Scripter.
+func (l *late) FirstStage(ctx context.Context, mac, baseURL string) ([]byte, error) {
+	return l.booter.Load().FirstStage(ctx, mac, baseURL)
+}
+
+// Script implements pxe.Scripter.
+func (l *late) Script(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
+	return l.booter.Load().Script(ctx, req)
+}
+
+// Overlay implements pxe.Scripter.
+func (l *late) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
+	return l.booter.Load().Overlay(ctx, req)
 }
 
 // loadOrCreateToken reads the API token, creating it (mode 0600) on first start.

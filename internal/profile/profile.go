@@ -65,6 +65,9 @@ type Profile struct {
 	Template string `json:"template,omitempty"`
 	// Overlay lists the per-machine overlay files.
 	Overlay []OverlaySpec `json:"overlay,omitempty"`
+	// UsesMenu is true when the template reads .Menu (only then does a
+	// render need the list of the machine's bootable profiles).
+	UsesMenu bool `json:"-"`
 
 	tmpl    *template.Template
 	overlay []*template.Template
@@ -184,10 +187,11 @@ func loadOne(fsys fs.FS, name, source string) (*Profile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("profile %w", err)
 	}
-	if err := checkParams(t, p.Params); err != nil {
+	usesMenu, err := checkParams(t, p.Params)
+	if err != nil {
 		return nil, err
 	}
-	p.tmpl = t
+	p.tmpl, p.UsesMenu = t, usesMenu
 	for i, o := range sc.Overlay {
 		at := fmt.Sprintf("%s overlay %s", where(name+".yaml"), o.Path)
 		if !strings.HasPrefix(o.Path, "/") || path.Clean(o.Path) != o.Path || o.Path == "/" {
@@ -204,7 +208,7 @@ func loadOne(fsys fs.FS, name, source string) (*Profile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("profile %w", err)
 		}
-		if err := checkParams(ot, p.Params); err != nil {
+		if _, err := checkParams(ot, p.Params); err != nil {
 			return nil, err
 		}
 		p.overlay = append(p.overlay, ot)
@@ -216,9 +220,10 @@ func loadOne(fsys fs.FS, name, source string) (*Profile, error) {
 }
 
 // checkParams reports a template's use of .Params.X where X is not declared
-// in the sidecar, with file and line.
-func checkParams(t *template.Template, declared map[string]Param) error {
+// in the sidecar, with file and line, and whether the template reads .Menu.
+func checkParams(t *template.Template, declared map[string]Param) (bool, error) {
 	var errs []error
+	usesMenu := false
 	var walk func(n parse.Node)
 	walk = func(n parse.Node) {
 		switch n := n.(type) {
@@ -255,6 +260,9 @@ func checkParams(t *template.Template, declared map[string]Param) error {
 			walk(n.List)
 			walk(n.ElseList)
 		case *parse.FieldNode:
+			if len(n.Ident) >= 1 && n.Ident[0] == "Menu" {
+				usesMenu = true
+			}
 			if len(n.Ident) >= 2 && n.Ident[0] == "Params" {
 				if _, ok := declared[n.Ident[1]]; !ok {
 					loc, _ := t.ErrorContext(n)
@@ -264,7 +272,20 @@ func checkParams(t *template.Template, declared map[string]Param) error {
 		}
 	}
 	walk(t.Tree.Root)
-	return errors.Join(errs...)
+	return usesMenu, errors.Join(errs...)
+}
+
+// Missing lists the required parameters that neither the profile's
+// defaults nor params give a value (sorted).
+func (p *Profile) Missing(params map[string]string) []string {
+	var out []string
+	for k, spec := range p.Params {
+		if spec.Required && spec.Default == "" && params[k] == "" {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Get returns the named profile.

@@ -37,6 +37,14 @@ func render(t *testing.T, name string, m *inventory.Machine) (string, error) {
 
 func TestBuiltinProfiles(t *testing.T) {
 	s := builtin(t)
+	for name, want := range map[string]bool{"menu": true, "linux": false, "talos": false, "local": false} {
+		if p, _ := s.Get(name); p.UsesMenu != want {
+			t.Errorf("%s.UsesMenu = %v, want %v", name, p.UsesMenu, want)
+		}
+	}
+	if p, _ := s.Get("slurm"); strings.Join(p.Missing(map[string]string{"kernel": "x"}), ",") != "slurm_controller" {
+		t.Errorf("slurm missing %v", p.Missing(nil))
+	}
 	for _, n := range []string{"linux", "local", "menu", "shell"} {
 		if _, ok := s.Get(n); !ok {
 			t.Errorf("built-in profile %s missing", n)
