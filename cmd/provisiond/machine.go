@@ -139,6 +139,9 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 			if err := addF.apply(cmd, &m); err != nil {
 				return err
 			}
+			if len(m.MACs) == 0 {
+				return fmt.Errorf("machine %s has no MAC address: give at least one with --mac (machines known only by their hardware come in with provisiond import)", m.Name)
+			}
 			if err := m.Validate(); err != nil {
 				return err
 			}

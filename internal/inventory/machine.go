@@ -54,11 +54,30 @@ type Machine struct {
 	// Discovered is true for machines provisiond recorded on its own
 	// because an unknown MAC PXE-booted.
 	Discovered bool `json:"discovered,omitempty" yaml:"discovered,omitempty"`
+	// Asset is the operator's hardware record: location, CPUs, DIMMs,
+	// disks, NICs, BMC, role and labels. Changes to it are kept in the
+	// machine's history.
+	Asset `yaml:",inline"`
 	// Facts is what the machine told about itself while booting.
 	Facts *Facts `json:"facts,omitempty" yaml:"facts,omitempty"`
+	// Observed is the hardware the agent last reported (provisiond agent
+	// report). It fills what the record leaves empty and never overwrites
+	// it: differences are drift. The store maintains it.
+	Observed *Observed `json:"observed,omitempty" yaml:"observed,omitempty"`
 	// Created and Updated are maintained by the store.
-	Created time.Time `json:"created" yaml:"created"`
-	Updated time.Time `json:"updated" yaml:"updated"`
+	Created time.Time `json:"created" yaml:"created,omitempty"`
+	Updated time.Time `json:"updated" yaml:"updated,omitempty"`
+}
+
+// Observed is hardware as discovery saw it.
+type Observed struct {
+	Asset `yaml:",inline"`
+	// Source says who reported it (agent, ipxe, redfish).
+	Source string `json:"source" yaml:"source"`
+	// Time is when it was reported.
+	Time time.Time `json:"time" yaml:"time"`
+	// Host is the reporting host's name.
+	Host string `json:"host,omitempty" yaml:"host,omitempty"`
 }
 
 // Once describes a one-shot assignment.
@@ -136,13 +155,11 @@ func NormalizeMAC(s string) (string, error) {
 }
 
 // Validate checks a machine record as entered by an operator and
-// normalises its MACs in place.
+// normalises its MACs in place. A machine without MACs is valid: it is in
+// the inventory but cannot PXE-boot until one is added.
 func (m *Machine) Validate() error {
 	if !nameRE.MatchString(m.Name) {
 		return fmt.Errorf("machine name %q is invalid: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", m.Name)
-	}
-	if len(m.MACs) == 0 {
-		return fmt.Errorf("machine %s has no MAC address: give at least one with --mac", m.Name)
 	}
 	seen := map[string]bool{}
 	for i, s := range m.MACs {
@@ -186,7 +203,10 @@ func (m *Machine) Validate() error {
 			return fmt.Errorf("machine %s: parameter name %q is invalid (no spaces or '=')", m.Name, k)
 		}
 	}
-	return nil
+	if m.Tag != "" && !nameRE.MatchString(m.Tag) {
+		return fmt.Errorf("machine %s: tag %q is invalid: use letters, digits, '.', '_' or '-'", m.Name, m.Tag)
+	}
+	return m.Asset.validate("machine " + m.Name)
 }
 
 // Netmask returns the dotted netmask of the machine's static address, or ""

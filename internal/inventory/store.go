@@ -16,7 +16,11 @@ import (
 
 // SchemaVersion is the database layout this code writes. Older databases
 // are migrated forward on Open.
-const SchemaVersion = 1
+//
+//  1. machines, their MACs, timelines and secrets
+//  2. hardware records: systems, spare parts, roles, change history and
+//     the asset-tag index
+const SchemaVersion = 2
 
 var (
 	bucketMeta     = []byte("meta")
@@ -24,12 +28,18 @@ var (
 	bucketMACs     = []byte("macs")
 	bucketEvents   = []byte("events")
 	bucketSecrets  = []byte("secrets")
+	bucketSystems  = []byte("systems")
+	bucketParts    = []byte("parts")
+	bucketRoles    = []byte("roles")
+	bucketHistory  = []byte("history")
+	bucketTags     = []byte("tags")
 	keySchema      = []byte("schema")
 )
 
 // Store is the bbolt-backed inventory. It is safe for concurrent use.
 type Store struct {
-	db *bolt.DB
+	db   *bolt.DB
+	path string
 	// maxEvents bounds each machine's timeline.
 	maxEvents int
 	now       func() time.Time
@@ -63,7 +73,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("setting mode 0600 on %s: %w", path, err)
 	}
-	s := &Store{db: db, maxEvents: opts.MaxEventsPerMachine, now: opts.Now}
+	s := &Store{db: db, path: path, maxEvents: opts.MaxEventsPerMachine, now: opts.Now}
 	if s.maxEvents <= 0 {
 		s.maxEvents = 1000
 	}
@@ -81,23 +91,53 @@ func Open(path string, opts Options) (*Store, error) {
 func (s *Store) Close() error { return s.db.Close() }
 
 func (s *Store) migrate() error {
+	v := 0
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			if raw := meta.Get(keySchema); len(raw) == 8 {
+				v = int(binary.BigEndian.Uint64(raw))
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if v > SchemaVersion {
+		return fmt.Errorf("database schema version %d is newer than this provisiond understands (%d): upgrade provisiond", v, SchemaVersion)
+	}
+	if v > 0 && v < SchemaVersion {
+		// Keep a copy of the database as it was before migrating it.
+		bak := fmt.Sprintf("%s.schema%d.bak", s.path, v)
+		if err := s.db.View(func(tx *bolt.Tx) error { return tx.CopyFile(bak, 0o600) }); err != nil {
+			return fmt.Errorf("copying %s to %s before migrating it: %w (is the disk full?)", s.path, bak, err)
+		}
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketMachines, bucketMACs, bucketEvents, bucketSecrets} {
+		for _, b := range [][]byte{bucketMeta, bucketMachines, bucketMACs, bucketEvents, bucketSecrets,
+			bucketSystems, bucketParts, bucketRoles, bucketHistory, bucketTags} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("creating bucket %s: %w", b, err)
 			}
 		}
-		meta := tx.Bucket(bucketMeta)
-		v := 0
-		if raw := meta.Get(keySchema); len(raw) == 8 {
-			v = int(binary.BigEndian.Uint64(raw))
+		// Version 1 -> 2: the buckets above; machine records decode
+		// unchanged (the hardware fields are new and empty). Index any
+		// asset tags. Later versions add steps here and never drop data.
+		if v < 2 {
+			err := tx.Bucket(bucketMachines).ForEach(func(k, raw []byte) error {
+				var m Machine
+				if err := json.Unmarshal(raw, &m); err != nil {
+					return nil // kept as is; Machines() reports it
+				}
+				if m.Tag != "" {
+					return tx.Bucket(bucketTags).Put([]byte(m.Tag), k)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
 		}
-		if v > SchemaVersion {
-			return fmt.Errorf("database schema version %d is newer than this provisiond understands (%d): upgrade provisiond", v, SchemaVersion)
-		}
-		// Version 0 -> 1: buckets above. Later versions add steps here and
-		// never drop data.
-		return meta.Put(keySchema, u64(SchemaVersion))
+		return tx.Bucket(bucketMeta).Put(keySchema, u64(SchemaVersion))
 	})
 }
 
@@ -109,6 +149,11 @@ func u64(v uint64) []byte {
 
 func getMachine(tx *bolt.Tx, name string) (*Machine, error) {
 	raw := tx.Bucket(bucketMachines).Get([]byte(name))
+	if raw == nil {
+		if real := tx.Bucket(bucketTags).Get([]byte(name)); real != nil {
+			raw = tx.Bucket(bucketMachines).Get(real)
+		}
+	}
 	if raw == nil {
 		return nil, fmt.Errorf("machine %s: %w", name, ErrNotFound)
 	}
@@ -127,7 +172,7 @@ func putMachine(tx *bolt.Tx, m *Machine) error {
 	return tx.Bucket(bucketMachines).Put([]byte(m.Name), raw)
 }
 
-// Machine returns the named machine.
+// Machine returns the named machine; name may also be its asset tag.
 func (s *Store) Machine(name string) (*Machine, error) {
 	var m *Machine
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -173,59 +218,103 @@ func (s *Store) Machines() ([]Machine, error) {
 // PutMachine creates m, or replaces the machine of the same name. A MAC that
 // belongs to a discovered machine is taken over: the discovered record's
 // facts and timeline move to m and the discovered record is removed. A MAC
-// that belongs to another operator-entered machine is a conflict.
+// that belongs to another operator-entered machine is a conflict. Changes
+// to the hardware record go into the machine's history as manual changes;
+// what discovery observed is kept whatever m says.
 func (s *Store) PutMachine(m Machine) (*Machine, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	now := s.now().UTC()
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		macs := tx.Bucket(bucketMACs)
-		old, err := getMachine(tx, m.Name)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			m.Created = now
-		case err != nil:
+		if _, err := s.upsert(tx, &m, SourceManual); err != nil {
 			return err
-		default:
-			m.Created = old.Created
-			if m.Facts == nil {
-				m.Facts = old.Facts
-			}
-			for _, mac := range old.MACs {
-				if err := macs.Delete([]byte(mac)); err != nil {
-					return err
-				}
-			}
 		}
-		m.Updated = now
-		for _, mac := range m.MACs {
-			owner := macs.Get([]byte(mac))
-			if owner == nil || string(owner) == m.Name {
-				continue
-			}
-			other, err := getMachine(tx, string(owner))
-			if err != nil {
-				return err
-			}
-			if !other.Discovered {
-				return fmt.Errorf("MAC %s already belongs to machine %s: remove it there first (provisiond machine set %s --remove-mac %s): %w", mac, other.Name, other.Name, mac, ErrConflict)
-			}
-			if err := adopt(tx, other, &m); err != nil {
-				return err
-			}
-		}
-		for _, mac := range m.MACs {
-			if err := macs.Put([]byte(mac), []byte(m.Name)); err != nil {
-				return err
-			}
-		}
-		return putMachine(tx, &m)
+		return checkPlacement(tx)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// upsert stores the validated machine m (created or replaced), keeping the
+// MAC and tag indexes and the history. It returns the hardware changes.
+func (s *Store) upsert(tx *bolt.Tx, m *Machine, source string) ([]FieldChange, error) {
+	now := s.now().UTC()
+	macs := tx.Bucket(bucketMACs)
+	tags := tx.Bucket(bucketTags)
+	raw := tx.Bucket(bucketMachines).Get([]byte(m.Name))
+	var old *Machine
+	if raw != nil {
+		var err error
+		if old, err = getMachine(tx, m.Name); err != nil {
+			return nil, err
+		}
+	}
+	if old == nil {
+		m.Created = now
+	} else {
+		m.Created = old.Created
+		if m.Facts == nil {
+			m.Facts = old.Facts
+		}
+		m.Observed = old.Observed
+		for _, mac := range old.MACs {
+			if err := macs.Delete([]byte(mac)); err != nil {
+				return nil, err
+			}
+		}
+		if old.Tag != "" {
+			if err := tags.Delete([]byte(old.Tag)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	m.Updated = now
+	if m.Tag != "" {
+		if owner := tags.Get([]byte(m.Tag)); owner != nil && string(owner) != m.Name {
+			return nil, fmt.Errorf("asset tag %s already belongs to machine %s: %w", m.Tag, owner, ErrConflict)
+		}
+		if m.Tag != m.Name && tx.Bucket(bucketMachines).Get([]byte(m.Tag)) != nil {
+			return nil, fmt.Errorf("asset tag %s is the name of another machine: %w", m.Tag, ErrConflict)
+		}
+		if err := tags.Put([]byte(m.Tag), []byte(m.Name)); err != nil {
+			return nil, err
+		}
+	}
+	if owner := tags.Get([]byte(m.Name)); owner != nil && string(owner) != m.Name {
+		return nil, fmt.Errorf("machine name %s is the asset tag of machine %s: %w", m.Name, owner, ErrConflict)
+	}
+	for _, mac := range m.MACs {
+		owner := macs.Get([]byte(mac))
+		if owner == nil || string(owner) == m.Name {
+			continue
+		}
+		other, err := getMachine(tx, string(owner))
+		if err != nil {
+			return nil, err
+		}
+		if !other.Discovered {
+			return nil, fmt.Errorf("MAC %s already belongs to machine %s: remove it there first (provisiond machine set %s --remove-mac %s): %w", mac, other.Name, other.Name, mac, ErrConflict)
+		}
+		if err := adopt(tx, other, m); err != nil {
+			return nil, err
+		}
+	}
+	for _, mac := range m.MACs {
+		if err := macs.Put([]byte(mac), []byte(m.Name)); err != nil {
+			return nil, err
+		}
+	}
+	var before Asset
+	if old != nil {
+		before = old.Asset
+	}
+	changes := DiffAssets(&before, &m.Asset)
+	if err := addHistory(tx, m.Name, Change{Time: now, Source: source, Fields: changes}); err != nil {
+		return nil, err
+	}
+	return changes, putMachine(tx, m)
 }
 
 // adopt folds discovered machine d into m: facts, timeline, other MACs.
@@ -237,6 +326,12 @@ func adopt(tx *bolt.Tx, d *Machine, m *Machine) error {
 		f := *d.Facts
 		f.merge(m.Facts)
 		m.Facts = &f
+	}
+	if d.Observed != nil && (m.Observed == nil || d.Observed.Time.After(m.Observed.Time)) {
+		m.Observed = d.Observed
+	}
+	if err := moveHistory(tx, d.Name, m.Name); err != nil {
+		return err
 	}
 	evs := tx.Bucket(bucketEvents)
 	if src := evs.Bucket([]byte(d.Name)); src != nil {
@@ -380,12 +475,19 @@ func (s *Store) DeleteMachine(name string) error {
 				return err
 			}
 		}
-		if tx.Bucket(bucketEvents).Bucket([]byte(name)) != nil {
-			if err := tx.Bucket(bucketEvents).DeleteBucket([]byte(name)); err != nil {
+		for _, b := range [][]byte{bucketEvents, bucketHistory} {
+			if tx.Bucket(b).Bucket([]byte(m.Name)) != nil {
+				if err := tx.Bucket(b).DeleteBucket([]byte(m.Name)); err != nil {
+					return err
+				}
+			}
+		}
+		if m.Tag != "" {
+			if err := tx.Bucket(bucketTags).Delete([]byte(m.Tag)); err != nil {
 				return err
 			}
 		}
-		return tx.Bucket(bucketMachines).Delete([]byte(name))
+		return tx.Bucket(bucketMachines).Delete([]byte(m.Name))
 	})
 }
 
@@ -426,6 +528,12 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 					m.Facts = &Facts{}
 				}
 				m.Facts.merge(factsFromMap(ev.Facts, ev.Time))
+				before := m.Asset
+				fillFromFacts(&m.Asset, m.Facts)
+				ch := Change{Time: ev.Time.UTC(), Source: SourceDiscovery, Fields: DiffAssets(&before, &m.Asset)}
+				if err := addHistory(tx, m.Name, ch); err != nil {
+					return err
+				}
 				if err := putMachine(tx, m); err != nil {
 					return err
 				}

@@ -89,8 +89,12 @@ func TestMachineCRUDAndMACUniqueness(t *testing.T) {
 	for _, bad := range []Machine{
 		{Name: "", MACs: []string{"52:54:00:00:00:01"}},
 		{Name: "has space", MACs: []string{"52:54:00:00:00:01"}},
-		{Name: "x"},
 		{Name: "x", MACs: []string{"52:54:00:00:00:01"}, Firmware: "coreboot"},
+		{Name: "x", Asset: Asset{Bay: -3}},
+		{Name: "x", Asset: Asset{MemoryGB: 16, DIMMs: []DIMM{{Slot: "A1", SizeGB: 8}}}},
+		{Name: "x", Asset: Asset{Disks: []Disk{{Device: "sda", Use: "ceph"}}}},
+		{Name: "x", Asset: Asset{BMC: &BMC{Address: "192.0.2.9", Protocol: "telnet"}}},
+		{Name: "x", Asset: Asset{NICs: []NIC{{MAC: "zz"}}}},
 		{Name: "x", MACs: []string{"52:54:00:00:00:01"}, Address: "192.0.2.5"},
 		{Name: "x", MACs: []string{"52:54:00:00:00:01", "52-54-00-00-00-01"}},
 	} {
