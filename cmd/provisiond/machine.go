@@ -247,7 +247,7 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(add, list, show, set, rm)
+	cmd.AddCommand(add, list, show, set, rm, newHistory(cf, e), newAccept(cf, e))
 	return cmd
 }
 
@@ -311,6 +311,7 @@ func printMachine(w io.Writer, format string, m *inventory.Machine) error {
 			fmt.Fprintf(tw, "Last seen:\t%s\n", f.LastSeen.Local().Format(time.RFC3339))
 		}
 	}
+	printHardware(tw, m)
 	return tw.Flush()
 }
 

@@ -81,7 +81,9 @@ func newRoot(ctx context.Context, e env) *cobra.Command {
 	pf.StringVar(&cf.tokenFile, "token-file", firstNonEmpty(e.get("PROVISIOND_TOKEN_FILE"), "/var/lib/provisiond/"+daemon.TokenFile), "file holding the API token (env PROVISIOND_TOKEN_FILE)")
 	pf.StringVarP(&cf.output, "output", "o", "table", "output format: table, json or yaml")
 
-	root.AddCommand(newServe(ctx, e), newMachine(cf, e), newEvents(cf, e), newProfile(cf, e), newSecret(cf, e), newAssets(cf, e), newStatus(cf, e))
+	root.AddCommand(newServe(ctx, e), newMachine(cf, e), newEvents(cf, e), newProfile(cf, e), newSecret(cf, e), newAssets(cf, e), newStatus(cf, e),
+		newImport(cf, e), newExport(cf, e), newAudit(cf, e), newPlan(cf, e), newAgent(cf, e),
+		newSystems(cf, e), newParts(cf, e), newRoles(cf, e), newSlurm(cf, e))
 	return root
 }
 

@@ -48,7 +48,10 @@ type Secrets interface {
 // Server serves /api/v1.
 type Server struct {
 	Store    Store
-	Renderer Renderer
+	Hardware Hardware
+	// AuditConfig gives the configured roles and model figures.
+	AuditConfig AuditConfig
+	Renderer    Renderer
 	Secrets  Secrets
 	Assets   Assets
 	Broker   *events.Broker
@@ -85,6 +88,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/secrets", s.listSecrets)
 	mux.HandleFunc("PUT /api/v1/secrets/{name}", s.auth(s.putSecret))
 	mux.HandleFunc("DELETE /api/v1/secrets/{name}", s.auth(s.deleteSecret))
+	s.registerHardware(mux)
 }
 
 // Error is the JSON body of every API error.

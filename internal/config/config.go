@@ -13,6 +13,9 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/provisiond/provisiond/internal/audit"
+	"github.com/provisiond/provisiond/internal/inventory"
 )
 
 // Config is the daemon configuration.
@@ -40,6 +43,15 @@ type Config struct {
 	Boot  Boot  `yaml:"boot"`
 	Talos Talos `yaml:"talos"`
 	Log   Log   `yaml:"log"`
+
+	// Roles are the role requirements audit and plan use (built in: the
+	// homelab's table). A roles list here replaces the built-in list; roles
+	// imported into the inventory take precedence over both, by name.
+	Roles []inventory.Role `yaml:"roles"`
+	// Models are figures per hardware model (sockets, DIMM slots, disk
+	// bays, running power), matched by a substring of "vendor model". A
+	// list here replaces the built-in one.
+	Models []audit.Model `yaml:"models"`
 
 	// MaxEventsPerMachine bounds each machine's timeline.
 	MaxEventsPerMachine int `yaml:"max_events_per_machine"`
@@ -143,6 +155,8 @@ func Default() Config {
 			Arch:       "amd64",
 		},
 		Log:                 Log{Level: "info", Format: "text"},
+		Roles:               audit.DefaultRoles(),
+		Models:              audit.DefaultModels(),
 		MaxEventsPerMachine: 1000,
 	}
 }
@@ -204,6 +218,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Talos.FactoryURL == "" {
 		return errors.New("talos.factory_url is empty: set it to https://factory.talos.dev or a mirror")
+	}
+	for i := range c.Roles {
+		if err := c.Roles[i].Validate(); err != nil {
+			return fmt.Errorf("roles: %w", err)
+		}
+	}
+	for _, m := range c.Models {
+		if m.Match == "" {
+			return errors.New("models: every model needs match (a part of its vendor and model name, e.g. \"BL460c Gen8\")")
+		}
 	}
 	if c.Boot.DefaultProfile == "" {
 		return errors.New("boot.default_profile is empty: name a profile such as menu or local")

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/audit"
 	"github.com/provisiond/provisiond/internal/assets"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/config"
@@ -183,7 +184,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	httpBoot.Register(mux)
 	started := time.Now()
 	apiSrv := &api.Server{
-		Store: store, Renderer: booter, Secrets: secretStore, Broker: broker, Events: late, Token: token, BaseURL: baseURL, Log: log,
+		Store: store, Hardware: store, AuditConfig: func() ([]inventory.Role, []audit.Model) { return cfg.Roles, cfg.Models },
+		Renderer: booter, Secrets: secretStore, Broker: broker, Events: late, Token: token, BaseURL: baseURL, Log: log,
 		Assets: &assetsAPI{cache: cache, talos: talosProv, store: store, boot: func() map[string]string { return cfg.Boot.DefaultParams }},
 		Status: func() map[string]any {
 			st := map[string]any{"version": opts.Version, "uptime": time.Since(started).Round(time.Second).String(),

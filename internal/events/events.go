@@ -27,6 +27,9 @@ const (
 	Booted = "boot.callback"
 	// MachineChanged: an operator changed the machine record (attrs: change).
 	MachineChanged = "machine.changed"
+	// FactsReported: the agent reported the machine's hardware (attrs:
+	// host, filled, drift).
+	FactsReported = "facts.reported"
 	// OnceConsumed: a one-shot assignment was used up (attrs: profile, then, on).
 	OnceConsumed = "assignment.consumed"
 )

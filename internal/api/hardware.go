@@ -1,0 +1,360 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/audit"
+	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/inventory"
+)
+
+// Hardware is what the API needs of the inventory for hardware records.
+type Hardware interface {
+	Import(doc *inventory.Document, apply bool) (*inventory.ImportResult, error)
+	Export() (*inventory.Document, error)
+	Systems() ([]inventory.System, error)
+	Parts() ([]inventory.Part, error)
+	Roles() ([]inventory.Role, error)
+	History(name string) ([]inventory.Change, error)
+	AcceptObserved(name string) (*inventory.Machine, []inventory.FieldChange, error)
+	Observe(name string, obs inventory.Observed) (*inventory.Machine, []inventory.FieldChange, error)
+}
+
+// AuditConfig gives the configured roles and model figures.
+type AuditConfig func() ([]inventory.Role, []audit.Model)
+
+// FactsReport is what provisiond agent report posts.
+type FactsReport struct {
+	// Machine names the machine; empty means "find me by my NICs' MACs".
+	Machine string `json:"machine,omitempty"`
+	// Host is the reporting host's name.
+	Host string `json:"host,omitempty"`
+	// Hardware is what the agent found.
+	Hardware inventory.Asset `json:"hardware"`
+}
+
+// FactsResult is the answer to a facts report.
+type FactsResult struct {
+	Machine    string                  `json:"machine"`
+	Discovered bool                    `json:"discovered"`
+	Filled     []inventory.FieldChange `json:"filled"`
+	Drift      []string                `json:"drift"`
+}
+
+// maxImport bounds an import body.
+const maxImport = 16 << 20
+
+func (s *Server) registerHardware(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/import", s.auth(s.importDoc))
+	mux.HandleFunc("GET /api/v1/export", s.exportDoc)
+	mux.HandleFunc("GET /api/v1/systems", s.listSystems)
+	mux.HandleFunc("GET /api/v1/parts", s.listParts)
+	mux.HandleFunc("GET /api/v1/roles", s.listRoles)
+	mux.HandleFunc("GET /api/v1/audit", s.audit)
+	mux.HandleFunc("GET /api/v1/audit/power", s.power)
+	mux.HandleFunc("GET /api/v1/plan", s.plan)
+	mux.HandleFunc("GET /api/v1/machines/{name}/history", s.history)
+	mux.HandleFunc("POST /api/v1/machines/{name}/accept", s.auth(s.accept))
+	// Open like the boot endpoints: a freshly booted machine has no token.
+	// Reports only ever fill empty fields and record what was observed.
+	mux.HandleFunc("POST /api/v1/facts", s.facts)
+}
+
+func (s *Server) importDoc(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxImport))
+	if err != nil {
+		writeErr(w, fmt.Errorf("reading the file: %v (at most %d MiB): %w", err, maxImport>>20, errBadRequest))
+		return
+	}
+	var doc *inventory.Document
+	if r.URL.Query().Get("format") == "csv" {
+		doc, err = inventory.ParseMachinesCSV(body)
+	} else {
+		doc, err = inventory.ParseDocument(body)
+	}
+	if err != nil {
+		writeErr(w, fmt.Errorf("%v: %w", err, errBadRequest))
+		return
+	}
+	for _, m := range doc.Machines {
+		if m.Profile == "" {
+			continue
+		}
+		if _, ok := s.Renderer.Profiles().Get(m.Profile); !ok {
+			writeErr(w, fmt.Errorf("machine %s: profile %s does not exist (provisiond profile list shows the profiles): %w", m.Name, m.Profile, errBadRequest))
+			return
+		}
+	}
+	apply := r.URL.Query().Get("apply") == "1"
+	res, err := s.Hardware.Import(doc, apply)
+	if err != nil {
+		writeErr(w, fmt.Errorf("%v: %w", err, errBadRequest))
+		return
+	}
+	if apply {
+		s.Log.Info("inventory imported", "changes", len(res.Changes), "unchanged", res.Unchanged)
+		for _, c := range res.Changes {
+			if c.Kind == "machine" && s.Events != nil {
+				s.Events.Emit(events.Event{Type: events.MachineChanged, Machine: c.Name, Attrs: map[string]string{"source": "import", "action": c.Action, "fields": strconv.Itoa(len(c.Fields))}})
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) exportDoc(w http.ResponseWriter, r *http.Request) {
+	doc, err := s.Hardware.Export()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	switch r.URL.Query().Get("format") {
+	case "csv":
+		var b bytes.Buffer
+		if err := inventory.WriteMachinesCSV(&b, doc.Machines); err != nil {
+			writeErr(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		w.Write(b.Bytes())
+	case "", "yaml":
+		out, err := doc.EncodeYAML()
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/yaml")
+		w.Write(out)
+	default:
+		writeErr(w, fmt.Errorf("format %q is not yaml or csv: %w", r.URL.Query().Get("format"), errBadRequest))
+	}
+}
+
+func (s *Server) listSystems(w http.ResponseWriter, r *http.Request) {
+	v, err := s.Hardware.Systems()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) listParts(w http.ResponseWriter, r *http.Request) {
+	v, err := s.Hardware.Parts()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) listRoles(w http.ResponseWriter, r *http.Request) {
+	in, err := s.auditInput()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, in.Roles)
+}
+
+// auditInput gathers the inventory for an audit: machines, systems, parts,
+// the configured roles overridden by the inventory's, and model figures.
+func (s *Server) auditInput() (audit.Input, error) {
+	var in audit.Input
+	var err error
+	if in.Machines, err = s.Store.Machines(); err != nil {
+		return in, err
+	}
+	if in.Systems, err = s.Hardware.Systems(); err != nil {
+		return in, err
+	}
+	if in.Parts, err = s.Hardware.Parts(); err != nil {
+		return in, err
+	}
+	stored, err := s.Hardware.Roles()
+	if err != nil {
+		return in, err
+	}
+	var roles []inventory.Role
+	if s.AuditConfig != nil {
+		roles, in.Models = s.AuditConfig()
+	}
+	in.Roles = audit.MergeRoles(roles, stored)
+	return in, nil
+}
+
+// selectMachines keeps the machines named (by name or tag), or in the
+// enclosure, or carrying the label asked for.
+func selectMachines(ms []inventory.Machine, r *http.Request) ([]inventory.Machine, error) {
+	q := r.URL.Query()
+	names := q["machine"]
+	encl := q.Get("enclosure")
+	label := q.Get("label")
+	if len(names) == 0 && encl == "" && label == "" {
+		return ms, nil
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	lk, lv, _ := strings.Cut(label, "=")
+	var out []inventory.Machine
+	found := map[string]bool{}
+	for _, m := range ms {
+		ok := len(names) == 0 || want[m.Name] || (m.Tag != "" && want[m.Tag])
+		if ok && len(names) > 0 {
+			found[m.Name], found[m.Tag] = true, true
+		}
+		if encl != "" && m.Enclosure != encl {
+			ok = false
+		}
+		if label != "" && (m.Labels == nil || m.Labels[lk] != lv) && !(lk == "role" && m.Role == lv) {
+			ok = false
+		}
+		if ok {
+			out = append(out, m)
+		}
+	}
+	for _, n := range names {
+		if !found[n] {
+			return nil, fmt.Errorf("machine %s: %w", n, inventory.ErrNotFound)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
+	in, err := s.auditInput()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if in.Machines, err = selectMachines(in.Machines, r); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if role := r.URL.Query().Get("role"); role != "" {
+		c, err := audit.Candidates(in, role)
+		if err != nil {
+			writeErr(w, fmt.Errorf("%v: %w", err, errBadRequest))
+			return
+		}
+		writeJSON(w, http.StatusOK, c)
+		return
+	}
+	writeJSON(w, http.StatusOK, audit.Audit(in))
+}
+
+func (s *Server) power(w http.ResponseWriter, r *http.Request) {
+	in, err := s.auditInput()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	sel, err := selectMachines(in.Machines, r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var names []string
+	for _, m := range sel {
+		if !m.Discovered {
+			names = append(names, m.Name)
+		}
+	}
+	rep, err := audit.Power(in, names)
+	if err != nil {
+		writeErr(w, fmt.Errorf("%v: %w", err, errBadRequest))
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
+	in, err := s.auditInput()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var targets []audit.Target
+	for _, t := range r.URL.Query()["role"] {
+		name, count, ok := strings.Cut(t, "=")
+		n, err := strconv.Atoi(count)
+		if !ok || err != nil {
+			writeErr(w, fmt.Errorf("role %q: write ROLE=COUNT, e.g. talos-worker=3: %w", t, errBadRequest))
+			return
+		}
+		targets = append(targets, audit.Target{Role: name, Count: n})
+	}
+	if len(targets) == 0 {
+		writeErr(w, fmt.Errorf("name at least one role and count (role=talos-worker=3): %w", errBadRequest))
+		return
+	}
+	p, err := audit.MakePlan(in, targets)
+	if err != nil {
+		writeErr(w, fmt.Errorf("%v: %w", err, errBadRequest))
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	h, err := s.Hardware.History(r.PathValue("name"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+func (s *Server) accept(w http.ResponseWriter, r *http.Request) {
+	m, changes, err := s.Hardware.AcceptObserved(r.PathValue("name"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.Log.Info("observed hardware accepted", "machine", m.Name, "fields", len(changes))
+	if changes == nil {
+		changes = []inventory.FieldChange{}
+	}
+	writeJSON(w, http.StatusOK, changes)
+}
+
+func (s *Server) facts(w http.ResponseWriter, r *http.Request) {
+	var rep FactsReport
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		writeErr(w, fmt.Errorf("facts report: %v: %w", err, errBadRequest))
+		return
+	}
+	obs := inventory.Observed{Asset: rep.Hardware, Source: "agent", Time: time.Now(), Host: rep.Host}
+	m, filled, err := s.Hardware.Observe(rep.Machine, obs)
+	if err != nil {
+		if !errors.Is(err, inventory.ErrNotFound) {
+			err = fmt.Errorf("%v: %w", err, errBadRequest)
+		}
+		writeErr(w, err)
+		return
+	}
+	if filled == nil {
+		filled = []inventory.FieldChange{}
+	}
+	drift := audit.Drift(m)
+	if drift == nil {
+		drift = []string{}
+	}
+	s.Log.Info("hardware reported", "machine", m.Name, "host", rep.Host, "filled", len(filled), "drift", len(drift))
+	if s.Events != nil {
+		s.Events.Emit(events.Event{Type: events.FactsReported, Machine: m.Name, Attrs: map[string]string{"host": rep.Host, "filled": strconv.Itoa(len(filled)), "drift": strconv.Itoa(len(drift))}})
+	}
+	writeJSON(w, http.StatusOK, FactsResult{Machine: m.Name, Discovered: m.Discovered, Filled: filled, Drift: drift})
+}
