@@ -52,9 +52,9 @@ type Server struct {
 	// AuditConfig gives the configured roles and model figures.
 	AuditConfig AuditConfig
 	Renderer    Renderer
-	Secrets  Secrets
-	Assets   Assets
-	Broker   *events.Broker
+	Secrets     Secrets
+	Assets      Assets
+	Broker      *events.Broker
 	// Events receives operator actions for the machines' timelines.
 	Events events.Sink
 	// Token authorises mutating calls.

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/api"
-	"github.com/provisiond/provisiond/internal/audit"
 	"github.com/provisiond/provisiond/internal/assets"
+	"github.com/provisiond/provisiond/internal/audit"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
