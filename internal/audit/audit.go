@@ -491,7 +491,13 @@ func Drift(m *inventory.Machine) []string {
 			out = append(out, fmt.Sprintf("CPUs: recorded %s, %s reports %s", rc, src, oc))
 		}
 	}
-	if r, g := m.TotalMemoryGB(), o.TotalMemoryGB(); r > 0 && g > 0 && math.Abs(r-g) > 0.5 {
+	// Without DIMMs the agent reports the kernel's MemTotal, a few per cent
+	// below what is installed.
+	tol := 0.5
+	if len(o.DIMMs) == 0 {
+		tol = math.Max(tol, 0.1*m.TotalMemoryGB())
+	}
+	if r, g := m.TotalMemoryGB(), o.TotalMemoryGB(); r > 0 && g > 0 && math.Abs(r-g) > tol {
 		out = append(out, fmt.Sprintf("memory: recorded %g GB, %s reports %g GB", r, src, g))
 	} else if len(m.DIMMs) > 0 && len(o.DIMMs) > 0 && len(m.DIMMs) != len(o.DIMMs) {
 		out = append(out, fmt.Sprintf("DIMMs: recorded %d, %s reports %d", len(m.DIMMs), src, len(o.DIMMs)))
