@@ -190,7 +190,13 @@ func printAudit(w io.Writer, rep *audit.Report) {
 			lines = append(lines, f)
 		}
 	}
-	sort.SliceStable(lines, func(i, j int) bool { return lines[i].Severity > lines[j].Severity })
+	order := map[string]int{"mac": 0, "boot-disk": 1, "drift": 2, "dimms": 3, "disks": 4, "cpu": 5, "bmc": 6}
+	sort.SliceStable(lines, func(i, j int) bool {
+		if lines[i].Severity != lines[j].Severity {
+			return lines[i].Severity > lines[j].Severity
+		}
+		return order[lines[i].Rule] < order[lines[j].Rule]
+	})
 	if len(lines) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -336,8 +342,8 @@ func newAgent(cf *clientFlags, e env) *cobra.Command {
 				return err
 			}
 			m := &inventory.Machine{Asset: hw}
-			fmt.Fprintf(e.stdout, "reported %s: %s %s, %s, %s RAM (%d DIMMs), %d disks, %d NICs\n", machineLabel(res), dash(hw.Vendor), dash(hw.Model),
-				cpuLine(m), gb(hw.TotalMemoryGB()), len(hw.DIMMs), len(hw.Disks), len(hw.NICs))
+			fmt.Fprintf(e.stdout, "reported %s: %s\n", machineLabel(res), strings.Join(nonEmpty(strings.TrimSpace(hw.Vendor+" "+hw.Model), cpuLine(m),
+				fmt.Sprintf("%s RAM (%d DIMMs)", gb(hw.TotalMemoryGB()), len(hw.DIMMs)), fmt.Sprintf("%d disks", len(hw.Disks)), fmt.Sprintf("%d NICs", len(hw.NICs))), ", "))
 			for _, f := range res.Filled {
 				fmt.Fprintf(e.stdout, "  recorded %s: %s\n", f.Path, f.New)
 			}

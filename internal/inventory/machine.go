@@ -28,7 +28,7 @@ type Machine struct {
 	Name string `json:"name" yaml:"name"`
 	// MACs are the machine's NIC addresses, normalised to lower-case
 	// colon form. Each MAC belongs to at most one machine.
-	MACs []string `json:"macs" yaml:"macs"`
+	MACs []string `json:"macs" yaml:"macs,omitempty"`
 	// Profile names the boot profile the machine gets. Empty means the
 	// daemon's default profile.
 	Profile string `json:"profile,omitempty" yaml:"profile,omitempty"`
