@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -505,7 +507,7 @@ func printHardware(w io.Writer, m *inventory.Machine) {
 	line("Role", a.Role)
 	if len(a.Labels) > 0 {
 		var l []string
-		for _, k := range sortedKeys(a.Labels) {
+		for _, k := range slices.Sorted(maps.Keys(a.Labels)) {
 			l = append(l, k+"="+a.Labels[k])
 		}
 		line("Labels", strings.Join(l, ", "))
@@ -547,13 +549,4 @@ func printHardware(w io.Writer, m *inventory.Machine) {
 			line("Drift", d)
 		}
 	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -389,24 +389,32 @@ func (h Host) pciName(vendor, device string) string {
 		return ""
 	}
 	for _, p := range []string{"usr/share/misc/pci.ids", "usr/share/hwdata/pci.ids"} {
-		f, err := os.Open(h.path(p))
-		if err != nil {
-			continue
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		in := false
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case strings.HasPrefix(line, v+"  "):
-				in = true
-			case in && strings.HasPrefix(line, "\t"+d+"  "):
-				return strings.TrimSpace(line[len(d)+3:])
-			case in && line != "" && line[0] != '\t' && line[0] != '#':
-				return v + ":" + d
-			}
+		if name, ok := lookupPCI(h.path(p), v, d); ok {
+			return name
 		}
 	}
 	return v + ":" + d
+}
+
+// lookupPCI finds device d of vendor v in a pci.ids file.
+func lookupPCI(path, v, d string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	in := false
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, v+"  "):
+			in = true
+		case in && strings.HasPrefix(line, "\t"+d+"  "):
+			return strings.TrimSpace(line[len(d)+3:]), true
+		case in && line != "" && line[0] != '\t' && line[0] != '#':
+			return "", false
+		}
+	}
+	return "", false
 }

@@ -211,7 +211,10 @@ func selectMachines(ms []inventory.Machine, r *http.Request) ([]inventory.Machin
 	for _, m := range ms {
 		ok := len(names) == 0 || want[m.Name] || (m.Tag != "" && want[m.Tag])
 		if ok && len(names) > 0 {
-			found[m.Name], found[m.Tag] = true, true
+			found[m.Name] = true
+			if m.Tag != "" {
+				found[m.Tag] = true
+			}
 		}
 		if encl != "" && m.Enclosure != encl {
 			ok = false

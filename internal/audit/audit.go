@@ -7,7 +7,9 @@ package audit
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -296,7 +298,7 @@ func checkDIMMs(m *inventory.Machine, models []Model, add func(Severity, string,
 	}
 	if len(sizes) > 1 {
 		var list []string
-		for _, k := range sortedSizes(sizes) {
+		for _, k := range slices.Sorted(maps.Keys(sizes)) {
 			list = append(list, fmt.Sprintf("%d× %g GB", sizes[k], k))
 		}
 		if located {
@@ -316,15 +318,6 @@ func dimmRuleBroken(m *inventory.Machine, models []Model) string {
 		}
 	})
 	return msg
-}
-
-func sortedSizes(m map[float64]int) []float64 {
-	out := make([]float64, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Float64s(out)
-	return out
 }
 
 // symmetricTotal reports whether total GB can be an even number of equal
@@ -425,7 +418,7 @@ func duplicateMACs(ms []inventory.Machine) map[string][]string {
 		}
 	}
 	out := map[string][]string{}
-	for _, mac := range sortedKeys(owners) {
+	for _, mac := range slices.Sorted(maps.Keys(owners)) {
 		names := owners[mac]
 		if len(names) < 2 {
 			continue
@@ -449,15 +442,6 @@ func duplicateMACs(ms []inventory.Machine) map[string][]string {
 			out[n] = append(out[n], fmt.Sprintf("MAC %s is also recorded on %s: a copy-paste error or a moved NIC", mac, strings.Join(others, ", ")))
 		}
 	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 

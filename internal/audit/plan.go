@@ -2,7 +2,9 @@ package audit
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -370,7 +372,7 @@ func fit(m *inventory.Machine, r inventory.Role, models []Model, parts map[strin
 		step := max(sockets, 2)
 		var bestTag string
 		bestK := 0
-		for _, tag := range sortedKeys(parts) {
+		for _, tag := range slices.Sorted(maps.Keys(parts)) {
 			p := parts[tag]
 			if p.Kind != inventory.PartDIMM || pool[tag] <= 0 || !dimmTypeFits(m, p) {
 				continue
@@ -462,7 +464,7 @@ func dimmTypeFits(m *inventory.Machine, p inventory.Part) bool {
 // smallest disk), for data the biggest disk.
 func pickDisk(parts map[string]inventory.Part, pool, used map[string]int, boot bool) string {
 	best := ""
-	for _, tag := range sortedKeys(parts) {
+	for _, tag := range slices.Sorted(maps.Keys(parts)) {
 		p := parts[tag]
 		if p.Kind != inventory.PartDisk || pool[tag]-used[tag] <= 0 {
 			continue

@@ -7,7 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -52,8 +53,7 @@ func intCol(name string, f func(m *Machine) *int) csvColumn {
 func jsonCol[T any](name string, f func(m *Machine) *T) csvColumn {
 	return csvColumn{name,
 		func(m *Machine) (string, error) {
-			v := reflectIsEmpty(f(m))
-			if v {
+			if jsonEmpty(f(m)) {
 				return "", nil
 			}
 			raw, err := json.Marshal(f(m))
@@ -72,7 +72,8 @@ func jsonCol[T any](name string, f func(m *Machine) *T) csvColumn {
 		}}
 }
 
-func reflectIsEmpty(v any) bool {
+// jsonEmpty reports whether v encodes as null, [] or {}.
+func jsonEmpty(v any) bool {
 	raw, _ := json.Marshal(v)
 	s := string(raw)
 	return s == "null" || s == "[]" || s == "{}"
@@ -82,7 +83,7 @@ func kvCol(name string, f func(m *Machine) *map[string]string) csvColumn {
 	return csvColumn{name,
 		func(m *Machine) (string, error) {
 			var parts []string
-			for _, k := range sortedKeys(*f(m)) {
+			for _, k := range slices.Sorted(maps.Keys(*f(m))) {
 				v := (*f(m))[k]
 				if strings.Contains(v, ";") {
 					return "", fmt.Errorf("machine %s: %s value %q contains ';', which CSV export cannot write: use YAML", m.Name, name, v)
@@ -213,11 +214,7 @@ func ParseMachinesCSV(data []byte) (*Document, error) {
 	for i, h := range head {
 		c, ok := byName[strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))]
 		if !ok {
-			known := make([]string, 0, len(byName))
-			for k := range byName {
-				known = append(known, k)
-			}
-			sort.Strings(known)
+			known := slices.Sorted(maps.Keys(byName))
 			return nil, fmt.Errorf("line 1: unknown column %q (columns: %s)", h, strings.Join(known, ", "))
 		}
 		cols[i] = c

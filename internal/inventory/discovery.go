@@ -117,9 +117,22 @@ func fill(rec, obs *Asset) {
 	}
 }
 
-// fillFromFacts fills the record's identity from what iPXE reported.
-func fillFromFacts(rec *Asset, f *Facts) {
-	fill(rec, &Asset{Vendor: f.Manufacturer, Model: f.Product, Serial: f.Serial, UUID: f.UUID})
+// fillFromFacts fills the record's empty identity fields from what iPXE
+// reported and returns what it filled. It runs for every event carrying
+// facts, so it compares the four fields directly.
+func fillFromFacts(rec *Asset, f *Facts) []FieldChange {
+	var out []FieldChange
+	set := func(path string, dst *string, v string) {
+		if !Usable(*dst) && Usable(v) {
+			out = append(out, FieldChange{Path: path, Old: *dst, New: v})
+			*dst = v
+		}
+	}
+	set("vendor", &rec.Vendor, f.Manufacturer)
+	set("model", &rec.Model, f.Product)
+	set("serial", &rec.Serial, f.Serial)
+	set("uuid", &rec.UUID, f.UUID)
+	return out
 }
 
 // AcceptObserved makes what discovery last observed the machine's record

@@ -182,73 +182,14 @@ var errDryRun = errors.New("dry run")
 func (s *Store) Import(doc *Document, apply bool) (*ImportResult, error) {
 	res := &ImportResult{Applied: apply, Changes: []EntityChange{}}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		record := func(kind, name string, old, new any) {
-			fields := diffFlat(Flatten(old), Flatten(new))
-			switch {
-			case old == nil:
-				res.Changes = append(res.Changes, EntityChange{Kind: kind, Name: name, Action: "create", Fields: fields})
-			case len(fields) > 0:
-				res.Changes = append(res.Changes, EntityChange{Kind: kind, Name: name, Action: "update", Fields: fields})
-			default:
-				res.Unchanged++
-			}
+		if err := importRecords(tx, res, bucketSystems, "system", doc.Systems, func(x *System) string { return x.Name }); err != nil {
+			return err
 		}
-		for _, in := range doc.Systems {
-			var old *System
-			cur := in
-			if raw := tx.Bucket(bucketSystems).Get([]byte(in.Name)); raw != nil {
-				old = &System{}
-				if err := json.Unmarshal(raw, old); err != nil {
-					return fmt.Errorf("decoding stored system %s: %w", in.Name, err)
-				}
-				cur = *old
-				overlay(&cur, &in)
-			}
-			if err := cur.Validate(); err != nil {
-				return err
-			}
-			if err := putJSON(tx, bucketSystems, cur.Name, cur); err != nil {
-				return err
-			}
-			record("system", cur.Name, nilIfZero(old), cur)
+		if err := importRecords(tx, res, bucketParts, "part", doc.Parts, func(x *Part) string { return x.Tag }); err != nil {
+			return err
 		}
-		for _, in := range doc.Parts {
-			var old *Part
-			cur := in
-			if raw := tx.Bucket(bucketParts).Get([]byte(in.Tag)); raw != nil {
-				old = &Part{}
-				if err := json.Unmarshal(raw, old); err != nil {
-					return fmt.Errorf("decoding stored part %s: %w", in.Tag, err)
-				}
-				cur = *old
-				overlay(&cur, &in)
-			}
-			if err := cur.Validate(); err != nil {
-				return err
-			}
-			if err := putJSON(tx, bucketParts, cur.Tag, cur); err != nil {
-				return err
-			}
-			record("part", cur.Tag, nilIfZero(old), cur)
-		}
-		for _, in := range doc.Roles {
-			var old *Role
-			cur := in
-			if raw := tx.Bucket(bucketRoles).Get([]byte(in.Name)); raw != nil {
-				old = &Role{}
-				if err := json.Unmarshal(raw, old); err != nil {
-					return fmt.Errorf("decoding stored role %s: %w", in.Name, err)
-				}
-				cur = *old
-				overlay(&cur, &in)
-			}
-			if err := cur.Validate(); err != nil {
-				return err
-			}
-			if err := putJSON(tx, bucketRoles, cur.Name, cur); err != nil {
-				return err
-			}
-			record("role", cur.Name, nilIfZero(old), cur)
+		if err := importRecords(tx, res, bucketRoles, "role", doc.Roles, func(x *Role) string { return x.Name }); err != nil {
+			return err
 		}
 		for _, in := range doc.Machines {
 			in.clearRuntime()
@@ -272,14 +213,15 @@ func (s *Store) Import(doc *Document, apply bool) (*ImportResult, error) {
 			}
 			view := cur
 			view.clearRuntime()
-			if oldView != nil && len(diffFlat(Flatten(oldView), Flatten(view))) == 0 {
+			fields := diffFlat(Flatten(oldView), Flatten(view))
+			if oldView != nil && len(fields) == 0 {
 				res.Unchanged++
 				continue
 			}
 			if _, err := s.upsert(tx, &cur, SourceImport); err != nil {
 				return err
 			}
-			record("machine", cur.Name, oldView, view)
+			res.record("machine", cur.Name, oldView == nil, fields)
 		}
 		if err := checkPlacement(tx); err != nil {
 			return err
@@ -298,11 +240,44 @@ func (s *Store) Import(doc *Document, apply bool) (*ImportResult, error) {
 	return res, nil
 }
 
-func nilIfZero[T any](p *T) any {
-	if p == nil {
-		return nil
+// record adds one record's outcome to the result.
+func (r *ImportResult) record(kind, name string, created bool, fields []FieldChange) {
+	switch {
+	case created:
+		r.Changes = append(r.Changes, EntityChange{Kind: kind, Name: name, Action: "create", Fields: fields})
+	case len(fields) > 0:
+		r.Changes = append(r.Changes, EntityChange{Kind: kind, Name: name, Action: "update", Fields: fields})
+	default:
+		r.Unchanged++
 	}
-	return *p
+}
+
+// importRecords stores the systems, parts or roles of a file, each
+// overlaid on the stored record of the same key.
+func importRecords[T any, PT interface {
+	*T
+	Validate() error
+}](tx *bolt.Tx, res *ImportResult, bucket []byte, kind string, items []T, key func(*T) string) error {
+	for _, in := range items {
+		var old any
+		cur := in
+		if raw := tx.Bucket(bucket).Get([]byte(key(&in))); raw != nil {
+			var stored T
+			if err := json.Unmarshal(raw, &stored); err != nil {
+				return fmt.Errorf("decoding stored %s %s: %w", kind, key(&in), err)
+			}
+			old, cur = stored, stored
+			overlay(&cur, &in)
+		}
+		if err := PT(&cur).Validate(); err != nil {
+			return err
+		}
+		if err := putJSON(tx, bucket, key(&cur), cur); err != nil {
+			return err
+		}
+		res.record(kind, key(&cur), old == nil, diffFlat(Flatten(old), Flatten(cur)))
+	}
+	return nil
 }
 
 // checkPlacement checks that machines sit in enclosures that exist, in

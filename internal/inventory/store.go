@@ -528,9 +528,7 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 					m.Facts = &Facts{}
 				}
 				m.Facts.merge(factsFromMap(ev.Facts, ev.Time))
-				before := m.Asset
-				fillFromFacts(&m.Asset, m.Facts)
-				ch := Change{Time: ev.Time.UTC(), Source: SourceDiscovery, Fields: DiffAssets(&before, &m.Asset)}
+				ch := Change{Time: ev.Time.UTC(), Source: SourceDiscovery, Fields: fillFromFacts(&m.Asset, m.Facts)}
 				if err := addHistory(tx, m.Name, ch); err != nil {
 					return err
 				}
