@@ -221,7 +221,7 @@ func newAuditPower(cf *clientFlags, e env) *cobra.Command {
 			if len(args) == 0 && sel.enclosure == "" && sel.label == "" && !sel.all {
 				return errors.New("name the machines that would run, or select them with --enclosure, --label or --all")
 			}
-			rep, err := cf.client(e).Power(cmd.Context(), api.Selector{Machines: args, Enclosure: sel.enclosure, Label: sel.label})
+			rep, err := cf.client(e).PowerBudget(cmd.Context(), api.Selector{Machines: args, Enclosure: sel.enclosure, Label: sel.label})
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -120,6 +121,7 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 		logLevel   string
 		logFormat  string
 		blksize    int
+		bmcTimeout time.Duration
 		defProfile string
 		noDHCP     bool
 		noTFTP     bool
@@ -171,6 +173,9 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 			if f.Changed("default-profile") {
 				cfg.Boot.DefaultProfile = defProfile
 			}
+			if f.Changed("bmc-timeout") {
+				cfg.BMC.Timeout = bmcTimeout.String()
+			}
 			if noDHCP {
 				cfg.DHCP.Enabled = false
 			}
@@ -193,7 +198,7 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 					}
 				}
 			}()
-			return daemon.Run(ctx, cfg, daemon.Options{Builtin: profiles.FS, Version: version, Log: log, Reload: reload})
+			return daemon.Run(ctx, cfg, daemon.Options{Builtin: profiles.FS, Version: version, Log: log, Reload: reload, Getenv: e.get})
 		},
 	}
 	f := cmd.Flags()
@@ -209,6 +214,7 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 	f.StringVar(&logFormat, "log-format", "", "log format: text or json (default text)")
 	f.IntVar(&blksize, "tftp-max-blksize", 0, "largest TFTP block size to negotiate (default 1468)")
 	f.StringVar(&defProfile, "default-profile", "", "profile for unknown machines and machines without one (default menu)")
+	f.DurationVar(&bmcTimeout, "bmc-timeout", 0, "bound on each BMC call: connect, power, boot device, inventory (default 30s)")
 	f.BoolVar(&noDHCP, "no-dhcp", false, "do not run the ProxyDHCP server")
 	f.BoolVar(&noTFTP, "no-tftp", false, "do not run the TFTP server")
 	return cmd

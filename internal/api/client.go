@@ -231,6 +231,16 @@ func (c *Client) Follow(ctx context.Context, name string, limit int, fn func(eve
 	if name != "" {
 		p = fmt.Sprintf("/api/v1/machines/%s/events?follow=1&limit=%d", url.PathEscape(name), limit)
 	}
+	return c.follow(ctx, p, fn)
+}
+
+// FollowAfter calls fn for each of the machine's events with a sequence
+// number above after, stored and then live, until ctx ends or fn fails.
+func (c *Client) FollowAfter(ctx context.Context, name string, after uint64, fn func(events.Event) error) error {
+	return c.follow(ctx, fmt.Sprintf("/api/v1/machines/%s/events?follow=1&after=%d", url.PathEscape(name), after), fn)
+}
+
+func (c *Client) follow(ctx context.Context, p string, fn func(events.Event) error) error {
 	resp, err := c.stream(ctx, http.MethodGet, p, nil)
 	if err != nil {
 		if ctx.Err() != nil {

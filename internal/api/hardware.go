@@ -339,7 +339,7 @@ func (s *Server) facts(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("facts report: %v: %w", err, errBadRequest))
 		return
 	}
-	obs := inventory.Observed{Asset: rep.Hardware, Source: "agent", Time: time.Now(), Host: rep.Host}
+	obs := inventory.Observed{Asset: rep.Hardware, Source: inventory.ObservedAgent, Time: time.Now(), Host: rep.Host}
 	m, filled, err := s.Hardware.Observe(rep.Machine, obs)
 	if err != nil {
 		if !errors.Is(err, inventory.ErrNotFound) {

@@ -90,8 +90,8 @@ func (c *Client) Candidates(ctx context.Context, sel Selector, role string) ([]a
 	return out, c.do(ctx, http.MethodGet, "/api/v1/audit?"+q.Encode(), nil, &out)
 }
 
-// Power estimates the power of the selected machines running.
-func (c *Client) Power(ctx context.Context, sel Selector) (*audit.PowerReport, error) {
+// PowerBudget estimates the power of the selected machines running.
+func (c *Client) PowerBudget(ctx context.Context, sel Selector) (*audit.PowerReport, error) {
 	var out audit.PowerReport
 	return &out, c.do(ctx, http.MethodGet, "/api/v1/audit/power?"+sel.query(url.Values{}).Encode(), nil, &out)
 }

@@ -54,7 +54,9 @@ type Server struct {
 	Renderer    Renderer
 	Secrets     Secrets
 	Assets      Assets
-	Broker      *events.Broker
+	// BMC runs power, boot-device and inventory calls (nil: none).
+	BMC    BMC
+	Broker *events.Broker
 	// Events receives operator actions for the machines' timelines.
 	Events events.Sink
 	// Token authorises mutating calls.
@@ -89,6 +91,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /api/v1/secrets/{name}", s.auth(s.putSecret))
 	mux.HandleFunc("DELETE /api/v1/secrets/{name}", s.auth(s.deleteSecret))
 	s.registerHardware(mux)
+	s.registerBMC(mux)
 }
 
 // Error is the JSON body of every API error.
@@ -147,6 +150,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) {
 	ms, err := s.Store.Machines()
 	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if ms, err = selectMachines(ms, r); err != nil {
 		writeErr(w, err)
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -43,6 +44,7 @@ type Config struct {
 	Boot  Boot  `yaml:"boot"`
 	Talos Talos `yaml:"talos"`
 	Log   Log   `yaml:"log"`
+	BMC   BMC   `yaml:"bmc"`
 
 	// Roles are the role requirements audit and plan use (built in: the
 	// homelab's table). A roles list here replaces the built-in list; roles
@@ -55,6 +57,24 @@ type Config struct {
 
 	// MaxEventsPerMachine bounds each machine's timeline.
 	MaxEventsPerMachine int `yaml:"max_events_per_machine"`
+}
+
+// BMC configures how the daemon talks to management controllers.
+type BMC struct {
+	// Timeout bounds each BMC call (connect, power, boot device,
+	// inventory), e.g. "20s".
+	Timeout string `yaml:"timeout"`
+	// MaxConcurrent bounds how many BMC operations run at once across all
+	// machines (each IPMI call is an ipmitool process).
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// IpmitoolPath is the ipmitool binary ("" finds it on PATH).
+	IpmitoolPath string `yaml:"ipmitool_path"`
+}
+
+// BMCTimeout is the parsed BMC call timeout.
+func (c *Config) BMCTimeout() time.Duration {
+	d, _ := time.ParseDuration(c.BMC.Timeout)
+	return d
 }
 
 // HTTP configures the HTTP server (boot scripts, assets, API).
@@ -155,6 +175,7 @@ func Default() Config {
 			Arch:       "amd64",
 		},
 		Log:                 Log{Level: "info", Format: "text"},
+		BMC:                 BMC{Timeout: "30s", MaxConcurrent: 16},
 		Roles:               audit.DefaultRoles(),
 		Models:              audit.DefaultModels(),
 		MaxEventsPerMachine: 1000,
@@ -212,6 +233,12 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log.format %q is not text or json", c.Log.Format)
+	}
+	if d, err := time.ParseDuration(c.BMC.Timeout); err != nil || d < time.Second || d > 10*time.Minute {
+		return fmt.Errorf("bmc.timeout %q is not a duration between 1s and 10m (e.g. 30s)", c.BMC.Timeout)
+	}
+	if c.BMC.MaxConcurrent < 1 || c.BMC.MaxConcurrent > 1024 {
+		return fmt.Errorf("bmc.max_concurrent %d is outside 1..1024", c.BMC.MaxConcurrent)
 	}
 	if c.Talos.Arch != "amd64" && c.Talos.Arch != "arm64" {
 		return fmt.Errorf("talos.arch %q is not amd64 or arm64", c.Talos.Arch)

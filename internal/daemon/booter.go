@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,11 +69,13 @@ type NotReadyError struct {
 
 func (e *NotReadyError) Error() string { return e.What }
 
-// pendingBoot follows a one-shot boot until it is consumed.
+// pendingBoot follows a boot until it is done.
 type pendingBoot struct {
 	machine, profile, on string
-	want                 map[string]bool
-	at                   time.Time
+	// once is set when the boot uses up a one-shot assignment.
+	once bool
+	want map[string]bool
+	at   time.Time
 }
 
 // BooterOptions are the Booter's collaborators.
@@ -207,8 +210,8 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) ([]byte, str
 		}
 		return nil, name, err
 	}
-	if m != nil && m.Once != nil && m.Profile == name {
-		b.follow(m, name, req.MAC, r.Assets)
+	if m != nil {
+		b.follow(m, name, req.MAC, r.Assets, m.Once != nil && m.Profile == name)
 	}
 	return r.Script, name, nil
 }
@@ -339,26 +342,50 @@ func (b *Booter) menu(set *profile.Set, params map[string]string) []profile.Menu
 	return out
 }
 
-// follow starts watching a one-shot boot: by the profile's rule it is
-// consumed now (script), when its assets were served in full, or on the
-// booted callback.
-func (b *Booter) follow(m *inventory.Machine, name, mac string, assets []string) {
+// follow starts watching a boot of a machine in the inventory: by the
+// profile's rule it is done now (script), when its assets were served in
+// full, or on the booted callback. A done boot is a boot.done event in the
+// timeline, and uses up a one-shot assignment (once).
+func (b *Booter) follow(m *inventory.Machine, name, mac string, assets []string, once bool) {
 	p, _ := b.profiles.Load().Get(name)
 	on := p.ConsumedOn
 	if on == profile.ConsumedOnAssets && len(assets) == 0 {
 		on = profile.ConsumedOnScript
 	}
+	pb := &pendingBoot{machine: m.Name, profile: name, on: on, once: once, want: map[string]bool{}, at: time.Now()}
 	if on == profile.ConsumedOnScript {
-		b.consume(m.Name, name, mac, on)
+		b.done(pb, mac, on)
 		return
 	}
-	pb := &pendingBoot{machine: m.Name, profile: name, on: on, want: map[string]bool{}, at: time.Now()}
 	for _, a := range assets {
 		pb.want[a] = true
 	}
 	b.mu.Lock()
+	if len(b.pending) >= maxPending {
+		// A flood of boots that never finish must not grow without
+		// bound: forget the oldest.
+		var oldest string
+		for k, v := range b.pending {
+			if oldest == "" || v.at.Before(b.pending[oldest].at) {
+				oldest = k
+			}
+		}
+		delete(b.pending, oldest)
+	}
 	b.pending[mac] = pb
 	b.mu.Unlock()
+}
+
+// maxPending bounds the boots followed at once.
+const maxPending = 4096
+
+// done records a finished boot and ends a one-shot assignment.
+func (b *Booter) done(pb *pendingBoot, mac, on string) {
+	b.sink.Emit(events.Event{Type: events.BootDone, Machine: pb.machine, MAC: mac, Attrs: map[string]string{
+		"profile": pb.profile, "on": on, "seconds": strconv.FormatFloat(time.Since(pb.at).Seconds(), 'f', 1, 64)}})
+	if pb.once {
+		b.consume(pb.machine, pb.profile, mac, on)
+	}
 }
 
 func (b *Booter) consume(machine, name, mac, on string) {
@@ -418,6 +445,6 @@ func (b *Booter) Observe(ev events.Event) {
 		if ev.Type == events.Booted {
 			on = profile.ConsumedOnCallback
 		}
-		b.consume(pb.machine, pb.profile, ev.MAC, on)
+		b.done(pb, ev.MAC, on)
 	}
 }

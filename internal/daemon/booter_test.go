@@ -114,7 +114,7 @@ func TestOneShotConsumedWhenAssetsServed(t *testing.T) {
 	if m.Profile != "local" || m.Once != nil {
 		t.Fatalf("not consumed after kernel and initrd: %+v", m)
 	}
-	if got := strings.Join(sink.types(), ","); got != events.OnceConsumed {
+	if got := strings.Join(sink.types(), ","); got != events.BootDone+","+events.OnceConsumed {
 		t.Errorf("events %s", got)
 	}
 	if _, name := script(t, b, ""); name != "local" {

@@ -22,6 +22,7 @@ import (
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/assets"
 	"github.com/provisiond/provisiond/internal/audit"
+	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
@@ -45,6 +46,11 @@ type Options struct {
 	Ready func(httpAddr string)
 	// Reload delivers reload requests (SIGHUP).
 	Reload <-chan struct{}
+	// Getenv reads the daemon's environment (BMC passwords named by
+	// password_env); nil reads none.
+	Getenv func(string) string
+	// BMCDialer reaches BMCs (nil: bmclib with the configured timeout).
+	BMCDialer bmc.Dialer
 }
 
 // The daemon's files in the data directory (all mode 0600).
@@ -183,7 +189,14 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	mux := http.NewServeMux()
 	httpBoot.Register(mux)
 	started := time.Now()
+	dialer := opts.BMCDialer
+	if dialer == nil {
+		dialer = bmc.NewBmclib(bmc.Options{Timeout: cfg.BMCTimeout(), IpmitoolPath: cfg.BMC.IpmitoolPath})
+	}
+	bmcSvc := NewBMCService(BMCServiceOptions{Store: store, Secrets: secretStore, Dialer: dialer, Getenv: opts.Getenv,
+		Events: late, Log: log, MaxConcurrent: cfg.BMC.MaxConcurrent})
 	apiSrv := &api.Server{
+		BMC:   bmcSvc,
 		Store: store, Hardware: store, AuditConfig: func() ([]inventory.Role, []audit.Model) { return cfg.Roles, cfg.Models },
 		Renderer: booter, Secrets: secretStore, Broker: broker, Events: late, Token: token, BaseURL: baseURL, Log: log,
 		Assets: &assetsAPI{cache: cache, talos: talosProv, store: store, boot: func() map[string]string { return cfg.Boot.DefaultParams }},

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -186,7 +187,7 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 	var evs []events.Event
 	for i := 0; i < 50; i++ {
 		evs, _ = c.Events(ctx, "BLD-006", 0)
-		if len(evs) >= 5 {
+		if len(evs) >= 6 {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -195,7 +196,8 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 	for _, ev := range evs {
 		types = append(types, ev.Type)
 	}
-	if strings.Join(types, ",") != "machine.changed,http.script,http.asset,http.asset,boot.callback" {
+	sort.Strings(types)
+	if strings.Join(types, ",") != "boot.callback,boot.done,http.asset,http.asset,http.script,machine.changed" {
 		t.Errorf("timeline %v", types)
 	}
 	got, _ := c.Machine(ctx, "BLD-006")

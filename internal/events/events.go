@@ -30,6 +30,9 @@ const (
 	// FactsReported: the agent reported the machine's hardware (attrs:
 	// host, filled, drift).
 	FactsReported = "facts.reported"
+	// BootDone: a boot finished by its profile's rule (attrs: profile, on
+	// script|assets|callback, seconds since the script was served).
+	BootDone = "boot.done"
 	// OnceConsumed: a one-shot assignment was used up (attrs: profile, then, on).
 	OnceConsumed = "assignment.consumed"
 )

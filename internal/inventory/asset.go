@@ -136,9 +136,18 @@ type BMC struct {
 	// CipherSuite is the IPMI cipher suite (3 or 17 on most BMCs).
 	CipherSuite int    `json:"cipher_suite,omitempty" yaml:"cipher_suite,omitempty"`
 	Username    string `json:"username,omitempty" yaml:"username,omitempty"`
-	// PasswordSecret names the stored secret that holds the password.
+	// PasswordSecret names the stored secret that holds the password
+	// (sealed in the database under the data directory's key).
 	PasswordSecret string `json:"password_secret,omitempty" yaml:"password_secret,omitempty"`
+	// PasswordFile names a file on the daemon's host that holds the
+	// password instead (absolute path; a trailing newline is dropped).
+	PasswordFile string `json:"password_file,omitempty" yaml:"password_file,omitempty"`
+	// PasswordEnv names an environment variable of the daemon that holds
+	// the password instead.
+	PasswordEnv string `json:"password_env,omitempty" yaml:"password_env,omitempty"`
 }
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // TotalMemoryGB is the machine's memory: the DIMMs' sum when they are
 // listed, otherwise MemoryGB.
@@ -253,6 +262,24 @@ func (a *Asset) validate(what string) error {
 			if err := ValidSecretName(a.BMC.PasswordSecret); err != nil {
 				return fmt.Errorf("%s: BMC password_secret: %w", what, err)
 			}
+		}
+		n := 0
+		for _, s := range []string{a.BMC.PasswordSecret, a.BMC.PasswordFile, a.BMC.PasswordEnv} {
+			if s != "" {
+				n++
+			}
+		}
+		if n > 1 {
+			return fmt.Errorf("%s: give the BMC password one way: password_secret, password_file or password_env", what)
+		}
+		if a.BMC.PasswordFile != "" && !strings.HasPrefix(a.BMC.PasswordFile, "/") {
+			return fmt.Errorf("%s: BMC password_file %q must be an absolute path", what, a.BMC.PasswordFile)
+		}
+		if a.BMC.PasswordEnv != "" && !envName.MatchString(a.BMC.PasswordEnv) {
+			return fmt.Errorf("%s: BMC password_env %q is not an environment variable name", what, a.BMC.PasswordEnv)
+		}
+		if a.BMC.CipherSuite < 0 || a.BMC.CipherSuite > 17 {
+			return fmt.Errorf("%s: IPMI cipher suite %d is not between 0 and 17", what, a.BMC.CipherSuite)
 		}
 	}
 	for k := range a.Labels {

@@ -17,6 +17,14 @@ const (
 	SourceDiscovery = "discovery"
 )
 
+// Who reported observed hardware (Observed.Source).
+const (
+	// ObservedAgent: provisiond agent report on the booted machine.
+	ObservedAgent = "agent"
+	// ObservedRedfish: the machine's Redfish BMC.
+	ObservedRedfish = "redfish"
+)
+
 // maxHistory bounds each machine's change history (oldest dropped first).
 const maxHistory = 500
 

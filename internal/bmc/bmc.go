@@ -1,0 +1,222 @@
+// Package bmc controls machines through their management controllers: power
+// state and control, the next boot device and, where the BMC offers it, a
+// hardware inventory. Controller is the small interface provisiond needs;
+// Bmclib implements it with bmclib (IPMI over LAN through ipmitool, Redfish
+// through gofish), and another protocol (the C7000 Onboard Administrator)
+// can plug in behind it. The package knows nothing of the inventory.
+package bmc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bmc-toolbox/common"
+)
+
+// Protocols a BMC can be reached with.
+const (
+	IPMI    = "ipmi"
+	Redfish = "redfish"
+)
+
+// PowerState is a machine's power state, the same whatever the protocol
+// (ipmitool says "Chassis Power is on", Redfish "On").
+type PowerState string
+
+// Normalised power states.
+const (
+	On          PowerState = "on"
+	Off         PowerState = "off"
+	PoweringOn  PowerState = "powering-on"
+	PoweringOff PowerState = "powering-off"
+	Unknown     PowerState = "unknown"
+)
+
+// NormalizePowerState maps what a provider reports to a PowerState.
+func NormalizePowerState(raw string) PowerState {
+	s := strings.ToLower(strings.TrimSpace(raw))
+	switch {
+	case strings.Contains(s, "power is on"), s == "on":
+		return On
+	case strings.Contains(s, "power is off"), s == "off":
+		return Off
+	case s == "poweringon":
+		return PoweringOn
+	case s == "poweringoff":
+		return PoweringOff
+	}
+	return Unknown
+}
+
+// PowerAction is a power control request.
+type PowerAction string
+
+// Power actions. Soft asks the OS to shut down (ACPI); Off cuts power.
+const (
+	PowerOnAction PowerAction = "on"
+	PowerOff      PowerAction = "off"
+	PowerSoft     PowerAction = "soft"
+	PowerCycle    PowerAction = "cycle"
+	PowerReset    PowerAction = "reset"
+)
+
+// ParsePowerAction checks a power action given by a user.
+func ParsePowerAction(s string) (PowerAction, error) {
+	switch a := PowerAction(strings.ToLower(s)); a {
+	case PowerOnAction, PowerOff, PowerSoft, PowerCycle, PowerReset:
+		return a, nil
+	}
+	return "", fmt.Errorf("power action %q is not one of on, off, soft, cycle, reset", s)
+}
+
+// PowersUp reports whether the action leaves the machine running (and so
+// draws inrush current: staggered in bulk runs).
+func (a PowerAction) PowersUp() bool {
+	return a == PowerOnAction || a == PowerCycle || a == PowerReset
+}
+
+// BootDevice is a next-boot target.
+type BootDevice string
+
+// Boot devices.
+const (
+	BootPXE   BootDevice = "pxe"
+	BootDisk  BootDevice = "disk"
+	BootBIOS  BootDevice = "bios"
+	BootCDROM BootDevice = "cdrom"
+)
+
+// ParseBootDevice checks a boot device given by a user.
+func ParseBootDevice(s string) (BootDevice, error) {
+	switch d := BootDevice(strings.ToLower(s)); d {
+	case BootPXE, BootDisk, BootBIOS, BootCDROM:
+		return d, nil
+	}
+	return "", fmt.Errorf("boot device %q is not one of pxe, disk, bios, cdrom", s)
+}
+
+// ErrUnsupported says the BMC does not offer what was asked (an inventory
+// over IPMI).
+var ErrUnsupported = errors.New("not offered by this BMC's protocol")
+
+// Controller is what provisiond needs of one machine's BMC. Every call
+// honours ctx; implementations bound each call by their own timeout too.
+type Controller interface {
+	// PowerState reports the machine's power state.
+	PowerState(ctx context.Context) (PowerState, error)
+	// SetPower powers the machine on, off, cycles or resets it.
+	SetPower(ctx context.Context, a PowerAction) error
+	// SetBootDevice sets the next boot device, for the next boot only or
+	// persistently, in UEFI mode when efi is set.
+	SetBootDevice(ctx context.Context, d BootDevice, persistent, efi bool) error
+	// Inventory reads the hardware the BMC knows of, or ErrUnsupported.
+	Inventory(ctx context.Context) (*common.Device, error)
+	// Close ends the session.
+	Close(ctx context.Context) error
+}
+
+// Endpoint says how to reach one BMC. Password is the resolved secret: it
+// never appears in an error or a log line.
+type Endpoint struct {
+	// Machine names the machine, for errors.
+	Machine  string
+	Host     string
+	Port     int
+	Protocol string
+	// CipherSuite is the IPMI cipher suite (0: try 3, then 17).
+	CipherSuite int
+	Username    string
+	Password    string
+}
+
+func (ep Endpoint) where() string {
+	proto := ep.Protocol
+	if proto == "" {
+		proto = IPMI
+	}
+	host := ep.Host
+	if ep.Port != 0 {
+		host = fmt.Sprintf("%s:%d", ep.Host, ep.Port)
+	}
+	return fmt.Sprintf("BMC %s (%s)", host, proto)
+}
+
+// Dialer opens a session with a BMC.
+type Dialer interface {
+	Dial(ctx context.Context, ep Endpoint) (Controller, error)
+}
+
+// Error is a failed BMC call. Its text names the machine, the BMC and the
+// operation, and says what to check.
+type Error struct {
+	Machine string
+	// Where is "BMC host:port (protocol)".
+	Where string
+	// Op is the operation (connect, power status, power on, boot device pxe).
+	Op string
+	// Timeout is set when the BMC did not answer in time.
+	Timeout time.Duration
+	// Detail is the provider's message, with the password removed.
+	Detail string
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.Machine != "" {
+		b.WriteString(e.Machine + ": ")
+	}
+	b.WriteString(e.Where + ": " + e.Op + ": ")
+	if e.Timeout > 0 {
+		fmt.Fprintf(&b, "no answer within %s (is the BMC powered and reachable from provisiond, on the address and port recorded?)", e.Timeout)
+		return b.String()
+	}
+	b.WriteString(e.Detail)
+	return b.String()
+}
+
+// IsTimeout reports whether err is a BMC call that timed out.
+func IsTimeout(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Timeout > 0
+}
+
+// newError builds an Error from a provider's error, flattening bmclib's
+// multi-errors and removing the password wherever a provider echoed it.
+func newError(ep Endpoint, op string, err error) *Error {
+	msg := flatten(err)
+	if ep.Password != "" {
+		msg = strings.ReplaceAll(msg, ep.Password, "[redacted]")
+	}
+	if strings.Contains(msg, "Unable to establish IPMI v2 / RMCP+ session") {
+		msg += " (wrong user, password or cipher suite?)"
+	}
+	return &Error{Machine: ep.Machine, Where: ep.where(), Op: op, Detail: msg}
+}
+
+// flatten turns bmclib's nested multierrors into one line.
+func flatten(err error) string {
+	type wrapped interface{ WrappedErrors() []error }
+	var parts []string
+	var walk func(error)
+	walk = func(err error) {
+		if w, ok := err.(wrapped); ok {
+			for _, e := range w.WrappedErrors() {
+				walk(e)
+			}
+			return
+		}
+		s := strings.Join(strings.Fields(err.Error()), " ")
+		if s != "" && !strings.HasPrefix(s, "failed to ") && s != "no PowerStateGetter implementations found" {
+			parts = append(parts, s)
+		}
+	}
+	walk(err)
+	if len(parts) == 0 {
+		return strings.Join(strings.Fields(err.Error()), " ")
+	}
+	return strings.Join(parts, "; ")
+}

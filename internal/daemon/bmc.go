@@ -1,0 +1,344 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bmc-toolbox/common"
+
+	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/bmc"
+	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/inventory"
+)
+
+// BMC event types in a machine's timeline.
+const (
+	// EventPower: a power action through the BMC (attrs: action, before,
+	// state, note, result, error, seconds).
+	EventPower = "bmc.power"
+	// EventBootDevice: the next boot device was set (attrs: device,
+	// persistent, efi, result, error, seconds).
+	EventBootDevice = "bmc.bootdev"
+	// EventInventory: the BMC's hardware inventory was read (attrs:
+	// filled, result, error).
+	EventInventory = "bmc.inventory"
+)
+
+// BMCService runs BMC actions for machines in the inventory: it resolves
+// the machine's BMC and password, bounds how many calls run at once,
+// serialises calls to one machine, and records every action in the
+// machine's timeline. It implements api.BMC.
+type BMCService struct {
+	store   *inventory.Store
+	secrets SecretSource
+	dialer  bmc.Dialer
+	getenv  func(string) string
+	sink    events.Sink
+	log     *slog.Logger
+	sem     chan struct{}
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// BMCServiceOptions are the BMCService's collaborators.
+type BMCServiceOptions struct {
+	Store   *inventory.Store
+	Secrets SecretSource
+	Dialer  bmc.Dialer
+	// Getenv reads the daemon's environment (for password_env).
+	Getenv func(string) string
+	Events events.Sink
+	Log    *slog.Logger
+	// MaxConcurrent bounds the BMC calls in flight.
+	MaxConcurrent int
+}
+
+// NewBMCService returns a BMCService.
+func NewBMCService(o BMCServiceOptions) *BMCService {
+	if o.MaxConcurrent < 1 {
+		o.MaxConcurrent = 16
+	}
+	if o.Getenv == nil {
+		o.Getenv = func(string) string { return "" }
+	}
+	return &BMCService{store: o.Store, secrets: o.Secrets, dialer: o.Dialer, getenv: o.Getenv, sink: o.Events, log: o.Log,
+		sem: make(chan struct{}, o.MaxConcurrent), locks: map[string]*sync.Mutex{}}
+}
+
+// endpoint resolves how to reach the machine's BMC, password included.
+func (s *BMCService) endpoint(m *inventory.Machine) (bmc.Endpoint, error) {
+	if m.BMC == nil || m.BMC.Address == "" {
+		return bmc.Endpoint{}, fmt.Errorf("machine %s has no BMC recorded: add it with provisiond machine set %s --bmc-address HOST --bmc-user USER --bmc-password-secret NAME (or import it): %w", m.Name, m.Name, api.ErrBadRequest)
+	}
+	b := m.BMC
+	ep := bmc.Endpoint{Machine: m.Name, Host: b.Address, Port: b.Port, Protocol: b.Protocol, CipherSuite: b.CipherSuite, Username: b.Username}
+	switch {
+	case b.PasswordSecret != "":
+		pw, err := s.secrets.Secret(b.PasswordSecret)
+		if errors.Is(err, inventory.ErrNotFound) {
+			return ep, fmt.Errorf("machine %s: the BMC password secret %s is not stored: store it with provisiond secret set %s: %w", m.Name, b.PasswordSecret, b.PasswordSecret, api.ErrBadRequest)
+		}
+		if err != nil {
+			return ep, fmt.Errorf("machine %s: reading the BMC password secret %s: %w", m.Name, b.PasswordSecret, err)
+		}
+		ep.Password = pw
+	case b.PasswordFile != "":
+		raw, err := os.ReadFile(b.PasswordFile)
+		if err != nil {
+			return ep, fmt.Errorf("machine %s: reading the BMC password file: %v (it must be readable by the daemon): %w", m.Name, err, api.ErrBadRequest)
+		}
+		ep.Password = strings.TrimRight(string(raw), "\r\n")
+	case b.PasswordEnv != "":
+		ep.Password = s.getenv(b.PasswordEnv)
+		if ep.Password == "" {
+			return ep, fmt.Errorf("machine %s: the daemon's environment has no %s for the BMC password (set it where provisiond serve starts): %w", m.Name, b.PasswordEnv, api.ErrBadRequest)
+		}
+	}
+	return ep, nil
+}
+
+// lock serialises BMC work on one machine (a power cycle must not
+// interleave with another run's boot-device call).
+func (s *BMCService) lock(name string) func() {
+	s.mu.Lock()
+	l := s.locks[name]
+	if l == nil {
+		l = &sync.Mutex{}
+		s.locks[name] = l
+	}
+	s.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// with opens a session with the machine's BMC, runs fn and closes it.
+func (s *BMCService) with(ctx context.Context, name string, fn func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error) error {
+	m, err := s.store.Machine(name)
+	if err != nil {
+		return err
+	}
+	ep, err := s.endpoint(m)
+	if err != nil {
+		return err
+	}
+	unlock := s.lock(m.Name)
+	defer unlock()
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("machine %s: waiting for a free BMC slot: %w", m.Name, ctx.Err())
+	}
+	defer func() { <-s.sem }()
+	c, err := s.dialer.Dial(ctx, ep)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	return fn(ctx, m, c)
+}
+
+func (s *BMCService) emit(machine, typ string, attrs map[string]string, err error, start time.Time) {
+	attrs["seconds"] = strconv.FormatFloat(time.Since(start).Seconds(), 'f', 1, 64)
+	attrs["result"] = "ok"
+	if err != nil {
+		attrs["result"] = "error"
+		attrs["error"] = err.Error()
+		s.log.Warn("BMC call failed", "machine", machine, "type", typ, "err", err)
+	} else {
+		s.log.Info("BMC call", "machine", machine, "type", typ, "attrs", attrs)
+	}
+	if s.sink != nil {
+		s.sink.Emit(events.Event{Type: typ, Machine: machine, Attrs: attrs})
+	}
+}
+
+// Power implements api.BMC. A cycle or reset of a machine that is off
+// powers it on (IPMI BMCs refuse to cycle a machine that is off).
+func (s *BMCService) Power(ctx context.Context, name, action string) (*api.PowerResult, error) {
+	start := time.Now()
+	res := &api.PowerResult{Machine: name, Action: action}
+	var act bmc.PowerAction
+	if action != "status" {
+		var err error
+		if act, err = bmc.ParsePowerAction(action); err != nil {
+			return nil, fmt.Errorf("%v: %w", err, api.ErrBadRequest)
+		}
+	}
+	err := s.with(ctx, name, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
+		res.Machine = m.Name
+		st, err := c.PowerState(ctx)
+		if err != nil {
+			return err
+		}
+		if action == "status" {
+			res.State = string(st)
+			return nil
+		}
+		res.Before = string(st)
+		do := act
+		if (act == bmc.PowerCycle || act == bmc.PowerReset) && st == bmc.Off {
+			do = bmc.PowerOnAction
+			res.Note = "was off: powered on"
+		}
+		if err := c.SetPower(ctx, do); err != nil {
+			return err
+		}
+		res.State = string(bmc.Unknown)
+		if after, err := c.PowerState(ctx); err == nil {
+			res.State = string(after)
+		}
+		return nil
+	})
+	res.Seconds = time.Since(start).Seconds()
+	if action != "status" {
+		if m, _ := s.store.Machine(name); m != nil {
+			attrs := map[string]string{"action": action, "before": res.Before, "state": res.State}
+			if res.Note != "" {
+				attrs["note"] = res.Note
+			}
+			s.emit(m.Name, EventPower, attrs, err, start)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// BootDevice implements api.BMC.
+func (s *BMCService) BootDevice(ctx context.Context, name string, req api.BootDeviceRequest) (*api.BootDeviceResult, error) {
+	start := time.Now()
+	dev, err := bmc.ParseBootDevice(req.Device)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, api.ErrBadRequest)
+	}
+	res := &api.BootDeviceResult{Machine: name, Device: string(dev), Persistent: req.Persistent, EFI: req.EFI}
+	err = s.with(ctx, name, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
+		res.Machine = m.Name
+		return c.SetBootDevice(ctx, dev, req.Persistent, req.EFI)
+	})
+	res.Seconds = time.Since(start).Seconds()
+	if m, _ := s.store.Machine(name); m != nil {
+		s.emit(m.Name, EventBootDevice, map[string]string{"device": string(dev), "persistent": strconv.FormatBool(req.Persistent), "efi": strconv.FormatBool(req.EFI)}, err, start)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Inventory implements api.BMC: the BMC's hardware becomes the machine's
+// observed hardware (source redfish); it fills what the record leaves
+// empty, and differences show as drift, as an agent report does.
+func (s *BMCService) Inventory(ctx context.Context, name string) (*api.InventoryResult, error) {
+	start := time.Now()
+	res := &api.InventoryResult{Machine: name, Source: inventory.ObservedRedfish}
+	err := s.with(ctx, name, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
+		res.Machine = m.Name
+		dev, err := c.Inventory(ctx)
+		if err != nil {
+			return err
+		}
+		res.Found = AssetFromDevice(dev)
+		_, changes, err := s.store.Observe(m.Name, inventory.Observed{Asset: res.Found, Source: inventory.ObservedRedfish, Host: m.BMC.Address})
+		if err != nil {
+			return fmt.Errorf("machine %s: storing the BMC's inventory: %w", m.Name, err)
+		}
+		res.Filled = changes
+		return nil
+	})
+	res.Seconds = time.Since(start).Seconds()
+	if m, _ := s.store.Machine(name); m != nil {
+		s.emit(m.Name, EventInventory, map[string]string{"filled": strconv.Itoa(len(res.Filled))}, err, start)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// AssetFromDevice maps a bmclib inventory to a hardware record: identity,
+// BIOS version, CPUs, DIMMs, drives and NIC ports. Empty DIMM slots and
+// absent parts are left out.
+func AssetFromDevice(d *common.Device) inventory.Asset {
+	var a inventory.Asset
+	if d == nil {
+		return a
+	}
+	a.Vendor, a.Model, a.Serial = usable(d.Vendor), usable(d.Model), usable(d.Serial)
+	if a.Model == "" {
+		a.Model = usable(d.ProductName)
+	}
+	if d.BIOS != nil && d.BIOS.Firmware != nil {
+		a.BIOSVersion = usable(d.BIOS.Firmware.Installed)
+	}
+	for i, c := range d.CPUs {
+		if c == nil || (c.Model == "" && c.Cores == 0) {
+			continue
+		}
+		a.CPUs = append(a.CPUs, inventory.CPU{Socket: i, Model: strings.TrimSpace(c.Model), Cores: c.Cores, Threads: c.Threads})
+	}
+	for _, mem := range d.Memory {
+		if mem == nil || mem.SizeBytes <= 0 {
+			continue
+		}
+		a.DIMMs = append(a.DIMMs, inventory.DIMM{Slot: firstOf(mem.Slot, mem.ID), SizeGB: float64(mem.SizeBytes) / (1 << 30),
+			Type: mem.Type, SpeedMTs: int(mem.ClockSpeedHz / 1e6), Part: usable(mem.PartNumber), Serial: usable(mem.Serial)})
+	}
+	for _, dr := range d.Drives {
+		if dr == nil || dr.CapacityBytes <= 0 {
+			continue
+		}
+		typ := ""
+		switch strings.ToUpper(dr.Type) {
+		case "HDD":
+			typ = "hdd"
+		case "SSD":
+			typ = "ssd"
+		}
+		a.Disks = append(a.Disks, inventory.Disk{Device: firstOf(dr.LogicalName, dr.ID), Bus: strings.ToLower(dr.Protocol), Type: typ,
+			SizeGB: float64(dr.CapacityBytes) / 1e9, Model: usable(dr.Model), Serial: usable(dr.Serial)})
+	}
+	for _, n := range d.NICs {
+		if n == nil {
+			continue
+		}
+		for _, p := range n.NICPorts {
+			if p == nil || p.MacAddress == "" {
+				continue
+			}
+			mac, err := inventory.NormalizeMAC(p.MacAddress)
+			if err != nil {
+				continue
+			}
+			a.NICs = append(a.NICs, inventory.NIC{MAC: mac, Name: p.ID, Chip: usable(n.Model), SpeedMbps: int(p.SpeedBits / 1e6)})
+		}
+	}
+	return a
+}
+
+func usable(s string) string {
+	s = strings.TrimSpace(s)
+	if !inventory.Usable(s) {
+		return ""
+	}
+	return s
+}
+
+func firstOf(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
