@@ -33,6 +33,15 @@ type machineFlags struct {
 	unsetParams               []string
 	once                      bool
 	then                      string
+	// Hardware record fields.
+	tag, role, enclosure    string
+	bay                     int
+	labels, unsetLabels     []string
+	bmcAddress, bmcProtocol string
+	bmcUser, bmcSecret      string
+	bmcFile, bmcEnv         string
+	bmcPort, bmcCipher      int
+	noBMC                   bool
 }
 
 func (mf *machineFlags) register(cmd *cobra.Command, set bool) {
@@ -53,6 +62,98 @@ func (mf *machineFlags) register(cmd *cobra.Command, set bool) {
 	f.StringVar(&mf.gateway, "gateway", "", "IPv4 gateway for the static address")
 	f.StringVar(&mf.firmware, "firmware", "", "force the boot firmware: bios or uefi (\"auto\" follows the client)")
 	f.StringArrayVar(&mf.params, "param", nil, "profile parameter KEY=VALUE (repeat)")
+	f.StringVar(&mf.tag, "tag", "", "asset tag (BLD-006)")
+	f.StringVar(&mf.role, "role", "", "role the machine serves (talos-worker, slurm-compute, ...)")
+	f.StringVar(&mf.enclosure, "enclosure", "", "enclosure the machine sits in (a system from the inventory)")
+	f.IntVar(&mf.bay, "bay", 0, "bay in the enclosure")
+	f.StringArrayVar(&mf.labels, "label", nil, "label KEY=VALUE (repeat)")
+	f.StringVar(&mf.bmcAddress, "bmc-address", "", "BMC address (IP or host name)")
+	f.IntVar(&mf.bmcPort, "bmc-port", 0, "BMC port (default 623 for IPMI, 443 for Redfish)")
+	f.StringVar(&mf.bmcProtocol, "bmc-protocol", "", "BMC protocol: ipmi (default) or redfish")
+	f.IntVar(&mf.bmcCipher, "bmc-cipher-suite", 0, "IPMI cipher suite (default: try 3, then 17)")
+	f.StringVar(&mf.bmcUser, "bmc-user", "", "BMC user name")
+	f.StringVar(&mf.bmcSecret, "bmc-password-secret", "", "name of the stored secret holding the BMC password (provisiond secret set NAME)")
+	f.StringVar(&mf.bmcFile, "bmc-password-file", "", "file on the daemon's host holding the BMC password instead")
+	f.StringVar(&mf.bmcEnv, "bmc-password-env", "", "environment variable of the daemon holding the BMC password instead")
+	if set {
+		f.StringSliceVar(&mf.unsetLabels, "unset-label", nil, "remove a label")
+		f.BoolVar(&mf.noBMC, "no-bmc", false, "forget the machine's BMC")
+	}
+}
+
+// applyHardware copies the hardware-record flags the user gave onto m.
+func (mf *machineFlags) applyHardware(cmd *cobra.Command, m *inventory.Machine) error {
+	f := cmd.Flags()
+	if f.Changed("tag") {
+		m.Tag = mf.tag
+	}
+	if f.Changed("role") {
+		m.Role = mf.role
+	}
+	if f.Changed("enclosure") {
+		m.Enclosure = mf.enclosure
+	}
+	if f.Changed("bay") {
+		m.Bay = mf.bay
+	}
+	for _, kv := range mf.labels {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--label %q: write it as KEY=VALUE", kv)
+		}
+		if m.Labels == nil {
+			m.Labels = map[string]string{}
+		}
+		m.Labels[k] = v
+	}
+	for _, k := range mf.unsetLabels {
+		delete(m.Labels, k)
+	}
+	if mf.noBMC {
+		m.BMC = nil
+	}
+	bmcFlags := []string{"bmc-address", "bmc-port", "bmc-protocol", "bmc-cipher-suite", "bmc-user", "bmc-password-secret", "bmc-password-file", "bmc-password-env"}
+	for _, n := range bmcFlags {
+		if !f.Changed(n) {
+			continue
+		}
+		if mf.noBMC {
+			return fmt.Errorf("--%s and --no-bmc contradict each other", n)
+		}
+		if m.BMC == nil {
+			m.BMC = &inventory.BMC{}
+		}
+		break
+	}
+	if m.BMC == nil {
+		return nil
+	}
+	b := m.BMC
+	if f.Changed("bmc-address") {
+		b.Address = mf.bmcAddress
+	}
+	if f.Changed("bmc-port") {
+		b.Port = mf.bmcPort
+	}
+	if f.Changed("bmc-protocol") {
+		b.Protocol = mf.bmcProtocol
+	}
+	if f.Changed("bmc-cipher-suite") {
+		b.CipherSuite = mf.bmcCipher
+	}
+	if f.Changed("bmc-user") {
+		b.Username = mf.bmcUser
+	}
+	// One way to the password: naming one replaces the others.
+	switch {
+	case f.Changed("bmc-password-secret"):
+		b.PasswordSecret, b.PasswordFile, b.PasswordEnv = mf.bmcSecret, "", ""
+	case f.Changed("bmc-password-file"):
+		b.PasswordSecret, b.PasswordFile, b.PasswordEnv = "", mf.bmcFile, ""
+	case f.Changed("bmc-password-env"):
+		b.PasswordSecret, b.PasswordFile, b.PasswordEnv = "", "", mf.bmcEnv
+	}
+	return nil
 }
 
 // apply copies the flags the user gave onto m.
@@ -123,7 +224,7 @@ func (mf *machineFlags) apply(cmd *cobra.Command, m *inventory.Machine) error {
 	for _, k := range mf.unsetParams {
 		delete(m.Params, k)
 	}
-	return nil
+	return mf.applyHardware(cmd, m)
 }
 
 func newMachine(cf *clientFlags, e env) *cobra.Command {

@@ -31,7 +31,7 @@ func (c *Client) httpClient() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
-	return &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 30 * time.Second}}
+	return &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 5 * time.Minute}}
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body any, out any) error {

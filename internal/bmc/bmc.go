@@ -191,8 +191,11 @@ func newError(ep Endpoint, op string, err error) *Error {
 	if ep.Password != "" {
 		msg = strings.ReplaceAll(msg, ep.Password, "[redacted]")
 	}
-	if strings.Contains(msg, "Unable to establish IPMI v2 / RMCP+ session") {
+	switch {
+	case strings.Contains(msg, "Unable to establish IPMI v2 / RMCP+ session"):
 		msg += " (wrong user, password or cipher suite?)"
+	case strings.Contains(msg, "401"):
+		msg += " (wrong user or password?)"
 	}
 	return &Error{Machine: ep.Machine, Where: ep.where(), Op: op, Detail: msg}
 }
@@ -210,7 +213,8 @@ func flatten(err error) string {
 			return
 		}
 		s := strings.Join(strings.Fields(err.Error()), " ")
-		if s != "" && !strings.HasPrefix(s, "failed to ") && s != "no PowerStateGetter implementations found" {
+		generic := strings.HasPrefix(s, "failed to ") || (strings.HasPrefix(s, "no ") && strings.HasSuffix(s, " implementations found"))
+		if s != "" && !generic {
 			parts = append(parts, s)
 		}
 	}
