@@ -151,6 +151,8 @@ func (b *bulk) run(ctx context.Context, ms []inventory.Machine, fn func(ctx cont
 			start := time.Now()
 			o := fn(ctx, i, m)
 			o.Machine = m.Name
+			// Errors name their machine; the table already does.
+			o.Detail = strings.TrimPrefix(o.Detail, m.Name+": ")
 			o.Seconds = time.Since(start).Seconds()
 			res[i] = o
 			b.mu.Lock()

@@ -21,12 +21,19 @@ import (
 // cliEnv runs CLI commands against an in-process daemon (HTTP on loopback,
 // no DHCP or TFTP).
 type cliEnv struct {
-	t      *testing.T
-	server string
-	token  string
+	t       *testing.T
+	server  string
+	token   string
+	dataDir string
 }
 
 func newCLIEnv(t *testing.T) *cliEnv {
+	t.Helper()
+	return newCLIEnvWith(t, nil)
+}
+
+// newCLIEnvWith lets a test change the config and daemon options.
+func newCLIEnvWith(t *testing.T, adjust func(*config.Config, *daemon.Options)) *cliEnv {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
@@ -36,8 +43,12 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
+	opts := daemon.Options{Builtin: profiles.FS, Log: slog.New(slog.DiscardHandler), Ready: func(a string) { ready <- a }}
+	if adjust != nil {
+		adjust(&cfg, &opts)
+	}
 	go func() {
-		done <- daemon.Run(ctx, cfg, daemon.Options{Builtin: profiles.FS, Log: slog.New(slog.DiscardHandler), Ready: func(a string) { ready <- a }})
+		done <- daemon.Run(ctx, cfg, opts)
 	}()
 	var addr string
 	select {
@@ -48,7 +59,7 @@ func newCLIEnv(t *testing.T) *cliEnv {
 		t.Fatal("daemon did not start")
 	}
 	t.Cleanup(func() { cancel(); <-done })
-	return &cliEnv{t: t, server: "http://" + addr, token: filepath.Join(cfg.DataDir, daemon.TokenFile)}
+	return &cliEnv{t: t, server: "http://" + addr, token: filepath.Join(cfg.DataDir, daemon.TokenFile), dataDir: cfg.DataDir}
 }
 
 func (c *cliEnv) run(args ...string) (string, error) {

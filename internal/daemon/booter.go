@@ -352,11 +352,10 @@ func (b *Booter) follow(m *inventory.Machine, name, mac string, assets []string,
 	if on == profile.ConsumedOnAssets && len(assets) == 0 {
 		on = profile.ConsumedOnScript
 	}
+	// A boot done on its script is done once the script went out (the
+	// server's http.script or TFTP transfer event), so the timeline reads
+	// in order.
 	pb := &pendingBoot{machine: m.Name, profile: name, on: on, once: once, want: map[string]bool{}, at: time.Now()}
-	if on == profile.ConsumedOnScript {
-		b.done(pb, mac, on)
-		return
-	}
 	for _, a := range assets {
 		pb.want[a] = true
 	}
@@ -421,7 +420,9 @@ func (b *Booter) Observe(ev events.Event) {
 		b.offered[ev.MAC] = time.Now()
 		b.mu.Unlock()
 	}
-	if ev.Type != events.Asset && ev.Type != events.Booted {
+	switch ev.Type {
+	case events.Asset, events.Booted, events.Script, events.TFTPTransfer:
+	default:
 		return
 	}
 	b.mu.Lock()
@@ -429,6 +430,8 @@ func (b *Booter) Observe(ev events.Event) {
 	done := false
 	if pb != nil {
 		switch {
+		case pb.on == profile.ConsumedOnScript:
+			done = (ev.Type == events.Script && ev.Attrs["profile"] == pb.profile) || (ev.Type == events.TFTPTransfer && ev.Attrs["result"] == "ok")
 		case ev.Type == events.Booted:
 			done = true
 		case pb.on == profile.ConsumedOnAssets && full:

@@ -89,6 +89,8 @@ func script(t *testing.T, b *Booter, profile string) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The HTTP server reports the script it served, as in the daemon.
+	b.Observe(events.Event{Type: events.Script, MAC: testMAC, Attrs: map[string]string{"profile": name}})
 	return string(body), name
 }
 
