@@ -11,10 +11,11 @@ BIN     := bin/provisiond
 
 # Runtime: ipxe (binaries served), ipmitool (BMC control).
 # Tests: iproute2 (namespaces), dnsmasq-base (the home router), qemu-system-x86
-# and ovmf (real firmware), busybox-static and cpio (the test OS),
+# and ovmf (real firmware), openipmi (ipmi_sim, the BMC), busybox-static and
+# cpio (the test OS),
 # util-linux (setpriv), ca-certificates, git; for the long Slurm test
 # debootstrap, slurmctld, slurm-client and munge.
-DEB_PACKAGES := ipxe ipmitool iproute2 dnsmasq-base qemu-system-x86 ovmf \
+DEB_PACKAGES := ipxe ipmitool openipmi iproute2 dnsmasq-base qemu-system-x86 ovmf \
 	busybox-static cpio util-linux ca-certificates git \
 	debootstrap slurmctld slurm-client munge
 

@@ -102,6 +102,9 @@ type bulk struct {
 	total int
 	mu    sync.Mutex
 	done  int
+	// started is when each machine's work got its slot (its time in the
+	// result excludes the stagger and the queue).
+	started map[int]time.Time
 }
 
 // syncWriter serialises lines from many goroutines.
@@ -117,7 +120,7 @@ func (s *syncWriter) printf(format string, args ...any) {
 }
 
 func newBulk(f *bulkFlags, progress io.Writer, total int) *bulk {
-	return &bulk{flags: f, sem: make(chan struct{}, f.parallel), t0: time.Now(), out: &syncWriter{w: progress}, total: total}
+	return &bulk{flags: f, sem: make(chan struct{}, f.parallel), t0: time.Now(), out: &syncWriter{w: progress}, total: total, started: map[int]time.Time{}}
 }
 
 // slot waits for machine i's turn (its staggered start when staggered) and
@@ -138,6 +141,11 @@ func (b *bulk) slot(ctx context.Context, i int, staggered bool) (func(), error) 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	b.mu.Lock()
+	if _, ok := b.started[i]; !ok {
+		b.started[i] = time.Now()
+	}
+	b.mu.Unlock()
 	return func() { <-b.sem }, nil
 }
 
@@ -153,9 +161,12 @@ func (b *bulk) run(ctx context.Context, ms []inventory.Machine, fn func(ctx cont
 			o.Machine = m.Name
 			// Errors name their machine; the table already does.
 			o.Detail = strings.TrimPrefix(o.Detail, m.Name+": ")
+			b.mu.Lock()
+			if t, ok := b.started[i]; ok {
+				start = t
+			}
 			o.Seconds = time.Since(start).Seconds()
 			res[i] = o
-			b.mu.Lock()
 			b.done++
 			n := b.done
 			b.mu.Unlock()

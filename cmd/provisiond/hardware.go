@@ -537,7 +537,16 @@ func printHardware(w io.Writer, m *inventory.Machine) {
 		line("NIC", strings.Join(nonEmpty(n.Name, n.MAC, n.Chip, n.Driver, boot), " "))
 	}
 	if b := a.BMC; b != nil {
-		line("BMC", strings.Join(nonEmpty(firstNonEmpty(b.Protocol, "ipmi"), b.Address, kv("user", b.Username), kv("password", b.PasswordSecret)), " "))
+		addr := b.Address
+		if b.Port != 0 {
+			addr = fmt.Sprintf("%s:%d", b.Address, b.Port)
+		}
+		cipher := ""
+		if b.CipherSuite != 0 {
+			cipher = fmt.Sprint(b.CipherSuite)
+		}
+		line("BMC", strings.Join(nonEmpty(firstNonEmpty(b.Protocol, "ipmi"), addr, kv("user", b.Username), kv("cipher-suite", cipher),
+			kv("password-secret", b.PasswordSecret), kv("password-file", b.PasswordFile), kv("password-env", b.PasswordEnv)), " "))
 	}
 	for _, c := range a.Components {
 		line("Component", strings.Join(nonEmpty(c.Kind, c.Model, c.Part, c.Mode), " "))
