@@ -360,7 +360,7 @@ func (b *Booter) follow(m *inventory.Machine, name, mac string, assets []string,
 		pb.want[a] = true
 	}
 	b.mu.Lock()
-	if len(b.pending) >= maxPending {
+	if _, again := b.pending[mac]; !again && len(b.pending) >= maxPending {
 		// A flood of boots that never finish must not grow without
 		// bound: forget the oldest.
 		var oldest string

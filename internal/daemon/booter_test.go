@@ -144,13 +144,24 @@ func TestOneShotConsumedOnScriptAndCallback(t *testing.T) {
 }
 
 func TestPersistentProfileStays(t *testing.T) {
-	b, store, _, _ := newTestBooter(t, nil)
+	b, store, _, sink := newTestBooter(t, nil)
 	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "linux", Params: map[string]string{"kernel": "vmlinuz"}})
 	script(t, b, "")
 	b.Observe(assetEvent("vmlinuz", "100"))
 	b.Observe(events.Event{Type: events.Booted, MAC: testMAC})
 	if m, _ := store.Machine("m"); m.Profile != "linux" {
 		t.Fatalf("persistent profile changed: %+v", m)
+	}
+	// Every finished boot is a boot.done, one-shot or not: once, on the
+	// kernel (the callback after it does not count twice).
+	if got := strings.Join(sink.types(), ","); got != events.BootDone {
+		t.Errorf("events %s", got)
+	}
+	// local is done when its script went out.
+	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "local"})
+	script(t, b, "")
+	if got := strings.Join(sink.types(), ","); got != events.BootDone+","+events.BootDone {
+		t.Errorf("events after local %s", got)
 	}
 }
 
