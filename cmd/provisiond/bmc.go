@@ -83,6 +83,25 @@ func (b *bulkFlags) targets(ctx context.Context, c *api.Client, names []string, 
 	return out, skipped, nil
 }
 
+// each runs fn on every machine named or selected that has a BMC, each in
+// a slot of its own (staggered when asked), and reports the results.
+func (b *bulkFlags) each(cmd *cobra.Command, cf *clientFlags, e env, c *api.Client, names []string, staggered bool, fn func(ctx context.Context, m inventory.Machine) outcome) error {
+	ms, skipped, err := b.targets(cmd.Context(), c, names, true)
+	if err != nil {
+		return err
+	}
+	bk := newBulk(b, e.stderr, len(ms))
+	res := bk.run(cmd.Context(), ms, func(ctx context.Context, i int, m inventory.Machine) outcome {
+		rel, err := bk.slot(ctx, i, staggered)
+		if err != nil {
+			return failed(err)
+		}
+		defer rel()
+		return fn(ctx, m)
+	})
+	return report(e.stdout, cf.output, res, skipped)
+}
+
 // outcome is one machine's result in a bulk run.
 type outcome struct {
 	Machine string  `json:"machine" yaml:"machine"`
@@ -236,17 +255,7 @@ func newPower(cf *clientFlags, e env) *cobra.Command {
 				}
 			}
 			c := cf.client(e)
-			ms, skipped, err := bf.targets(cmd.Context(), c, args[:len(args)-1], true)
-			if err != nil {
-				return err
-			}
-			b := newBulk(&bf, e.stderr, len(ms))
-			res := b.run(cmd.Context(), ms, func(ctx context.Context, i int, m inventory.Machine) outcome {
-				rel, err := b.slot(ctx, i, act.PowersUp())
-				if err != nil {
-					return failed(err)
-				}
-				defer rel()
+			return bf.each(cmd, cf, e, c, args[:len(args)-1], act.PowersUp(), func(ctx context.Context, m inventory.Machine) outcome {
 				if action == "status" {
 					r, err := c.PowerStatus(ctx, m.Name)
 					if err != nil {
@@ -264,7 +273,6 @@ func newPower(cf *clientFlags, e env) *cobra.Command {
 				}
 				return outcome{OK: true, Result: action, Detail: d}
 			})
-			return report(e.stdout, cf.output, res, skipped)
 		},
 	}
 	bf.register(cmd)
@@ -286,17 +294,7 @@ func newBootdev(cf *clientFlags, e env) *cobra.Command {
 				return fmt.Errorf("%v; the device comes last: provisiond bootdev BLD-006 pxe", err)
 			}
 			c := cf.client(e)
-			ms, skipped, err := bf.targets(cmd.Context(), c, args[:len(args)-1], true)
-			if err != nil {
-				return err
-			}
-			b := newBulk(&bf, e.stderr, len(ms))
-			res := b.run(cmd.Context(), ms, func(ctx context.Context, i int, m inventory.Machine) outcome {
-				rel, err := b.slot(ctx, i, false)
-				if err != nil {
-					return failed(err)
-				}
-				defer rel()
+			return bf.each(cmd, cf, e, c, args[:len(args)-1], false, func(ctx context.Context, m inventory.Machine) outcome {
 				useEFI := efi || (!cmd.Flags().Changed("efi") && m.Firmware == inventory.FirmwareUEFI)
 				r, err := c.BootDevice(ctx, m.Name, api.BootDeviceRequest{Device: string(dev), Persistent: persistent, EFI: useEFI})
 				if err != nil {
@@ -304,7 +302,6 @@ func newBootdev(cf *clientFlags, e env) *cobra.Command {
 				}
 				return outcome{OK: true, Result: r.Device, Detail: bootMode(r.Persistent, r.EFI)}
 			})
-			return report(e.stdout, cf.output, res, skipped)
 		},
 	}
 	bf.register(cmd)
@@ -489,17 +486,7 @@ func newBMCCmd(cf *clientFlags, e env) *cobra.Command {
 			"What the record leaves empty is filled (history: discovery); differences show as drift in machine show and audit.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := cf.client(e)
-			ms, skipped, err := bf.targets(cmd.Context(), c, args, true)
-			if err != nil {
-				return err
-			}
-			b := newBulk(&bf, e.stderr, len(ms))
-			res := b.run(cmd.Context(), ms, func(ctx context.Context, i int, m inventory.Machine) outcome {
-				rel, err := b.slot(ctx, i, false)
-				if err != nil {
-					return failed(err)
-				}
-				defer rel()
+			return bf.each(cmd, cf, e, c, args, false, func(ctx context.Context, m inventory.Machine) outcome {
 				r, err := c.BMCInventory(ctx, m.Name)
 				if err != nil {
 					return failed(err)
@@ -508,7 +495,6 @@ func newBMCCmd(cf *clientFlags, e env) *cobra.Command {
 				return outcome{OK: true, Result: "read", Detail: fmt.Sprintf("%s %s, %d CPUs, %d DIMMs (%g GB), %d disks, %d NICs; %d fields filled",
 					dash(f.Vendor), dash(f.Model), len(f.CPUs), len(f.DIMMs), f.TotalMemoryGB(), len(f.Disks), len(f.NICs), len(r.Filled))}
 			})
-			return report(e.stdout, cf.output, res, skipped)
 		},
 	}
 	bf.register(inv)

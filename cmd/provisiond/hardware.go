@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -545,7 +546,7 @@ func printHardware(w io.Writer, m *inventory.Machine) {
 		if b.CipherSuite != 0 {
 			cipher = fmt.Sprint(b.CipherSuite)
 		}
-		line("BMC", strings.Join(nonEmpty(firstNonEmpty(b.Protocol, "ipmi"), addr, kv("user", b.Username), kv("cipher-suite", cipher),
+		line("BMC", strings.Join(nonEmpty(cmp.Or(b.Protocol, "ipmi"), addr, kv("user", b.Username), kv("cipher-suite", cipher),
 			kv("password-secret", b.PasswordSecret), kv("password-file", b.PasswordFile), kv("password-env", b.PasswordEnv)), " "))
 	}
 	for _, c := range a.Components {

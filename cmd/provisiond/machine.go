@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -81,6 +82,21 @@ func (mf *machineFlags) register(cmd *cobra.Command, set bool) {
 	}
 }
 
+// setPairs stores --flag KEY=VALUE arguments in *m, making it if needed.
+func setPairs(m *map[string]string, flag string, kvs []string) error {
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--%s %q: write it as KEY=VALUE", flag, kv)
+		}
+		if *m == nil {
+			*m = map[string]string{}
+		}
+		(*m)[k] = v
+	}
+	return nil
+}
+
 // applyHardware copies the hardware-record flags the user gave onto m.
 func (mf *machineFlags) applyHardware(cmd *cobra.Command, m *inventory.Machine) error {
 	f := cmd.Flags()
@@ -96,15 +112,8 @@ func (mf *machineFlags) applyHardware(cmd *cobra.Command, m *inventory.Machine) 
 	if f.Changed("bay") {
 		m.Bay = mf.bay
 	}
-	for _, kv := range mf.labels {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("--label %q: write it as KEY=VALUE", kv)
-		}
-		if m.Labels == nil {
-			m.Labels = map[string]string{}
-		}
-		m.Labels[k] = v
+	if err := setPairs(&m.Labels, "label", mf.labels); err != nil {
+		return err
 	}
 	for _, k := range mf.unsetLabels {
 		delete(m.Labels, k)
@@ -211,15 +220,8 @@ func (mf *machineFlags) apply(cmd *cobra.Command, m *inventory.Machine) error {
 			m.Firmware = ""
 		}
 	}
-	for _, kv := range mf.params {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("--param %q: write it as KEY=VALUE", kv)
-		}
-		if m.Params == nil {
-			m.Params = map[string]string{}
-		}
-		m.Params[k] = v
+	if err := setPairs(&m.Params, "param", mf.params); err != nil {
+		return err
 	}
 	for _, k := range mf.unsetParams {
 		delete(m.Params, k)
@@ -394,7 +396,7 @@ func printMachine(w io.Writer, format string, m *inventory.Machine) error {
 	fmt.Fprintf(tw, "Hostname:\t%s\n", dash(m.Hostname))
 	fmt.Fprintf(tw, "Address:\t%s\n", dash(m.Address))
 	fmt.Fprintf(tw, "Gateway:\t%s\n", dash(m.Gateway))
-	fmt.Fprintf(tw, "Firmware:\t%s\n", firstNonEmpty(m.Firmware, "auto"))
+	fmt.Fprintf(tw, "Firmware:\t%s\n", cmp.Or(m.Firmware, "auto"))
 	fmt.Fprintf(tw, "Kernel args:\t%s\n", dash(m.KernelArgs))
 	keys := make([]string, 0, len(m.Params))
 	for k := range m.Params {

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -77,9 +78,9 @@ func newRoot(ctx context.Context, e env) *cobra.Command {
 		Version:       version,
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&cf.server, "server", firstNonEmpty(e.get("PROVISIOND_SERVER"), "http://127.0.0.1:8080"), "daemon API URL (env PROVISIOND_SERVER)")
+	pf.StringVar(&cf.server, "server", cmp.Or(e.get("PROVISIOND_SERVER"), "http://127.0.0.1:8080"), "daemon API URL (env PROVISIOND_SERVER)")
 	pf.StringVar(&cf.token, "token", e.get("PROVISIOND_TOKEN"), "API token for changes (env PROVISIOND_TOKEN; default: read --token-file)")
-	pf.StringVar(&cf.tokenFile, "token-file", firstNonEmpty(e.get("PROVISIOND_TOKEN_FILE"), "/var/lib/provisiond/"+daemon.TokenFile), "file holding the API token (env PROVISIOND_TOKEN_FILE)")
+	pf.StringVar(&cf.tokenFile, "token-file", cmp.Or(e.get("PROVISIOND_TOKEN_FILE"), "/var/lib/provisiond/"+daemon.TokenFile), "file holding the API token (env PROVISIOND_TOKEN_FILE)")
 	pf.StringVarP(&cf.output, "output", "o", "table", "output format: table, json or yaml")
 
 	root.AddCommand(newServe(ctx, e), newMachine(cf, e), newEvents(cf, e), newProfile(cf, e), newSecret(cf, e), newAssets(cf, e), newStatus(cf, e),
@@ -87,15 +88,6 @@ func newRoot(ctx context.Context, e env) *cobra.Command {
 		newSystems(cf, e), newParts(cf, e), newRoles(cf, e), newSlurm(cf, e),
 		newPower(cf, e), newBootdev(cf, e), newAssign(cf, e), newBMCCmd(cf, e))
 	return root
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // client builds an API client, reading the token file when no token was given.

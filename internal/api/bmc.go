@@ -119,7 +119,7 @@ func (s *Server) powerAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req PowerRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeBody(r, "request", 64<<10, &req); err != nil {
 		writeErr(w, err)
 		return
 	}
@@ -140,7 +140,7 @@ func (s *Server) bootDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req BootDeviceRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeBody(r, "request", 64<<10, &req); err != nil {
 		writeErr(w, err)
 		return
 	}
@@ -168,11 +168,13 @@ func (s *Server) bmcInventory(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 64<<10))
+// decodeBody decodes a JSON request body of at most limit bytes into v,
+// refusing unknown fields; what names the body in the error.
+func decodeBody(r *http.Request, what string, limit int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("request JSON: %v: %w", err, errBadRequest)
+		return fmt.Errorf("%s JSON: %v: %w", what, err, errBadRequest)
 	}
 	return nil
 }

@@ -165,12 +165,7 @@ func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) {
 
 func decodeMachine(r *http.Request) (inventory.Machine, error) {
 	var m inventory.Machine
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		return m, fmt.Errorf("machine JSON: %v: %w", err, errBadRequest)
-	}
-	return m, nil
+	return m, decodeBody(r, "machine", 1<<20, &m)
 }
 
 func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {

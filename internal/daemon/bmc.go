@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -120,30 +121,32 @@ func (s *BMCService) lock(name string) func() {
 	return l.Unlock
 }
 
-// with opens a session with the machine's BMC, runs fn and closes it.
-func (s *BMCService) with(ctx context.Context, name string, fn func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error) error {
+// with opens a session with the machine's BMC, runs fn and closes it. It
+// returns the machine's name as stored ("" when there is no such machine:
+// nothing goes to a timeline then).
+func (s *BMCService) with(ctx context.Context, name string, fn func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error) (string, error) {
 	m, err := s.store.Machine(name)
 	if err != nil {
-		return err
+		return "", err
 	}
 	ep, err := s.endpoint(m)
 	if err != nil {
-		return err
+		return m.Name, err
 	}
 	unlock := s.lock(m.Name)
 	defer unlock()
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
-		return fmt.Errorf("machine %s: waiting for a free BMC slot: %w", m.Name, ctx.Err())
+		return m.Name, fmt.Errorf("machine %s: waiting for a free BMC slot: %w", m.Name, ctx.Err())
 	}
 	defer func() { <-s.sem }()
 	c, err := s.dialer.Dial(ctx, ep)
 	if err != nil {
-		return err
+		return m.Name, err
 	}
 	defer c.Close(ctx)
-	return fn(ctx, m, c)
+	return m.Name, fn(ctx, m, c)
 }
 
 func (s *BMCService) emit(machine, typ string, attrs map[string]string, err error, start time.Time) {
@@ -173,8 +176,7 @@ func (s *BMCService) Power(ctx context.Context, name, action string) (*api.Power
 			return nil, fmt.Errorf("%v: %w", err, api.ErrBadRequest)
 		}
 	}
-	err := s.with(ctx, name, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
-		res.Machine = m.Name
+	stored, err := s.with(ctx, name, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
 		st, err := c.PowerState(ctx)
 		if err != nil {
 			return err
@@ -198,15 +200,14 @@ func (s *BMCService) Power(ctx context.Context, name, action string) (*api.Power
 		}
 		return nil
 	})
+	res.Machine = cmp.Or(stored, name)
 	res.Seconds = time.Since(start).Seconds()
-	if action != "status" {
-		if m, _ := s.store.Machine(name); m != nil {
-			attrs := map[string]string{"action": action, "before": res.Before, "state": res.State}
-			if res.Note != "" {
-				attrs["note"] = res.Note
-			}
-			s.emit(m.Name, EventPower, attrs, err, start)
+	if action != "status" && stored != "" {
+		attrs := map[string]string{"action": action, "before": res.Before, "state": res.State}
+		if res.Note != "" {
+			attrs["note"] = res.Note
 		}
+		s.emit(stored, EventPower, attrs, err, start)
 	}
 	if err != nil {
 		return nil, err
@@ -222,13 +223,13 @@ func (s *BMCService) BootDevice(ctx context.Context, name string, req api.BootDe
 		return nil, fmt.Errorf("%v: %w", err, api.ErrBadRequest)
 	}
 	res := &api.BootDeviceResult{Machine: name, Device: string(dev), Persistent: req.Persistent, EFI: req.EFI}
-	err = s.with(ctx, name, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
-		res.Machine = m.Name
+	stored, err := s.with(ctx, name, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
 		return c.SetBootDevice(ctx, dev, req.Persistent, req.EFI)
 	})
+	res.Machine = cmp.Or(stored, name)
 	res.Seconds = time.Since(start).Seconds()
-	if m, _ := s.store.Machine(name); m != nil {
-		s.emit(m.Name, EventBootDevice, map[string]string{"device": string(dev), "persistent": strconv.FormatBool(req.Persistent), "efi": strconv.FormatBool(req.EFI)}, err, start)
+	if stored != "" {
+		s.emit(stored, EventBootDevice, map[string]string{"device": string(dev), "persistent": strconv.FormatBool(req.Persistent), "efi": strconv.FormatBool(req.EFI)}, err, start)
 	}
 	if err != nil {
 		return nil, err
@@ -242,8 +243,7 @@ func (s *BMCService) BootDevice(ctx context.Context, name string, req api.BootDe
 func (s *BMCService) Inventory(ctx context.Context, name string) (*api.InventoryResult, error) {
 	start := time.Now()
 	res := &api.InventoryResult{Machine: name, Source: inventory.ObservedRedfish}
-	err := s.with(ctx, name, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
-		res.Machine = m.Name
+	stored, err := s.with(ctx, name, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
 		dev, err := c.Inventory(ctx)
 		if err != nil {
 			return err
@@ -256,9 +256,10 @@ func (s *BMCService) Inventory(ctx context.Context, name string) (*api.Inventory
 		res.Filled = changes
 		return nil
 	})
+	res.Machine = cmp.Or(stored, name)
 	res.Seconds = time.Since(start).Seconds()
-	if m, _ := s.store.Machine(name); m != nil {
-		s.emit(m.Name, EventInventory, map[string]string{"filled": strconv.Itoa(len(res.Filled))}, err, start)
+	if stored != "" {
+		s.emit(stored, EventInventory, map[string]string{"filled": strconv.Itoa(len(res.Filled))}, err, start)
 	}
 	if err != nil {
 		return nil, err
@@ -291,7 +292,7 @@ func AssetFromDevice(d *common.Device) inventory.Asset {
 		if mem == nil || mem.SizeBytes <= 0 {
 			continue
 		}
-		a.DIMMs = append(a.DIMMs, inventory.DIMM{Slot: firstOf(mem.Slot, mem.ID), SizeGB: float64(mem.SizeBytes) / (1 << 30),
+		a.DIMMs = append(a.DIMMs, inventory.DIMM{Slot: cmp.Or(mem.Slot, mem.ID), SizeGB: float64(mem.SizeBytes) / (1 << 30),
 			Type: mem.Type, SpeedMTs: int(mem.ClockSpeedHz / 1e6), Part: usable(mem.PartNumber), Serial: usable(mem.Serial)})
 	}
 	for _, dr := range d.Drives {
@@ -305,7 +306,7 @@ func AssetFromDevice(d *common.Device) inventory.Asset {
 		case "SSD":
 			typ = "ssd"
 		}
-		a.Disks = append(a.Disks, inventory.Disk{Device: firstOf(dr.LogicalName, dr.ID), Bus: strings.ToLower(dr.Protocol), Type: typ,
+		a.Disks = append(a.Disks, inventory.Disk{Device: cmp.Or(dr.LogicalName, dr.ID), Bus: strings.ToLower(dr.Protocol), Type: typ,
 			SizeGB: float64(dr.CapacityBytes) / 1e9, Model: usable(dr.Model), Serial: usable(dr.Serial)})
 	}
 	for _, n := range d.NICs {
@@ -332,13 +333,4 @@ func usable(s string) string {
 		return ""
 	}
 	return s
-}
-
-func firstOf(ss ...string) string {
-	for _, s := range ss {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }
