@@ -19,7 +19,7 @@ DEB_PACKAGES := ipxe ipmitool openipmi iproute2 dnsmasq-base qemu-system-x86 ovm
 	busybox-static cpio util-linux ca-certificates git \
 	debootstrap slurmctld slurm-client munge
 
-.PHONY: all build deps test vet fmt-check unit e2e e2e-slurm run clean
+.PHONY: all build deps test vet fmt-check unit e2e e2e-slurm fuzz run clean
 
 all: build
 
@@ -50,6 +50,18 @@ e2e:
 # slurmctld in the lab, boots a node and waits for sinfo to show it idle.
 e2e-slurm:
 	PROVISIOND_E2E_SLURM=1 $(GO) test -count=1 -timeout 40m -v -run TestSlurmNodeRegisters ./test/e2e/
+
+# Every fuzz target in turn, FUZZTIME each (go test -fuzz takes one target
+# at a time). Crashers land in the package's testdata/fuzz and then run as
+# regression tests with every go test.
+FUZZTIME ?= 5m
+FUZZ_TARGETS := ./internal/pxe:FuzzDHCP ./internal/pxe:FuzzTFTPPath ./internal/pxe:FuzzHTTPBoot \
+	./internal/pxe:FuzzNormalizeMAC ./internal/profile:FuzzRender ./internal/inventory:FuzzImport
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg 2>&1 | tail -n 3; \
+	done
 
 run: build
 	./$(BIN) serve

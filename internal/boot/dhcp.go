@@ -139,6 +139,9 @@ func DecideDHCP(req Request, m *inventory.Machine, bins Options) DHCPDecision {
 	case ArchHTTPUEFIx86, ArchHTTPUEFIx64, ArchHTTPUEFIARM6:
 		httpBoot = true
 	}
+	if bin == "" && !req.IPXE {
+		return DHCPDecision{Ignore: true, Firmware: fw, Reason: fmt.Sprintf("client architecture %d (%s) has no iPXE binary configured: set boot.%s", arch, fw, binaryKey(fw))}
+	}
 	if m != nil {
 		switch m.Firmware {
 		case inventory.FirmwareBIOS:
@@ -176,4 +179,17 @@ func DecideDHCP(req Request, m *inventory.Machine, bins Options) DHCPDecision {
 		d.BootFile = bin
 	}
 	return d
+}
+
+// binaryKey is the config key naming the iPXE binary for firmware fw.
+func binaryKey(fw string) string {
+	switch fw {
+	case FirmwareBIOS:
+		return "bios"
+	case FirmwareUEFIx86:
+		return "uefi_x86"
+	case FirmwareUEFIARM64:
+		return "uefi_arm64"
+	}
+	return "uefi_x64"
 }

@@ -141,22 +141,32 @@ func (s *DHCPServer) readLoop(ctx context.Context, bc boundConn) {
 			s.cfg.Log.Warn("ProxyDHCP read failed", "interface", bc.iface.Name, "port", bc.port, "err", err)
 			continue
 		}
-		s.received.Add(1)
-		pkt, err := dhcpv4.FromBytes(buf[:n])
-		if err != nil {
-			s.malformed.Add(1)
-			s.cfg.Log.Debug("dropped malformed DHCP packet", "from", from, "err", err)
-			continue
-		}
-		reply, to := s.Handle(ctx, pkt, bc.iface, bc.port, from)
+		reply, to := s.handlePacket(ctx, buf[:n], bc.iface, bc.port, from)
 		if reply == nil {
 			continue
 		}
-		if _, err := bc.conn.WriteToUDP(reply.ToBytes(), to); err != nil {
+		if _, err := bc.conn.WriteToUDP(reply, to); err != nil {
 			s.sendErrors.Add(1)
 			s.cfg.Log.Warn("ProxyDHCP send failed", "to", to, "interface", bc.iface.Name, "err", err)
 		}
 	}
+}
+
+// handlePacket takes one datagram from the wire to the bytes of the answer
+// (nil: stay silent). Anything that does not parse is counted and dropped.
+func (s *DHCPServer) handlePacket(ctx context.Context, raw []byte, ifc netutil.Interface, port int, from *net.UDPAddr) ([]byte, *net.UDPAddr) {
+	s.received.Add(1)
+	pkt, err := dhcpv4.FromBytes(raw)
+	if err != nil {
+		s.malformed.Add(1)
+		s.cfg.Log.Debug("dropped malformed DHCP packet", "from", from, "err", err)
+		return nil, nil
+	}
+	reply, to := s.Handle(ctx, pkt, ifc, port, from)
+	if reply == nil {
+		return nil, nil
+	}
+	return reply.ToBytes(), to
 }
 
 // serverIP is the address this interface's clients reach provisiond at.
