@@ -63,6 +63,13 @@ func TestDecideDHCPUnknownArch(t *testing.T) {
 	if !d.Ignore || d.Silent || !strings.Contains(d.Reason, "architecture 2") {
 		t.Fatalf("Itanium client: want a recorded ignore naming the architecture, got %+v", d)
 	}
+	// A known architecture whose binary the operator left empty.
+	noARM := testOpts
+	noARM.UEFIARM64 = ""
+	d = DecideDHCP(req("PXEClient:Arch:00011", 11), nil, noARM)
+	if !d.Ignore || d.Silent || d.BootFile != "" || !strings.Contains(d.Reason, "boot.uefi_arm64") {
+		t.Fatalf("ARM64 client without a binary: want a recorded ignore naming boot.uefi_arm64, got %+v", d)
+	}
 }
 
 func TestDecideDHCPIPXE(t *testing.T) {
