@@ -272,3 +272,18 @@ func (c *Client) follow(ctx context.Context, p string, fn func(events.Event) err
 	}
 	return errors.New("provisiond closed the event stream (daemon stopped?)")
 }
+
+// Backup streams a backup archive of the running daemon to w and returns
+// the bytes written.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	resp, err := c.stream(ctx, http.MethodGet, "/api/v1/backup", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("backup: the stream broke after %d bytes: %w (the daemon's log says why)", n, err)
+	}
+	return n, nil
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -61,6 +62,9 @@ type Server struct {
 	Events events.Sink
 	// Token authorises mutating calls.
 	Token string
+	// ReadAccess says who reads without the token: "local" (loopback
+	// clients), "token" (nobody) or "open" (everybody; also when empty).
+	ReadAccess string
 	// BaseURL is the HTTP base URL machines reach provisiond at (for
 	// profile render).
 	BaseURL func() string
@@ -70,10 +74,16 @@ type Server struct {
 	Log *slog.Logger
 	// Closing, when closed, ends live event streams (daemon shutdown).
 	Closing <-chan struct{}
+	// Backup writes a backup archive of the running daemon to w (nil:
+	// backups are not offered).
+	Backup func(w io.Writer) error
 }
 
-// Register adds the API routes to mux.
-func (s *Server) Register(mux *http.ServeMux) {
+// Register adds the API routes under /api/v1/ to outer, behind the read
+// policy (ReadGuard).
+func (s *Server) Register(outer *http.ServeMux) {
+	mux := http.NewServeMux()
+	outer.Handle("/api/v1/", s.ReadGuard(mux))
 	mux.HandleFunc("GET /api/v1/status", s.status)
 	mux.HandleFunc("GET /api/v1/machines", s.listMachines)
 	mux.HandleFunc("POST /api/v1/machines", s.auth(s.createMachine))
@@ -90,8 +100,35 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/secrets", s.listSecrets)
 	mux.HandleFunc("PUT /api/v1/secrets/{name}", s.auth(s.putSecret))
 	mux.HandleFunc("DELETE /api/v1/secrets/{name}", s.auth(s.deleteSecret))
+	mux.HandleFunc("GET /api/v1/backup", s.auth(s.backup))
 	s.registerHardware(mux)
 	s.registerBMC(mux)
+}
+
+// ReadGuard applies the read policy to GET and HEAD requests (other
+// methods pass: each mutating route checks the token itself).
+func (s *Server) ReadGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !s.mayRead(r) {
+			writeJSON(w, http.StatusUnauthorized, Error{Error: "reading from another host " + needToken + " (or set http.read_access: open)"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) mayRead(r *http.Request) bool {
+	switch s.ReadAccess {
+	case "", "open":
+		return true
+	case "local":
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+				return true
+			}
+		}
+	}
+	return s.authorized(r)
 }
 
 // Error is the JSON body of every API error.
@@ -137,6 +174,24 @@ func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 		}
 		next(w, r)
 	}
+}
+
+// backup streams a backup archive. It always needs the token: the archive
+// holds the sealed secrets and the key that opens them.
+func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
+	if s.Backup == nil {
+		writeJSON(w, http.StatusNotImplemented, Error{Error: "this daemon offers no backups"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Disposition", `attachment; filename="provisiond-backup.tar.gz"`)
+	if err := s.Backup(w); err != nil {
+		s.Log.Error("backup failed", "err", err)
+		// Headers may be gone already; a broken stream fails the
+		// client's gzip check.
+		panic(http.ErrAbortHandler)
+	}
+	s.Log.Info("backup written", "client", r.RemoteAddr)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

@@ -57,6 +57,10 @@ type Config struct {
 
 	// MaxEventsPerMachine bounds each machine's timeline.
 	MaxEventsPerMachine int `yaml:"max_events_per_machine"`
+	// MaxDiscovered bounds the machines provisiond records on its own
+	// (unknown MACs that PXE-boot); beyond it, unknown MACs still boot the
+	// default profile but are not stored, and are counted.
+	MaxDiscovered int `yaml:"max_discovered"`
 }
 
 // BMC configures how the daemon talks to management controllers.
@@ -81,6 +85,14 @@ func (c *Config) BMCTimeout() time.Duration {
 type HTTP struct {
 	// Listen is the address to listen on, e.g. ":8080".
 	Listen string `yaml:"listen"`
+	// ReadAccess says who may read the API and /metrics without the
+	// token: "local" (clients on loopback; everyone else needs it),
+	// "token" (nobody) or "open" (everybody). Changes always need the
+	// token; boot endpoints are always open (firmware cannot log in).
+	ReadAccess string `yaml:"read_access"`
+	// MaxConnections bounds the HTTP connections open at once (boot
+	// clients and API); more wait in the kernel's accept queue.
+	MaxConnections int `yaml:"max_connections"`
 	// Port is advertised to clients in boot URLs; it must match Listen.
 	// Zero means the port of Listen.
 	Port int `yaml:"port"`
@@ -104,6 +116,9 @@ type TFTP struct {
 	Port int `yaml:"port"`
 	// MaxBlockSize caps the negotiated blksize (RFC 2348).
 	MaxBlockSize int `yaml:"max_block_size"`
+	// MaxTransfers bounds the transfers in flight; more are answered
+	// "busy" and counted.
+	MaxTransfers int `yaml:"max_transfers"`
 }
 
 // Boot configures boot decisions.
@@ -158,9 +173,9 @@ func Default() Config {
 	return Config{
 		DataDir: "/var/lib/provisiond",
 		IPXEDir: "/usr/lib/ipxe",
-		HTTP:    HTTP{Listen: ":8080"},
+		HTTP:    HTTP{Listen: ":8080", ReadAccess: "local", MaxConnections: 1024},
 		DHCP:    DHCP{Enabled: true, Port: 67, ProxyPort: 4011},
-		TFTP:    TFTP{Enabled: true, Port: 69, MaxBlockSize: 1468},
+		TFTP:    TFTP{Enabled: true, Port: 69, MaxBlockSize: 1468, MaxTransfers: 256},
 		Boot: Boot{
 			BIOS:           "undionly.kpxe",
 			UEFIx64:        "ipxe.efi",
@@ -179,6 +194,7 @@ func Default() Config {
 		Roles:               audit.DefaultRoles(),
 		Models:              audit.DefaultModels(),
 		MaxEventsPerMachine: 1000,
+		MaxDiscovered:       1024,
 	}
 }
 
@@ -220,6 +236,20 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.HTTPPort(); err != nil {
 		return err
+	}
+	switch c.HTTP.ReadAccess {
+	case "local", "token", "open":
+	default:
+		return fmt.Errorf("http.read_access %q is not local, token or open", c.HTTP.ReadAccess)
+	}
+	if c.HTTP.MaxConnections < 16 || c.HTTP.MaxConnections > 1<<20 {
+		return fmt.Errorf("http.max_connections %d is outside 16..1048576", c.HTTP.MaxConnections)
+	}
+	if c.TFTP.MaxTransfers < 1 || c.TFTP.MaxTransfers > 65536 {
+		return fmt.Errorf("tftp.max_transfers %d is outside 1..65536", c.TFTP.MaxTransfers)
+	}
+	if c.MaxDiscovered < 0 {
+		return fmt.Errorf("max_discovered %d is negative (0 stores no discovered machine)", c.MaxDiscovered)
 	}
 	if c.TFTP.MaxBlockSize < 512 || c.TFTP.MaxBlockSize > 65464 {
 		return fmt.Errorf("tftp.max_block_size %d is outside 512..65464", c.TFTP.MaxBlockSize)

@@ -44,6 +44,7 @@ type BMCService struct {
 	getenv  func(string) string
 	sink    events.Sink
 	log     *slog.Logger
+	obs     BMCObserver
 	sem     chan struct{}
 
 	mu    sync.Mutex
@@ -61,6 +62,15 @@ type BMCServiceOptions struct {
 	Log    *slog.Logger
 	// MaxConcurrent bounds the BMC calls in flight.
 	MaxConcurrent int
+	// Observer is told how every BMC session ended (nil: nobody).
+	Observer BMCObserver
+}
+
+// BMCObserver is told how each BMC session ended: the operation
+// (power_status, power, bootdev, inventory), its result (ok, error,
+// timeout) and how long it took, for metrics.
+type BMCObserver interface {
+	BMC(op, result string, d time.Duration)
 }
 
 // NewBMCService returns a BMCService.
@@ -71,7 +81,7 @@ func NewBMCService(o BMCServiceOptions) *BMCService {
 	if o.Getenv == nil {
 		o.Getenv = func(string) string { return "" }
 	}
-	return &BMCService{store: o.Store, secrets: o.Secrets, dialer: o.Dialer, getenv: o.Getenv, sink: o.Events, log: o.Log,
+	return &BMCService{store: o.Store, secrets: o.Secrets, dialer: o.Dialer, getenv: o.Getenv, sink: o.Events, log: o.Log, obs: o.Observer,
 		sem: make(chan struct{}, o.MaxConcurrent), locks: map[string]*sync.Mutex{}}
 }
 
@@ -121,10 +131,10 @@ func (s *BMCService) lock(name string) func() {
 	return l.Unlock
 }
 
-// with opens a session with the machine's BMC, runs fn and closes it. It
-// returns the machine's name as stored ("" when there is no such machine:
-// nothing goes to a timeline then).
-func (s *BMCService) with(ctx context.Context, name string, fn func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error) (string, error) {
+// with opens a session with the machine's BMC, runs fn (operation op) and
+// closes it. It returns the machine's name as stored ("" when there is no
+// such machine: nothing goes to a timeline then).
+func (s *BMCService) with(ctx context.Context, name, op string, fn func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error) (string, error) {
 	m, err := s.store.Machine(name)
 	if err != nil {
 		return "", err
@@ -141,12 +151,23 @@ func (s *BMCService) with(ctx context.Context, name string, fn func(ctx context.
 		return m.Name, fmt.Errorf("machine %s: waiting for a free BMC slot: %w", m.Name, ctx.Err())
 	}
 	defer func() { <-s.sem }()
+	start := time.Now()
 	c, err := s.dialer.Dial(ctx, ep)
-	if err != nil {
-		return m.Name, err
+	if err == nil {
+		err = fn(ctx, m, c)
+		c.Close(ctx)
 	}
-	defer c.Close(ctx)
-	return m.Name, fn(ctx, m, c)
+	if s.obs != nil {
+		result := "ok"
+		switch {
+		case bmc.IsTimeout(err):
+			result = "timeout"
+		case err != nil:
+			result = "error"
+		}
+		s.obs.BMC(op, result, time.Since(start))
+	}
+	return m.Name, err
 }
 
 func (s *BMCService) emit(machine, typ string, attrs map[string]string, err error, start time.Time) {
@@ -176,7 +197,11 @@ func (s *BMCService) Power(ctx context.Context, name, action string) (*api.Power
 			return nil, fmt.Errorf("%v: %w", err, api.ErrBadRequest)
 		}
 	}
-	stored, err := s.with(ctx, name, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
+	op := "power"
+	if action == "status" {
+		op = "power_status"
+	}
+	stored, err := s.with(ctx, name, op, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
 		st, err := c.PowerState(ctx)
 		if err != nil {
 			return err
@@ -223,7 +248,7 @@ func (s *BMCService) BootDevice(ctx context.Context, name string, req api.BootDe
 		return nil, fmt.Errorf("%v: %w", err, api.ErrBadRequest)
 	}
 	res := &api.BootDeviceResult{Machine: name, Device: string(dev), Persistent: req.Persistent, EFI: req.EFI}
-	stored, err := s.with(ctx, name, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
+	stored, err := s.with(ctx, name, "bootdev", func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
 		return c.SetBootDevice(ctx, dev, req.Persistent, req.EFI)
 	})
 	res.Machine = cmp.Or(stored, name)
@@ -243,7 +268,7 @@ func (s *BMCService) BootDevice(ctx context.Context, name string, req api.BootDe
 func (s *BMCService) Inventory(ctx context.Context, name string) (*api.InventoryResult, error) {
 	start := time.Now()
 	res := &api.InventoryResult{Machine: name, Source: inventory.ObservedRedfish}
-	stored, err := s.with(ctx, name, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
+	stored, err := s.with(ctx, name, "inventory", func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
 		dev, err := c.Inventory(ctx)
 		if err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -22,16 +23,19 @@ import (
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/assets"
 	"github.com/provisiond/provisiond/internal/audit"
+	"github.com/provisiond/provisiond/internal/backup"
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/metrics"
 	"github.com/provisiond/provisiond/internal/netutil"
 	"github.com/provisiond/provisiond/internal/profile"
 	"github.com/provisiond/provisiond/internal/pxe"
 	"github.com/provisiond/provisiond/internal/secrets"
 	"github.com/provisiond/provisiond/internal/talos"
+	xnetutil "golang.org/x/net/netutil"
 )
 
 // Options are what main hands the daemon besides the config.
@@ -96,6 +100,17 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	// The servers are built before the store opens (privileged ports are
 	// bound first); they reach the Booter and the Recorder through late.
 	late := &late{}
+	var gauges struct {
+		tftpActive func() float64
+		dropped    func() float64
+		refused    func() float64
+	}
+	mets := metrics.New(map[string]func() float64{
+		metrics.GaugeTFTPActive:       func() float64 { return call(gauges.tftpActive) },
+		metrics.GaugeEventsDropped:    func() float64 { return call(gauges.dropped) },
+		metrics.GaugeDiscoveryRefused: func() float64 { return call(gauges.refused) },
+	})
+	late.metrics = mets
 	neighbors := pxe.NewNeighbors("/proc/net/arp")
 
 	// Bind the privileged ports first, so a missing privilege is the first
@@ -104,7 +119,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if cfg.DHCP.Enabled {
 		dhcpSrv = pxe.NewDHCPServer(pxe.DHCPConfig{
 			Interfaces: ifaces, Port: cfg.DHCP.Port, ProxyPort: cfg.DHCP.ProxyPort, Advertise: advertise,
-			HTTPPort: httpPort, Decider: late, Events: late, Neighbors: neighbors, Log: log,
+			HTTPPort: httpPort, Decider: late, Events: late, Neighbors: neighbors, Observer: mets, Log: log,
 		})
 		if err := dhcpSrv.Listen(); err != nil {
 			return err
@@ -117,7 +132,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		var err error
 		tftpSrv, err = pxe.NewTFTPServer(pxe.TFTPConfig{
 			Root: cfg.IPXEDir, Files: ipxeFiles, Port: cfg.TFTP.Port, Interfaces: ifaces, MaxBlockSize: cfg.TFTP.MaxBlockSize,
-			Scripts: late, Neighbors: neighbors, Events: late, Log: log,
+			Scripts: late, Neighbors: neighbors, Events: late, Log: log, MaxTransfers: cfg.TFTP.MaxTransfers, Observer: mets,
 			HTTPBase: func(local net.IP) string {
 				if advertise != nil || local == nil {
 					return baseURL()
@@ -132,21 +147,28 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			return err
 		}
 		defer tftpSrv.Close()
+		gauges.tftpActive = func() float64 { return float64(tftpSrv.Stats().Active) }
 	}
 	httpLn, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("HTTP: listening on %s: %w (is another provisiond or web server on that port? set http.listen)", cfg.HTTP.Listen, err)
 	}
 	defer httpLn.Close()
+	httpLn = xnetutil.LimitListener(httpLn, cfg.HTTP.MaxConnections)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory %s: %w", cfg.DataDir, err)
 	}
-	store, err := inventory.Open(filepath.Join(cfg.DataDir, DBFile), inventory.Options{MaxEventsPerMachine: cfg.MaxEventsPerMachine})
+	maxDisc := cfg.MaxDiscovered
+	if maxDisc == 0 {
+		maxDisc = -1 // none
+	}
+	store, err := inventory.Open(filepath.Join(cfg.DataDir, DBFile), inventory.Options{MaxEventsPerMachine: cfg.MaxEventsPerMachine, MaxDiscovered: maxDisc})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	gauges.refused = func() float64 { return float64(store.DiscoveryRefused()) }
 	token, err := loadOrCreateToken(filepath.Join(cfg.DataDir, TokenFile))
 	if err != nil {
 		return err
@@ -174,13 +196,14 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 
 	recCtx, stopRec := context.WithCancel(context.Background())
 	rec := NewRecorder(store, broker, 8192, log)
+	gauges.dropped = func() float64 { return float64(rec.Dropped()) }
 	go rec.Run(recCtx)
 	late.rec.Store(rec)
 	late.booter.Store(booter)
 
 	httpBoot, err := pxe.NewHTTPBoot(pxe.HTTPConfig{
 		AssetsDir: cfg.AssetDir(), IPXEDir: cfg.IPXEDir, IPXEFiles: ipxeFiles, Scripts: late,
-		Neighbors: neighbors, Events: late, Log: log,
+		Neighbors: neighbors, Events: late, Observer: mets, Log: log,
 	})
 	if err != nil {
 		stopRec()
@@ -194,15 +217,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		dialer = bmc.NewBmclib(bmc.Options{Timeout: cfg.BMCTimeout(), IpmitoolPath: cfg.BMC.IpmitoolPath})
 	}
 	bmcSvc := NewBMCService(BMCServiceOptions{Store: store, Secrets: secretStore, Dialer: dialer, Getenv: opts.Getenv,
-		Events: late, Log: log, MaxConcurrent: cfg.BMC.MaxConcurrent})
+		Events: late, Log: log, MaxConcurrent: cfg.BMC.MaxConcurrent, Observer: mets})
 	apiSrv := &api.Server{
 		BMC:   bmcSvc,
 		Store: store, Hardware: store, AuditConfig: func() ([]inventory.Role, []audit.Model) { return cfg.Roles, cfg.Models },
-		Renderer: booter, Secrets: secretStore, Broker: broker, Events: late, Token: token, BaseURL: baseURL, Log: log,
+		Renderer: booter, Secrets: secretStore, Broker: broker, Events: late, Token: token, ReadAccess: cfg.HTTP.ReadAccess, BaseURL: baseURL, Log: log,
 		Assets: &assetsAPI{cache: cache, talos: talosProv, store: store, boot: func() map[string]string { return cfg.Boot.DefaultParams }},
 		Status: func() map[string]any {
 			st := map[string]any{"version": opts.Version, "uptime": time.Since(started).Round(time.Second).String(),
-				"events_dropped": rec.Dropped(), "http": httpBoot.Stats()}
+				"events_dropped": rec.Dropped(), "discovery_refused": store.DiscoveryRefused(), "http": httpBoot.Stats()}
 			if dhcpSrv != nil {
 				st["dhcp"] = dhcpSrv.Stats()
 			}
@@ -212,9 +235,14 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			return st
 		},
 	}
+	apiSrv.Backup = func(w io.Writer) error {
+		_, err := backup.Write(w, store, filepath.Join(cfg.DataDir, SecretKeyFile), cfg.DataDir, opts.Version)
+		return err
+	}
 	closing := make(chan struct{})
 	apiSrv.Closing = closing
 	apiSrv.Register(mux)
+	mux.Handle("GET /metrics", apiSrv.ReadGuard(mets.Handler()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
@@ -286,8 +314,9 @@ loop:
 // Booter and the Recorder once they exist. Until then events are dropped
 // and no request is served (the servers are not started before).
 type late struct {
-	booter atomic.Pointer[Booter]
-	rec    atomic.Pointer[Recorder]
+	booter  atomic.Pointer[Booter]
+	rec     atomic.Pointer[Recorder]
+	metrics *metrics.Metrics
 }
 
 // Emit implements events.Sink: the event is stored and published, and the
@@ -297,6 +326,10 @@ func (l *late) Emit(ev events.Event) {
 	if r == nil {
 		return
 	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	l.metrics.Emit(ev)
 	r.Emit(ev)
 	if b := l.booter.Load(); b != nil {
 		b.Observe(ev)
@@ -321,6 +354,14 @@ func (l *late) Script(ctx context.Context, req pxe.ScriptRequest) ([]byte, strin
 // Overlay implements pxe.Scripter.
 func (l *late) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
 	return l.booter.Load().Overlay(ctx, req)
+}
+
+// call returns fn(), or 0 while fn is not set yet.
+func call(fn func() float64) float64 {
+	if fn == nil {
+		return 0
+	}
+	return fn()
 }
 
 // loadOrCreateToken reads the API token, creating it (mode 0600) on first start.

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -43,6 +46,13 @@ type Store struct {
 	// maxEvents bounds each machine's timeline.
 	maxEvents int
 	now       func() time.Time
+
+	// maxDiscovered bounds the machines discovery creates (< 0: none).
+	maxDiscovered int
+	discMu        sync.Mutex
+	discovered    int       // discovered machines, counted at open and on creation
+	discCounted   time.Time // when discovered was last recounted from the database
+	discRefused   atomic.Uint64
 }
 
 // Options tune a Store.
@@ -50,6 +60,9 @@ type Options struct {
 	// MaxEventsPerMachine bounds each timeline (oldest dropped first).
 	// Zero means 1000.
 	MaxEventsPerMachine int
+	// MaxDiscovered bounds the machines created for unknown MACs. Zero
+	// means 1024; negative means none are created.
+	MaxDiscovered int
 	// Now overrides the clock (tests).
 	Now func() time.Time
 }
@@ -73,9 +86,12 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("setting mode 0600 on %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, maxEvents: opts.MaxEventsPerMachine, now: opts.Now}
+	s := &Store{db: db, path: path, maxEvents: opts.MaxEventsPerMachine, now: opts.Now, maxDiscovered: opts.MaxDiscovered}
 	if s.maxEvents <= 0 {
 		s.maxEvents = 1000
+	}
+	if s.maxDiscovered == 0 {
+		s.maxDiscovered = 1024
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -84,7 +100,71 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.countDiscovered(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// countDiscovered counts the discovered machines in the database.
+func (s *Store) countDiscovered() error {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = countDiscovered(tx)
+		return nil
+	})
+	s.discMu.Lock()
+	s.discovered, s.discCounted = n, time.Now()
+	s.discMu.Unlock()
+	return err
+}
+
+// countDiscovered counts the machines marked discovered.
+func countDiscovered(tx *bolt.Tx) int {
+	b := tx.Bucket(bucketMachines)
+	if b == nil {
+		return 0
+	}
+	n := 0
+	b.ForEach(func(_, v []byte) error {
+		var m struct {
+			Discovered bool `json:"discovered"`
+		}
+		if json.Unmarshal(v, &m) == nil && m.Discovered {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// DiscoveryRefused is how many events from unknown MACs were not stored
+// because the discovered machines reached their bound.
+func (s *Store) DiscoveryRefused() uint64 { return s.discRefused.Load() }
+
+// WriteSnapshot writes a consistent copy of the whole database to w, in one
+// read transaction (writers go on meanwhile), and returns its size.
+func (s *Store) WriteSnapshot(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// MachineCount is the number of machines in the inventory.
+func (s *Store) MachineCount() (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketMachines); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	return n, err
 }
 
 // Close closes the database.
@@ -565,6 +645,25 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 }
 
 func (s *Store) discover(tx *bolt.Tx, mac string) (*Machine, error) {
+	s.discMu.Lock()
+	full := s.discovered >= s.maxDiscovered
+	if full && time.Since(s.discCounted) > 10*time.Second {
+		// Machines may have been accepted or removed since: recount, at
+		// most every 10 s, so a flood of MACs does not scan each time.
+		s.discMu.Unlock()
+		n := countDiscovered(tx)
+		s.discMu.Lock()
+		s.discovered, s.discCounted = n, time.Now()
+		full = n >= s.maxDiscovered
+	}
+	if !full {
+		s.discovered++
+	}
+	s.discMu.Unlock()
+	if full {
+		s.discRefused.Add(1)
+		return nil, ErrNotFound
+	}
 	now := s.now().UTC()
 	m := &Machine{
 		Name:       DiscoveredName(mac),

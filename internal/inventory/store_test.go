@@ -181,3 +181,36 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatalf("after reopen: %+v %v", m, err)
 	}
 }
+
+// A flood of unknown MACs cannot grow the inventory without bound: past
+// MaxDiscovered their events are not stored, and are counted. Removing a
+// discovered machine makes room again (after the next recount).
+func TestDiscoveryIsBounded(t *testing.T) {
+	s, path := open(t, Options{MaxDiscovered: 3})
+	var batch []events.Event
+	for i := range 10 {
+		batch = append(batch, events.Event{Type: events.DHCPOffer, MAC: fmt.Sprintf("52:54:00:00:00:%02x", i)})
+	}
+	stored, err := s.AppendEvents(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := s.Machines()
+	if len(ms) != 3 || len(stored) != 3 || s.DiscoveryRefused() != 7 {
+		t.Fatalf("%d machines, %d events stored, %d refused; want 3, 3, 7", len(ms), len(stored), s.DiscoveryRefused())
+	}
+	// Known MACs still record.
+	if stored, _ := s.AppendEvents(batch[:1]); len(stored) != 1 {
+		t.Fatalf("event of a discovered machine not stored")
+	}
+	// The bound survives a restart (counted from the database).
+	s.Close()
+	s2, err := Open(path, Options{MaxDiscovered: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if stored, _ := s2.AppendEvents(batch[5:6]); len(stored) != 0 {
+		t.Fatalf("a fourth discovered machine after restart")
+	}
+}

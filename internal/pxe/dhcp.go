@@ -44,6 +44,8 @@ type DHCPConfig struct {
 	Events events.Sink
 	// Neighbors learns which IP each MAC uses (for TFTP attribution).
 	Neighbors *Neighbors
+	// Observer is told every packet's type and decision (nil: nobody).
+	Observer Observer
 	// Log is the logger.
 	Log *slog.Logger
 }
@@ -76,6 +78,9 @@ func NewDHCPServer(cfg DHCPConfig) *DHCPServer {
 	}
 	if cfg.Events == nil {
 		cfg.Events = events.SinkFunc(func(events.Event) {})
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
 	}
 	return &DHCPServer{cfg: cfg}
 }
@@ -159,6 +164,7 @@ func (s *DHCPServer) handlePacket(ctx context.Context, raw []byte, ifc netutil.I
 	pkt, err := dhcpv4.FromBytes(raw)
 	if err != nil {
 		s.malformed.Add(1)
+		s.cfg.Observer.DHCP("unknown", "malformed")
 		s.cfg.Log.Debug("dropped malformed DHCP packet", "from", from, "err", err)
 		return nil, nil
 	}
@@ -180,12 +186,14 @@ func (s *DHCPServer) serverIP(ifc netutil.Interface) net.IP {
 // Handle decides the answer to one request that arrived on ifc at port from
 // peer. It returns the reply and its destination, or nil to stay silent.
 func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil.Interface, port int, peer *net.UDPAddr) (*dhcpv4.DHCPv4, *net.UDPAddr) {
+	mt := req.MessageType()
+	typ := msgTypeLabel(mt)
 	if req.OpCode != dhcpv4.OpcodeBootRequest || len(req.ClientHWAddr) != 6 {
 		s.malformed.Add(1)
+		s.cfg.Observer.DHCP(typ, "malformed")
 		return nil, nil
 	}
 	mac := req.ClientHWAddr.String()
-	mt := req.MessageType()
 	proxyPort := port == s.cfg.ProxyPort
 	class := req.ClassIdentifier()
 
@@ -203,8 +211,10 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 		// is not ours to answer.
 		if boot.IsPXEClass(class) {
 			s.ignoredOther.Add(1)
+			s.cfg.Observer.DHCP(typ, "ignored_not_ours")
 		} else {
 			s.ignoredNonPXE.Add(1)
+			s.cfg.Observer.DHCP(typ, "ignored_non_pxe")
 		}
 		return nil, nil
 	}
@@ -224,9 +234,11 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 	if d.Ignore {
 		if d.Silent {
 			s.ignoredNonPXE.Add(1)
+			s.cfg.Observer.DHCP(typ, "ignored_non_pxe")
 			return nil, nil
 		}
 		s.ignoredOther.Add(1)
+		s.cfg.Observer.DHCP(typ, "ignored_decision")
 		s.cfg.Log.Info("PXE client not answered", "mac", mac, "reason", d.Reason)
 		s.cfg.Events.Emit(events.Event{Type: events.DHCPIgnored, MAC: mac, Attrs: map[string]string{
 			"reason": d.Reason, "arch": archString(breq), "port": strconv.Itoa(port), "interface": ifc.Name,
@@ -237,6 +249,7 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 	reply, err := dhcpv4.NewReplyFromRequest(req)
 	if err != nil {
 		s.cfg.Log.Error("building DHCP reply", "err", err)
+		s.cfg.Observer.DHCP(typ, "error")
 		return nil, nil
 	}
 	if proxyPort {
@@ -268,8 +281,10 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 	to := replyDestination(req, peer, proxyPort, s.cfg.Port)
 	if proxyPort {
 		s.acks.Add(1)
+		s.cfg.Observer.DHCP(typ, "ack")
 	} else {
 		s.offers.Add(1)
+		s.cfg.Observer.DHCP(typ, "offer")
 	}
 	s.cfg.Log.Info("PXE boot offered", "mac", mac, "file", d.BootFile, "firmware", d.Firmware, "port", port, "interface", ifc.Name)
 	s.cfg.Events.Emit(events.Event{Type: events.DHCPOffer, MAC: mac, Attrs: map[string]string{
@@ -337,4 +352,25 @@ func archString(r boot.Request) string {
 		return "none"
 	}
 	return strconv.Itoa(int(r.Arch))
+}
+
+// msgTypeLabel names a message type for metrics: the known DHCP types in
+// lower case, "none" for BOOTP (no option 53), "other" for the rest (so a
+// flood of odd types cannot grow the label set).
+func msgTypeLabel(mt dhcpv4.MessageType) string {
+	switch mt {
+	case dhcpv4.MessageTypeDiscover:
+		return "discover"
+	case dhcpv4.MessageTypeRequest:
+		return "request"
+	case dhcpv4.MessageTypeInform:
+		return "inform"
+	case dhcpv4.MessageTypeRelease:
+		return "release"
+	case dhcpv4.MessageTypeDecline:
+		return "decline"
+	case dhcpv4.MessageTypeNone:
+		return "none"
+	}
+	return "other"
 }

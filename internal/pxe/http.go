@@ -35,6 +35,9 @@ type HTTPConfig struct {
 	Neighbors *Neighbors
 	// Events receives timeline steps.
 	Events events.Sink
+	// Observer is told every request's kind, status, size and duration
+	// (nil: nobody).
+	Observer Observer
 	// Log is the logger.
 	Log *slog.Logger
 }
@@ -62,6 +65,9 @@ func NewHTTPBoot(cfg HTTPConfig) (*HTTPBoot, error) {
 	if cfg.Events == nil {
 		cfg.Events = events.SinkFunc(func(events.Event) {})
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
 	h := &HTTPBoot{cfg: cfg}
 	if cfg.AssetsDir != "" {
 		if err := os.MkdirAll(cfg.AssetsDir, 0o755); err != nil {
@@ -85,12 +91,27 @@ func NewHTTPBoot(cfg HTTPConfig) (*HTTPBoot, error) {
 
 // Register adds the boot endpoints to mux.
 func (h *HTTPBoot) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /boot/{file}", h.firstStage)
-	mux.HandleFunc("GET /boot/{mac}/script", h.script)
-	mux.HandleFunc("POST /boot/{mac}/booted", h.booted)
-	mux.HandleFunc("GET /boot/{mac}/overlay.cpio", h.overlay)
-	mux.HandleFunc("GET /assets/{path...}", h.asset)
-	mux.HandleFunc("GET /ipxe/{path...}", h.ipxeFile)
+	mux.HandleFunc("GET /boot/{file}", h.instrument("first_stage", h.firstStage))
+	mux.HandleFunc("GET /boot/{mac}/script", h.instrument("script", h.script))
+	mux.HandleFunc("POST /boot/{mac}/booted", h.instrument("callback", h.booted))
+	mux.HandleFunc("GET /boot/{mac}/overlay.cpio", h.instrument("overlay", h.overlay))
+	mux.HandleFunc("GET /assets/{path...}", h.instrument("asset", h.asset))
+	mux.HandleFunc("GET /ipxe/{path...}", h.instrument("ipxe", h.ipxeFile))
+}
+
+// instrument reports each request's status, size and duration to the
+// Observer.
+func (h *HTTPBoot) instrument(kind string, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		cw := &countingWriter{ResponseWriter: w}
+		next(cw, r)
+		status := cw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		h.cfg.Observer.HTTP(kind, status, cw.n, time.Since(start))
+	}
 }
 
 // Stats returns the counters.

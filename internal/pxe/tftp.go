@@ -72,13 +72,25 @@ type TFTPConfig struct {
 	Neighbors *Neighbors
 	// Events receives one event per transfer.
 	Events events.Sink
+	// MaxTransfers bounds the transfers in flight (each holds a socket
+	// and a goroutine until its client acknowledges or times out);
+	// requests beyond it are answered "busy" at once and counted. Zero
+	// means 256.
+	MaxTransfers int
+	// Observer is told every request's result (nil: nobody).
+	Observer Observer
+	// Timeout is how long a transfer waits for each acknowledgement (5
+	// retries); zero means 5 s.
+	Timeout time.Duration
 	// Log is the logger.
 	Log *slog.Logger
 }
 
 // TFTPStats counts TFTP transfers.
 type TFTPStats struct {
-	Transfers, Failures, Refused, Bytes uint64
+	Transfers, Failures, Refused, Busy, Bytes uint64
+	// Active is the number of transfers in flight.
+	Active int64
 }
 
 // TFTPServer serves files read-only over TFTP. Write requests are refused.
@@ -87,8 +99,10 @@ type TFTPServer struct {
 	root    *os.Root
 	conns   []*net.UDPConn
 	pending sync.Map // "ip:port" -> map of negotiated options
+	slots   chan struct{}
 
-	transfers, failures, refused, bytes atomic.Uint64
+	transfers, failures, refused, busy, bytes atomic.Uint64
+	active                                    atomic.Int64
 }
 
 // NewTFTPServer opens the root directory and prepares the server.
@@ -99,11 +113,20 @@ func NewTFTPServer(cfg TFTPConfig) (*TFTPServer, error) {
 	if cfg.Events == nil {
 		cfg.Events = events.SinkFunc(func(events.Event) {})
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.MaxTransfers <= 0 {
+		cfg.MaxTransfers = 256
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
 	root, err := os.OpenRoot(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("TFTP root %s: %w (install Debian's ipxe package or set ipxe_dir)", cfg.Root, err)
 	}
-	return &TFTPServer{cfg: cfg, root: root}, nil
+	return &TFTPServer{cfg: cfg, root: root, slots: make(chan struct{}, cfg.MaxTransfers)}, nil
 }
 
 // newServer returns a pin/tftp server for one socket: a tftp.Server holds
@@ -113,7 +136,7 @@ func (s *TFTPServer) newServer() *tftp.Server {
 	if s.cfg.MaxBlockSize > 0 {
 		srv.SetBlockSize(s.cfg.MaxBlockSize)
 	}
-	srv.SetTimeout(5 * time.Second)
+	srv.SetTimeout(s.cfg.Timeout)
 	srv.SetRetries(5)
 	srv.SetHook(s)
 	return srv
@@ -169,7 +192,8 @@ func (s *TFTPServer) Close() {
 
 // Stats returns the counters.
 func (s *TFTPServer) Stats() TFTPStats {
-	return TFTPStats{Transfers: s.transfers.Load(), Failures: s.failures.Load(), Refused: s.refused.Load(), Bytes: s.bytes.Load()}
+	return TFTPStats{Transfers: s.transfers.Load(), Failures: s.failures.Load(), Refused: s.refused.Load(), Busy: s.busy.Load(),
+		Bytes: s.bytes.Load(), Active: s.active.Load()}
 }
 
 // CleanTFTPPath turns a requested file name into a path relative to the TFTP
@@ -221,8 +245,20 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 	if rpi, ok := rf.(tftp.RequestPacketInfo); ok {
 		local = rpi.LocalIP()
 	}
-	mac := s.cfg.Neighbors.MAC(raddr.IP)
 	start := time.Now()
+	select {
+	case s.slots <- struct{}{}:
+		s.active.Add(1)
+		defer func() { s.active.Add(-1); <-s.slots }()
+	default:
+		s.busy.Add(1)
+		s.cfg.Observer.Dropped("tftp", "max_transfers")
+		s.cfg.Observer.TFTP("busy", 0, 0)
+		s.cfg.Log.Debug("TFTP request dropped: too many transfers in flight", "file", filename, "client", raddr.IP, "max", s.cfg.MaxTransfers)
+		return errors.New("server busy, try again")
+	}
+	mac := s.cfg.Neighbors.MAC(raddr.IP)
+	notFound := false
 	emit := func(n int64, err error, opts map[string]string) {
 		attrs := map[string]string{
 			"file": filename, "bytes": strconv.FormatInt(n, 10),
@@ -258,6 +294,11 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 			s.transfers.Add(1)
 		}
 		s.bytes.Add(uint64(n))
+		res := strings.ReplaceAll(attrs["result"], "-", "_")
+		if res == "failed" && n == 0 && notFound {
+			res = "not_found"
+		}
+		s.cfg.Observer.TFTP(res, n, time.Since(start))
 		s.cfg.Log.Info("TFTP transfer", "mac", mac, "file", filename, "bytes", n, "client", raddr.IP, "err", err)
 		if mac != "" {
 			s.cfg.Events.Emit(events.Event{Type: events.TFTPTransfer, MAC: mac, Attrs: attrs})
@@ -266,6 +307,7 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 	p, err := CleanTFTPPath(filename)
 	if err != nil {
 		s.refused.Add(1)
+		s.cfg.Observer.TFTP("refused", 0, 0)
 		s.cfg.Log.Warn("TFTP request refused", "file", filename, "client", raddr.IP, "reason", err)
 		return fmt.Errorf("refused: %v", err)
 	}
@@ -295,12 +337,14 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 		}
 		if err != nil {
 			s.cfg.Log.Info("TFTP file not found", "file", filename, "client", raddr.IP, "err", err)
+			notFound = true
 			emit(0, err, nil)
 			return errors.New("file not found")
 		}
 		defer f.Close()
 		st, err := f.Stat()
 		if err != nil || !st.Mode().IsRegular() {
+			notFound = true
 			emit(0, errors.New("not a regular file"), nil)
 			return errors.New("file not found")
 		}

@@ -169,3 +169,66 @@ func TestTFTPServesReadOnly(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestTFTPFloodIsBounded: 200 clients ask at once and never acknowledge a
+// block (each transfer holds a socket until it times out). Transfers in
+// flight stay at MaxTransfers, the rest are answered "busy" at once and
+// counted, and the process's file descriptors stay bounded.
+func TestTFTPFloodIsBounded(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "undionly.kpxe"), make([]byte, 100_000), 0o644)
+	s, err := NewTFTPServer(TFTPConfig{Root: root, MaxTransfers: 8, Timeout: 300 * time.Millisecond, Neighbors: NewNeighbors("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.conns = []*net.UDPConn{conn}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
+	const clients = 200
+	before := fds()
+	rrq := append([]byte{0, 1}, []byte("undionly.kpxe\x00octet\x00")...)
+	var socks []*net.UDPConn
+	for range clients {
+		c, err := net.DialUDP("udp", nil, conn.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		socks = append(socks, c)
+		c.Write(rrq)
+	}
+	peak := 0
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		st := s.Stats()
+		if int(st.Active) > peak {
+			peak = int(st.Active)
+		}
+		if st.Busy+uint64(st.Active)+st.Failures >= clients && st.Busy > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	during := fds() - before - clients // our own client sockets excluded
+	st := s.Stats()
+	for _, c := range socks {
+		c.Close()
+	}
+	if peak > 8 || st.Active > 8 {
+		t.Fatalf("%d transfers in flight (peak %d), bound 8", st.Active, peak)
+	}
+	if st.Busy < clients-8*2 {
+		t.Fatalf("only %d of %d requests answered busy (active %d, failures %d)", st.Busy, clients, st.Active, st.Failures)
+	}
+	if during > 8+32 {
+		t.Fatalf("server holds %d more file descriptors during the flood", during)
+	}
+	t.Logf("%d requests: %d in flight at most, %d answered busy, %d extra file descriptors", clients, peak, st.Busy, during)
+}

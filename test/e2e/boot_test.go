@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -275,7 +277,66 @@ func TestBootPath(t *testing.T) {
 		}
 	})
 
+	// What the boots above did, as Prometheus sees it: scraped from the
+	// server's own namespace (loopback, no token needed).
+	t.Run("metrics", func(t *testing.T) {
+		out := l.sh(l.server, "busybox", "wget", "-q", "-O", "-", fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
+		for _, series := range []string{
+			`provisiond_dhcp_requests_total{decision="offer",type="discover"}`,
+			`provisiond_dhcp_requests_total{decision="ack",type="request"}`,
+			`provisiond_dhcp_requests_total{decision="ignored_non_pxe",type="discover"}`,
+			`provisiond_tftp_transfers_total{result="ok"}`,
+			`provisiond_tftp_bytes_total`,
+			`provisiond_http_boot_requests_total{kind="script",status="200"}`,
+			`provisiond_http_boot_requests_total{kind="asset",status="200"}`,
+			`provisiond_http_boot_bytes_total{kind="asset"}`,
+			`provisiond_boot_seconds_count{profile="linux"}`,
+			`provisiond_boots_done_total{on="assets",profile="linux"}`,
+		} {
+			v := metricValue(out, series)
+			if v <= 0 {
+				t.Errorf("metric %s = %v, want > 0", series, v)
+			}
+		}
+		t.Logf("boot metrics:\n%s", grepLines(out, "provisiond_dhcp_requests_total{", "provisiond_tftp_transfers_total{", "provisiond_boot_seconds_sum", "provisiond_boot_seconds_count", "provisiond_http_boot_requests_total{"))
+	})
+
+	// Reads are open on loopback and need the token from elsewhere (the
+	// client namespace reaches the daemon at its LAN address); boot
+	// endpoints stay open to everyone.
+	t.Run("read-access", func(t *testing.T) {
+		l.sh(l.client, "ip", "addr", "add", "192.0.2.90/25", "dev", "c0")
+		defer l.sh(l.client, "ip", "addr", "del", "192.0.2.90/25", "dev", "c0")
+		remote := fmt.Sprintf("http://%s:%d", serverIP, httpPort)
+		if out, err := exec.Command("ip", "netns", "exec", l.client, "busybox", "wget", "-q", "-O", "-", remote+"/metrics").CombinedOutput(); err == nil {
+			t.Errorf("/metrics from another host without the token was served:\n%.200s", out)
+		}
+		out, err := exec.Command("ip", "netns", "exec", l.client, l.bin, "--server", remote, "--token-file", "/nonexistent", "machine", "list").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "needs the API token") {
+			t.Errorf("machine list from another host without the token: %v\n%s", err, out)
+		}
+		out, err = exec.Command("ip", "netns", "exec", l.client, l.bin, "--server", remote, "--token-file", filepath.Join(l.dir, "data", "api-token"), "machine", "list").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "vm-bios") {
+			t.Errorf("machine list from another host with the token: %v\n%s", err, out)
+		}
+		if out, err := exec.Command("ip", "netns", "exec", l.client, "busybox", "wget", "-q", "-O", "-", remote+"/boot/52-54-00-e2-e0-01.ipxe").CombinedOutput(); err != nil || !strings.Contains(string(out), "#!ipxe") {
+			t.Errorf("boot script from the LAN: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("sigterm", func(t *testing.T) { l.stopDaemon(t) })
+}
+
+// metricValue is the value of one series in Prometheus text output (0
+// when absent).
+func metricValue(text, series string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
 }
 
 func grepLines(text string, prefixes ...string) string {

@@ -1,0 +1,217 @@
+// Package metrics is provisiond's Prometheus instrumentation: what the
+// protocol servers did (they report through pxe.Observer), how long boots
+// take (read from the event stream) and how BMC calls end.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/provisiond/provisiond/internal/events"
+)
+
+// Metrics holds provisiond's collectors in its own registry.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	dhcp         *prometheus.CounterVec
+	tftp         *prometheus.CounterVec
+	tftpBytes    prometheus.Counter
+	tftpSeconds  prometheus.Histogram
+	drops        *prometheus.CounterVec
+	http         *prometheus.CounterVec
+	httpBytes    *prometheus.CounterVec
+	httpSeconds  *prometheus.HistogramVec
+	bootSeconds  *prometheus.HistogramVec
+	bootsDone    *prometheus.CounterVec
+	bmcCalls     *prometheus.CounterVec
+	bmcSeconds   *prometheus.HistogramVec
+	eventsStored *prometheus.CounterVec
+
+	mu    sync.Mutex
+	boots map[string]*bootStart // MAC -> the boot in progress
+}
+
+type bootStart struct {
+	at      time.Time
+	profile string
+}
+
+// maxBoots bounds the boots followed for their duration (a flood of MACs
+// that never call back must not grow the map).
+const maxBoots = 4096
+
+// bootWindow is how long a boot may take from its first DHCP request to
+// its callback before it is forgotten.
+const bootWindow = time.Hour
+
+// New returns the collectors, registered with Go runtime and process
+// metrics, and values read at scrape time from gauges (names ending in
+// _total are counters).
+func New(gauges map[string]func() float64) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), boots: map[string]*bootStart{}}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	m.dhcp = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_dhcp_requests_total",
+		Help: "DHCP packets received, by message type and decision (offer, ack, ignored_non_pxe, ignored_not_ours, ignored_decision, malformed)."},
+		[]string{"type", "decision"})
+	m.tftp = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_tftp_transfers_total",
+		Help: "TFTP read requests, by result (ok, failed, size_query, refused, not_found, busy)."}, []string{"result"})
+	m.tftpBytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "provisiond_tftp_bytes_total", Help: "Bytes sent over TFTP."})
+	m.tftpSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "provisiond_tftp_transfer_seconds",
+		Help: "Duration of TFTP transfers that sent data.", Buckets: prometheus.ExponentialBuckets(0.01, 3, 9)})
+	m.drops = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_dropped_total",
+		Help: "Requests dropped before any work because a bound was reached, by server and reason."}, []string{"server", "reason"})
+	m.http = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_http_boot_requests_total",
+		Help: "Boot endpoint requests (first stage, script, overlay, asset, ipxe, callback), by kind and status code."},
+		[]string{"kind", "status"})
+	m.httpBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_http_boot_bytes_total",
+		Help: "Bytes sent by the boot endpoints, by kind."}, []string{"kind"})
+	m.httpSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "provisiond_http_boot_seconds",
+		Help: "Duration of boot endpoint requests, by kind.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, []string{"kind"})
+	m.bootSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "provisiond_boot_seconds",
+		Help:    "Boot duration from a machine's first DHCP request to its booted callback, by profile.",
+		Buckets: []float64{5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200}}, []string{"profile"})
+	m.bootsDone = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_boots_done_total",
+		Help: "Boots done by their profile's rule (script, assets, callback), by profile."}, []string{"profile", "on"})
+	m.bmcCalls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_bmc_calls_total",
+		Help: "BMC sessions (power_status, power, bootdev, inventory), by operation and result (ok, error, timeout)."}, []string{"op", "result"})
+	m.bmcSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "provisiond_bmc_call_seconds",
+		Help: "Duration of BMC operations, by operation.", Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60}}, []string{"op"})
+	m.eventsStored = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_events_total",
+		Help: "Timeline events, by type."}, []string{"type"})
+	for _, c := range []prometheus.Collector{m.dhcp, m.tftp, m.tftpBytes, m.tftpSeconds, m.drops, m.http, m.httpBytes, m.httpSeconds,
+		m.bootSeconds, m.bootsDone, m.bmcCalls, m.bmcSeconds, m.eventsStored,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		f(c)
+	}
+	for name, fn := range gauges {
+		if strings.HasSuffix(name, "_total") {
+			f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: gaugeHelp[name]}, fn))
+		} else {
+			f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: gaugeHelp[name]}, fn))
+		}
+	}
+	return m
+}
+
+// Gauge names main and the daemon may pass to New.
+const (
+	// GaugeEventsDropped counts events the recorder could not keep up with.
+	GaugeEventsDropped = "provisiond_events_dropped_total"
+	// GaugeTFTPActive is the number of TFTP transfers in flight.
+	GaugeTFTPActive = "provisiond_tftp_active_transfers"
+	// GaugeDiscoveryRefused counts events of unknown MACs not stored
+	// because the discovered machines reached max_discovered.
+	GaugeDiscoveryRefused = "provisiond_discovery_refused_total"
+)
+
+var gaugeHelp = map[string]string{
+	GaugeEventsDropped:    "Timeline events dropped because the recorder's queue was full.",
+	GaugeTFTPActive:       "TFTP transfers in flight.",
+	GaugeDiscoveryRefused: "Events of unknown MACs not stored because max_discovered was reached.",
+}
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// DHCP implements pxe.Observer.
+func (m *Metrics) DHCP(msgType, decision string) {
+	m.dhcp.WithLabelValues(msgType, decision).Inc()
+}
+
+// TFTP implements pxe.Observer.
+func (m *Metrics) TFTP(result string, bytes int64, d time.Duration) {
+	m.tftp.WithLabelValues(result).Inc()
+	if bytes > 0 {
+		m.tftpBytes.Add(float64(bytes))
+		m.tftpSeconds.Observe(d.Seconds())
+	}
+}
+
+// HTTP implements pxe.Observer.
+func (m *Metrics) HTTP(kind string, status int, bytes int64, d time.Duration) {
+	m.http.WithLabelValues(kind, strconv.Itoa(status)).Inc()
+	if bytes > 0 {
+		m.httpBytes.WithLabelValues(kind).Add(float64(bytes))
+	}
+	m.httpSeconds.WithLabelValues(kind).Observe(d.Seconds())
+}
+
+// Dropped implements pxe.Observer.
+func (m *Metrics) Dropped(server, reason string) {
+	m.drops.WithLabelValues(server, reason).Inc()
+}
+
+// BMC implements daemon.BMCObserver.
+func (m *Metrics) BMC(op, result string, d time.Duration) {
+	m.bmcCalls.WithLabelValues(op, result).Inc()
+	m.bmcSeconds.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// Emit implements events.Sink: boot durations come from the timeline's
+// events.
+func (m *Metrics) Emit(ev events.Event) {
+	m.eventsStored.WithLabelValues(ev.Type).Inc()
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	switch ev.Type {
+	case events.DHCPOffer:
+		m.mu.Lock()
+		// A boot starts with the firmware's request (stage rom or http);
+		// iPXE's own request continues it, unless that boot already got
+		// its script (then this is a new boot by an iPXE ROM).
+		b, ok := m.boots[ev.MAC]
+		if !ok || b.profile != "" || ev.Attrs["stage"] != "ipxe" || ev.Time.Sub(b.at) > bootWindow {
+			m.evict()
+			m.boots[ev.MAC] = &bootStart{at: ev.Time}
+		}
+		m.mu.Unlock()
+	case events.Script:
+		m.mu.Lock()
+		if b := m.boots[ev.MAC]; b != nil {
+			b.profile = ev.Attrs["profile"]
+		}
+		m.mu.Unlock()
+	case events.Booted:
+		m.mu.Lock()
+		b := m.boots[ev.MAC]
+		delete(m.boots, ev.MAC)
+		m.mu.Unlock()
+		if b != nil && b.profile != "" {
+			m.bootSeconds.WithLabelValues(b.profile).Observe(ev.Time.Sub(b.at).Seconds())
+		}
+	case events.BootDone:
+		m.bootsDone.WithLabelValues(ev.Attrs["profile"], ev.Attrs["on"]).Inc()
+	}
+}
+
+// evict makes room for one more boot: stale boots go first, then the
+// oldest. Called with mu held.
+func (m *Metrics) evict() {
+	if len(m.boots) < maxBoots {
+		return
+	}
+	var oldest string
+	for mac, b := range m.boots {
+		if time.Since(b.at) > bootWindow {
+			delete(m.boots, mac)
+			continue
+		}
+		if oldest == "" || b.at.Before(m.boots[oldest].at) {
+			oldest = mac
+		}
+	}
+	if len(m.boots) >= maxBoots {
+		delete(m.boots, oldest)
+	}
+}
