@@ -124,61 +124,72 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 		Short: "Run the daemon: ProxyDHCP (67, 4011), TFTP (69), HTTP boot and API",
 		Long: "Run the daemon. It reads the YAML config (default " + defaultConfigPath + ", used if present),\n" +
 			"then the flags override it. Without any config it runs on its embedded defaults.\n" +
-			"SIGTERM or Ctrl-C stops it cleanly; SIGHUP reloads the profiles.",
+			"SIGTERM or Ctrl-C stops it cleanly (transfers get 10s to finish); SIGHUP reloads the config file\n" +
+			"and the profiles (" + config.Reloadable + "), keeping the last good set on error.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			explicit := cmd.Flags().Changed("config")
-			cfg, err := config.Load(configPath, explicit)
+			// load reads the file and puts the flags over it: at start
+			// and again on SIGHUP.
+			load := func() (config.Config, error) {
+				explicit := cmd.Flags().Changed("config")
+				cfg, err := config.Load(configPath, explicit)
+				if err != nil {
+					return cfg, err
+				}
+				f := cmd.Flags()
+				if f.Changed("interface") {
+					cfg.Interfaces = ifaces
+				}
+				if f.Changed("advertise") {
+					cfg.Advertise = advertise
+				}
+				if f.Changed("http-listen") {
+					cfg.HTTP.Listen = listen
+				}
+				if f.Changed("data-dir") {
+					cfg.DataDir = dataDir
+				}
+				if f.Changed("ipxe-dir") {
+					cfg.IPXEDir = ipxeDir
+				}
+				if f.Changed("profiles-dir") {
+					cfg.ProfilesDir = profiles_
+				}
+				if f.Changed("assets-dir") {
+					cfg.AssetsDir = assetsDir
+				}
+				if f.Changed("log-level") {
+					cfg.Log.Level = logLevel
+				}
+				if f.Changed("log-format") {
+					cfg.Log.Format = logFormat
+				}
+				if f.Changed("tftp-max-blksize") {
+					cfg.TFTP.MaxBlockSize = blksize
+				}
+				if f.Changed("default-profile") {
+					cfg.Boot.DefaultProfile = defProfile
+				}
+				if f.Changed("bmc-timeout") {
+					cfg.BMC.Timeout = bmcTimeout.String()
+				}
+				if noDHCP {
+					cfg.DHCP.Enabled = false
+				}
+				if noTFTP {
+					cfg.TFTP.Enabled = false
+				}
+				return cfg, nil
+			}
+			cfg, err := load()
 			if err != nil {
 				return err
-			}
-			f := cmd.Flags()
-			if f.Changed("interface") {
-				cfg.Interfaces = ifaces
-			}
-			if f.Changed("advertise") {
-				cfg.Advertise = advertise
-			}
-			if f.Changed("http-listen") {
-				cfg.HTTP.Listen = listen
-			}
-			if f.Changed("data-dir") {
-				cfg.DataDir = dataDir
-			}
-			if f.Changed("ipxe-dir") {
-				cfg.IPXEDir = ipxeDir
-			}
-			if f.Changed("profiles-dir") {
-				cfg.ProfilesDir = profiles_
-			}
-			if f.Changed("assets-dir") {
-				cfg.AssetsDir = assetsDir
-			}
-			if f.Changed("log-level") {
-				cfg.Log.Level = logLevel
-			}
-			if f.Changed("log-format") {
-				cfg.Log.Format = logFormat
-			}
-			if f.Changed("tftp-max-blksize") {
-				cfg.TFTP.MaxBlockSize = blksize
-			}
-			if f.Changed("default-profile") {
-				cfg.Boot.DefaultProfile = defProfile
-			}
-			if f.Changed("bmc-timeout") {
-				cfg.BMC.Timeout = bmcTimeout.String()
-			}
-			if noDHCP {
-				cfg.DHCP.Enabled = false
-			}
-			if noTFTP {
-				cfg.TFTP.Enabled = false
 			}
 			if err := cfg.Validate(); err != nil {
 				return fmt.Errorf("config: %w", err)
 			}
-			log := newLogger(e.stderr, cfg.Log)
+			level := new(slog.LevelVar)
+			log := newLogger(e.stderr, cfg.Log, level)
 			reload := make(chan struct{}, 1)
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
@@ -191,7 +202,8 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 					}
 				}
 			}()
-			return daemon.Run(ctx, cfg, daemon.Options{Builtin: profiles.FS, Version: version, Log: log, Reload: reload, Getenv: e.get})
+			return daemon.Run(ctx, cfg, daemon.Options{Builtin: profiles.FS, Version: version, Log: log, Reload: reload, Getenv: e.get,
+				LoadConfig: load, LogLevel: level})
 		},
 	}
 	f := cmd.Flags()
@@ -213,10 +225,13 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 	return cmd
 }
 
-func newLogger(w io.Writer, lc config.Log) *slog.Logger {
+// newLogger returns the daemon's logger; level is set from lc and can be
+// changed later (reload).
+func newLogger(w io.Writer, lc config.Log, level *slog.LevelVar) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(lc.Level))
-	o := &slog.HandlerOptions{Level: lvl}
+	level.Set(lvl)
+	o := &slog.HandlerOptions{Level: level}
 	if lc.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, o))
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -317,4 +318,33 @@ func (c *Config) AssetDir() string {
 		return c.AssetsDir
 	}
 	return c.DataDir + "/assets"
+}
+
+// Reloadable names what a reload (SIGHUP) applies: boot, profiles_dir,
+// roles, models and log.level. Everything else is bound at start.
+const Reloadable = "boot, profiles_dir, roles, models, log.level"
+
+// NeedRestart lists the settings that differ between c and next but only
+// take effect on restart.
+func (c *Config) NeedRestart(next *Config) []string {
+	var out []string
+	check := func(name string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			out = append(out, name)
+		}
+	}
+	check("interfaces", c.Interfaces, next.Interfaces)
+	check("advertise", c.Advertise, next.Advertise)
+	check("data_dir", c.DataDir, next.DataDir)
+	check("ipxe_dir", c.IPXEDir, next.IPXEDir)
+	check("assets_dir", c.AssetsDir, next.AssetsDir)
+	check("http", c.HTTP, next.HTTP)
+	check("dhcp", c.DHCP, next.DHCP)
+	check("tftp", c.TFTP, next.TFTP)
+	check("talos", c.Talos, next.Talos)
+	check("bmc", c.BMC, next.BMC)
+	check("log.format", c.Log.Format, next.Log.Format)
+	check("max_events_per_machine", c.MaxEventsPerMachine, next.MaxEventsPerMachine)
+	check("max_discovered", c.MaxDiscovered, next.MaxDiscovered)
+	return out
 }

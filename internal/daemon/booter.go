@@ -29,7 +29,7 @@ import (
 type Booter struct {
 	store    *inventory.Store
 	profiles atomic.Pointer[profile.Set]
-	bootCfg  config.Boot
+	bootCfg  atomic.Pointer[config.Boot]
 	ipxeDir  string
 	files    map[string]string // configured iPXE binaries found at start
 	secrets  SecretSource
@@ -97,21 +97,28 @@ func NewBooter(o BooterOptions) *Booter {
 	if o.Events == nil {
 		o.Events = events.SinkFunc(func(events.Event) {})
 	}
-	b := &Booter{store: o.Store, bootCfg: o.Boot, ipxeDir: o.IPXEDir, files: o.IPXEFiles, secrets: o.Secrets, extras: o.Extras,
+	b := &Booter{store: o.Store, ipxeDir: o.IPXEDir, files: o.IPXEFiles, secrets: o.Secrets, extras: o.Extras,
 		sink: o.Events, log: o.Log, offered: map[string]time.Time{}, pending: map[string]*pendingBoot{}}
 	b.profiles.Store(o.Profiles)
+	b.SetBoot(o.Boot)
 	return b
 }
 
 // SetProfiles swaps in a new profile set (reload).
 func (b *Booter) SetProfiles(set *profile.Set) { b.profiles.Store(set) }
 
+// SetBoot replaces the boot settings (a reloaded config).
+func (b *Booter) SetBoot(bc config.Boot) { b.bootCfg.Store(&bc) }
+
+// boot returns the current boot settings.
+func (b *Booter) boot() *config.Boot { return b.bootCfg.Load() }
+
 // Profiles returns the current profile set.
 func (b *Booter) Profiles() *profile.Set { return b.profiles.Load() }
 
 func (b *Booter) options() boot.Options {
-	return boot.Options{BIOS: b.bootCfg.BIOS, UEFIx86: b.bootCfg.UEFIx86, UEFIx64: b.bootCfg.UEFIx64, UEFIARM64: b.bootCfg.UEFIARM64,
-		ChainIPXE: b.bootCfg.ChainIPXE}
+	bc := b.boot()
+	return boot.Options{BIOS: bc.BIOS, UEFIx86: bc.UEFIx86, UEFIx64: bc.UEFIx64, UEFIARM64: bc.UEFIARM64, ChainIPXE: bc.ChainIPXE}
 }
 
 // chainWindow is how long after delivering an iPXE binary to a MAC
@@ -179,7 +186,7 @@ func (b *Booter) DecideDHCP(_ context.Context, req boot.Request) boot.DHCPDecisi
 // hands out.
 func (b *Booter) isIPXEBinary(file string) bool {
 	switch strings.TrimLeft(file, "/") {
-	case b.bootCfg.BIOS, b.bootCfg.UEFIx86, b.bootCfg.UEFIx64, b.bootCfg.UEFIARM64:
+	case b.boot().BIOS, b.boot().UEFIx86, b.boot().UEFIx64, b.boot().UEFIARM64:
 		return true
 	}
 	return false
@@ -195,7 +202,7 @@ func (b *Booter) FirstStage(_ context.Context, mac, baseURL string) ([]byte, err
 // a boot menu chose for a machine in the inventory.
 func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
 	m := b.machine(req.MAC)
-	name := boot.ProfileFor(m, b.bootCfg.DefaultProfile)
+	name := boot.ProfileFor(m, b.boot().DefaultProfile)
 	if req.Profile != "" && req.Profile != name {
 		if m == nil || m.Discovered {
 			return nil, req.Profile, fmt.Errorf("only machines in the inventory may choose a profile from the menu")
@@ -224,7 +231,7 @@ func (b *Booter) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, st
 	if m == nil || m.Discovered {
 		return nil, req.Profile, fmt.Errorf("no overlay for %s: it is not in the inventory", req.MAC)
 	}
-	name := boot.ProfileFor(m, b.bootCfg.DefaultProfile)
+	name := boot.ProfileFor(m, b.boot().DefaultProfile)
 	if req.Profile != "" {
 		name = req.Profile
 	}
@@ -232,7 +239,7 @@ func (b *Booter) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, st
 	if !ok {
 		return nil, name, fmt.Errorf("profile %s does not exist", name)
 	}
-	d := boot.ScriptData(m, req.MAC, req.BaseURL, name, b.bootCfg.DefaultParams)
+	d := boot.ScriptData(m, req.MAC, req.BaseURL, name, b.boot().DefaultParams)
 	if b.secrets != nil {
 		d.Secret = b.secrets.Secret
 	}
@@ -273,7 +280,7 @@ func waitScript(nr *NotReadyError, req pxe.ScriptRequest) []byte {
 // Render renders the profile machine m (nil: unknown) gets when booting
 // from mac, reached at baseURL; secrets are real only when reveal is set.
 func (b *Booter) Render(ctx context.Context, m *inventory.Machine, mac, baseURL string, reveal bool) ([]byte, string, error) {
-	name := boot.ProfileFor(m, b.bootCfg.DefaultProfile)
+	name := boot.ProfileFor(m, b.boot().DefaultProfile)
 	r, err := b.render(ctx, m, mac, baseURL, name, reveal)
 	if err != nil {
 		return nil, name, err
@@ -287,7 +294,7 @@ func (b *Booter) render(ctx context.Context, m *inventory.Machine, mac, baseURL,
 	if !ok {
 		return nil, fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles)", name)
 	}
-	d := boot.ScriptData(m, mac, baseURL, name, b.bootCfg.DefaultParams)
+	d := boot.ScriptData(m, mac, baseURL, name, b.boot().DefaultParams)
 	if reveal && b.secrets != nil {
 		d.Secret = b.secrets.Secret
 	}

@@ -50,6 +50,11 @@ type Options struct {
 	Ready func(httpAddr string)
 	// Reload delivers reload requests (SIGHUP).
 	Reload <-chan struct{}
+	// LoadConfig reads the configuration again for a reload (the file
+	// and the flags over it); nil reloads only the profiles.
+	LoadConfig func() (config.Config, error)
+	// LogLevel, when set, is the logger's level; a reload sets it.
+	LogLevel *slog.LevelVar
 	// Getenv reads the daemon's environment (BMC passwords named by
 	// password_env); nil reads none.
 	Getenv func(string) string
@@ -212,6 +217,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	mux := http.NewServeMux()
 	httpBoot.Register(mux)
 	started := time.Now()
+	// live holds the configuration as last (re)loaded; its reloadable
+	// parts are read from here.
+	var live atomic.Pointer[config.Config]
+	live.Store(&cfg)
 	dialer := opts.BMCDialer
 	if dialer == nil {
 		dialer = bmc.NewBmclib(bmc.Options{Timeout: cfg.BMCTimeout(), IpmitoolPath: cfg.BMC.IpmitoolPath})
@@ -220,9 +229,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Events: late, Log: log, MaxConcurrent: cfg.BMC.MaxConcurrent, Observer: mets})
 	apiSrv := &api.Server{
 		BMC:   bmcSvc,
-		Store: store, Hardware: store, AuditConfig: func() ([]inventory.Role, []audit.Model) { return cfg.Roles, cfg.Models },
+		Store: store, Hardware: store, AuditConfig: func() ([]inventory.Role, []audit.Model) { c := live.Load(); return c.Roles, c.Models },
 		Renderer: booter, Secrets: secretStore, Broker: broker, Events: late, Token: token, ReadAccess: cfg.HTTP.ReadAccess, BaseURL: baseURL, Log: log,
-		Assets: &assetsAPI{cache: cache, talos: talosProv, store: store, boot: func() map[string]string { return cfg.Boot.DefaultParams }},
+		Assets: &assetsAPI{cache: cache, talos: talosProv, store: store, boot: func() map[string]string { return live.Load().Boot.DefaultParams }},
 		Status: func() map[string]any {
 			st := map[string]any{"version": opts.Version, "uptime": time.Since(started).Round(time.Second).String(),
 				"events_dropped": rec.Dropped(), "discovery_refused": store.DiscoveryRefused(), "http": httpBoot.Stats()}
@@ -283,12 +292,25 @@ loop:
 			runErr = err
 			break loop
 		case <-opts.Reload:
-			if set, err := profile.Load(opts.Builtin, cfg.ProfilesDir); err != nil {
-				log.Error("reloading profiles failed; keeping the last good set", "err", err)
-			} else {
-				booter.SetProfiles(set)
-				log.Info("profiles reloaded", "count", len(set.List()))
+			next, set, err := reload(live.Load(), opts)
+			if err != nil {
+				log.Error("reload failed; keeping the last good configuration and profiles", "err", err)
+				continue
 			}
+			if changed := live.Load().NeedRestart(next); len(changed) > 0 {
+				log.Warn("reload: these settings changed but apply only after a restart", "settings", strings.Join(changed, ", "))
+			}
+			booter.SetProfiles(set)
+			booter.SetBoot(next.Boot)
+			if opts.LogLevel != nil {
+				var lvl slog.Level
+				if lvl.UnmarshalText([]byte(next.Log.Level)) == nil {
+					opts.LogLevel.Set(lvl)
+				}
+			}
+			live.Store(next)
+			log.Info("configuration and profiles reloaded", "profiles", len(set.List()), "default_profile", next.Boot.DefaultProfile,
+				"applied", config.Reloadable)
 		}
 	}
 	log.Info("provisiond stopping: finishing transfers")
@@ -354,6 +376,29 @@ func (l *late) Script(ctx context.Context, req pxe.ScriptRequest) ([]byte, strin
 // Overlay implements pxe.Scripter.
 func (l *late) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
 	return l.booter.Load().Overlay(ctx, req)
+}
+
+// reload reads the configuration and the profiles again and checks them as
+// a start would; on any error the caller keeps what it has.
+func reload(cur *config.Config, opts Options) (*config.Config, *profile.Set, error) {
+	next := *cur
+	if opts.LoadConfig != nil {
+		var err error
+		if next, err = opts.LoadConfig(); err != nil {
+			return nil, nil, err
+		}
+		if err := next.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	set, err := profile.Load(opts.Builtin, next.ProfilesDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, ok := set.Get(next.Boot.DefaultProfile); !ok {
+		return nil, nil, fmt.Errorf("boot.default_profile %s is not a known profile", next.Boot.DefaultProfile)
+	}
+	return &next, set, nil
 }
 
 // call returns fn(), or 0 while fn is not set yet.
