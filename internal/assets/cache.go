@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -270,7 +271,22 @@ type httpError struct {
 
 func (e *httpError) Error() string { return "the server answered " + e.status }
 
+// diskFull says what to do when the assets directory's disk is full.
+type diskFull struct {
+	dir string
+	err error
+}
+
+func (e *diskFull) Error() string {
+	return fmt.Sprintf("%v: the disk holding %s is full; free space there (provisiond assets list shows what is cached) and pull again", e.err, e.dir)
+}
+
+func (e *diskFull) Unwrap() error { return e.err }
+
 func retryable(err error) bool {
+	if errors.Is(err, syscall.ENOSPC) {
+		return false
+	}
 	var he *httpError
 	if errors.As(err, &he) {
 		return he.code >= 500
@@ -358,6 +374,13 @@ func (c *Cache) download(ctx context.Context, j *Job, src Source) (FileInfo, err
 	pw := &progressWriter{j: j, p: Progress{Entry: j.Entry, File: src.Name, Bytes: offset, Total: total}}
 	n, err := io.Copy(io.MultiWriter(f, h, pw), resp.Body)
 	got := offset + n
+	if errors.Is(err, syscall.ENOSPC) {
+		// Nothing half-written stays: the partial file goes, so a
+		// later pull starts clean once there is room.
+		f.Close()
+		os.Remove(part)
+		return FileInfo{}, &diskFull{dir: c.root, err: err}
+	}
 	if err != nil {
 		return FileInfo{}, err
 	}
@@ -365,6 +388,11 @@ func (c *Cache) download(ctx context.Context, j *Job, src Source) (FileInfo, err
 		return FileInfo{}, &sizeError{got: got, want: total}
 	}
 	if err := f.Sync(); err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			f.Close()
+			os.Remove(part)
+			return FileInfo{}, &diskFull{dir: c.root, err: err}
+		}
 		return FileInfo{}, err
 	}
 	if err := f.Close(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -135,4 +136,38 @@ func TestContentRange(t *testing.T) {
 			t.Errorf("%q parsed", bad)
 		}
 	}
+}
+
+// A full disk while caching: the download fails at once with an error that
+// says the disk is full and what to do, nothing is retried, the partial
+// file is gone and no manifest says the entry is complete. Needs root to
+// mount a 1 MiB tmpfs.
+func TestFetchDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs (CI runs as root)")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	defer exec.Command("umount", dir).Run()
+	srv, requests, _ := flakyServer(t, bytes.Repeat([]byte("k"), 4<<20), 0)
+	c := New(dir, nil, nil)
+	defer c.Close()
+	err := c.Fetch("talos/v1", []Source{{Name: "kernel", URL: srv.URL + "/f"}}, nil, nil).Wait(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") || !strings.Contains(err.Error(), "is full; free space there") {
+		t.Fatalf("full disk: %v", err)
+	}
+	if n := requests.Load(); n != 1 {
+		t.Errorf("a full disk was retried: %d requests", n)
+	}
+	if _, ok := c.Complete("talos/v1"); ok {
+		t.Error("entry complete after a full disk")
+	}
+	for _, p := range []string{filepath.Join(dir, PartialDir, "talos", "v1", "kernel"), filepath.Join(dir, "talos", "v1", "kernel")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s left behind", p)
+		}
+	}
+	t.Logf("full disk: %v", err)
 }

@@ -213,6 +213,8 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) ([]byte, str
 	if err != nil {
 		var nr *NotReadyError
 		if errors.As(err, &nr) {
+			b.sink.Emit(events.Event{Type: events.BootWaiting, MAC: req.MAC, Attrs: map[string]string{"profile": name, "reason": nr.What,
+				"retry_seconds": strconv.Itoa(int(nr.RetryAfter / time.Second))}})
 			return waitScript(nr, req), name, nil
 		}
 		return nil, name, err

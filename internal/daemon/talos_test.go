@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"github.com/provisiond/provisiond/internal/events"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/assets"
@@ -114,6 +116,19 @@ func TestTalosFactoryDown(t *testing.T) {
 	_, body := get(t, base+"/boot/52:54:00:00:00:07/script", nil)
 	if !strings.Contains(body, "the last Talos download failed") || !strings.Contains(body, "cannot be reached") {
 		t.Errorf("machine's script after a failed download:\n%s", body)
+	}
+	// The machine's timeline says why it waits.
+	var waiting *events.Event
+	for deadline := time.Now().Add(5 * time.Second); waiting == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		evs, _ := c.Events(context.Background(), "m", 100)
+		for i := range evs {
+			if evs[i].Type == events.BootWaiting {
+				waiting = &evs[i]
+			}
+		}
+	}
+	if waiting == nil || waiting.Attrs["profile"] != "talos" || !strings.Contains(waiting.Attrs["reason"], "cannot be reached") {
+		t.Errorf("timeline lacks boot.waiting naming the unreachable factory: %+v", waiting)
 	}
 	if err := c.Pull(context.Background(), api.PullRequest{Kind: "talos", Version: "latest"}, func(map[string]string) {}, func(assets.Progress) {}); err == nil || !strings.Contains(err.Error(), "not of the form") {
 		t.Errorf("bad version: %v", err)

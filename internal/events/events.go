@@ -35,6 +35,9 @@ const (
 	BootDone = "boot.done"
 	// OnceConsumed: a one-shot assignment was used up (attrs: profile, then, on).
 	OnceConsumed = "assignment.consumed"
+	// BootWaiting is a boot told to wait and ask again: what it needs is
+	// not ready (a download in progress or failed); reason says which.
+	BootWaiting = "boot.waiting"
 )
 
 // Event is one step in a machine's boot timeline.

@@ -1,0 +1,53 @@
+package pxe
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/provisiond/provisiond/internal/events"
+)
+
+// An asset that disappeared answers 404 and says so on the machine's
+// timeline; files still being downloaded (.partial) are never served.
+func TestAssetGoneAndPartialNotServed(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, ".partial", "talos"), 0o755)
+	os.WriteFile(filepath.Join(dir, ".partial", "talos", "kernel"), []byte("half"), 0o644)
+	os.WriteFile(filepath.Join(dir, "vmlinuz"), []byte("kernel"), 0o644)
+	sink := &sinkRec{}
+	h, err := NewHTTPBoot(HTTPConfig{AssetsDir: dir, Scripts: fakeScripts{}, Neighbors: NewNeighbors(""), Events: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	h.Register(mux)
+	get := func(target string) int {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest("GET", target, nil))
+		return w.Code
+	}
+	if code := get("/assets/vmlinuz?mac=52-54-00-12-34-56"); code != 200 {
+		t.Fatalf("vmlinuz: %d", code)
+	}
+	os.Remove(filepath.Join(dir, "vmlinuz"))
+	if code := get("/assets/vmlinuz?mac=52-54-00-12-34-56"); code != 404 {
+		t.Fatalf("vanished vmlinuz: %d", code)
+	}
+	for _, p := range []string{"/assets/.partial/talos/kernel", "/assets/.partial/talos/kernel?mac=52-54-00-12-34-56", "/assets/%2epartial/talos/kernel"} {
+		if code := get(p); code == 200 {
+			t.Errorf("%s served", p)
+		}
+	}
+	var last events.Event
+	for _, ev := range sink.evs {
+		if ev.Type == events.Asset && ev.Attrs["file"] == "vmlinuz" {
+			last = ev
+		}
+	}
+	if last.MAC != "52:54:00:12:34:56" || last.Attrs["status"] != "404" || last.Attrs["error"] != "not found" {
+		t.Fatalf("timeline entry for the vanished asset: %+v", last)
+	}
+}
