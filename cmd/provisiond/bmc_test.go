@@ -152,7 +152,7 @@ func (f *simFleet) pxeBoot(b *simBMC) {
 	}
 }
 
-func newSimFleet(t *testing.T) (*simFleet, *cliEnv) {
+func newSimFleet(t *testing.T, more ...func(*config.Config, *daemon.Options)) (*simFleet, *cliEnv) {
 	f := &simFleet{t: t, bmcs: map[string]*simBMC{}}
 	dialer := bmc.NewBmclib(bmc.Options{Timeout: time.Second, Registry: func(ep bmc.Endpoint) *registrar.Registry {
 		r := registrar.NewRegistry()
@@ -170,6 +170,9 @@ func newSimFleet(t *testing.T) (*simFleet, *cliEnv) {
 			return ""
 		}
 		assets = filepath.Join(cfg.DataDir, "assets")
+		for _, fn := range more {
+			fn(cfg, o)
+		}
 	})
 	f.base = c.server
 	os.MkdirAll(assets, 0o755)
