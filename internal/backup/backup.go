@@ -206,6 +206,9 @@ func Restore(r io.Reader, dataDir string) (*Result, error) {
 			continue
 		}
 		dst := filepath.Join(dataDir, name)
+		if same(src, dst) {
+			continue
+		}
 		if _, err := os.Stat(dst); err == nil {
 			kept := dst + ".before-restore-" + stamp
 			if err := os.Rename(dst, kept); err != nil {
@@ -226,6 +229,16 @@ func Restore(r io.Reader, dataDir string) (*Result, error) {
 		d.Close()
 	}
 	return res, nil
+}
+
+// same reports whether files a and b hold the same bytes.
+func same(a, b string) bool {
+	x, err := os.ReadFile(a)
+	if err != nil {
+		return false
+	}
+	y, err := os.ReadFile(b)
+	return err == nil && bytes.Equal(x, y)
 }
 
 // ReadManifestFile reads the manifest of the backup at path (it comes
