@@ -183,15 +183,34 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotImplemented, Error{Error: "this daemon offers no backups"})
 		return
 	}
-	w.Header().Set("Content-Type", "application/gzip")
-	w.Header().Set("Content-Disposition", `attachment; filename="provisiond-backup.tar.gz"`)
-	if err := s.Backup(w); err != nil {
+	cw := &startedWriter{w: w}
+	if err := s.Backup(cw); err != nil {
 		s.Log.Error("backup failed", "err", err)
-		// Headers may be gone already; a broken stream fails the
-		// client's gzip check.
+		if !cw.started {
+			writeJSON(w, http.StatusInternalServerError, Error{Error: err.Error()})
+			return
+		}
+		// The archive is half sent: break the stream, so the client's
+		// copy fails rather than ending short.
 		panic(http.ErrAbortHandler)
 	}
 	s.Log.Info("backup written", "client", r.RemoteAddr)
+}
+
+// startedWriter sets the archive's headers on the first write and
+// remembers that the answer has started.
+type startedWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (s *startedWriter) Write(p []byte) (int, error) {
+	if !s.started {
+		s.started = true
+		s.w.Header().Set("Content-Type", "application/gzip")
+		s.w.Header().Set("Content-Disposition", `attachment; filename="provisiond-backup.tar.gz"`)
+	}
+	return s.w.Write(p)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

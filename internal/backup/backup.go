@@ -44,10 +44,10 @@ type Manifest struct {
 }
 
 // Snapshot is what Write needs of the inventory: a consistent copy of the
-// database written to w (one read transaction), and its machine count.
+// database written to w (one read transaction), its size and the number of
+// machines in it.
 type Snapshot interface {
-	WriteSnapshot(w io.Writer) (int64, error)
-	MachineCount() (int, error)
+	WriteSnapshot(w io.Writer) (size int64, machines int, err error)
 }
 
 // Write streams an archive of snap and the secret key file keyPath to w.
@@ -62,13 +62,9 @@ func Write(w io.Writer, snap Snapshot, keyPath, tmpDir, version string) (*Manife
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	h := sha256.New()
-	n, err := snap.WriteSnapshot(io.MultiWriter(tmp, h))
+	n, machines, err := snap.WriteSnapshot(io.MultiWriter(tmp, h))
 	if err != nil {
 		return nil, fmt.Errorf("backup: snapshot of the database: %w", err)
-	}
-	machines, err := snap.MachineCount()
-	if err != nil {
-		return nil, err
 	}
 	key, err := os.ReadFile(keyPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

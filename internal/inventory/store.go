@@ -100,15 +100,15 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if err := s.countDiscovered(); err != nil {
+	if err := s.recountDiscovered(); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// countDiscovered counts the discovered machines in the database.
-func (s *Store) countDiscovered() error {
+// recountDiscovered counts the discovered machines in the database.
+func (s *Store) recountDiscovered() error {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		n = countDiscovered(tx)
@@ -144,27 +144,18 @@ func countDiscovered(tx *bolt.Tx) int {
 func (s *Store) DiscoveryRefused() uint64 { return s.discRefused.Load() }
 
 // WriteSnapshot writes a consistent copy of the whole database to w, in one
-// read transaction (writers go on meanwhile), and returns its size.
-func (s *Store) WriteSnapshot(w io.Writer) (int64, error) {
-	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
+// read transaction (writers go on meanwhile), and returns its size and the
+// number of machines in it.
+func (s *Store) WriteSnapshot(w io.Writer) (size int64, machines int, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketMachines); b != nil {
+			machines = b.Stats().KeyN
+		}
 		var err error
-		n, err = tx.WriteTo(w)
+		size, err = tx.WriteTo(w)
 		return err
 	})
-	return n, err
-}
-
-// MachineCount is the number of machines in the inventory.
-func (s *Store) MachineCount() (int, error) {
-	n := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketMachines); b != nil {
-			n = b.Stats().KeyN
-		}
-		return nil
-	})
-	return n, err
+	return size, machines, err
 }
 
 // Close closes the database.
