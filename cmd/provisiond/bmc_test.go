@@ -259,7 +259,12 @@ func TestPowerBulkPartialFailure(t *testing.T) {
 	// The timeline has the actions, failures included, without secrets.
 	var all strings.Builder
 	for _, m := range []string{"BLD-001", "BLD-002", "BLD-003"} {
+		// Timeline events are stored a moment after the API answers.
 		evs := c.must("events", m, "-o", "json")
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(evs, `"bmc.power"`) && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+			evs = c.must("events", m, "-o", "json")
+		}
 		all.WriteString(evs)
 		if !strings.Contains(evs, `"bmc.power"`) {
 			t.Errorf("%s timeline lacks bmc.power:\n%s", m, evs)

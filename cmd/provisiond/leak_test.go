@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
@@ -93,6 +94,13 @@ func TestSecretsNeverLeak(t *testing.T) {
 		outputs = append(outputs, "GET "+p+"\n"+get(p))
 	}
 
+	// Timeline events are stored a moment after the API answers: wait for
+	// the last action's, so every event is there to be grepped.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if out, _ := c.run("events", "BLD-003", "-o", "json"); strings.Contains(out, `"bmc.bootdev"`) {
+			break
+		}
+	}
 	for _, args := range [][]string{
 		{"machine", "list"}, {"machine", "list", "-o", "json"}, {"machine", "show", "BLD-001"}, {"machine", "show", "BLD-002", "-o", "yaml"},
 		{"machine", "show", "BLD-003", "-o", "json"}, {"machine", "history", "BLD-001"}, {"events", "BLD-001", "-o", "json"}, {"events", "BLD-002"},
