@@ -105,16 +105,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	// The servers are built before the store opens (privileged ports are
 	// bound first); they reach the Booter and the Recorder through late.
 	late := &late{}
-	var gauges struct {
-		tftpActive func() float64
-		dropped    func() float64
-		refused    func() float64
-	}
-	mets := metrics.New(map[string]func() float64{
-		metrics.GaugeTFTPActive:       func() float64 { return call(gauges.tftpActive) },
-		metrics.GaugeEventsDropped:    func() float64 { return call(gauges.dropped) },
-		metrics.GaugeDiscoveryRefused: func() float64 { return call(gauges.refused) },
-	})
+	mets := metrics.New()
 	late.metrics = mets
 	neighbors := pxe.NewNeighbors("/proc/net/arp")
 
@@ -152,7 +143,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			return err
 		}
 		defer tftpSrv.Close()
-		gauges.tftpActive = func() float64 { return float64(tftpSrv.Stats().Active) }
+		mets.Func("provisiond_tftp_active_transfers", "TFTP transfers in flight.", func() float64 { return float64(tftpSrv.Stats().Active) })
 	}
 	httpLn, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
@@ -173,7 +164,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return err
 	}
 	defer store.Close()
-	gauges.refused = func() float64 { return float64(store.DiscoveryRefused()) }
+	mets.Func("provisiond_discovery_refused_total", "Events of unknown MACs not stored because max_discovered was reached.",
+		func() float64 { return float64(store.DiscoveryRefused()) })
 	token, err := loadOrCreateToken(filepath.Join(cfg.DataDir, TokenFile))
 	if err != nil {
 		return err
@@ -201,7 +193,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 
 	recCtx, stopRec := context.WithCancel(context.Background())
 	rec := NewRecorder(store, broker, 8192, log)
-	gauges.dropped = func() float64 { return float64(rec.Dropped()) }
+	mets.Func("provisiond_events_dropped_total", "Timeline events dropped because the recorder's queue was full.",
+		func() float64 { return float64(rec.Dropped()) })
 	go rec.Run(recCtx)
 	late.rec.Store(rec)
 	late.booter.Store(booter)
@@ -348,9 +341,6 @@ func (l *late) Emit(ev events.Event) {
 	if r == nil {
 		return
 	}
-	if ev.Time.IsZero() {
-		ev.Time = time.Now().UTC()
-	}
 	l.metrics.Emit(ev)
 	r.Emit(ev)
 	if b := l.booter.Load(); b != nil {
@@ -399,14 +389,6 @@ func reload(cur *config.Config, opts Options) (*config.Config, *profile.Set, err
 		return nil, nil, fmt.Errorf("boot.default_profile %s is not a known profile", next.Boot.DefaultProfile)
 	}
 	return &next, set, nil
-}
-
-// call returns fn(), or 0 while fn is not set yet.
-func call(fn func() float64) float64 {
-	if fn == nil {
-		return 0
-	}
-	return fn()
 }
 
 // loadOrCreateToken reads the API token, creating it (mode 0600) on first start.

@@ -21,19 +21,19 @@ import (
 type Metrics struct {
 	reg *prometheus.Registry
 
-	dhcp         *prometheus.CounterVec
-	tftp         *prometheus.CounterVec
-	tftpBytes    prometheus.Counter
-	tftpSeconds  prometheus.Histogram
-	drops        *prometheus.CounterVec
-	http         *prometheus.CounterVec
-	httpBytes    *prometheus.CounterVec
-	httpSeconds  *prometheus.HistogramVec
-	bootSeconds  *prometheus.HistogramVec
-	bootsDone    *prometheus.CounterVec
-	bmcCalls     *prometheus.CounterVec
-	bmcSeconds   *prometheus.HistogramVec
-	eventsStored *prometheus.CounterVec
+	dhcp        *prometheus.CounterVec
+	tftp        *prometheus.CounterVec
+	tftpBytes   prometheus.Counter
+	tftpSeconds prometheus.Histogram
+	drops       *prometheus.CounterVec
+	http        *prometheus.CounterVec
+	httpBytes   *prometheus.CounterVec
+	httpSeconds *prometheus.HistogramVec
+	bootSeconds *prometheus.HistogramVec
+	bootsDone   *prometheus.CounterVec
+	bmcCalls    *prometheus.CounterVec
+	bmcSeconds  *prometheus.HistogramVec
+	events      *prometheus.CounterVec
 
 	mu    sync.Mutex
 	boots map[string]*bootStart // MAC -> the boot in progress
@@ -53,11 +53,10 @@ const maxBoots = 4096
 const bootWindow = time.Hour
 
 // New returns the collectors, registered with Go runtime and process
-// metrics, and values read at scrape time from gauges (names ending in
-// _total are counters).
-func New(gauges map[string]func() float64) *Metrics {
+// metrics. Values read at scrape time are added with Func once their source
+// exists.
+func New() *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry(), boots: map[string]*bootStart{}}
-	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
 	m.dhcp = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_dhcp_requests_total",
 		Help: "DHCP packets received, by message type and decision (offer, ack, ignored_non_pxe, ignored_not_ours, ignored_decision, malformed)."},
 		[]string{"type", "decision"})
@@ -84,38 +83,22 @@ func New(gauges map[string]func() float64) *Metrics {
 		Help: "BMC sessions (power_status, power, bootdev, inventory), by operation and result (ok, error, timeout)."}, []string{"op", "result"})
 	m.bmcSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "provisiond_bmc_call_seconds",
 		Help: "Duration of BMC operations, by operation.", Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60}}, []string{"op"})
-	m.eventsStored = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_events_total",
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_events_total",
 		Help: "Timeline events, by type."}, []string{"type"})
-	for _, c := range []prometheus.Collector{m.dhcp, m.tftp, m.tftpBytes, m.tftpSeconds, m.drops, m.http, m.httpBytes, m.httpSeconds,
-		m.bootSeconds, m.bootsDone, m.bmcCalls, m.bmcSeconds, m.eventsStored,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
-		f(c)
-	}
-	for name, fn := range gauges {
-		if strings.HasSuffix(name, "_total") {
-			f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: gaugeHelp[name]}, fn))
-		} else {
-			f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: gaugeHelp[name]}, fn))
-		}
-	}
+	m.reg.MustRegister(m.dhcp, m.tftp, m.tftpBytes, m.tftpSeconds, m.drops, m.http, m.httpBytes, m.httpSeconds,
+		m.bootSeconds, m.bootsDone, m.bmcCalls, m.bmcSeconds, m.events,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// Gauge names main and the daemon may pass to New.
-const (
-	// GaugeEventsDropped counts events the recorder could not keep up with.
-	GaugeEventsDropped = "provisiond_events_dropped_total"
-	// GaugeTFTPActive is the number of TFTP transfers in flight.
-	GaugeTFTPActive = "provisiond_tftp_active_transfers"
-	// GaugeDiscoveryRefused counts events of unknown MACs not stored
-	// because the discovered machines reached max_discovered.
-	GaugeDiscoveryRefused = "provisiond_discovery_refused_total"
-)
-
-var gaugeHelp = map[string]string{
-	GaugeEventsDropped:    "Timeline events dropped because the recorder's queue was full.",
-	GaugeTFTPActive:       "TFTP transfers in flight.",
-	GaugeDiscoveryRefused: "Events of unknown MACs not stored because max_discovered was reached.",
+// Func adds a value read at scrape time: a counter when name ends in
+// _total, a gauge otherwise.
+func (m *Metrics) Func(name, help string, fn func() float64) {
+	if strings.HasSuffix(name, "_total") {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn))
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
 
 // Handler serves the metrics in the Prometheus exposition format.
@@ -160,7 +143,7 @@ func (m *Metrics) BMC(op, result string, d time.Duration) {
 // Emit implements events.Sink: boot durations come from the timeline's
 // events.
 func (m *Metrics) Emit(ev events.Event) {
-	m.eventsStored.WithLabelValues(ev.Type).Inc()
+	m.events.WithLabelValues(ev.Type).Inc()
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}

@@ -23,7 +23,9 @@ func scrape(t *testing.T, m *Metrics) string {
 // iPXE request in between continues it, and a request after the script
 // starts a new boot.
 func TestBootDuration(t *testing.T) {
-	m := New(map[string]func() float64{GaugeTFTPActive: func() float64 { return 3 }, GaugeEventsDropped: func() float64 { return 7 }})
+	m := New()
+	m.Func("provisiond_tftp_active_transfers", "TFTP transfers in flight.", func() float64 { return 3 })
+	m.Func("provisiond_events_dropped_total", "Events dropped.", func() float64 { return 7 })
 	t0 := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 	mac := "52:54:00:12:34:56"
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
@@ -62,7 +64,7 @@ func TestBootDuration(t *testing.T) {
 // A flood of MACs that never call back does not grow the followed boots
 // past maxBoots.
 func TestBootsBounded(t *testing.T) {
-	m := New(nil)
+	m := New()
 	for i := range maxBoots + 500 {
 		m.Emit(events.Event{Type: events.DHCPOffer, MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff), Attrs: map[string]string{"stage": "rom"}})
 	}
@@ -72,7 +74,7 @@ func TestBootsBounded(t *testing.T) {
 }
 
 func TestServerMetrics(t *testing.T) {
-	m := New(nil)
+	m := New()
 	m.DHCP("discover", "offer")
 	m.DHCP("discover", "ignored_non_pxe")
 	m.TFTP("ok", 1000, time.Second)

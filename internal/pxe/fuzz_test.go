@@ -86,7 +86,7 @@ func FuzzTFTPPath(f *testing.F) {
 	for _, s := range []string{"undionly.kpxe", "/ipxe.efi", `\pxelinux.0`, "boot/52-54-00-12-34-56.ipxe", "a/b/../c", "./undionly.kpxe"} {
 		f.Add(s)
 	}
-	root := t0Root(f)
+	root := servedRoot(f)
 	s, err := NewTFTPServer(TFTPConfig{Root: root})
 	if err != nil {
 		f.Fatal(err)
@@ -120,13 +120,7 @@ func FuzzHTTPBoot(f *testing.F) {
 		f.Add("GET", s)
 	}
 	f.Add("POST", "/boot/52-54-00-12-34-56/booted")
-	dir := t0Root(f)
-	h, err := NewHTTPBoot(HTTPConfig{AssetsDir: dir, IPXEDir: dir, Scripts: fakeScripts{}, Neighbors: NewNeighbors("")})
-	if err != nil {
-		f.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	h.Register(mux)
+	mux := bootMux(f, servedRoot(f), nil)
 	f.Fuzz(func(t *testing.T, method, target string) {
 		if method != "GET" && method != "POST" && method != "HEAD" {
 			return
@@ -181,9 +175,9 @@ func FuzzNormalizeMAC(f *testing.F) {
 // outsideMarker is the content of a file just outside the served root.
 const outsideMarker = "OUTSIDE-THE-ROOT"
 
-// t0Root makes a served root with a file, a subdirectory, and symbolic
+// servedRoot makes a served root with a file, a subdirectory, and symbolic
 // links leaving it (to a file and a directory next to it).
-func t0Root(tb testing.TB) string {
+func servedRoot(tb testing.TB) string {
 	tb.Helper()
 	base := tb.TempDir()
 	root := filepath.Join(base, "root")

@@ -18,12 +18,7 @@ func TestAssetGoneAndPartialNotServed(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, ".partial", "talos", "kernel"), []byte("half"), 0o644)
 	os.WriteFile(filepath.Join(dir, "vmlinuz"), []byte("kernel"), 0o644)
 	sink := &sinkRec{}
-	h, err := NewHTTPBoot(HTTPConfig{AssetsDir: dir, Scripts: fakeScripts{}, Neighbors: NewNeighbors(""), Events: sink})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	h.Register(mux)
+	mux := bootMux(t, dir, sink)
 	get := func(target string) int {
 		w := httptest.NewRecorder()
 		mux.ServeHTTP(w, httptest.NewRequest("GET", target, nil))
@@ -50,4 +45,17 @@ func TestAssetGoneAndPartialNotServed(t *testing.T) {
 	if last.MAC != "52:54:00:12:34:56" || last.Attrs["status"] != "404" || last.Attrs["error"] != "not found" {
 		t.Fatalf("timeline entry for the vanished asset: %+v", last)
 	}
+}
+
+// bootMux serves the boot endpoints with dir as both the assets and the
+// iPXE directory.
+func bootMux(tb testing.TB, dir string, sink events.Sink) *http.ServeMux {
+	tb.Helper()
+	h, err := NewHTTPBoot(HTTPConfig{AssetsDir: dir, IPXEDir: dir, Scripts: fakeScripts{}, Neighbors: NewNeighbors(""), Events: sink})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	h.Register(mux)
+	return mux
 }

@@ -13,7 +13,7 @@ import (
 // traversalAttempts are file names that try to leave the served root:
 // parent elements, absolute paths, backslashes, percent-encodings (single
 // and double), NUL and other control characters, and symbolic links that
-// point outside (see t0Root).
+// point outside (see servedRoot).
 var traversalAttempts = []string{
 	"../secret", "../../secret", "../../../../../../etc/passwd", "/../secret", "//../secret",
 	"./../secret", "sub/../../secret", "sub/./../../secret", "sub/../sub/../../secret",
@@ -29,7 +29,7 @@ var traversalAttempts = []string{
 // TestTraversalRefusedTFTP sends every attempt to a real TFTP server on
 // loopback: none may return the file outside the root.
 func TestTraversalRefusedTFTP(t *testing.T) {
-	root := t0Root(t)
+	root := servedRoot(t)
 	abs := filepath.Join(filepath.Dir(root), "secret")
 	addr, srv := startTFTP(t, root, nil, &sinkRec{})
 	attempts := append([]string{abs}, traversalAttempts...)
@@ -52,14 +52,8 @@ func TestTraversalRefusedTFTP(t *testing.T) {
 // TestTraversalRefusedHTTP sends every attempt, byte for byte on a raw
 // connection (so no client cleans or encodes it), to /assets/ and /ipxe/.
 func TestTraversalRefusedHTTP(t *testing.T) {
-	root := t0Root(t)
-	h, err := NewHTTPBoot(HTTPConfig{AssetsDir: root, IPXEDir: root, Scripts: fakeScripts{}, Neighbors: NewNeighbors("")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	h.Register(mux)
-	ts := httptest.NewServer(mux)
+	root := servedRoot(t)
+	ts := httptest.NewServer(bootMux(t, root, nil))
 	defer ts.Close()
 	addr := strings.TrimPrefix(ts.URL, "http://")
 	abs := filepath.Join(filepath.Dir(root), "secret")

@@ -22,20 +22,7 @@ func TestNonRootGetsAFix(t *testing.T) {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	bin := buildBinary(t, dir)
-	ns := fmt.Sprintf("pd%d-np", os.Getpid()%100000)
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	defer exec.Command("ip", "netns", "del", ns).Run()
-	for _, args := range [][]string{
-		{"ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"},
-		{"ip", "addr", "add", "192.0.2.9/24", "dev", "d0"},
-		{"ip", "link", "set", "d0", "up"},
-	} {
-		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", args, err, out)
-		}
-	}
+	ns := vethNamespace(t, "np")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
@@ -114,20 +101,7 @@ func TestServiceCapabilities(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	os.MkdirAll(data, 0o700)
 	os.Chown(data, 65534, 65534)
-	ns := fmt.Sprintf("pd%d-cap", os.Getpid()%100000)
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	defer exec.Command("ip", "netns", "del", ns).Run()
-	for _, args := range [][]string{
-		{"ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"},
-		{"ip", "addr", "add", "192.0.2.9/24", "dev", "d0"},
-		{"ip", "link", "set", "d0", "up"}, {"ip", "link", "set", "d1", "up"}, {"ip", "link", "set", "lo", "up"},
-	} {
-		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", args, err, out)
-		}
-	}
+	ns := vethNamespace(t, "cap")
 	set := strings.Join(caps, ",")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -170,4 +144,25 @@ func TestServiceCapabilities(t *testing.T) {
 		t.Error("no exit within 15s of SIGTERM")
 	}
 	t.Logf("serving as uid 65534 with only %s: DHCP 67/4011 and TFTP 69 bound", set)
+}
+
+// vethNamespace makes a namespace (removed when the test ends) holding a
+// veth pair, d0 at 192.0.2.9/24 and d1, both up, and loopback up.
+func vethNamespace(t *testing.T, suffix string) string {
+	t.Helper()
+	ns := fmt.Sprintf("pd%d-%s", os.Getpid()%100000, suffix)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	for _, args := range [][]string{
+		{"ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"},
+		{"ip", "addr", "add", "192.0.2.9/24", "dev", "d0"},
+		{"ip", "link", "set", "d0", "up"}, {"ip", "link", "set", "d1", "up"}, {"ip", "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	return ns
 }

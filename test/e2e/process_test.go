@@ -33,26 +33,6 @@ type proc struct {
 	done    chan error
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-)
-
-// sharedBinary builds provisiond once for the process tests.
-func sharedBinary(t *testing.T) string {
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "provisiond-bin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		binPath = buildBinary(t, dir)
-	})
-	if binPath == "" {
-		t.Fatal("building provisiond failed")
-	}
-	return binPath
-}
-
 func freePort(t *testing.T) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -62,11 +42,10 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// startProc starts the daemon on dataDir with config file conf and waits
+// startProc starts the daemon bin on dataDir with config file conf and waits
 // until it answers.
-func startProc(t *testing.T, dataDir, conf string, extra ...string) *proc {
+func startProc(t *testing.T, bin, dataDir, conf string, extra ...string) *proc {
 	t.Helper()
-	bin := sharedBinary(t)
 	port := freePort(t)
 	ipxe := filepath.Join(filepath.Dir(dataDir), "ipxe")
 	os.MkdirAll(ipxe, 0o755)
@@ -131,10 +110,11 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("needs the go tool to build provisiond")
 	}
+	bin := buildBinary(t, t.TempDir())
 	dataDir := filepath.Join(t.TempDir(), "data")
 	total := 0
 	for round, after := range []time.Duration{700 * time.Millisecond, 1500 * time.Millisecond, 2300 * time.Millisecond} {
-		p := startProc(t, dataDir, "/dev/null")
+		p := startProc(t, bin, dataDir, "/dev/null")
 		type ack struct {
 			name string
 			seq  int
@@ -202,7 +182,7 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 
 		// Restart on the same data directory: it opens, and every
 		// acknowledged write is there.
-		q := startProc(t, dataDir, "/dev/null")
+		q := startProc(t, bin, dataDir, "/dev/null")
 		code, raw, err := q.request("GET", "/api/v1/machines", nil)
 		if err != nil || code != 200 {
 			t.Fatalf("round %d: listing after restart: %d %v", round, code, err)
@@ -250,13 +230,14 @@ func TestSIGTERMDrains(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("needs the go tool to build provisiond")
 	}
+	bin := buildBinary(t, t.TempDir())
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
 	assets := filepath.Join(dir, "assets")
 	os.MkdirAll(assets, 0o755)
 	payload := bytes.Repeat([]byte("provisiond"), 3<<20) // 30 MiB
 	os.WriteFile(filepath.Join(assets, "big.img"), payload, 0o644)
-	p := startProc(t, dataDir, "/dev/null", "--assets-dir", assets)
+	p := startProc(t, bin, dataDir, "/dev/null", "--assets-dir", assets)
 
 	resp, err := http.Get(p.url + "/assets/big.img")
 	if err != nil {
@@ -316,6 +297,7 @@ func TestSIGHUPReload(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("needs the go tool to build provisiond")
 	}
+	bin := buildBinary(t, t.TempDir())
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "provisiond.yaml")
 	profDir := filepath.Join(dir, "profiles")
@@ -326,7 +308,7 @@ func TestSIGHUPReload(t *testing.T) {
 		}
 	}
 	write(conf, "profiles_dir: "+profDir+"\nboot:\n  default_profile: menu\n")
-	p := startProc(t, filepath.Join(dir, "data"), conf)
+	p := startProc(t, bin, filepath.Join(dir, "data"), conf)
 	script := func() string {
 		resp, err := http.Get(p.url + "/boot/52-54-00-aa-bb-cc/script")
 		if err != nil {
