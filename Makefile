@@ -3,6 +3,7 @@
 #   sudo make deps    install the Debian packages provisiond and its tests use
 #   make build        build bin/provisiond
 #   sudo make test    go vet, gofmt check, unit and end-to-end tests (root)
+#   make fuzz         every fuzz target in turn (FUZZTIME each, 5m default)
 #   sudo make run     run the daemon on its embedded defaults
 
 GO      ?= go
