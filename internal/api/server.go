@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -103,6 +104,13 @@ func (s *Server) Register(outer *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/backup", s.auth(s.backup))
 	s.registerHardware(mux)
 	s.registerBMC(mux)
+	// Go's profiler, for finding out where time and memory go (BENCHMARKS.md):
+	// token always, as a goroutine dump or a heap profile shows internals.
+	outer.HandleFunc("GET /debug/pprof/", s.profiling(pprof.Index))
+	outer.HandleFunc("GET /debug/pprof/cmdline", s.profiling(pprof.Cmdline))
+	outer.HandleFunc("GET /debug/pprof/profile", s.profiling(pprof.Profile))
+	outer.HandleFunc("GET /debug/pprof/symbol", s.profiling(pprof.Symbol))
+	outer.HandleFunc("GET /debug/pprof/trace", s.profiling(pprof.Trace))
 }
 
 // ReadGuard applies the read policy to GET and HEAD requests (other
@@ -170,6 +178,17 @@ func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
 			writeJSON(w, http.StatusUnauthorized, Error{Error: "this call changes the inventory and " + needToken})
+			return
+		}
+		next(w, r)
+	}
+}
+
+// profiling guards Go's profiler: the token always.
+func (s *Server) profiling(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(r) {
+			writeJSON(w, http.StatusUnauthorized, Error{Error: "profiling " + needToken})
 			return
 		}
 		next(w, r)

@@ -111,8 +111,9 @@ func BaseURL(serverIP string, port int) string {
 }
 
 // DecideDHCP chooses the answer to a PXE client. m is the machine that owns
-// the MAC, or nil for an unknown MAC. It never returns an address: the home
-// router does that.
+// the MAC, or nil for an unknown MAC; only its Firmware and
+// Params["ipxe_binary"] are read (inventory.BootSettings). It never returns
+// an address: the home router does that.
 func DecideDHCP(req Request, m *inventory.Machine, bins Options) DHCPDecision {
 	if !IsPXEClass(req.Class) {
 		return DHCPDecision{Ignore: true, Silent: true, Reason: "not a PXE client"}

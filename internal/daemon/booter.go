@@ -168,7 +168,19 @@ func (b *Booter) DecideDHCP(_ context.Context, req boot.Request) boot.DHCPDecisi
 	if !boot.IsPXEClass(req.Class) {
 		return boot.DHCPDecision{Ignore: true, Silent: true, Reason: "not a PXE client"}
 	}
-	m := b.machine(req.MAC)
+	// The answer depends on two fields of the machine record: decode only
+	// those (every PXE packet asks).
+	var m *inventory.Machine
+	bs, found, err := b.store.BootSettingsByMAC(req.MAC)
+	switch {
+	case err != nil:
+		b.log.Error("inventory lookup failed", "mac", req.MAC, "err", err)
+	case found:
+		m = &inventory.Machine{Firmware: bs.Firmware}
+		if bs.IPXEBinary != "" {
+			m.Params = map[string]string{"ipxe_binary": bs.IPXEBinary}
+		}
+	}
 	req.ChainedRecently = b.chained(req.MAC, time.Now())
 	d := boot.DecideDHCP(req, m, b.options())
 	if !d.Ignore && d.Binary != "" {

@@ -35,7 +35,6 @@ import (
 	"github.com/provisiond/provisiond/internal/pxe"
 	"github.com/provisiond/provisiond/internal/secrets"
 	"github.com/provisiond/provisiond/internal/talos"
-	xnetutil "golang.org/x/net/netutil"
 )
 
 // Options are what main hands the daemon besides the config.
@@ -150,7 +149,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return fmt.Errorf("HTTP: listening on %s: %w (is another provisiond or web server on that port? set http.listen)", cfg.HTTP.Listen, err)
 	}
 	defer httpLn.Close()
-	httpLn = xnetutil.LimitListener(httpLn, cfg.HTTP.MaxConnections)
+	httpLn = netutil.LimitListener(httpLn, cfg.HTTP.MaxConnections)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory %s: %w", cfg.DataDir, err)
@@ -195,6 +194,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	rec := NewRecorder(store, broker, 8192, log)
 	mets.Func("provisiond_events_dropped_total", "Timeline events dropped because the recorder's queue was full.",
 		func() float64 { return float64(rec.Dropped()) })
+	mets.Func("provisiond_events_coalesced_total", "Repeated DHCP steps (same machine, answer and port within a second) counted and not stored.",
+		func() float64 { return float64(rec.Coalesced()) })
 	go rec.Run(recCtx)
 	late.rec.Store(rec)
 	late.booter.Store(booter)
@@ -227,7 +228,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Assets: &assetsAPI{cache: cache, talos: talosProv, store: store, boot: func() map[string]string { return live.Load().Boot.DefaultParams }},
 		Status: func() map[string]any {
 			st := map[string]any{"version": opts.Version, "uptime": time.Since(started).Round(time.Second).String(),
-				"events_dropped": rec.Dropped(), "discovery_refused": store.DiscoveryRefused(), "http": httpBoot.Stats()}
+				"events_dropped": rec.Dropped(), "events_coalesced": rec.Coalesced(), "discovery_refused": store.DiscoveryRefused(), "http": httpBoot.Stats()}
 			if dhcpSrv != nil {
 				st["dhcp"] = dhcpSrv.Stats()
 			}

@@ -39,7 +39,7 @@ func (s *Store) Observe(name string, obs Observed) (*Machine, []FieldChange, err
 	}
 	var m *Machine
 	var changes []FieldChange
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		var err error
 		m, err = s.locate(tx, name, obs.NICs)
 		if err != nil {
@@ -143,7 +143,7 @@ func fillFromFacts(rec *Asset, f *Facts) []FieldChange {
 func (s *Store) AcceptObserved(name string) (*Machine, []FieldChange, error) {
 	var m *Machine
 	var changes []FieldChange
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		var err error
 		if m, err = getMachine(tx, name); err != nil {
 			return err

@@ -181,7 +181,7 @@ var errDryRun = errors.New("dry run")
 // The import is all or nothing.
 func (s *Store) Import(doc *Document, apply bool) (*ImportResult, error) {
 	res := &ImportResult{Applied: apply, Changes: []EntityChange{}}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		if err := importRecords(tx, res, bucketSystems, "system", doc.Systems, func(x *System) string { return x.Name }); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,28 @@ type Store struct {
 	discovered    int       // discovered machines, counted at open and on creation
 	discCounted   time.Time // when discovered was last recounted from the database
 	discRefused   atomic.Uint64
+
+	// gen counts write transactions other than timeline appends (which
+	// change no boot settings); bootCache entries are valid while it holds.
+	gen       atomic.Uint64
+	bootMu    sync.RWMutex
+	bootCache map[string]bootEntry
+}
+
+type bootEntry struct {
+	gen   uint64
+	bs    BootSettings
+	found bool
+}
+
+// maxBootCache bounds the boot-settings cache; it is cleared when full.
+const maxBootCache = 65536
+
+// update runs fn in a write transaction and then invalidates the
+// boot-settings cache. Every write but a timeline append goes through it.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	defer s.gen.Add(1)
+	return s.db.Update(fn)
 }
 
 // Options tune a Store.
@@ -86,7 +109,8 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("setting mode 0600 on %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, maxEvents: opts.MaxEventsPerMachine, now: opts.Now, maxDiscovered: opts.MaxDiscovered}
+	s := &Store{db: db, path: path, maxEvents: opts.MaxEventsPerMachine, now: opts.Now, maxDiscovered: opts.MaxDiscovered,
+		bootCache: map[string]bootEntry{}}
 	if s.maxEvents <= 0 {
 		s.maxEvents = 1000
 	}
@@ -183,7 +207,7 @@ func (s *Store) migrate() error {
 			return fmt.Errorf("copying %s to %s before migrating it: %w (is the disk full?)", s.path, bak, err)
 		}
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketMachines, bucketMACs, bucketEvents, bucketSecrets,
 			bucketSystems, bucketParts, bucketRoles, bucketHistory, bucketTags} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -269,6 +293,63 @@ func (s *Store) MachineByMAC(mac string) (*Machine, error) {
 	return m, err
 }
 
+// BootSettings is the part of a machine record a DHCP answer depends on.
+type BootSettings struct {
+	// Firmware forces BIOS or UEFI ("" for either).
+	Firmware string `json:"firmware,omitempty"`
+	// IPXEBinary replaces the configured iPXE binary ("" for the default).
+	IPXEBinary string `json:"-"`
+	// Params are read only for ipxe_binary.
+	Params map[string]string `json:"params,omitempty"`
+}
+
+// BootSettingsByMAC returns what a DHCP answer to mac depends on, without
+// decoding the whole machine record (the ProxyDHCP server asks it for every
+// packet). found is false for a MAC no machine owns. Answers are cached
+// until the next write other than a timeline append; discovery creating a
+// machine for an unknown MAC leaves it cached as not found, which answers
+// the same (a discovered machine has no boot settings).
+func (s *Store) BootSettingsByMAC(mac string) (bs BootSettings, found bool, err error) {
+	gen := s.gen.Load()
+	s.bootMu.RLock()
+	e, ok := s.bootCache[mac]
+	s.bootMu.RUnlock()
+	if ok && e.gen == gen {
+		return e.bs, e.found, nil
+	}
+	bs, found, err = s.readBootSettings(mac)
+	if err == nil {
+		s.bootMu.Lock()
+		if len(s.bootCache) >= maxBootCache {
+			clear(s.bootCache)
+		}
+		s.bootCache[mac] = bootEntry{gen: gen, bs: bs, found: found}
+		s.bootMu.Unlock()
+	}
+	return bs, found, err
+}
+
+func (s *Store) readBootSettings(mac string) (bs BootSettings, found bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		name := tx.Bucket(bucketMACs).Get([]byte(mac))
+		if name == nil {
+			return nil
+		}
+		raw := tx.Bucket(bucketMachines).Get(name)
+		if raw == nil {
+			return nil
+		}
+		found = true
+		if err := json.Unmarshal(raw, &bs); err != nil {
+			return fmt.Errorf("decoding stored machine %s: %w", name, err)
+		}
+		return nil
+	})
+	bs.IPXEBinary = bs.Params["ipxe_binary"]
+	bs.Params = nil
+	return bs, found, err
+}
+
 // Machines returns every machine, sorted by name.
 func (s *Store) Machines() ([]Machine, error) {
 	var out []Machine
@@ -296,7 +377,7 @@ func (s *Store) PutMachine(m Machine) (*Machine, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		if _, err := s.upsert(tx, &m, SourceManual); err != nil {
 			return err
 		}
@@ -442,7 +523,7 @@ func adopt(tx *bolt.Tx, d *Machine, m *Machine) error {
 // nothing (and returns "") when the machine has no such assignment any more.
 func (s *Store) ConsumeOnce(name, profile string) (string, error) {
 	then := ""
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		m, err := getMachine(tx, name)
 		if err != nil {
 			return err
@@ -488,7 +569,7 @@ func (s *Store) PutSecret(name string, sealed []byte) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSecrets).Put([]byte(name), raw) })
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSecrets).Put([]byte(name), raw) })
 }
 
 // SealedSecret returns the sealed value stored under name.
@@ -525,7 +606,7 @@ func (s *Store) Secrets() ([]SecretInfo, error) {
 
 // DeleteSecret removes a secret.
 func (s *Store) DeleteSecret(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSecrets)
 		if b.Get([]byte(name)) == nil {
 			return fmt.Errorf("secret %s: %w", name, ErrNotFound)
@@ -536,7 +617,7 @@ func (s *Store) DeleteSecret(name string) error {
 
 // DeleteMachine removes a machine, its MACs and its timeline.
 func (s *Store) DeleteMachine(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		m, err := getMachine(tx, name)
 		if err != nil {
 			return err
@@ -567,34 +648,66 @@ func (s *Store) DeleteMachine(name string) error {
 // no machine creates a discovered machine for that MAC; an event with
 // neither a known machine nor a MAC is dropped. Facts carried by events are
 // merged into the machine record.
+//
+// A machine record is decoded only when facts merge into it, and written
+// once per batch however many of its events carry facts: under a flood of
+// DHCP packets the timeline is most of what is written.
 func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 	var stored []events.Event
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		stored = stored[:0]
 		evs := tx.Bucket(bucketEvents)
 		macs := tx.Bucket(bucketMACs)
+		// Machines this batch decoded (by name), and the names to write back.
+		loaded := map[string]*Machine{}
+		var dirty []string
+		load := func(name string) (*Machine, error) {
+			if m, ok := loaded[name]; ok {
+				return m, nil
+			}
+			m, err := getMachine(tx, name)
+			if err != nil {
+				return nil, err
+			}
+			loaded[name], loaded[m.Name] = m, m
+			return m, nil
+		}
 		for _, ev := range batch {
-			var m *Machine
-			var err error
+			var name string
 			switch {
 			case ev.Machine != "":
-				m, err = getMachine(tx, ev.Machine)
-			case ev.MAC != "":
-				if name := macs.Get([]byte(ev.MAC)); name != nil {
-					m, err = getMachine(tx, string(name))
-				} else {
-					m, err = s.discover(tx, ev.MAC)
+				m, err := load(ev.Machine)
+				if errors.Is(err, ErrNotFound) {
+					continue
 				}
+				if err != nil {
+					return err
+				}
+				name = m.Name
+			case ev.MAC != "":
+				if n := macs.Get([]byte(ev.MAC)); n != nil {
+					name = string(n)
+					break
+				}
+				m, err := s.discover(tx, ev.MAC)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				name, loaded[m.Name] = m.Name, m
 			default:
 				continue
 			}
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
 			if len(ev.Facts) > 0 {
+				m, err := load(name)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
 				if m.Facts == nil {
 					m.Facts = &Facts{}
 				}
@@ -603,13 +716,13 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 				if err := addHistory(tx, m.Name, ch); err != nil {
 					return err
 				}
-				if err := putMachine(tx, m); err != nil {
-					return err
+				if !slices.Contains(dirty, m.Name) {
+					dirty = append(dirty, m.Name)
 				}
 			}
 			ev.Facts = nil
-			ev.Machine = m.Name
-			b, err := evs.CreateBucketIfNotExists([]byte(m.Name))
+			ev.Machine = name
+			b, err := evs.CreateBucketIfNotExists([]byte(name))
 			if err != nil {
 				return err
 			}
@@ -629,6 +742,11 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 				return err
 			}
 			stored = append(stored, ev)
+		}
+		for _, name := range dirty {
+			if err := putMachine(tx, loaded[name]); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

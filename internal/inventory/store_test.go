@@ -214,3 +214,36 @@ func TestDiscoveryIsBounded(t *testing.T) {
 		t.Fatalf("a fourth discovered machine after restart")
 	}
 }
+
+// The ProxyDHCP server's per-packet lookup is cached; every change an
+// operator makes is seen by the next packet, timeline appends are not
+// writes it has to wait for.
+func TestBootSettingsFollowChanges(t *testing.T) {
+	s, _ := open(t, Options{})
+	const mac = "52:54:00:00:00:07"
+	check := func(step, fw, bin string, found bool) {
+		t.Helper()
+		bs, ok, err := s.BootSettingsByMAC(mac)
+		if err != nil || ok != found || bs.Firmware != fw || bs.IPXEBinary != bin {
+			t.Errorf("%s: settings %+v found %v err %v; want firmware %q binary %q found %v", step, bs, ok, err, fw, bin, found)
+		}
+	}
+	check("unknown", "", "", false)
+	check("unknown, cached", "", "", false)
+	if _, err := s.PutMachine(Machine{Name: "BLD-007", MACs: []string{mac}, Firmware: FirmwareUEFI}); err != nil {
+		t.Fatal(err)
+	}
+	check("created", FirmwareUEFI, "", true)
+	if _, err := s.AppendEvents([]events.Event{{Type: events.DHCPOffer, MAC: mac, Time: time.Now(), Facts: map[string]string{"client_arch": "7"}}}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a timeline append", FirmwareUEFI, "", true)
+	if _, err := s.PutMachine(Machine{Name: "BLD-007", MACs: []string{mac}, Firmware: FirmwareBIOS, Params: map[string]string{"ipxe_binary": "snponly.efi"}}); err != nil {
+		t.Fatal(err)
+	}
+	check("changed", FirmwareBIOS, "snponly.efi", true)
+	if err := s.DeleteMachine("BLD-007"); err != nil {
+		t.Fatal(err)
+	}
+	check("deleted", "", "", false)
+}

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/events"
@@ -104,14 +106,17 @@ func (s *DHCPServer) Listen() error {
 	return nil
 }
 
-// Serve reads requests until ctx ends or Close is called.
+// Serve reads requests until ctx ends or Close is called. Each socket has a
+// reader per CPU: packets are read one at a time but answered in parallel.
 func (s *DHCPServer) Serve(ctx context.Context) error {
 	for _, bc := range s.conns {
-		s.wg.Add(1)
-		go func(bc boundConn) {
-			defer s.wg.Done()
-			s.readLoop(ctx, bc)
-		}(bc)
+		for range runtime.GOMAXPROCS(0) {
+			s.wg.Add(1)
+			go func(bc boundConn) {
+				defer s.wg.Done()
+				s.readLoop(ctx, bc)
+			}(bc)
+		}
 	}
 	<-ctx.Done()
 	s.Close()
@@ -246,12 +251,7 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 		return nil, nil
 	}
 
-	reply, err := dhcpv4.NewReplyFromRequest(req)
-	if err != nil {
-		s.cfg.Log.Error("building DHCP reply", "err", err)
-		s.cfg.Observer.DHCP(typ, "error")
-		return nil, nil
-	}
+	reply := replyTo(req)
 	if proxyPort {
 		reply.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeAck))
 		reply.ClientIPAddr = req.ClientIPAddr
@@ -286,12 +286,33 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 		s.offers.Add(1)
 		s.cfg.Observer.DHCP(typ, "offer")
 	}
-	s.cfg.Log.Info("PXE boot offered", "mac", mac, "file", d.BootFile, "firmware", d.Firmware, "port", port, "interface", ifc.Name)
+	// Every offer is a step on the machine's timeline and in the metrics;
+	// the log has it at debug level, so a PXE storm does not flood it.
+	s.cfg.Log.Debug("PXE boot offered", "mac", mac, "file", d.BootFile, "firmware", d.Firmware, "port", port, "interface", ifc.Name)
 	s.cfg.Events.Emit(events.Event{Type: events.DHCPOffer, MAC: mac, Attrs: map[string]string{
 		"port": strconv.Itoa(port), "file": d.BootFile, "firmware": d.Firmware, "stage": d.Stage,
 		"arch": archString(breq), "interface": ifc.Name, "server": serverIP.String(),
 	}, Facts: map[string]string{"client_arch": archString(breq)}})
 	return reply, to
+}
+
+// replyTo starts a reply to req as dhcpv4.NewReplyFromRequest does, without
+// drawing a random transaction ID from the kernel only to overwrite it.
+func replyTo(req *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
+	reply := &dhcpv4.DHCPv4{
+		OpCode: dhcpv4.OpcodeBootRequest, HWType: iana.HWTypeEthernet, ClientHWAddr: make(net.HardwareAddr, 6),
+		ClientIPAddr: net.IPv4zero, YourIPAddr: net.IPv4zero, ServerIPAddr: net.IPv4zero, GatewayIPAddr: net.IPv4zero,
+		Options: dhcpv4.Options{},
+	}
+	for _, mod := range []dhcpv4.Modifier{
+		dhcpv4.WithReply(req),
+		dhcpv4.WithGatewayIP(req.GatewayIPAddr),
+		dhcpv4.WithOptionCopied(req, dhcpv4.OptionRelayAgentInformation),
+		dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientIdentifier),
+	} {
+		mod(reply)
+	}
+	return reply
 }
 
 // replyDestination implements the ProxyDHCP reply rules: relayed requests go

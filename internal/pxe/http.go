@@ -3,6 +3,7 @@ package pxe
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -327,6 +328,26 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
+
+// ReadFrom hands the copy to the ResponseWriter's own ReadFrom, as
+// http.ServeContent expects: net/http then sends a file with sendfile(2).
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{c.ResponseWriter}, r)
+	}
+	c.n += n
+	return n, err
+}
+
+// Unwrap gives http.ResponseController the ResponseWriter underneath.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // openIn opens a request path below root, refusing anything that leaves it.
 func openIn(root *os.Root, p string) (*os.File, fs.FileInfo, error) {

@@ -1,6 +1,7 @@
 package pxe
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -58,4 +59,36 @@ func bootMux(tb testing.TB, dir string, sink events.Sink) *http.ServeMux {
 	mux := http.NewServeMux()
 	h.Register(mux)
 	return mux
+}
+
+// readFromRecorder is a ResponseWriter that, like net/http's, offers ReadFrom.
+type readFromRecorder struct {
+	*httptest.ResponseRecorder
+	readFrom bool
+}
+
+func (r *readFromRecorder) ReadFrom(src io.Reader) (int64, error) {
+	r.readFrom = true
+	return io.Copy(r.ResponseRecorder, src)
+}
+
+// Files go to the connection's ReadFrom (sendfile) through the counting
+// writer, and are still counted.
+func TestCountingWriterKeepsReadFrom(t *testing.T) {
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	rec := &readFromRecorder{ResponseRecorder: httptest.NewRecorder()}
+	outer := &countingWriter{ResponseWriter: rec}
+	inner := &countingWriter{ResponseWriter: outer}
+	http.ServeContent(inner, httptest.NewRequest("GET", "/assets/x", nil), "x", st.ModTime(), f)
+	if !rec.readFrom {
+		t.Error("http.ServeContent did not reach the ResponseWriter's ReadFrom: no sendfile")
+	}
+	if inner.n != st.Size() || outer.n != st.Size() || inner.status != 200 {
+		t.Errorf("counted %d/%d bytes, status %d; want %d, 200", inner.n, outer.n, inner.status, st.Size())
+	}
 }

@@ -1,0 +1,155 @@
+# Shared by the scripts under bench/: a two-host lab of network namespaces
+# (a server and a client on one veth pair, 192.0.2.0/24), process handling
+# and the result file. Source it; do not run it.
+#
+# Every server under test runs in turn in the server namespace on the same
+# addresses and ports, and is given the same files; every client runs in the
+# client namespace. Nothing leaves the namespaces.
+
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+SRV_NS=${SRV_NS:-pdb-srv}
+CLI_NS=${CLI_NS:-pdb-cli}
+SRV_IP=192.0.2.1
+CLI_IP=192.0.2.2
+# The work directory holds the binaries, the served files and the logs;
+# BENCH_WORK keeps it (and its 64/100 MiB files) between runs.
+WORK=${BENCH_WORK:-/tmp/provisiond-bench}
+# Results are appended here as Markdown; bench/run starts it.
+OUT=${BENCH_OUT:-$WORK/results.md}
+PIDS=()
+
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+need_root() {
+	[[ $(id -u) == 0 ]] || die "needs root (network namespaces, ports 67 and 69): run it as root, as make bench does"
+}
+
+need() {
+	local cmd
+	for cmd in "$@"; do
+		command -v "$cmd" >/dev/null || die "$cmd is missing: sudo make bench-deps installs what the benchmarks use"
+	done
+}
+
+srv() { ip netns exec "$SRV_NS" "$@"; }
+cli() { ip netns exec "$CLI_NS" "$@"; }
+
+# lab_up makes the two namespaces and the veth pair between them.
+lab_up() {
+	lab_down 2>/dev/null || true
+	ip netns add "$SRV_NS"
+	ip netns add "$CLI_NS"
+	ip link add v-srv netns "$SRV_NS" type veth peer name v-cli netns "$CLI_NS"
+	srv ip addr add "$SRV_IP/24" dev v-srv
+	cli ip addr add "$CLI_IP/24" dev v-cli
+	srv ip link set lo up
+	cli ip link set lo up
+	srv ip link set v-srv up
+	cli ip link set v-cli up
+	trap 'stop_all; lab_down' EXIT
+}
+
+lab_down() {
+	ip netns del "$SRV_NS" 2>/dev/null || true
+	ip netns del "$CLI_NS" 2>/dev/null || true
+}
+
+# start NAME CMD...: runs CMD in the background, logs into $WORK/NAME.log,
+# and remembers its process id in $LAST_PID.
+start() {
+	local name=$1
+	shift
+	"$@" >"$WORK/$name.log" 2>&1 &
+	LAST_PID=$!
+	PIDS+=("$LAST_PID")
+}
+
+# stop PID: TERM, then KILL after 5 s.
+stop() {
+	local pid=$1 i
+	kill "$pid" 2>/dev/null || return 0
+	for i in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+stop_all() {
+	local p
+	for p in "${PIDS[@]}"; do stop "$p"; done
+	PIDS=()
+}
+
+# server_pid PARENT: the pid of the server itself under "ip netns exec".
+server_pid() {
+	local pid=$1 child
+	for _ in $(seq 50); do
+		child=$(pgrep -P "$pid" | head -1 || true)
+		[[ -n $child ]] && { echo "$child"; return; }
+		sleep 0.1
+	done
+	echo "$pid"
+}
+
+# wait_port NS PROTO PORT: until something listens there (10 s).
+wait_port() {
+	local ns=$1 proto=$2 port=$3
+	for _ in $(seq 100); do
+		if ip netns exec "$ns" ss -Hln"${proto:0:1}" "sport = :$port" | grep -q .; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	die "nothing listens on $proto port $port in $ns after 10 s (see $WORK/*.log)"
+}
+
+# build_provisiond: bin/provisiond as make build makes it.
+build_provisiond() {
+	PROVISIOND=$WORK/provisiond
+	(cd "$REPO" && go build -trimpath -ldflags "-s -w" -o "$PROVISIOND" ./cmd/provisiond)
+}
+
+# start_provisiond [serve flags...]: provisiond serve in the server namespace
+# on its defaults (log level info, as shipped), serving $WORK/tftp (the iPXE
+# binaries and the TFTP test files) and $WORK/assets.
+start_provisiond() {
+	build_provisiond
+	rm -rf "$WORK/data"
+	local conf=()
+	[[ -n ${PROVISIOND_CONF:-} ]] && conf=(-c "$PROVISIOND_CONF")
+	start provisiond srv "$PROVISIOND" serve "${conf[@]}" --interface v-srv --data-dir "$WORK/data" \
+		--ipxe-dir "$WORK/tftp" --assets-dir "$WORK/assets" --http-listen :8080 "$@"
+	PROVISIOND_PID=$(server_pid "$LAST_PID")
+	wait_port "$SRV_NS" tcp 8080
+}
+
+# rss_reset PID / rss_peak PID: peak resident memory (VmHWM) since the reset, in KiB.
+rss_reset() { echo 5 >"/proc/$1/clear_refs"; }
+rss_peak() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# fill FILE MIB: a file of MIB mebibytes of random bytes, made once.
+fill() {
+	local f=$1 mib=$2
+	if [[ ! -f $f || $(stat -c %s "$f") != $((mib * 1048576)) ]]; then
+		head -c $((mib * 1048576)) /dev/urandom >"$f"
+	fi
+}
+
+# result LINE...: appends Markdown to the result file and shows it.
+result() {
+	printf '%s\n' "$@" | tee -a "$OUT"
+}
+
+# ratio A B: A/B with two decimals (empty if B is zero).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b }'; }
+
+# median of the arguments.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+mkdir -p "$WORK"
