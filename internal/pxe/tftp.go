@@ -73,10 +73,15 @@ type TFTPConfig struct {
 	// Events receives one event per transfer.
 	Events events.Sink
 	// MaxTransfers bounds the transfers in flight (each holds a socket
-	// and a goroutine until its client acknowledges or times out);
-	// requests beyond it are answered "busy" at once and counted. Zero
-	// means 256.
+	// and a goroutine until its client acknowledges or times out). Up to
+	// four times as many requests beyond it wait for a slot, each at most
+	// QueueWait (a PXE ROM that is told "busy" gives up on the network
+	// boot, so a rack powered on at once must queue, not fail); the rest
+	// are answered "busy" at once and counted. Zero means 256.
 	MaxTransfers int
+	// QueueWait is how long a request waits for a transfer slot before it
+	// is answered "busy" (5 s when zero).
+	QueueWait time.Duration
 	// Observer is told every request's result (nil: nobody).
 	Observer Observer
 	// Timeout is how long a transfer waits for each acknowledgement (5
@@ -100,6 +105,7 @@ type TFTPServer struct {
 	conns   []*net.UDPConn
 	pending sync.Map // "ip:port" -> map of negotiated options
 	slots   chan struct{}
+	waiting chan struct{} // requests waiting for a slot
 
 	transfers, failures, refused, busy, bytes atomic.Uint64
 	active                                    atomic.Int64
@@ -122,11 +128,15 @@ func NewTFTPServer(cfg TFTPConfig) (*TFTPServer, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
+	if cfg.QueueWait <= 0 {
+		cfg.QueueWait = 5 * time.Second
+	}
 	root, err := os.OpenRoot(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("TFTP root %s: %w (install Debian's ipxe package or set ipxe_dir)", cfg.Root, err)
 	}
-	return &TFTPServer{cfg: cfg, root: root, slots: make(chan struct{}, cfg.MaxTransfers)}, nil
+	return &TFTPServer{cfg: cfg, root: root, slots: make(chan struct{}, cfg.MaxTransfers),
+		waiting: make(chan struct{}, 4*cfg.MaxTransfers)}, nil
 }
 
 // newServer returns a pin/tftp server for one socket: a tftp.Server holds
@@ -238,6 +248,31 @@ func scriptMAC(p string) string {
 	return mac
 }
 
+// acquire takes a transfer slot: at once if one is free, else after
+// waiting up to QueueWait if fewer than four times MaxTransfers requests
+// are waiting already. false means busy.
+func (s *TFTPServer) acquire() bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case s.waiting <- struct{}{}:
+		defer func() { <-s.waiting }()
+	default:
+		return false
+	}
+	t := time.NewTimer(s.cfg.QueueWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 	ot := rf.(tftp.OutgoingTransfer)
 	raddr := ot.RemoteAddr()
@@ -246,17 +281,15 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 		local = rpi.LocalIP()
 	}
 	start := time.Now()
-	select {
-	case s.slots <- struct{}{}:
-		s.active.Add(1)
-		defer func() { s.active.Add(-1); <-s.slots }()
-	default:
+	if !s.acquire() {
 		s.busy.Add(1)
 		s.cfg.Observer.Dropped("tftp", "max_transfers")
 		s.cfg.Observer.TFTP("busy", 0, 0)
 		s.cfg.Log.Debug("TFTP request dropped: too many transfers in flight", "file", filename, "client", raddr.IP, "max", s.cfg.MaxTransfers)
 		return errors.New("server busy, try again")
 	}
+	s.active.Add(1)
+	defer func() { s.active.Add(-1); <-s.slots }()
 	mac := s.cfg.Neighbors.MAC(raddr.IP)
 	notFound := false
 	emit := func(n int64, err error, opts map[string]string) {

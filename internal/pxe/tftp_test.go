@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -172,12 +173,13 @@ func TestTFTPServesReadOnly(t *testing.T) {
 
 // TestTFTPFloodIsBounded: 200 clients ask at once and never acknowledge a
 // block (each transfer holds a socket until it times out). Transfers in
-// flight stay at MaxTransfers, the rest are answered "busy" at once and
-// counted, and the process's file descriptors stay bounded.
+// flight stay at MaxTransfers, at most four times as many wait for a slot,
+// the rest are answered "busy" at once and counted, and the process's file
+// descriptors stay bounded.
 func TestTFTPFloodIsBounded(t *testing.T) {
 	root := t.TempDir()
 	os.WriteFile(filepath.Join(root, "undionly.kpxe"), make([]byte, 100_000), 0o644)
-	s, err := NewTFTPServer(TFTPConfig{Root: root, MaxTransfers: 8, Timeout: 300 * time.Millisecond, Neighbors: NewNeighbors("")})
+	s, err := NewTFTPServer(TFTPConfig{Root: root, MaxTransfers: 8, QueueWait: time.Second, Timeout: 300 * time.Millisecond, Neighbors: NewNeighbors("")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,11 +226,55 @@ func TestTFTPFloodIsBounded(t *testing.T) {
 	if peak > 8 || st.Active > 8 {
 		t.Fatalf("%d transfers in flight (peak %d), bound 8", st.Active, peak)
 	}
-	if st.Busy < clients-8*2 {
+	// 8 in flight, 32 waiting, the rest busy (a few may have found a
+	// slot freed by a timed-out transfer).
+	if st.Busy < clients-8-32-8 {
 		t.Fatalf("only %d of %d requests answered busy (active %d, failures %d)", st.Busy, clients, st.Active, st.Failures)
 	}
-	if during > 8+32 {
+	if during > 8+32+32 {
 		t.Fatalf("server holds %d more file descriptors during the flood", during)
 	}
 	t.Logf("%d requests: %d in flight at most, %d answered busy, %d extra file descriptors", clients, peak, st.Busy, during)
+}
+
+// A rack powered on at once: more machines than transfer slots ask at the
+// same moment. They wait for a slot rather than being told "busy" (which
+// makes a PXE ROM give up), and every one gets its file.
+func TestTFTPQueuesBeyondMaxTransfers(t *testing.T) {
+	root := t.TempDir()
+	want := bytes.Repeat([]byte("iPXE"), 50_000)
+	os.WriteFile(filepath.Join(root, "undionly.kpxe"), want, 0o644)
+	s, err := NewTFTPServer(TFTPConfig{Root: root, MaxTransfers: 2, MaxBlockSize: 1468, Neighbors: NewNeighbors("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.conns = []*net.UDPConn{conn}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	const clients = 8 // four times the slots: all may wait
+	errs := make(chan error, clients)
+	for range clients {
+		go func() {
+			got, _, err := fetch(t, conn.LocalAddr().String(), "undionly.kpxe", 1468)
+			if err == nil && !bytes.Equal(got, want) {
+				err = fmt.Errorf("got %d bytes, want %d", len(got), len(want))
+			}
+			errs <- err
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if st := s.Stats(); st.Busy != 0 || st.Transfers != clients {
+		t.Errorf("stats %+v: want %d transfers, none busy", st, clients)
+	}
 }

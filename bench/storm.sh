@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Boot storm: bench/storm plays CLIENTS machines booting at once (PXE ROM
+# DHCP, TFTP of undionly.kpxe, iPXE DHCP, HTTP scripts, kernel and initrd,
+# booted callback) against provisiond with CLIENTS machines in its
+# inventory on the linux profile.
+#
+# All simulated machines share the client namespace's one address, so
+# provisiond cannot tell which of them fetched an iPXE binary over TFTP
+# (that is how it recognises its own iPXE); the run sets
+# boot.chain_ipxe: false, so any HTTP-capable iPXE gets its script at once.
+#
+#   sudo bench/storm.sh
+#   CLIENTS=200 KERNEL_MIB=8 sudo bench/storm.sh
+source "$(dirname "$0")/lib.sh"
+need_root
+
+CLIENTS=${CLIENTS:-1000}
+KERNEL_MIB=${KERNEL_MIB:-4}
+INITRD_MIB=${INITRD_MIB:-8}
+
+lab_up
+mkdir -p "$WORK/tftp" "$WORK/assets"
+cp /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi "$WORK/tftp/"
+fill "$WORK/assets/storm-vmlinuz" "$KERNEL_MIB"
+fill "$WORK/assets/storm-initrd" "$INITRD_MIB"
+(cd "$REPO" && go build -o "$WORK/storm" ./bench/storm)
+
+cat >"$WORK/storm.yaml" <<EOF
+max_discovered: 0
+boot:
+  chain_ipxe: false
+EOF
+PROVISIOND_CONF=$WORK/storm.yaml start_provisiond
+awk -v n="$CLIENTS" 'BEGIN {
+	print "version: 1"; print "machines:"
+	for (i = 0; i < n; i++) {
+		printf "  - name: storm-%04d\n    macs: [\"52:54:01:%02x:%02x:%02x\"]\n    profile: linux\n", i, int(i / 65536) % 256, int(i / 256) % 256, i % 256
+		print "    params: {kernel: storm-vmlinuz, initrd: storm-initrd, cmdline: console=ttyS0}"
+	}
+}' >"$WORK/storm-machines.yaml"
+srv "$PROVISIOND" --server http://127.0.0.1:8080 --token-file "$WORK/data/api-token" import "$WORK/storm-machines.yaml" --apply | tail -1 >&2
+
+rss_reset "$PROVISIOND_PID"
+set +e
+cli "$WORK/storm" -server "$SRV_IP" -interface v-cli -clients "$CLIENTS" -mac-base 52:54:01:00:00:00 | tee "$WORK/storm.out" >&2
+set -e
+PROV_RSS=$(rss_peak "$PROVISIOND_PID")
+BOOTED=$(srv curl -s "http://127.0.0.1:8080/metrics" | awk '/^provisiond_boots_done_total/ { s += $2 } END { print s + 0 }')
+stop_all
+
+read -r _ n _ done _ failed _ wall <<<"$(grep -a '^clients' "$WORK/storm.out")"
+read -r _ _ _ p50 _ p90 _ p99 _ max <<<"$(grep -a '^per machine' "$WORK/storm.out" || echo "- - - - - - - - - -")"
+result "" "## Boot storm ($CLIENTS machines at once: DHCP, TFTP of undionly.kpxe, DHCP as iPXE, HTTP scripts, ${KERNEL_MIB} MiB kernel + ${INITRD_MIB} MiB initrd, callback)" "" \
+	"| machines | completed | failed | wall | p50 | p90 | p99 | max | boots recorded done | provisiond peak RSS |" \
+	"|---|---|---|---|---|---|---|---|---|---|" \
+	"| $n | $done | $failed | $wall | $p50 | $p90 | $p99 | $max | $BOOTED | $((PROV_RSS / 1024)) MiB |"
+grep -a '^failure' "$WORK/storm.out" | sed 's/^/    /' | tee -a "$OUT" || true
