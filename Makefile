@@ -4,6 +4,8 @@
 #   make build        build bin/provisiond
 #   sudo make test    go vet, gofmt check, unit and end-to-end tests (root)
 #   make fuzz         every fuzz target in turn (FUZZTIME each, 5m default)
+#   sudo make bench-deps  the peers the benchmarks compare against
+#   sudo make bench   every benchmark, side by side with dnsmasq, tftpd-hpa, nginx
 #   sudo make run     run the daemon on its embedded defaults
 
 GO      ?= go
@@ -20,7 +22,10 @@ DEB_PACKAGES := ipxe ipmitool openipmi iproute2 dnsmasq-base qemu-system-x86 ovm
 	busybox-static cpio util-linux ca-certificates git \
 	debootstrap slurmctld slurm-client munge
 
-.PHONY: all build deps test vet fmt-check unit e2e e2e-slurm fuzz run clean
+# Benchmarks only: perfdhcp (kea-admin), nginx, tftpd-hpa, curl, xxd.
+BENCH_PACKAGES := kea-admin nginx-light tftpd-hpa curl xxd
+
+.PHONY: all build deps bench-deps test vet fmt-check unit e2e e2e-slurm fuzz bench run clean
 
 all: build
 
@@ -30,6 +35,14 @@ build:
 deps:
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES)
+
+bench-deps: deps
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(BENCH_PACKAGES)
+
+# Every benchmark in one run (bench/run; results in /tmp/provisiond-bench).
+# Never part of make test: timings are not assertions.
+bench:
+	bash bench/run
 
 vet:
 	$(GO) vet ./...

@@ -6,7 +6,7 @@
 # answers come back unicast and both servers take the same path.
 #
 #   sudo bench/dhcp.sh            rates 1000 5000 10000 and flat out, 10 s each
-#   RATES="5000" PERIOD=5 sudo bench/dhcp.sh
+#   RATES="5000" PERIOD=5 SERVERS=provisiond sudo bench/dhcp.sh
 source "$(dirname "$0")/lib.sh"
 need_root
 need perfdhcp dnsmasq xxd
@@ -55,10 +55,10 @@ if [[ $SERVERS == *provisiond* ]]; then
 	stop_all
 fi
 
-[[ $SERVERS == *dnsmasq* ]] && start dnsmasq srv dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interface=v-srv --bind-interfaces \
-	--dhcp-range=192.0.2.0,proxy,255.255.255.0 --pxe-service=x86PC,"network boot",undionly \
-	--dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file= --log-facility="$WORK/dnsmasq-dhcp.log"
 if [[ $SERVERS == *dnsmasq* ]]; then
+	start dnsmasq srv dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interface=v-srv --bind-interfaces \
+		--dhcp-range=192.0.2.0,proxy,255.255.255.0 --pxe-service=x86PC,"network boot",undionly \
+		--dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file= --log-facility="$WORK/dnsmasq-dhcp.log"
 	wait_port "$SRV_NS" udp 67
 	run_server dnsmasq
 	stop_all

@@ -109,8 +109,13 @@ wait_port() {
 	die "nothing listens on $proto port $port in $ns after 10 s (see $WORK/*.log)"
 }
 
-# build_provisiond: bin/provisiond as make build makes it.
+# build_provisiond: bin/provisiond as make build makes it, or the binary
+# PROVISIOND_BIN names (to measure another version side by side).
 build_provisiond() {
+	if [[ -n ${PROVISIOND_BIN:-} ]]; then
+		PROVISIOND=$PROVISIOND_BIN
+		return
+	fi
 	PROVISIOND=$WORK/provisiond
 	(cd "$REPO" && go build -trimpath -ldflags "-s -w" -o "$PROVISIOND" ./cmd/provisiond)
 }

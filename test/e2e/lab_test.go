@@ -38,7 +38,7 @@ const (
 // lab is one set of namespaces: lan (the bridge and the VMs' taps), router
 // (dnsmasq), server (provisiond) and client (probes).
 type lab struct {
-	t       *testing.T
+	t       testing.TB
 	prefix  string
 	dir     string
 	bin     string
@@ -72,7 +72,7 @@ func (l *lockedBuffer) String() string {
 }
 
 // requireLab skips unless everything the lab needs is here.
-func requireLab(t *testing.T) {
+func requireLab(t testing.TB) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("end-to-end tests need Linux network namespaces")
@@ -101,7 +101,7 @@ const (
 	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 )
 
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	wd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func repoRoot(t *testing.T) string {
 }
 
 // buildAssets makes (or reuses) the test kernel and initramfs.
-func buildAssets(t *testing.T) string {
+func buildAssets(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("PROVISIOND_E2E_ASSETS")
 	if dir == "" {
@@ -123,7 +123,7 @@ func buildAssets(t *testing.T) string {
 	return dir
 }
 
-func buildBinary(t *testing.T, dir string) string {
+func buildBinary(t testing.TB, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "provisiond")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/provisiond")
@@ -149,7 +149,7 @@ func (l *lab) sh(ns string, args ...string) string {
 
 // newLab builds the namespaces, starts dnsmasq as the home router and
 // provisiond as ProxyDHCP, with extra serve flags if given.
-func newLab(t *testing.T, serveArgs ...string) *lab {
+func newLab(t testing.TB, serveArgs ...string) *lab {
 	requireLab(t)
 	assets := buildAssets(t)
 	dir := t.TempDir()

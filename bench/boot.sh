@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Whole boots: a QEMU machine (TCG) from power-on to the test kernel
+# running, SeaBIOS and OVMF, with provisiond (kernel over HTTP) and with
+# dnsmasq as the usual all-in-one PXE server (kernel over TFTP). It runs
+# BenchmarkWholeBoot in test/e2e, in the end-to-end tests' lab (router,
+# server and QEMU in network namespaces); BOOTS boots per case.
+#
+#   sudo bench/boot.sh
+#   BOOTS=3 sudo bench/boot.sh
+source "$(dirname "$0")/lib.sh"
+need_root
+need qemu-system-x86_64 dnsmasq
+
+BOOTS=${BOOTS:-1}
+(cd "$REPO" && go test -count=1 -run '^$' -bench WholeBoot -benchtime "${BOOTS}x" -timeout 40m ./test/e2e) | tee "$WORK/boot.out" >&2
+
+secs() { awk -v k="BenchmarkWholeBoot/$1" 'index($1, k) == 1 { for (i = 1; i <= NF; i++) if ($(i + 1) == "s/boot") print $i }' "$WORK/boot.out"; }
+result "" "## Whole boots (QEMU TCG, power-on to the test kernel printing its command line; $BOOTS boot(s) per case)" "" \
+	"| firmware | provisiond (kernel over HTTP) | dnsmasq (kernel over TFTP) | provisiond / dnsmasq |" \
+	"|---|---|---|---|"
+for fw in bios uefi; do
+	p=$(secs "provisiond/$fw")
+	d=$(secs "dnsmasq/$fw")
+	result "| $fw | ${p:-?} s | ${d:-?} s | $(ratio "${p:-0}" "${d:-0}") |"
+done

@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkWholeBoot times a QEMU machine (TCG) from power-on to the test
+// kernel running (its command line on the serial console), with SeaBIOS
+// (the NIC's iPXE ROM) and with OVMF (the firmware's own PXE), first with
+// provisiond as ProxyDHCP next to the home router (iPXE binary over TFTP,
+// kernel and initrd over HTTP), then with dnsmasq as the usual all-in-one
+// PXE server in its place (iPXE binary, script, kernel and initrd over
+// TFTP). bench/boot.sh runs it; -benchtime=Nx boots each case N times.
+// It is never part of the test suite's assertions.
+func BenchmarkWholeBoot(b *testing.B) {
+	l := newLab(b)
+	cmdline := "console=ttyS0 panic=-1 quiet"
+	macs := map[firmware]string{seabios: "52:54:00:be:00:01", ovmf: "52:54:00:be:00:02"}
+	fwName := map[firmware]string{seabios: "bios", ovmf: "uefi"}
+	for fw, mac := range macs {
+		l.mustCLI("machine", "add", "bench-"+fwName[fw], "--mac", mac, "--profile", "linux",
+			"--param", "kernel=vmlinuz", "--param", "initrd=initrd.img", "--param", "cmdline="+cmdline, "--param", "callback=false")
+	}
+	boots := 0
+	run := func(server string) {
+		for _, fw := range []firmware{seabios, ovmf} {
+			b.Run(server+"/"+fwName[fw], func(b *testing.B) {
+				var total time.Duration
+				for range b.N {
+					boots++
+					total += l.timeBoot(b, fmt.Sprintf("bb%d", boots), macs[fw], fw)
+				}
+				b.ReportMetric(total.Seconds()/float64(b.N), "s/boot")
+			})
+		}
+	}
+	run("provisiond")
+
+	// The usual setup: dnsmasq hands out addresses and boot files and
+	// serves everything over TFTP; provisiond is stopped.
+	for _, c := range []*exec.Cmd{l.daemon, l.dmasq} {
+		c.Process.Kill()
+		c.Wait()
+	}
+	l.daemon = nil
+	tftp := filepath.Join(l.dir, "tftp")
+	os.MkdirAll(tftp, 0o755)
+	for _, f := range []string{"/usr/lib/ipxe/undionly.kpxe", "/usr/lib/ipxe/ipxe.efi", filepath.Join(l.served, "vmlinuz"), filepath.Join(l.served, "initrd.img")} {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(tftp, filepath.Base(f)), raw, 0o644)
+	}
+	os.WriteFile(filepath.Join(tftp, "boot.ipxe"), []byte("#!ipxe\nkernel tftp://"+routerIP+"/vmlinuz initrd=initrd.img "+cmdline+"\ninitrd tftp://"+routerIP+"/initrd.img\nboot\n"), 0o644)
+	cmd := exec.Command("ip", "netns", "exec", l.router, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--user=root",
+		"--port=0", "--interface=r0", "--bind-interfaces", "--dhcp-authoritative",
+		"--dhcp-range=192.0.2.100,192.0.2.126,255.255.255.128,10m", "--dhcp-option=option:router,"+routerIP,
+		"--enable-tftp", "--tftp-root="+tftp,
+		"--dhcp-match=set:ipxe,175", "--dhcp-match=set:efi64,option:client-arch,7", "--dhcp-match=set:efi64,option:client-arch,9",
+		"--dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe", "--dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi", "--dhcp-boot=tag:ipxe,boot.ipxe",
+		"--dhcp-leasefile="+filepath.Join(l.dir, "dnsmasq-pxe.leases"), "--pid-file=")
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("starting dnsmasq as the PXE server: %v", err)
+	}
+	l.dmasq = cmd
+	l.cleanup = append(l.cleanup, func() {
+		if b.Failed() {
+			b.Logf("dnsmasq (PXE server) log:\n%s", out.String())
+		}
+	})
+	time.Sleep(time.Second)
+	run("dnsmasq")
+}
+
+// timeBoot starts a machine and returns how long it took until the test
+// kernel printed its command line.
+func (l *lab) timeBoot(b *testing.B, name, mac string, fw firmware) time.Duration {
+	b.Helper()
+	start := time.Now()
+	v := l.startVM(name, mac, fw)
+	exited := false
+	defer func() {
+		if !exited {
+			v.stop()
+			<-v.done
+		}
+	}()
+	deadline := start.Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		raw, _ := os.ReadFile(v.serial)
+		if bytes.Contains(raw, []byte("PROVISIOND-TEST-CMDLINE:")) {
+			d := time.Since(start)
+			if cl := serialLine(string(raw), "PROVISIOND-TEST-CMDLINE:"); !strings.Contains(cl, "console=ttyS0") {
+				b.Fatalf("%s booted with command line %q", name, cl)
+			}
+			return d
+		}
+		select {
+		case err := <-v.done:
+			exited = true
+			b.Fatalf("%s: QEMU exited (%v) before the kernel ran; serial console:\n%s", name, err, raw)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	raw, _ := os.ReadFile(v.serial)
+	b.Fatalf("%s: the test kernel did not run within 5 minutes; serial console:\n%s", name, raw)
+	return 0
+}
