@@ -14,12 +14,15 @@ need qemu-system-x86_64 dnsmasq
 BOOTS=${BOOTS:-1}
 (cd "$REPO" && go test -count=1 -run '^$' -bench WholeBoot -benchtime "${BOOTS}x" -timeout 40m ./test/e2e) | tee "$WORK/boot.out" >&2
 
-secs() { awk -v k="BenchmarkWholeBoot/$1" 'index($1, k) == 1 { for (i = 1; i <= NF; i++) if ($(i + 1) == "s/boot") print $i }' "$WORK/boot.out"; }
-result "" "## Whole boots (QEMU TCG, power-on to the test kernel printing its command line; $BOOTS boot(s) per case)" "" \
-	"| firmware | provisiond (kernel over HTTP) | dnsmasq (kernel over TFTP) | provisiond / dnsmasq |" \
-	"|---|---|---|---|"
+secs() { awk -v k="BenchmarkWholeBoot/$1-" 'index($1, k) == 1 { for (i = 1; i <= NF; i++) if ($(i + 1) == "s/boot") print $i }' "$WORK/boot.out"; }
+result "" "## Whole boots (QEMU TCG, power-on to the test kernel printing its command line; $BOOTS boot(s) per case; the router sends IPv6 RAs)" "" \
+	"| firmware | provisiond, defaults (iPXE ROM chained) | provisiond, chain_ipxe: false | dnsmasq (all over TFTP) | provisiond / dnsmasq |" \
+	"|---|---|---|---|---|"
 for fw in bios uefi; do
 	p=$(secs "provisiond/$fw")
+	r=$(secs "provisiond-rom-ipxe/$fw")
 	d=$(secs "dnsmasq/$fw")
-	result "| $fw | ${p:-?} s | ${d:-?} s | $(ratio "${p:-0}" "${d:-0}") |"
+	best=$p
+	[[ -n $r ]] && best=$r
+	result "| $fw | ${p:-?} s | ${r:-n/a (OVMF PXE is not iPXE)} | ${d:-?} s | $(ratio "${best:-0}" "${d:-0}") |"
 done

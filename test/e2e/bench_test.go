@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -15,12 +16,16 @@ import (
 // kernel running (its command line on the serial console), with SeaBIOS
 // (the NIC's iPXE ROM) and with OVMF (the firmware's own PXE), first with
 // provisiond as ProxyDHCP next to the home router (iPXE binary over TFTP,
-// kernel and initrd over HTTP), then with dnsmasq as the usual all-in-one
-// PXE server in its place (iPXE binary, script, kernel and initrd over
-// TFTP). bench/boot.sh runs it; -benchtime=Nx boots each case N times.
+// kernel and initrd over HTTP; on its defaults, then with the ROM's own
+// iPXE not chained), then with dnsmasq as the usual all-in-one PXE server
+// in its place (iPXE binary, script, kernel and initrd over TFTP). bench/boot.sh runs it; -benchtime=Nx boots each case N times.
 // It is never part of the test suite's assertions.
 func BenchmarkWholeBoot(b *testing.B) {
 	l := newLab(b)
+	// A home router announces IPv6 (router advertisements) as nearly every
+	// one does: without them iPXE waits 15 s for IPv6 autoconfiguration
+	// after each DHCP, whoever serves the boot.
+	l.routerWithRA(b)
 	cmdline := "console=ttyS0 panic=-1 quiet"
 	macs := map[firmware]string{seabios: "52:54:00:be:00:01", ovmf: "52:54:00:be:00:02"}
 	fwName := map[firmware]string{seabios: "bios", ovmf: "uefi"}
@@ -29,19 +34,40 @@ func BenchmarkWholeBoot(b *testing.B) {
 			"--param", "kernel=vmlinuz", "--param", "initrd=initrd.img", "--param", "cmdline="+cmdline, "--param", "callback=false")
 	}
 	boots := 0
-	run := func(server string) {
-		for _, fw := range []firmware{seabios, ovmf} {
-			b.Run(server+"/"+fwName[fw], func(b *testing.B) {
+	run := func(name string, fws ...firmware) {
+		for _, fw := range fws {
+			b.Run(name+"/"+fwName[fw], func(b *testing.B) {
 				var total time.Duration
 				for range b.N {
 					boots++
+					start := time.Now()
 					total += l.timeBoot(b, fmt.Sprintf("bb%d", boots), macs[fw], fw)
+					if strings.HasPrefix(name, "provisiond") {
+						// Where the time went, step by step, from power-on.
+						var steps strings.Builder
+						for _, ev := range l.timeline("bench-" + fwName[fw]) {
+							if ev.Time.After(start) {
+								fmt.Fprintf(&steps, "  +%5.1fs %-14s %s %s\n", ev.Time.Sub(start).Seconds(), ev.Type, ev.Attrs["file"], ev.Attrs["port"])
+							}
+						}
+						b.Logf("%s boot %d, provisiond's timeline from power-on:\n%s", fwName[fw], boots, steps.String())
+					}
 				}
 				b.ReportMetric(total.Seconds()/float64(b.N), "s/boot")
 			})
 		}
 	}
-	run("provisiond")
+	// provisiond on its defaults: an iPXE option ROM is chained into
+	// provisiond's own undionly.kpxe first (boot.chain_ipxe: true).
+	run("provisiond", seabios, ovmf)
+	// With boot.chain_ipxe: false (applied by SIGHUP), the ROM's own iPXE
+	// gets its script at once, as dnsmasq's usual setup does.
+	conf := filepath.Join(l.dir, "provisiond.yaml")
+	raw, _ := os.ReadFile(conf)
+	os.WriteFile(conf, append(raw, "boot:\n  chain_ipxe: false\n"...), 0o644)
+	l.daemon.Process.Signal(syscall.SIGHUP)
+	time.Sleep(time.Second)
+	run("provisiond-rom-ipxe", seabios)
 
 	// The usual setup: dnsmasq hands out addresses and boot files and
 	// serves everything over TFTP; provisiond is stopped.
@@ -63,6 +89,7 @@ func BenchmarkWholeBoot(b *testing.B) {
 	cmd := exec.Command("ip", "netns", "exec", l.router, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--user=root",
 		"--port=0", "--interface=r0", "--bind-interfaces", "--dhcp-authoritative",
 		"--dhcp-range=192.0.2.100,192.0.2.126,255.255.255.128,10m", "--dhcp-option=option:router,"+routerIP,
+		"--enable-ra", "--dhcp-range=::,constructor:r0,ra-only",
 		"--enable-tftp", "--tftp-root="+tftp,
 		"--dhcp-match=set:ipxe,175", "--dhcp-match=set:efi64,option:client-arch,7", "--dhcp-match=set:efi64,option:client-arch,9",
 		"--dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe", "--dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi", "--dhcp-boot=tag:ipxe,boot.ipxe",
@@ -79,7 +106,32 @@ func BenchmarkWholeBoot(b *testing.B) {
 		}
 	})
 	time.Sleep(time.Second)
-	run("dnsmasq")
+	run("dnsmasq", seabios, ovmf)
+}
+
+// routerWithRA restarts the lab's router (dnsmasq, addresses only) with
+// IPv6 router advertisements on its segment.
+func (l *lab) routerWithRA(b *testing.B) {
+	l.dmasq.Process.Kill()
+	l.dmasq.Wait()
+	l.sh(l.router, "ip", "-6", "addr", "add", "fd00:192:0:2::1/64", "dev", "r0", "nodad")
+	cmd := exec.Command("ip", "netns", "exec", l.router, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+		"--port=0", "--interface=r0", "--bind-interfaces", "--dhcp-authoritative",
+		"--dhcp-range=192.0.2.100,192.0.2.126,255.255.255.128,10m", "--dhcp-option=option:router,"+routerIP,
+		"--enable-ra", "--dhcp-range=::,constructor:r0,ra-only",
+		"--dhcp-leasefile="+filepath.Join(l.dir, "dnsmasq-ra.leases"), "--pid-file=")
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("starting the router with router advertisements: %v", err)
+	}
+	l.dmasq = cmd
+	l.cleanup = append(l.cleanup, func() {
+		if b.Failed() {
+			b.Logf("router log:\n%s", out.String())
+		}
+	})
+	time.Sleep(time.Second)
 }
 
 // timeBoot starts a machine and returns how long it took until the test
