@@ -24,5 +24,5 @@ for fw in bios uefi; do
 	d=$(secs "dnsmasq/$fw")
 	best=$p
 	[[ -n $r ]] && best=$r
-	result "| $fw | ${p:-?} s | ${r:-n/a (OVMF PXE is not iPXE)} | ${d:-?} s | $(ratio "${best:-0}" "${d:-0}") |"
+	result "| $fw | ${p:-?} s | ${r:+$r s}${r:-n/a (OVMF PXE is not iPXE)} | ${d:-?} s | $(ratio "${best:-0}" "${d:-0}") |"
 done
