@@ -296,11 +296,16 @@ func (s *Store) MachineByMAC(mac string) (*Machine, error) {
 // BootSettings is the part of a machine record a DHCP answer depends on.
 type BootSettings struct {
 	// Firmware forces BIOS or UEFI ("" for either).
-	Firmware string `json:"firmware,omitempty"`
-	// IPXEBinary replaces the configured iPXE binary ("" for the default).
-	IPXEBinary string `json:"-"`
-	// Params are read only for ipxe_binary.
-	Params map[string]string `json:"params,omitempty"`
+	Firmware string
+	// IPXEBinary replaces the configured iPXE binary (the machine's
+	// ipxe_binary parameter; "" for the default).
+	IPXEBinary string
+}
+
+// bootFields are the stored machine's fields BootSettings comes from.
+type bootFields struct {
+	Firmware string            `json:"firmware"`
+	Params   map[string]string `json:"params"`
 }
 
 // BootSettingsByMAC returns what a DHCP answer to mac depends on, without
@@ -340,13 +345,13 @@ func (s *Store) readBootSettings(mac string) (bs BootSettings, found bool, err e
 			return nil
 		}
 		found = true
-		if err := json.Unmarshal(raw, &bs); err != nil {
+		var f bootFields
+		if err := json.Unmarshal(raw, &f); err != nil {
 			return fmt.Errorf("decoding stored machine %s: %w", name, err)
 		}
+		bs = BootSettings{Firmware: f.Firmware, IPXEBinary: f.Params["ipxe_binary"]}
 		return nil
 	})
-	bs.IPXEBinary = bs.Params["ipxe_binary"]
-	bs.Params = nil
 	return bs, found, err
 }
 
