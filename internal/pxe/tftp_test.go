@@ -274,6 +274,12 @@ func TestTFTPQueuesBeyondMaxTransfers(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// A transfer is counted once the server has its final acknowledgement,
+	// a moment after the client has the last block.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().Transfers < clients && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if st := s.Stats(); st.Busy != 0 || st.Transfers != clients {
 		t.Errorf("stats %+v: want %d transfers, none busy", st, clients)
 	}
