@@ -68,15 +68,18 @@ start() {
 	PIDS+=("$LAST_PID")
 }
 
-# stop PID: TERM, then KILL after 5 s.
+# stop PID: TERM to the job and the server it started (the job is a
+# subshell running "ip netns exec", which becomes the server), then KILL
+# after 5 s.
 stop() {
-	local pid=$1 i
-	kill "$pid" 2>/dev/null || return 0
+	local pid=$1 i kids
+	kids=$(pgrep -P "$pid" || true)
+	kill $kids "$pid" 2>/dev/null || true
 	for i in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
+		kill -0 $kids "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
-	kill -9 "$pid" 2>/dev/null || true
+	kill -9 $kids "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 }
 
