@@ -24,5 +24,7 @@ for fw in bios uefi; do
 	d=$(secs "dnsmasq/$fw")
 	best=$p
 	[[ -n $r ]] && best=$r
-	result "| $fw | ${p:-?} s | ${r:+$r s}${r:-n/a (OVMF PXE is not iPXE)} | ${d:-?} s | $(ratio "${best:-0}" "${d:-0}") |"
+	rom="n/a (OVMF PXE is not iPXE)"
+	[[ -n $r ]] && rom="$r s"
+	result "| $fw | ${p:-?} s | $rom | ${d:-?} s | $(ratio "${best:-0}" "${d:-0}") |"
 done

@@ -17,8 +17,6 @@ PERIOD=${PERIOD:-10}
 MAX_RATE=${MAX_RATE:-100000}
 
 lab_up
-mkdir -p "$WORK/tftp" "$WORK/assets"
-cp /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi "$WORK/tftp/"
 
 opt60=$(printf 'PXEClient:Arch:00000:UNDI:002001' | xxd -p -c 256)
 # perfdhcp run RATE: one run; prints "offers/s drops% avg_ms max_ms sent received".

@@ -16,8 +16,6 @@ SIZE_MIB=${SIZE_MIB:-100}
 ROUNDS=${ROUNDS:-3}
 
 lab_up
-mkdir -p "$WORK/tftp" "$WORK/assets"
-cp /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi "$WORK/tftp/"
 fill "$WORK/assets/initrd.img" "$SIZE_MIB"
 chmod -R a+rX "$WORK/assets"
 

@@ -38,8 +38,12 @@ need() {
 srv() { ip netns exec "$SRV_NS" "$@"; }
 cli() { ip netns exec "$CLI_NS" "$@"; }
 
-# lab_up makes the two namespaces and the veth pair between them.
+# lab_up makes the two namespaces and the veth pair between them, and the
+# directories every server serves: $WORK/tftp (the iPXE binaries, and the
+# TFTP test files) and $WORK/assets.
 lab_up() {
+	mkdir -p "$WORK/tftp" "$WORK/assets"
+	cp /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi "$WORK/tftp/"
 	lab_down 2>/dev/null || true
 	ip netns add "$SRV_NS"
 	ip netns add "$CLI_NS"

@@ -19,8 +19,6 @@ KERNEL_MIB=${KERNEL_MIB:-4}
 INITRD_MIB=${INITRD_MIB:-8}
 
 lab_up
-mkdir -p "$WORK/tftp" "$WORK/assets"
-cp /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi "$WORK/tftp/"
 fill "$WORK/assets/storm-vmlinuz" "$KERNEL_MIB"
 fill "$WORK/assets/storm-initrd" "$INITRD_MIB"
 (cd "$REPO" && go build -o "$WORK/storm" ./bench/storm)

@@ -15,8 +15,6 @@ CLIENTS=${CLIENTS:-1 16}
 BIG_MIB=${BIG_MIB:-64}
 
 lab_up
-mkdir -p "$WORK/tftp" "$WORK/assets"
-cp /usr/lib/ipxe/undionly.kpxe /usr/lib/ipxe/ipxe.efi "$WORK/tftp/"
 fill "$WORK/tftp/big.bin" "$BIG_MIB"
 chmod -R a+rX "$WORK/tftp"
 

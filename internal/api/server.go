@@ -106,11 +106,10 @@ func (s *Server) Register(outer *http.ServeMux) {
 	s.registerBMC(mux)
 	// Go's profiler, for finding out where time and memory go (BENCHMARKS.md):
 	// token always, as a goroutine dump or a heap profile shows internals.
-	outer.HandleFunc("GET /debug/pprof/", s.profiling(pprof.Index))
-	outer.HandleFunc("GET /debug/pprof/cmdline", s.profiling(pprof.Cmdline))
-	outer.HandleFunc("GET /debug/pprof/profile", s.profiling(pprof.Profile))
-	outer.HandleFunc("GET /debug/pprof/symbol", s.profiling(pprof.Symbol))
-	outer.HandleFunc("GET /debug/pprof/trace", s.profiling(pprof.Trace))
+	for path, h := range map[string]http.HandlerFunc{"": pprof.Index, "cmdline": pprof.Cmdline,
+		"profile": pprof.Profile, "symbol": pprof.Symbol, "trace": pprof.Trace} {
+		outer.HandleFunc("GET /debug/pprof/"+path, s.needsToken("profiling", h))
+	}
 }
 
 // ReadGuard applies the read policy to GET and HEAD requests (other
@@ -175,20 +174,15 @@ func (s *Server) authorized(r *http.Request) bool {
 const needToken = "needs the API token: pass --token, set PROVISIOND_TOKEN, or run the CLI on the daemon's host as a user who can read the token file"
 
 func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !s.authorized(r) {
-			writeJSON(w, http.StatusUnauthorized, Error{Error: "this call changes the inventory and " + needToken})
-			return
-		}
-		next(w, r)
-	}
+	return s.needsToken("this call changes the inventory and", next)
 }
 
-// profiling guards Go's profiler: the token always.
-func (s *Server) profiling(next http.HandlerFunc) http.HandlerFunc {
+// needsToken refuses a request without the API token, saying what (what)
+// needs it.
+func (s *Server) needsToken(what string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
-			writeJSON(w, http.StatusUnauthorized, Error{Error: "profiling " + needToken})
+			writeJSON(w, http.StatusUnauthorized, Error{Error: what + " " + needToken})
 			return
 		}
 		next(w, r)

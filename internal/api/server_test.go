@@ -42,3 +42,30 @@ func TestReadGuard(t *testing.T) {
 		}
 	}
 }
+
+// Go's profiler is served to token holders only, even on loopback.
+func TestProfilerNeedsToken(t *testing.T) {
+	s := &Server{Token: "s3cret", ReadAccess: "open"}
+	mux := http.NewServeMux()
+	s.Register(mux)
+	for _, c := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/debug/pprof/cmdline", "", 401},
+		{"/debug/pprof/", "", 401},
+		{"/debug/pprof/cmdline", "s3cret", 200},
+		{"/debug/pprof/goroutine?debug=1", "s3cret", 200},
+	} {
+		r := httptest.NewRequest("GET", c.path, nil)
+		r.RemoteAddr = "127.0.0.1:5000"
+		if c.token != "" {
+			r.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		if w.Code != c.want {
+			t.Errorf("GET %s with token %q: %d, want %d", c.path, c.token, w.Code, c.want)
+		}
+	}
+}

@@ -110,11 +110,10 @@ func BaseURL(serverIP string, port int) string {
 	return u.String()
 }
 
-// DecideDHCP chooses the answer to a PXE client. m is the machine that owns
-// the MAC, or nil for an unknown MAC; only its Firmware and
-// Params["ipxe_binary"] are read (inventory.BootSettings). It never returns
-// an address: the home router does that.
-func DecideDHCP(req Request, m *inventory.Machine, bins Options) DHCPDecision {
+// DecideDHCP chooses the answer to a PXE client. m holds the boot settings
+// of the machine that owns the MAC, or is nil for an unknown MAC. It never
+// returns an address: the home router does that.
+func DecideDHCP(req Request, m *inventory.BootSettings, bins Options) DHCPDecision {
 	if !IsPXEClass(req.Class) {
 		return DHCPDecision{Ignore: true, Silent: true, Reason: "not a PXE client"}
 	}
@@ -154,8 +153,8 @@ func DecideDHCP(req Request, m *inventory.Machine, bins Options) DHCPDecision {
 				return DHCPDecision{Ignore: true, Firmware: fw, Reason: "machine is forced to UEFI boot; ignored its legacy BIOS PXE request"}
 			}
 		}
-		if b := m.Params["ipxe_binary"]; b != "" && !req.IPXE {
-			bin = b
+		if m.IPXEBinary != "" && !req.IPXE {
+			bin = m.IPXEBinary
 		}
 	}
 	base := BaseURL(req.ServerIP, req.HTTPPort)

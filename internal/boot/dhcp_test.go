@@ -114,18 +114,18 @@ func TestDecideDHCPIPXE(t *testing.T) {
 }
 
 func TestDecideDHCPFirmwareOverride(t *testing.T) {
-	bios := &inventory.Machine{Name: "oden", Firmware: inventory.FirmwareBIOS}
+	bios := &inventory.BootSettings{Firmware: inventory.FirmwareBIOS}
 	if d := DecideDHCP(req("PXEClient:Arch:00007", 7), bios, testOpts); !d.Ignore || d.Silent {
 		t.Fatalf("machine forced to BIOS must not be answered on UEFI: %+v", d)
 	}
 	if d := DecideDHCP(req("PXEClient:Arch:00000", 0), bios, testOpts); d.Ignore || d.BootFile != "undionly.kpxe" {
 		t.Fatalf("machine forced to BIOS, BIOS request: %+v", d)
 	}
-	uefi := &inventory.Machine{Name: "x", Firmware: inventory.FirmwareUEFI}
+	uefi := &inventory.BootSettings{Firmware: inventory.FirmwareUEFI}
 	if d := DecideDHCP(req("PXEClient:Arch:00000", 0), uefi, testOpts); !d.Ignore {
 		t.Fatalf("machine forced to UEFI must not be answered on BIOS: %+v", d)
 	}
-	snp := &inventory.Machine{Name: "y", Params: map[string]string{"ipxe_binary": "snponly.efi"}}
+	snp := &inventory.BootSettings{IPXEBinary: "snponly.efi"}
 	if d := DecideDHCP(req("PXEClient:Arch:00007", 7), snp, testOpts); d.BootFile != "snponly.efi" {
 		t.Fatalf("per-machine binary: %+v", d)
 	}

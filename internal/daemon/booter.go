@@ -170,16 +170,13 @@ func (b *Booter) DecideDHCP(_ context.Context, req boot.Request) boot.DHCPDecisi
 	}
 	// The answer depends on two fields of the machine record: decode only
 	// those (every PXE packet asks).
-	var m *inventory.Machine
+	var m *inventory.BootSettings
 	bs, found, err := b.store.BootSettingsByMAC(req.MAC)
 	switch {
 	case err != nil:
 		b.log.Error("inventory lookup failed", "mac", req.MAC, "err", err)
 	case found:
-		m = &inventory.Machine{Firmware: bs.Firmware}
-		if bs.IPXEBinary != "" {
-			m.Params = map[string]string{"ipxe_binary": bs.IPXEBinary}
-		}
+		m = &bs
 	}
 	req.ChainedRecently = b.chained(req.MAC, time.Now())
 	d := boot.DecideDHCP(req, m, b.options())

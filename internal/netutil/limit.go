@@ -32,11 +32,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		<-l.sem
 		return nil, err
 	}
-	release := func() { <-l.sem }
+	r := &releaser{release: func() { <-l.sem }}
 	if tc, ok := c.(*net.TCPConn); ok {
-		return &limitTCPConn{TCPConn: tc, release: release}, nil
+		return &limitTCPConn{TCPConn: tc, releaser: r}, nil
 	}
-	return &limitConn{Conn: c, release: release}, nil
+	return &limitConn{Conn: c, releaser: r}, nil
 }
 
 func (l *limitListener) Close() error {
@@ -45,28 +45,29 @@ func (l *limitListener) Close() error {
 	return err
 }
 
+// releaser frees a connection's slot once, however often it is closed.
+type releaser struct {
+	once    sync.Once
+	release func()
+}
+
+func (r *releaser) close(err error) error {
+	r.once.Do(r.release)
+	return err
+}
+
 // limitTCPConn embeds *net.TCPConn so ReadFrom (sendfile) and the rest of
 // its methods stay visible to net/http.
 type limitTCPConn struct {
 	*net.TCPConn
-	once    sync.Once
-	release func()
+	*releaser
 }
 
-func (c *limitTCPConn) Close() error {
-	err := c.TCPConn.Close()
-	c.once.Do(c.release)
-	return err
-}
+func (c *limitTCPConn) Close() error { return c.close(c.TCPConn.Close()) }
 
 type limitConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	*releaser
 }
 
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
+func (c *limitConn) Close() error { return c.close(c.Conn.Close()) }

@@ -63,8 +63,15 @@ func startTFTP(t *testing.T, root string, files map[string]string, sink events.S
 	t.Helper()
 	nb := NewNeighbors("")
 	nb.Learn(net.IPv4(127, 0, 0, 1), "52:54:00:12:34:56")
-	s, err := NewTFTPServer(TFTPConfig{Root: root, Files: files, MaxBlockSize: 1468, Scripts: fakeScripts{}, Neighbors: nb, Events: sink,
+	return serveTFTP(t, TFTPConfig{Root: root, Files: files, MaxBlockSize: 1468, Scripts: fakeScripts{}, Neighbors: nb, Events: sink,
 		HTTPBase: func(net.IP) string { return "http://192.0.2.2:8080" }})
+}
+
+// serveTFTP runs a TFTP server with cfg on a loopback port until the test
+// ends, and returns its address.
+func serveTFTP(t *testing.T, cfg TFTPConfig) (string, *TFTPServer) {
+	t.Helper()
+	s, err := NewTFTPServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,19 +186,11 @@ func TestTFTPServesReadOnly(t *testing.T) {
 func TestTFTPFloodIsBounded(t *testing.T) {
 	root := t.TempDir()
 	os.WriteFile(filepath.Join(root, "undionly.kpxe"), make([]byte, 100_000), 0o644)
-	s, err := NewTFTPServer(TFTPConfig{Root: root, MaxTransfers: 8, QueueWait: time.Second, Timeout: 300 * time.Millisecond, Neighbors: NewNeighbors("")})
+	addr, s := serveTFTP(t, TFTPConfig{Root: root, MaxTransfers: 8, QueueWait: time.Second, Timeout: 300 * time.Millisecond, Neighbors: NewNeighbors("")})
+	server, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.conns = []*net.UDPConn{conn}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Serve(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
 
 	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
 	const clients = 200
@@ -199,7 +198,7 @@ func TestTFTPFloodIsBounded(t *testing.T) {
 	rrq := append([]byte{0, 1}, []byte("undionly.kpxe\x00octet\x00")...)
 	var socks []*net.UDPConn
 	for range clients {
-		c, err := net.DialUDP("udp", nil, conn.LocalAddr().(*net.UDPAddr))
+		c, err := net.DialUDP("udp", nil, server)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -244,25 +243,13 @@ func TestTFTPQueuesBeyondMaxTransfers(t *testing.T) {
 	root := t.TempDir()
 	want := bytes.Repeat([]byte("iPXE"), 50_000)
 	os.WriteFile(filepath.Join(root, "undionly.kpxe"), want, 0o644)
-	s, err := NewTFTPServer(TFTPConfig{Root: root, MaxTransfers: 2, MaxBlockSize: 1468, Neighbors: NewNeighbors("")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.conns = []*net.UDPConn{conn}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Serve(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	addr, s := serveTFTP(t, TFTPConfig{Root: root, MaxTransfers: 2, MaxBlockSize: 1468, Neighbors: NewNeighbors("")})
 
 	const clients = 8 // four times the slots: all may wait
 	errs := make(chan error, clients)
 	for range clients {
 		go func() {
-			got, _, err := fetch(t, conn.LocalAddr().String(), "undionly.kpxe", 1468)
+			got, _, err := fetch(t, addr, "undionly.kpxe", 1468)
 			if err == nil && !bytes.Equal(got, want) {
 				err = fmt.Errorf("got %d bytes, want %d", len(got), len(want))
 			}

@@ -25,7 +25,8 @@ func BenchmarkWholeBoot(b *testing.B) {
 	// A home router announces IPv6 (router advertisements) as nearly every
 	// one does: without them iPXE waits 15 s for IPv6 autoconfiguration
 	// after each DHCP, whoever serves the boot.
-	l.routerWithRA(b)
+	l.sh(l.router, "ip", "-6", "addr", "add", "fd00:192:0:2::1/64", "dev", "r0", "nodad")
+	l.restartRouter(b, "ra")
 	cmdline := "console=ttyS0 panic=-1 quiet"
 	macs := map[firmware]string{seabios: "52:54:00:be:00:01", ovmf: "52:54:00:be:00:02"}
 	fwName := map[firmware]string{seabios: "bios", ovmf: "uefi"}
@@ -71,10 +72,8 @@ func BenchmarkWholeBoot(b *testing.B) {
 
 	// The usual setup: dnsmasq hands out addresses and boot files and
 	// serves everything over TFTP; provisiond is stopped.
-	for _, c := range []*exec.Cmd{l.daemon, l.dmasq} {
-		c.Process.Kill()
-		c.Wait()
-	}
+	l.daemon.Process.Kill()
+	l.daemon.Wait()
 	l.daemon = nil
 	tftp := filepath.Join(l.dir, "tftp")
 	os.MkdirAll(tftp, 0o755)
@@ -86,49 +85,36 @@ func BenchmarkWholeBoot(b *testing.B) {
 		os.WriteFile(filepath.Join(tftp, filepath.Base(f)), raw, 0o644)
 	}
 	os.WriteFile(filepath.Join(tftp, "boot.ipxe"), []byte("#!ipxe\nkernel tftp://"+routerIP+"/vmlinuz initrd=initrd.img "+cmdline+"\ninitrd tftp://"+routerIP+"/initrd.img\nboot\n"), 0o644)
-	cmd := exec.Command("ip", "netns", "exec", l.router, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--user=root",
-		"--port=0", "--interface=r0", "--bind-interfaces", "--dhcp-authoritative",
-		"--dhcp-range=192.0.2.100,192.0.2.126,255.255.255.128,10m", "--dhcp-option=option:router,"+routerIP,
-		"--enable-ra", "--dhcp-range=::,constructor:r0,ra-only",
-		"--enable-tftp", "--tftp-root="+tftp,
+	l.restartRouter(b, "pxe", "--enable-tftp", "--tftp-root="+tftp,
 		"--dhcp-match=set:ipxe,175", "--dhcp-match=set:efi64,option:client-arch,7", "--dhcp-match=set:efi64,option:client-arch,9",
-		"--dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe", "--dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi", "--dhcp-boot=tag:ipxe,boot.ipxe",
-		"--dhcp-leasefile="+filepath.Join(l.dir, "dnsmasq-pxe.leases"), "--pid-file=")
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("starting dnsmasq as the PXE server: %v", err)
-	}
-	l.dmasq = cmd
-	l.cleanup = append(l.cleanup, func() {
-		if b.Failed() {
-			b.Logf("dnsmasq (PXE server) log:\n%s", out.String())
-		}
-	})
-	time.Sleep(time.Second)
+		"--dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe", "--dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi", "--dhcp-boot=tag:ipxe,boot.ipxe")
 	run("dnsmasq", seabios, ovmf)
 }
 
-// routerWithRA restarts the lab's router (dnsmasq, addresses only) with
-// IPv6 router advertisements on its segment.
-func (l *lab) routerWithRA(b *testing.B) {
+// restartRouter replaces the lab's router with dnsmasq handing out the
+// same addresses and announcing IPv6 (router advertisements), plus extra
+// options (the PXE server's); name tells its leases and log apart. It
+// offers without pinging the address first (--no-ping): a fresh router
+// would otherwise hold its first offer to each machine about 3 s, and only
+// the first case timed after a restart would pay it.
+func (l *lab) restartRouter(b *testing.B, name string, extra ...string) {
 	l.dmasq.Process.Kill()
 	l.dmasq.Wait()
-	l.sh(l.router, "ip", "-6", "addr", "add", "fd00:192:0:2::1/64", "dev", "r0", "nodad")
-	cmd := exec.Command("ip", "netns", "exec", l.router, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+	args := append([]string{"netns", "exec", l.router, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--user=root",
 		"--port=0", "--interface=r0", "--bind-interfaces", "--dhcp-authoritative",
-		"--dhcp-range=192.0.2.100,192.0.2.126,255.255.255.128,10m", "--dhcp-option=option:router,"+routerIP,
-		"--enable-ra", "--dhcp-range=::,constructor:r0,ra-only",
-		"--dhcp-leasefile="+filepath.Join(l.dir, "dnsmasq-ra.leases"), "--pid-file=")
+		"--dhcp-range=192.0.2.100,192.0.2.126,255.255.255.128,10m", "--dhcp-option=option:router," + routerIP,
+		"--enable-ra", "--dhcp-range=::,constructor:r0,ra-only", "--no-ping",
+		"--dhcp-leasefile=" + filepath.Join(l.dir, "dnsmasq-"+name+".leases"), "--pid-file="}, extra...)
+	cmd := exec.Command("ip", args...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		b.Fatalf("starting the router with router advertisements: %v", err)
+		b.Fatalf("starting dnsmasq (%s): %v", name, err)
 	}
 	l.dmasq = cmd
 	l.cleanup = append(l.cleanup, func() {
 		if b.Failed() {
-			b.Logf("router log:\n%s", out.String())
+			b.Logf("dnsmasq (%s) log:\n%s", name, out.String())
 		}
 	})
 	time.Sleep(time.Second)
