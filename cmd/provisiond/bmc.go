@@ -392,17 +392,12 @@ func runAssign(cmd *cobra.Command, cf *clientFlags, e env, af *assignFlags, name
 		if err != nil {
 			return failed(err)
 		}
-		cur, err := c.Machine(ctx, m.Name)
-		if err != nil {
-			rel()
-			return failed(err)
-		}
-		cur.Profile = prof
-		cur.Once = nil
+		req := api.AssignRequest{Profile: prof, Once: af.once}
 		if af.once {
-			cur.Once = &inventory.Once{Then: af.then, Since: time.Now().UTC()}
+			req.Then = af.then
 		}
-		if _, err := c.UpdateMachine(ctx, *cur); err != nil {
+		cur, err := c.Assign(ctx, m.Name, req)
+		if err != nil {
 			rel()
 			return failed(fmt.Errorf("setting the profile: %w", err))
 		}

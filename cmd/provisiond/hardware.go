@@ -8,7 +8,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -185,21 +184,8 @@ func printAudit(w io.Writer, rep *audit.Report) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", m.Name, bay, gb(m.MemoryGB), m.Disks, m.CPU, dash(m.Role), dash(strings.Join(m.Qualifies, ", ")))
 	}
 	tw.Flush()
-	counts := map[audit.Severity]int{}
-	var lines []audit.Finding
-	for _, f := range rep.Findings {
-		counts[f.Severity]++
-		if f.Severity >= audit.Warning {
-			lines = append(lines, f)
-		}
-	}
-	order := map[string]int{"mac": 0, "boot-disk": 1, "drift": 2, "dimms": 3, "disks": 4, "cpu": 5, "bmc": 6}
-	sort.SliceStable(lines, func(i, j int) bool {
-		if lines[i].Severity != lines[j].Severity {
-			return lines[i].Severity > lines[j].Severity
-		}
-		return order[lines[i].Rule] < order[lines[j].Rule]
-	})
+	counts := rep.Counts()
+	lines := rep.Sorted(audit.Warning)
 	if len(lines) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -437,27 +437,11 @@ func nonEmpty(vs ...string) []string {
 
 // eventLine renders one timeline step for people.
 func eventLine(ev events.Event, withMachine bool) string {
-	keys := make([]string, 0, len(ev.Attrs))
-	for k := range ev.Attrs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, k+"="+quoteIfSpace(ev.Attrs[k]))
-	}
 	who := ""
 	if withMachine {
 		who = ev.Machine + "  "
 	}
-	return fmt.Sprintf("%s  %s%-18s %s", ev.Time.Local().Format("2006-01-02 15:04:05.000"), who, ev.Type, strings.Join(parts, " "))
-}
-
-func quoteIfSpace(s string) string {
-	if strings.ContainsAny(s, " \t") {
-		return fmt.Sprintf("%q", s)
-	}
-	return s
+	return fmt.Sprintf("%s  %s%-18s %s", ev.Time.Local().Format("2006-01-02 15:04:05.000"), who, ev.Type, ev.Details())
 }
 
 func printEvents(w io.Writer, evs []events.Event, withMachine bool) {

@@ -157,6 +157,15 @@ func (c *Client) UpdateMachine(ctx context.Context, m inventory.Machine) (*inven
 	return &out, nil
 }
 
+// Assign gives a machine a profile, persistent or once.
+func (c *Client) Assign(ctx context.Context, machine string, req AssignRequest) (*inventory.Machine, error) {
+	var out inventory.Machine
+	if err := c.do(ctx, http.MethodPost, "/api/v1/machines/"+url.PathEscape(machine)+"/assign", req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // DeleteMachine removes a machine.
 func (c *Client) DeleteMachine(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/machines/"+url.PathEscape(name), nil, nil)

@@ -157,7 +157,7 @@ func (s *Server) listParts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listRoles(w http.ResponseWriter, r *http.Request) {
-	in, err := s.auditInput()
+	in, err := s.AuditInput()
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -165,9 +165,9 @@ func (s *Server) listRoles(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, in.Roles)
 }
 
-// auditInput gathers the inventory for an audit: machines, systems, parts,
+// AuditInput gathers the inventory for an audit: machines, systems, parts,
 // the configured roles overridden by the inventory's, and model figures.
-func (s *Server) auditInput() (audit.Input, error) {
+func (s *Server) AuditInput() (audit.Input, error) {
 	var in audit.Input
 	var err error
 	if in.Machines, err = s.Store.Machines(); err != nil {
@@ -235,7 +235,7 @@ func selectMachines(ms []inventory.Machine, r *http.Request) ([]inventory.Machin
 }
 
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
-	in, err := s.auditInput()
+	in, err := s.AuditInput()
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -257,7 +257,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) power(w http.ResponseWriter, r *http.Request) {
-	in, err := s.auditInput()
+	in, err := s.AuditInput()
 	if err != nil {
 		writeErr(w, err)
 		return
@@ -282,7 +282,7 @@ func (s *Server) power(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
-	in, err := s.auditInput()
+	in, err := s.AuditInput()
 	if err != nil {
 		writeErr(w, err)
 		return

@@ -3,6 +3,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -91,6 +92,7 @@ func (s *Server) Register(outer *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/machines/{name}", s.getMachine)
 	mux.HandleFunc("PUT /api/v1/machines/{name}", s.auth(s.putMachine))
 	mux.HandleFunc("DELETE /api/v1/machines/{name}", s.auth(s.deleteMachine))
+	mux.HandleFunc("POST /api/v1/machines/{name}/assign", s.auth(s.assign))
 	mux.HandleFunc("GET /api/v1/machines/{name}/events", s.machineEvents)
 	mux.HandleFunc("GET /api/v1/machines/{name}/script", s.script)
 	mux.HandleFunc("GET /api/v1/events", s.allEvents)
@@ -167,8 +169,11 @@ func writeErr(w http.ResponseWriter, err error) {
 var errBadRequest = errors.New("bad request")
 
 func (s *Server) authorized(r *http.Request) bool {
-	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return s.Token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) == 1
+	if h := r.Header.Get("Authorization"); h != "" {
+		got := strings.TrimPrefix(h, "Bearer ")
+		return s.Token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) == 1
+	}
+	return s.validSession(r)
 }
 
 const needToken = "needs the API token: pass --token, set PROVISIOND_TOKEN, or run the CLI on the daemon's host as a user who can read the token file"
@@ -317,6 +322,50 @@ func (s *Server) save(w http.ResponseWriter, m inventory.Machine, status int) {
 		s.Events.Emit(events.Event{Type: events.MachineChanged, Machine: saved.Name, Attrs: attrs})
 	}
 	writeJSON(w, status, saved)
+}
+
+// AssignRequest is the body of POST /api/v1/machines/{name}/assign.
+type AssignRequest struct {
+	// Profile is the profile the machine boots.
+	Profile string `json:"profile"`
+	// Once makes it a one-shot assignment: after one boot of Profile the
+	// machine reverts to Then (default local).
+	Once bool   `json:"once,omitempty"`
+	Then string `json:"then,omitempty"`
+}
+
+// assign gives a machine a profile, persistent or once, keeping the rest of
+// its record as stored.
+func (s *Server) assign(w http.ResponseWriter, r *http.Request) {
+	var req AssignRequest
+	if err := decodeBody(r, "assignment", 64<<10, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if req.Profile == "" {
+		writeErr(w, fmt.Errorf("name the profile to assign (provisiond profile list shows the profiles): %w", errBadRequest))
+		return
+	}
+	if req.Then != "" && !req.Once {
+		writeErr(w, fmt.Errorf("then (%s) goes with a one-shot assignment (once): %w", req.Then, errBadRequest))
+		return
+	}
+	m, err := s.Store.Machine(r.PathValue("name"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	m.Profile, m.Once = req.Profile, nil
+	if req.Once {
+		then := cmp.Or(req.Then, "local")
+		if _, ok := s.Renderer.Profiles().Get(then); !ok {
+			writeErr(w, fmt.Errorf("profile %s (then) does not exist (provisiond profile list shows the profiles): %w", then, errBadRequest))
+			return
+		}
+		m.Once = &inventory.Once{Then: then, Since: time.Now().UTC()}
+	}
+	m.Discovered = false
+	s.save(w, *m, http.StatusOK)
 }
 
 func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) {

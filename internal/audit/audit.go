@@ -128,6 +128,38 @@ func (r *Report) Worst() (Severity, bool) {
 	return w, true
 }
 
+// ruleOrder is the order findings of one severity are listed in: what
+// stops a boot first, then what is wrong in the hardware.
+var ruleOrder = map[string]int{"mac": 0, "boot-disk": 1, "drift": 2, "dimms": 3, "disks": 4, "cpu": 5, "bmc": 6}
+
+// Sorted returns the findings at least as severe as min, worst first and,
+// within a severity, in the order an operator fixes them (MACs, boot
+// disks, drift, DIMMs, disks, CPUs, BMCs).
+func (r *Report) Sorted(min Severity) []Finding {
+	var out []Finding
+	for _, f := range r.Findings {
+		if f.Severity >= min {
+			out = append(out, f)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Severity != out[j].Severity {
+			return out[i].Severity > out[j].Severity
+		}
+		return ruleOrder[out[i].Rule] < ruleOrder[out[j].Rule]
+	})
+	return out
+}
+
+// Counts returns how many findings there are of each severity.
+func (r *Report) Counts() map[Severity]int {
+	n := map[Severity]int{}
+	for _, f := range r.Findings {
+		n[f.Severity]++
+	}
+	return n
+}
+
 // ModelFor returns the figures for a machine or system's vendor and model.
 func ModelFor(models []Model, vendor, model string) (Model, bool) {
 	s := strings.ToLower(vendor + " " + model)

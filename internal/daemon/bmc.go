@@ -20,19 +20,6 @@ import (
 	"github.com/provisiond/provisiond/internal/inventory"
 )
 
-// BMC event types in a machine's timeline.
-const (
-	// EventPower: a power action through the BMC (attrs: action, before,
-	// state, note, result, error, seconds).
-	EventPower = "bmc.power"
-	// EventBootDevice: the next boot device was set (attrs: device,
-	// persistent, efi, result, error, seconds).
-	EventBootDevice = "bmc.bootdev"
-	// EventInventory: the BMC's hardware inventory was read (attrs:
-	// filled, result, error).
-	EventInventory = "bmc.inventory"
-)
-
 // BMCService runs BMC actions for machines in the inventory: it resolves
 // the machine's BMC and password, bounds how many calls run at once,
 // serialises calls to one machine, and records every action in the
@@ -232,7 +219,7 @@ func (s *BMCService) Power(ctx context.Context, name, action string) (*api.Power
 		if res.Note != "" {
 			attrs["note"] = res.Note
 		}
-		s.emit(stored, EventPower, attrs, err, start)
+		s.emit(stored, events.BMCPower, attrs, err, start)
 	}
 	if err != nil {
 		return nil, err
@@ -254,7 +241,7 @@ func (s *BMCService) BootDevice(ctx context.Context, name string, req api.BootDe
 	res.Machine = cmp.Or(stored, name)
 	res.Seconds = time.Since(start).Seconds()
 	if stored != "" {
-		s.emit(stored, EventBootDevice, map[string]string{"device": string(dev), "persistent": strconv.FormatBool(req.Persistent), "efi": strconv.FormatBool(req.EFI)}, err, start)
+		s.emit(stored, events.BMCBootDevice, map[string]string{"device": string(dev), "persistent": strconv.FormatBool(req.Persistent), "efi": strconv.FormatBool(req.EFI)}, err, start)
 	}
 	if err != nil {
 		return nil, err
@@ -284,7 +271,7 @@ func (s *BMCService) Inventory(ctx context.Context, name string) (*api.Inventory
 	res.Machine = cmp.Or(stored, name)
 	res.Seconds = time.Since(start).Seconds()
 	if stored != "" {
-		s.emit(stored, EventInventory, map[string]string{"filled": strconv.Itoa(len(res.Filled))}, err, start)
+		s.emit(stored, events.BMCInventory, map[string]string{"filled": strconv.Itoa(len(res.Filled))}, err, start)
 	}
 	if err != nil {
 		return nil, err

@@ -35,6 +35,7 @@ import (
 	"github.com/provisiond/provisiond/internal/pxe"
 	"github.com/provisiond/provisiond/internal/secrets"
 	"github.com/provisiond/provisiond/internal/talos"
+	"github.com/provisiond/provisiond/internal/web"
 )
 
 // Options are what main hands the daemon besides the config.
@@ -247,7 +248,16 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	apiSrv.Register(mux)
 	mux.Handle("GET /metrics", apiSrv.ReadGuard(mets.Handler()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	dash, err := web.New(apiSrv, log)
+	if err != nil {
+		stopRec()
+		return err
+	}
+	dash.Register(mux)
+	// Browsers' cross-origin requests that would change something are
+	// refused, so no other site can use a dashboard session (CSRF). The
+	// CLI, machines and curl send no Origin or Sec-Fetch-Site and pass.
+	httpSrv := &http.Server{Handler: http.NewCrossOriginProtection().Handler(mux), ReadHeaderTimeout: 10 * time.Second}
 
 	names := make([]string, 0, len(ifaces))
 	for _, i := range ifaces {

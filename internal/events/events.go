@@ -4,6 +4,9 @@ package events
 
 import (
 	"context"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -38,6 +41,15 @@ const (
 	// BootWaiting is a boot told to wait and ask again: what it needs is
 	// not ready (a download in progress or failed); reason says which.
 	BootWaiting = "boot.waiting"
+	// BMCPower: a power action through the BMC (attrs: action, before,
+	// state, note, result, error, seconds).
+	BMCPower = "bmc.power"
+	// BMCBootDevice: the next boot device was set through the BMC (attrs:
+	// device, persistent, efi, result, error, seconds).
+	BMCBootDevice = "bmc.bootdev"
+	// BMCInventory: the BMC's hardware inventory was read (attrs: filled,
+	// result, error).
+	BMCInventory = "bmc.inventory"
 )
 
 // Event is one step in a machine's boot timeline.
@@ -57,6 +69,28 @@ type Event struct {
 	// Facts, when set, are hardware facts the step revealed; the store
 	// merges them into the machine record and does not keep them here.
 	Facts map[string]string `json:"-" yaml:"-"`
+}
+
+// Details renders the step's attributes for people: key=value pairs in
+// key order, values with blanks quoted.
+func (ev Event) Details() string {
+	keys := make([]string, 0, len(ev.Attrs))
+	for k := range ev.Attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		v := ev.Attrs[k]
+		if strings.ContainsAny(v, " \t") {
+			v = strconv.Quote(v)
+		}
+		b.WriteString(k + "=" + v)
+	}
+	return b.String()
 }
 
 // Sink receives events from the protocol servers. Emit must not block for

@@ -847,6 +847,18 @@ func (s *Store) Events(name string, after uint64, limit int) ([]events.Event, er
 			return nil
 		}
 		c := b.Cursor()
+		if limit > 0 {
+			// The last limit steps: read backwards from the newest.
+			for k, v := c.Last(); k != nil && len(out) < limit && binary.BigEndian.Uint64(k) > after; k, v = c.Prev() {
+				var ev events.Event
+				if err := json.Unmarshal(v, &ev); err != nil {
+					continue
+				}
+				out = append(out, ev)
+			}
+			slices.Reverse(out)
+			return nil
+		}
 		for k, v := c.Seek(u64(after + 1)); k != nil; k, v = c.Next() {
 			var ev events.Event
 			if err := json.Unmarshal(v, &ev); err != nil {
@@ -856,8 +868,5 @@ func (s *Store) Events(name string, after uint64, limit int) ([]events.Event, er
 		}
 		return nil
 	})
-	if limit > 0 && len(out) > limit {
-		out = out[len(out)-limit:]
-	}
 	return out, err
 }

@@ -158,8 +158,13 @@ func TestTimelineIsBounded(t *testing.T) {
 		t.Errorf("events after seq: %d", len(after))
 	}
 	last, _ := s.Events("m", 0, 3)
-	if len(last) != 3 || last[2].Attrs["i"] != "24" {
+	if len(last) != 3 || last[0].Attrs["i"] != "22" || last[2].Attrs["i"] != "24" {
 		t.Errorf("limit: %+v", last)
+	}
+	// after and limit together: the newest limit steps after the seq.
+	both, _ := s.Events("m", evs[7].Seq, 5)
+	if len(both) != 2 || both[0].Attrs["i"] != "23" {
+		t.Errorf("after and limit: %+v", both)
 	}
 }
 
