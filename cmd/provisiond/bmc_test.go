@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +18,7 @@ import (
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
+	"github.com/provisiond/provisiond/internal/daemon/daemontest"
 	"github.com/provisiond/provisiond/internal/events"
 )
 
@@ -130,25 +128,12 @@ func (d *simDriver) BootDeviceSet(ctx context.Context, dev string, persistent, e
 	return err == nil, err
 }
 
-var assetURL = regexp.MustCompile(`http://[^\s/]+/assets/[^\s]+`)
-
 // pxeBoot plays iPXE: fetch the machine's script, then each asset it names.
 func (f *simFleet) pxeBoot(b *simBMC) {
 	defer f.wg.Done()
 	time.Sleep(100 * time.Millisecond)
-	fetch := func(u string) string {
-		resp, err := http.Get(u)
-		if err != nil {
-			f.t.Errorf("%s: %v", u, err)
-			return ""
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		return string(raw)
-	}
-	script := fetch(f.base + "/boot/" + b.mac + "/script?platform=pcbios")
-	for _, u := range assetURL.FindAllString(script, -1) {
-		fetch(u)
+	if err := daemontest.PlayIPXE(f.base, b.mac); err != nil {
+		f.t.Error(err)
 	}
 }
 

@@ -4,18 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
+	"github.com/provisiond/provisiond/internal/daemon/daemontest"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
-	"github.com/provisiond/provisiond/profiles"
 )
 
 // cliEnv runs CLI commands against an in-process daemon (HTTP on loopback,
@@ -35,31 +33,8 @@ func newCLIEnv(t *testing.T) *cliEnv {
 // newCLIEnvWith lets a test change the config and daemon options.
 func newCLIEnvWith(t *testing.T, adjust func(*config.Config, *daemon.Options)) *cliEnv {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.IPXEDir = t.TempDir()
-	cfg.DHCP.Enabled, cfg.TFTP.Enabled = false, false
-	cfg.HTTP.Listen, cfg.HTTP.Port = "127.0.0.1:0", 8080
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	opts := daemon.Options{Builtin: profiles.FS, Log: slog.New(slog.DiscardHandler), Ready: func(a string) { ready <- a }}
-	if adjust != nil {
-		adjust(&cfg, &opts)
-	}
-	go func() {
-		done <- daemon.Run(ctx, cfg, opts)
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("daemon did not start")
-	}
-	t.Cleanup(func() { cancel(); <-done })
-	return &cliEnv{t: t, server: "http://" + addr, token: filepath.Join(cfg.DataDir, daemon.TokenFile), dataDir: cfg.DataDir}
+	d := daemontest.Start(t, adjust)
+	return &cliEnv{t: t, server: d.URL, token: d.TokenFile, dataDir: d.Config.DataDir}
 }
 
 func (c *cliEnv) run(args ...string) (string, error) {

@@ -122,10 +122,10 @@ func (st *status) text(now time.Time, stallAfter time.Duration) string {
 	case StateOff:
 		return "powered off " + ago(now, st.Since)
 	}
-	if st.Last.Type != "" {
-		return fmt.Sprintf("last: %s %s", st.Last.Type, ago(now, st.Last.Time))
+	if st.Last.Type == "" {
+		return "no steps yet"
 	}
-	return "no steps yet"
+	return "idle"
 }
 
 // ago says how long before now t was ("12 s ago").

@@ -1,0 +1,116 @@
+// Package daemontest runs a real provisiond daemon in the test's process:
+// HTTP on a loopback port, no DHCP or TFTP, a fresh data directory.
+package daemontest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/config"
+	"github.com/provisiond/provisiond/internal/daemon"
+	"github.com/provisiond/provisiond/profiles"
+)
+
+// Daemon is a running test daemon.
+type Daemon struct {
+	// URL is the daemon's HTTP base URL (http://127.0.0.1:PORT).
+	URL string
+	// Config is the configuration it runs with.
+	Config config.Config
+	// TokenFile is the API token's file.
+	TokenFile string
+}
+
+// Start runs a daemon until the test ends; adjust, when set, changes its
+// configuration and options first.
+func Start(t testing.TB, adjust func(*config.Config, *daemon.Options)) *Daemon {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.IPXEDir = t.TempDir()
+	cfg.DHCP.Enabled, cfg.TFTP.Enabled = false, false
+	cfg.HTTP.Listen, cfg.HTTP.Port = "127.0.0.1:0", 8080
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	opts := daemon.Options{Builtin: profiles.FS, Log: slog.New(slog.DiscardHandler), Ready: func(a string) { ready <- a }}
+	if adjust != nil {
+		adjust(&cfg, &opts)
+	}
+	go func() {
+		done <- daemon.Run(ctx, cfg, opts)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not start")
+	}
+	t.Cleanup(func() { cancel(); <-done })
+	return &Daemon{URL: "http://" + addr, Config: cfg, TokenFile: filepath.Join(cfg.DataDir, daemon.TokenFile)}
+}
+
+// Token returns the daemon's API token.
+func (d *Daemon) Token(t testing.TB) string {
+	t.Helper()
+	raw, err := os.ReadFile(d.TokenFile)
+	if err != nil {
+		t.Fatalf("reading the API token: %v", err)
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+var assetURL = regexp.MustCompile(`http://[^\s/]+/assets/[^\s]+`)
+
+// PlayIPXE does what iPXE does once the ROM has its address: fetch the
+// machine's script from base (the daemon's URL) for mac, then every asset
+// the script names.
+func PlayIPXE(base, mac string) error {
+	fetch := func(u string) (string, error) {
+		resp, err := http.Get(u)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("GET %s: %s", u, resp.Status)
+		}
+		return string(raw), err
+	}
+	script, err := fetch(base + "/boot/" + mac + "/script?platform=pcbios")
+	if err != nil {
+		return err
+	}
+	for _, u := range assetURL.FindAllString(script, -1) {
+		if _, err := fetch(u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteAssets puts a small kernel (vmlinuz) and initrd (initrd.img) in the
+// daemon's assets directory, for the linux profile.
+func (d *Daemon) WriteAssets(t testing.TB) {
+	t.Helper()
+	dir := d.Config.AssetDir()
+	os.MkdirAll(dir, 0o755)
+	for name, size := range map[string]int{"vmlinuz": 4096, "initrd.img": 8192} {
+		if err := os.WriteFile(filepath.Join(dir, name), bytes.Repeat([]byte{'k'}, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
