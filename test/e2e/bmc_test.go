@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/bmc/ipmisim"
 	"github.com/provisiond/provisiond/internal/events"
 )
 
@@ -30,14 +31,13 @@ const (
 type ipmiBMC struct {
 	dir string
 	ns  string
-	cmd *exec.Cmd
+	sim *ipmisim.Sim
 }
 
 // startIPMISim writes ipmi_sim's configuration and hook and starts it.
 func (l *lab) startIPMISim(t *testing.T) *ipmiBMC {
 	t.Helper()
 	b := &ipmiBMC{dir: filepath.Join(l.dir, "bmc"), ns: l.prefix + "-bmc"}
-	os.MkdirAll(filepath.Join(b.dir, "state"), 0o700)
 	l.sh("", "ip", "netns", "add", b.ns)
 	l.cleanup = append(l.cleanup, func() { exec.Command("ip", "netns", "del", b.ns).Run() })
 	l.sh(b.ns, "ip", "link", "set", "lo", "up")
@@ -60,114 +60,36 @@ exec ip netns exec %[2]s qemu-system-x86_64 -accel tcg -m 512 -smp 1 -machine pc
   -uuid %[3]s -chardev file,id=ser,path=%[4]s,append=on -serial chardev:ser \
   -netdev tap,id=n0,ifname=%[5]s,script=no,downscript=no -device "$nic"
 `, ipmiVMMAC, l.lan, vmUUID(ipmiVMMAC), serial, tap)
-	// ipmi_sim calls the hook as: HOOK DEVICE get|set PARM [VALUE]...
-	// power 1/0 starts/stops QEMU; boot records the next boot device, which
-	// the next power-on uses once (as a BMC's boot override does).
-	hook := fmt.Sprintf(`#!/bin/sh
-D=%[1]s
-log() { echo "$(date +%%T) $*" >>$D/chassis.log; }
-running() { [ -f $D/vm.pid ] && kill -0 "$(cat $D/vm.pid)" 2>/dev/null; }
-start() {
-	boot=$(cat $D/boot 2>/dev/null || echo default)
-	echo default >$D/boot
-	log "power on: boot $boot"
-	setsid sh $D/qemu.sh "$boot" </dev/null >>$D/qemu.log 2>&1 &
-	echo $! >$D/vm.pid
-}
-stop() {
-	if running; then
-		pid=$(cat $D/vm.pid); kill "$pid"
+	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "qemu.sh"), []byte(qemu), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Power on starts QEMU (PXE-booting when the boot device was set to
+	// PXE); power off stops it.
+	b.sim = ipmisim.Start(t, ipmisim.Options{Dir: b.dir, Addr: bmcIP, Port: 623, User: bmcUser, Password: bmcPass,
+		Running: `[ -f $D/vm.pid ] && kill -0 "$(cat $D/vm.pid)" 2>/dev/null`,
+		Start:   `setsid sh $D/qemu.sh "$boot" </dev/null >>$D/qemu.log 2>&1 & echo $! >$D/vm.pid`,
+		Stop: `pid=$(cat $D/vm.pid); kill "$pid"
 		for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-		kill -9 "$pid" 2>/dev/null
-		log "power off"
-	fi
-	rm -f $D/vm.pid
-}
-shift
-op=$1; shift
-case $op in
-get)
-	for p in "$@"; do
-		case $p in
-		power) if running; then echo power:1; else echo power:0; fi ;;
-		boot) echo "boot:$(cat $D/boot 2>/dev/null || echo default)" ;;
-		*) echo "Invalid parameter: $p"; exit 1 ;;
-		esac
-	done ;;
-set)
-	while [ $# -ge 2 ]; do
-		case $1 in
-		power) if [ "$2" = 1 ]; then running || start; else stop; fi ;;
-		reset) stop; start ;;
-		boot) echo "$2" >$D/boot; log "boot device $2" ;;
-		identify|shutdown) ;;
-		*) echo "Invalid parameter: $1"; exit 1 ;;
-		esac
-		shift 2
-	done ;;
-*) echo "Unknown operation: $op"; exit 1 ;;
-esac
-`, b.dir)
-	conf := fmt.Sprintf(`name "vm1bmc"
-set_working_mc 0x20
-  startlan 1
-    addr %s 623
-    priv_limit admin
-    allowed_auths_callback md5
-    allowed_auths_user md5
-    allowed_auths_operator md5
-    allowed_auths_admin md5
-    guid a123456789abcdefa123456789abcdef
-  endlan
-  chassis_control "%s 0x20"
-  user 2 true "%s" "%s" admin 10 md5
-`, bmcIP, filepath.Join(b.dir, "chassis.sh"), bmcUser, bmcPass)
-	emu := "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nmc_enable 0x20\n"
-	for name, body := range map[string]string{"qemu.sh": qemu, "chassis.sh": hook, "lan.conf": conf, "sim.emu": emu} {
-		if err := os.WriteFile(filepath.Join(b.dir, name), []byte(body), 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b.cmd = exec.Command("ip", "netns", "exec", b.ns, "ipmi_sim", "-n", "-c", filepath.Join(b.dir, "lan.conf"),
-		"-f", filepath.Join(b.dir, "sim.emu"), "-s", filepath.Join(b.dir, "state"))
-	out := &lockedBuffer{}
-	b.cmd.Stdout, b.cmd.Stderr = out, out
-	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("starting ipmi_sim: %v", err)
-	}
+		kill -9 "$pid" 2>/dev/null; rm -f $D/vm.pid`,
+		Wrap: []string{"ip", "netns", "exec", b.ns}, CheckWrap: []string{"ip", "netns", "exec", l.server}})
 	l.cleanup = append(l.cleanup, func() {
-		b.cmd.Process.Kill()
-		b.cmd.Wait()
 		if raw, err := os.ReadFile(filepath.Join(b.dir, "vm.pid")); err == nil {
 			exec.Command("kill", "-9", strings.TrimSpace(string(raw))).Run()
 		}
 		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(b.dir, "chassis.log"))
 			ql, _ := os.ReadFile(filepath.Join(b.dir, "qemu.log"))
 			s, _ := os.ReadFile(serial)
-			t.Logf("ipmi_sim output:\n%s\nchassis hook log:\n%s\nQEMU log:\n%s\nvm1 serial console:\n%s", out.String(), log, ql, s)
+			t.Logf("QEMU log:\n%s\nvm1 serial console:\n%s", ql, s)
 		}
 	})
-	// ipmitool itself, from the server's namespace, proves the BMC answers.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		cmd := exec.Command("ip", "netns", "exec", l.server, "ipmitool", "-I", "lanplus", "-H", bmcIP, "-U", bmcUser, "-E", "-C", "3", "-N", "1", "-R", "1", "chassis", "power", "status")
-		cmd.Env = append(os.Environ(), "IPMITOOL_PASSWORD="+bmcPass)
-		o, err := cmd.CombinedOutput()
-		if err == nil && strings.Contains(string(o), "Chassis Power is off") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ipmi_sim does not answer ipmitool: %v\n%s\n%s", err, o, out.String())
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
 	return b
 }
 
 func (b *ipmiBMC) chassisLog() string {
-	raw, _ := os.ReadFile(filepath.Join(b.dir, "chassis.log"))
-	return string(raw)
+	return b.sim.ChassisLog()
 }
 
 func (b *ipmiBMC) vmRunning() bool {

@@ -53,7 +53,8 @@
     const tr = document.createElement("tr");
     tr.dataset.seq = step.seq;
     tr.dataset.time = step.time;
-    tr.className = "step fresh step-" + step.type;
+    tr.dataset.type = step.type;
+    tr.className = "step fresh";
     const cells = [step.clock, prev ? delta(Date.parse(step.time) - Date.parse(prev.dataset.time)) : "", step.type, step.details];
     cells.forEach((text, i) => {
       const td = document.createElement("td");
@@ -133,7 +134,7 @@
           steps.push("next boot PXE");
           show(true, steps.join(" · ") + " · power-cycling…");
           const p = await call("POST", base + "/power", { action: "cycle" });
-          steps.push(p.note ? "powered on (" + p.note + ")" : "power-cycled (" + p.before + " → " + p.state + ")");
+          steps.push(p.note ? p.note : "power-cycled (" + p.before + " → " + p.state + ")");
         }
         show(true, steps.join(" · "));
       } catch (err) {
