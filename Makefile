@@ -16,10 +16,11 @@ BIN     := bin/provisiond
 # Tests: iproute2 (namespaces), dnsmasq-base (the home router), qemu-system-x86
 # and ovmf (real firmware), openipmi (ipmi_sim, the BMC), busybox-static and
 # cpio (the test OS),
-# util-linux (setpriv), ca-certificates, git; for the long Slurm test
-# debootstrap, slurmctld, slurm-client and munge.
+# util-linux (setpriv), ca-certificates, git; chromium and fonts-liberation
+# (the dashboard's browser test); for the long Slurm test debootstrap,
+# slurmctld, slurm-client and munge.
 DEB_PACKAGES := ipxe ipmitool openipmi iproute2 dnsmasq-base qemu-system-x86 ovmf \
-	busybox-static cpio util-linux ca-certificates git \
+	busybox-static cpio util-linux ca-certificates git chromium fonts-liberation \
 	debootstrap slurmctld slurm-client munge
 
 # Benchmarks only: perfdhcp (kea-admin), nginx, tftpd-hpa, curl, xxd.
