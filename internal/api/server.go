@@ -539,37 +539,23 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, name strin
 	if fl != nil {
 		fl.Flush()
 	}
-	keepalive := time.NewTicker(15 * time.Second)
-	defer keepalive.Stop()
-	for {
-		select {
-		case ev, ok := <-sub:
-			if !ok {
-				return
-			}
-			if ev.Seq <= last {
-				continue
-			}
-			last = ev.Seq
-			if err := enc.Encode(ev); err != nil {
-				return
-			}
-			if fl != nil {
-				fl.Flush()
-			}
-		case <-keepalive.C:
-			// A blank line keeps proxies and idle timeouts from closing
-			// the stream; clients skip it.
-			if _, err := w.Write([]byte("\n")); err != nil {
-				return
-			}
-			if fl != nil {
-				fl.Flush()
-			}
-		case <-ctx.Done():
-			return
-		case <-s.Closing:
-			return
+	flush := func() error {
+		if fl != nil {
+			fl.Flush()
 		}
+		return nil
 	}
+	events.Relay(ctx, sub, last, s.Closing, 15*time.Second, func(ev events.Event) error {
+		if err := enc.Encode(ev); err != nil {
+			return err
+		}
+		return flush()
+	}, func() error {
+		// A blank line keeps proxies and idle timeouts from closing the
+		// stream; clients skip it.
+		if _, err := w.Write([]byte("\n")); err != nil {
+			return err
+		}
+		return flush()
+	})
 }

@@ -149,3 +149,36 @@ func (b *Broker) Subscribe(ctx context.Context, machine string) <-chan Event {
 	}()
 	return ch
 }
+
+// Relay hands a follower the events from sub that are newer than after,
+// in order, and calls ping whenever interval passes in between (a stream's
+// keepalive), until sub closes, ctx ends, closing closes, or send or ping
+// fails (the client went away).
+func Relay(ctx context.Context, sub <-chan Event, after uint64, closing <-chan struct{}, interval time.Duration, send func(Event) error, ping func() error) {
+	keepalive := time.NewTicker(interval)
+	defer keepalive.Stop()
+	last := after
+	for {
+		select {
+		case ev, ok := <-sub:
+			if !ok {
+				return
+			}
+			if ev.Seq <= last {
+				continue
+			}
+			last = ev.Seq
+			if send(ev) != nil {
+				return
+			}
+		case <-keepalive.C:
+			if ping() != nil {
+				return
+			}
+		case <-ctx.Done():
+			return
+		case <-closing:
+			return
+		}
+	}
+}

@@ -88,30 +88,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	// A comment opens the stream at once (the browser then fires open).
 	w.Write([]byte(": provisiond\n\n"))
 	rc.Flush()
-	keepalive := time.NewTicker(15 * time.Second)
-	defer keepalive.Stop()
-	for {
-		select {
-		case ev, ok := <-sub:
-			if !ok {
-				return
-			}
-			if ev.Seq <= last {
-				continue
-			}
-			last = ev.Seq
-			if send(ev) != nil {
-				return
-			}
-		case <-keepalive.C:
-			if _, err := w.Write([]byte(": keepalive\n\n")); err != nil {
-				return
-			}
-			rc.Flush()
-		case <-ctx.Done():
-			return
-		case <-s.API.Closing:
-			return
+	events.Relay(ctx, sub, last, s.API.Closing, 15*time.Second, send, func() error {
+		if _, err := w.Write([]byte(": keepalive\n\n")); err != nil {
+			return err
 		}
-	}
+		return rc.Flush()
+	})
 }

@@ -140,14 +140,15 @@ func securityHeaders(w http.ResponseWriter) {
 	h.Set("X-Frame-Options", "DENY")
 }
 
-// view is what every page's layout needs.
+// view is what every page's layout needs: the title, the navigation entry
+// to mark, whether the browser holds a session (actions enabled), the
+// page's own path (to come back to after signing in) and the page's data.
 type view struct {
 	Title    string
 	Nav      string
 	SignedIn bool
-	// Open says the read policy lets this browser read without signing in.
-	Path string
-	Data any
+	Path     string
+	Data     any
 }
 
 // handlerFunc renders one page: it returns the template's name and view.

@@ -9,9 +9,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -38,16 +35,8 @@ func homelab(t *testing.T, adjust func(*config.Config, *daemon.Options)) (*daemo
 	t.Helper()
 	d := daemontest.Start(t, adjust)
 	d.WriteAssets(t)
-	c := &api.Client{Server: d.URL, Token: d.Token(t)}
+	c := d.ImportHomelab(t)
 	ctx := context.Background()
-	_, file, _, _ := runtime.Caller(0)
-	doc, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "examples", "homelab.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Import(ctx, doc, false, true); err != nil {
-		t.Fatalf("importing the example homelab: %v", err)
-	}
 	m, err := c.Machine(ctx, "BLD-006")
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,6 @@ import (
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
-	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/bmc/ipmisim"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
@@ -97,16 +96,8 @@ func TestDashboard(t *testing.T) {
 	d := daemontest.Start(t, func(cfg *config.Config, _ *daemon.Options) { cfg.BMC.Timeout = "10s" })
 	d.WriteAssets(t)
 	token := d.Token(t)
-	c := &api.Client{Server: d.URL, Token: token}
+	c := d.ImportHomelab(t)
 	ctx := context.Background()
-	_, file, _, _ := runtime.Caller(0)
-	doc, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "examples", "homelab.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Import(ctx, doc, false, true); err != nil {
-		t.Fatalf("importing the example homelab: %v", err)
-	}
 	if err := c.SetSecret(ctx, "bld-006-bmc", bmcPassword); err != nil {
 		t.Fatal(err)
 	}

@@ -12,10 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
 	"github.com/provisiond/provisiond/profiles"
@@ -113,4 +115,25 @@ func (d *Daemon) WriteAssets(t testing.TB) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// Client returns an API client of the daemon that holds its token.
+func (d *Daemon) Client(t testing.TB) *api.Client {
+	return &api.Client{Server: d.URL, Token: d.Token(t)}
+}
+
+// ImportHomelab imports examples/homelab.yaml (ASGARD's 16 blades, the
+// rack servers, roles and spare parts) and returns the client it used.
+func (d *Daemon) ImportHomelab(t testing.TB) *api.Client {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	doc, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "..", "examples", "homelab.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := d.Client(t)
+	if _, err := c.Import(context.Background(), doc, false, true); err != nil {
+		t.Fatalf("importing the example homelab: %v", err)
+	}
+	return c
 }
