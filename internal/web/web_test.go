@@ -151,7 +151,7 @@ func TestPagesRender(t *testing.T) {
 		t.Errorf("audit page: %d\n%s", code, page)
 	}
 	code, page = b.get("/ui/plan?role=slurm-compute&count=2")
-	if code != 200 || !strings.Contains(page, `id="plan"`) || !strings.Contains(page, "slurm-compute") {
+	if code != 200 || !strings.Contains(page, `id="plan"`) || !strings.Contains(page, "<td>control</td><td>32+ GB</td>") {
 		t.Errorf("plan page: %d\n%s", code, page)
 	}
 	if code, page = b.get("/ui/plan?role=nosuch&count=2"); code != http.StatusBadRequest || !strings.Contains(page, "nosuch") {
