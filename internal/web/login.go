@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/provisiond/provisiond/internal/api"
 )
@@ -33,7 +34,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	next := safeNext(r.PostFormValue("next"))
-	c, ok := s.API.SignIn(token, s.now(), r.TLS != nil)
+	c, ok := s.API.SignIn(token, time.Now(), r.TLS != nil)
 	if !ok {
 		s.Log.Warn("dashboard sign-in refused: wrong token", "client", r.RemoteAddr)
 		v := &view{Title: "Sign in", Path: r.URL.RequestURI(),

@@ -27,8 +27,7 @@ type status struct {
 	State string
 	// Power is on, off or "" (not known): from BMC power actions, and
 	// "on" from any boot step.
-	Power   string
-	PowerAt time.Time
+	Power string
 	// Since is when State began; Step is the step that set it.
 	Since time.Time
 	Step  events.Event
@@ -64,10 +63,10 @@ func (st *status) apply(ev events.Event) {
 		case failed:
 			set(StateFailed)
 		case ev.Attrs["state"] == "off":
-			st.Power, st.PowerAt = "off", ev.Time
+			st.Power = "off"
 			set(StateOff)
 		case ev.Attrs["state"] == "on":
-			st.Power, st.PowerAt = "on", ev.Time
+			st.Power = "on"
 			if ev.Attrs["before"] != "on" || ev.Attrs["action"] == "cycle" || ev.Attrs["action"] == "reset" {
 				set(StateOn)
 			}
@@ -77,13 +76,13 @@ func (st *status) apply(ev events.Event) {
 			set(StateFailed)
 		}
 	case events.DHCPOffer, events.TFTPTransfer, events.Script, events.Asset, events.BootWaiting:
-		st.Power, st.PowerAt = "on", ev.Time
+		st.Power = "on"
 		if st.State != StateBooting {
 			st.Since = ev.Time
 		}
 		st.State, st.Step = StateBooting, ev
 	case events.Booted, events.BootDone:
-		st.Power, st.PowerAt = "on", ev.Time
+		st.Power = "on"
 		set(StateBooted)
 	case events.ScriptError:
 		set(StateFailed)

@@ -69,10 +69,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			known[ev.Machine] = st
 		}
 		st.apply(ev)
-		now := s.now()
+		now := time.Now()
 		body, _ := json.Marshal(liveStep{Seq: ev.Seq, Machine: ev.Machine, Time: ev.Time.UTC().Format(time.RFC3339Nano),
 			Clock: ev.Time.Local().Format("2006-01-02 15:04:05.000"), Type: ev.Type, Details: ev.Details(),
-			State: st.at(now, s.stallAfter()), StateText: st.text(now, s.stallAfter()), Power: st.Power})
+			State: st.at(now, stallAfter), StateText: st.text(now, stallAfter), Power: st.Power})
 		if _, err := w.Write([]byte("id: " + strconv.FormatUint(ev.Seq, 10) + "\nevent: step\ndata: " + string(body) + "\n\n")); err != nil {
 			return err
 		}

@@ -14,10 +14,10 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -37,13 +37,8 @@ type Server struct {
 	// stores, and its pages act through the API's routes, under the API's
 	// token and read policy.
 	API *api.Server
-	// StallAfter is how long a boot may go without a new step before the
-	// dashboard calls it stalled (0: 10 minutes).
-	StallAfter time.Duration
 	// Log is the logger.
 	Log *slog.Logger
-	// Now is the clock (nil: time.Now).
-	Now func() time.Time
 
 	pages map[string]*template.Template
 }
@@ -87,25 +82,17 @@ var funcs = template.FuncMap{
 	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 	"labels": func(m map[string]string) string {
 		var kv []string
-		for k, v := range m {
-			kv = append(kv, k+"="+v)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			kv = append(kv, k+"="+m[k])
 		}
-		sort.Strings(kv)
 		return strings.Join(kv, " ")
 	},
 	"list": func(s ...string) []string { return s },
 }
 
-func (s *Server) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
-
-func (s *Server) stallAfter() time.Duration {
-	return cmp.Or(s.StallAfter, 10*time.Minute)
-}
+// stallAfter is how long a boot may go without a new step before the
+// dashboard calls it stalled.
+const stallAfter = 10 * time.Minute
 
 // Register adds the dashboard's routes to mux: / redirects to /ui/.
 func (s *Server) Register(mux *http.ServeMux) {
@@ -288,7 +275,7 @@ func (s *Server) rowFor(m inventory.Machine, now time.Time) *row {
 }
 
 func (s *Server) rowWith(m inventory.Machine, st *status, now time.Time) *row {
-	r := &row{M: m, State: st.at(now, s.stallAfter()), StateText: st.text(now, s.stallAfter()), Power: st.Power, Match: true}
+	r := &row{M: m, State: st.at(now, stallAfter), StateText: st.text(now, stallAfter), Power: st.Power, Match: true}
 	switch {
 	case m.Enclosure != "":
 		r.Location = fmt.Sprintf("%s bay %d", m.Enclosure, m.Bay)
@@ -310,7 +297,7 @@ func (s *Server) overview(r *http.Request, v *view) (string, int, error) {
 	q := r.URL.Query()
 	d := &overviewData{Filter: filter{Role: q.Get("role"), Label: q.Get("label"), State: q.Get("state")}, States: States, Total: len(ms)}
 	d.Filtered = d.Filter.active()
-	now := s.now()
+	now := time.Now()
 	roles, labels, counts := map[string]bool{}, map[string]bool{}, map[string]int{}
 	byBay := map[string]map[int]*row{}
 	encl := map[string]bool{}
@@ -371,8 +358,8 @@ func (s *Server) overview(r *http.Request, v *view) (string, int, error) {
 		}
 		d.Enclosures = append(d.Enclosures, e)
 	}
-	d.Roles = sortedKeys(roles)
-	d.Labels = sortedKeys(labels)
+	d.Roles = slices.Sorted(maps.Keys(roles))
+	d.Labels = slices.Sorted(maps.Keys(labels))
 	for _, st := range States {
 		if counts[st] > 0 {
 			d.Counts = append(d.Counts, stateCount{State: st, N: counts[st]})
@@ -380,15 +367,6 @@ func (s *Server) overview(r *http.Request, v *view) (string, int, error) {
 	}
 	v.Title, v.Nav, v.Data = "Machines", "machines", d
 	return "machines", http.StatusOK, nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // step is one timeline row.
@@ -410,8 +388,6 @@ type machineData struct {
 	Steps     []step
 	LastSeq   uint64
 	History   []inventory.Change
-	UEFI      bool
-	HasBMC    bool
 }
 
 type profileChoice struct {
@@ -431,9 +407,9 @@ func (s *Server) machine(r *http.Request, v *view) (string, int, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	now := s.now()
+	now := time.Now()
 	st := deriveStatus(evs)
-	d := &machineData{M: m, Row: s.rowWith(*m, &st, now), Drift: audit.Drift(m), UEFI: m.Firmware == inventory.FirmwareUEFI, HasBMC: m.BMC != nil}
+	d := &machineData{M: m, Row: s.rowWith(*m, &st, now), Drift: audit.Drift(m)}
 	if len(evs) > 0 {
 		d.LastSeq = evs[len(evs)-1].Seq
 	}

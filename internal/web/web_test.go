@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -331,7 +333,7 @@ func TestLiveTimeline(t *testing.T) {
 			t.Fatalf("the stream sent %v and then nothing", seen)
 		}
 	}
-	if seen[0] != "machine.changed" || !contains(seen, "http.script") || !contains(seen, "http.asset") {
+	if seen[0] != "machine.changed" || !slices.Contains(seen, "http.script") || !slices.Contains(seen, "http.asset") {
 		t.Errorf("steps %v", seen)
 	}
 	// Reconnecting after the first step replays the rest.
@@ -344,25 +346,11 @@ func TestLiveTimeline(t *testing.T) {
 	defer resp2.Body.Close()
 	sc := bufio.NewScanner(resp2.Body)
 	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "id: ") && sc.Text() == "id: "+jsonNumber(lastSeq) {
+		if strings.HasPrefix(sc.Text(), "id: ") && sc.Text() == "id: "+strconv.FormatFloat(lastSeq, 'f', -1, 64) {
 			return
 		}
 	}
 	t.Errorf("a reconnect did not replay up to seq %v", lastSeq)
-}
-
-func jsonNumber(f float64) string {
-	raw, _ := json.Marshal(f)
-	return string(raw)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Secrets stay secret: no page, live stream or script preview shows the BMC
