@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -314,6 +315,14 @@ func newAgent(cf *clientFlags, e env) *cobra.Command {
 			hw, notes := agent.Host{}.Gather()
 			host, _ := os.Hostname()
 			rep := api.FactsReport{Machine: machine, Host: host, Hardware: hw}
+			c := cf.client(e)
+			if c.Token == "" {
+				// No token: a host provisiond booted proves it with its
+				// boot's nonce, from the callback URL on its command line.
+				if raw, err := os.ReadFile("/proc/cmdline"); err == nil {
+					rep.BootMAC, rep.BootNonce = bootProof(string(raw))
+				}
+			}
 			for _, n := range notes {
 				fmt.Fprintln(e.stderr, "agent: "+n)
 			}
@@ -323,7 +332,7 @@ func newAgent(cf *clientFlags, e env) *cobra.Command {
 				}
 				return writeJSON(e.stdout, rep)
 			}
-			res, err := cf.client(e).ReportFacts(cmd.Context(), rep)
+			res, err := c.ReportFacts(cmd.Context(), rep)
 			if err != nil {
 				return err
 			}
@@ -545,4 +554,24 @@ func printHardware(w io.Writer, m *inventory.Machine) {
 			line("Drift", d)
 		}
 	}
+}
+
+// bootProof finds provisiond.callback=URL on a kernel command line and
+// returns the MAC and nonce in it ("" when absent).
+func bootProof(cmdline string) (mac, nonce string) {
+	for _, f := range strings.Fields(cmdline) {
+		v, ok := strings.CutPrefix(f, "provisiond.callback=")
+		if !ok {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil {
+			return "", ""
+		}
+		parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+		if len(parts) == 3 && parts[0] == "boot" && parts[2] == "booted" {
+			return parts[1], u.Query().Get("nonce")
+		}
+	}
+	return "", ""
 }

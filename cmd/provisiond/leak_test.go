@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -84,7 +85,13 @@ func TestSecretsNeverLeak(t *testing.T) {
 	if s := get("/boot/52-54-00-00-03-01/script"); !strings.Contains(s, "jointoken="+joinTok) {
 		t.Errorf("BLD-001's Talos script lacks its join token:\n%s", s)
 	}
-	if s := get("/boot/52-54-00-00-03-02/overlay.cpio"); !strings.Contains(s, munge) {
+	// The overlay's URL, with the boot's nonce, is in the Slurm script
+	// (the power-on through the BMC started the boot).
+	overlay := regexp.MustCompile(`http://\S+/overlay\.cpio\S*`).FindString(get("/boot/52-54-00-00-03-02/script"))
+	if !strings.Contains(overlay, "nonce=") {
+		t.Fatalf("BLD-002's Slurm script names no overlay with a nonce: %q", overlay)
+	}
+	if s := get(strings.TrimPrefix(overlay, c.server)); !strings.Contains(s, munge) {
 		t.Error("BLD-002's Slurm overlay lacks the munge key")
 	}
 	// Nowhere else: not for an unknown machine, not in another machine's

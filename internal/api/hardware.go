@@ -39,6 +39,12 @@ type FactsReport struct {
 	Host string `json:"host,omitempty"`
 	// Hardware is what the agent found.
 	Hardware inventory.Asset `json:"hardware"`
+	// BootMAC and BootNonce prove, instead of the API token, that the
+	// report comes from a machine provisiond booted: its boot NIC and the
+	// nonce of that boot (from provisiond.callback= on its kernel command
+	// line). The report then lands on that machine.
+	BootMAC   string `json:"boot_mac,omitempty"`
+	BootNonce string `json:"boot_nonce,omitempty"`
 }
 
 // FactsResult is the answer to a facts report.
@@ -338,6 +344,22 @@ func (s *Server) facts(w http.ResponseWriter, r *http.Request) {
 	if err := dec.Decode(&rep); err != nil {
 		writeErr(w, fmt.Errorf("facts report: %v: %w", err, errBadRequest))
 		return
+	}
+	if !s.authorized(r) {
+		// Facts change what audit and plan believe: the API token, or
+		// the proof of a boot provisiond saw (a nonce, from the machine's
+		// own address, once).
+		mac, err := inventory.NormalizeMAC(rep.BootMAC)
+		if err != nil || rep.BootNonce == "" || s.BootProof == nil {
+			writeJSON(w, http.StatusUnauthorized, Error{Error: "facts reports " + needToken + ", or boot_mac and boot_nonce from the machine's provisiond boot (provisiond.callback= on its kernel command line)"})
+			return
+		}
+		name, err := s.BootProof(mac, rep.BootNonce, sourceAddr(r))
+		if err != nil || (rep.Machine != "" && rep.Machine != name) {
+			writeJSON(w, http.StatusUnauthorized, Error{Error: "facts report refused: the boot proof does not hold (wrong or used nonce, another machine, or not from its own address)"})
+			return
+		}
+		rep.Machine = name
 	}
 	obs := inventory.Observed{Asset: rep.Hardware, Source: inventory.ObservedAgent, Time: time.Now(), Host: rep.Host}
 	m, filled, err := s.Hardware.Observe(rep.Machine, obs)

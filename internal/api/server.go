@@ -14,8 +14,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/events"
@@ -79,6 +81,13 @@ type Server struct {
 	// Backup writes a backup archive of the running daemon to w (nil:
 	// backups are not offered).
 	Backup func(w io.Writer) error
+	// BootProof checks a boot's nonce for a facts report sent without
+	// the token (mac and nonce from the machine's boot, src its address)
+	// and returns the machine's name (nil: only the token is accepted).
+	BootProof func(mac, nonce string, src netip.Addr) (string, error)
+
+	sessMu   sync.Mutex
+	sessions map[string]session // dashboard sessions by ID
 }
 
 // Register adds the API routes under /api/v1/ to outer, behind the read
@@ -558,4 +567,13 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, name strin
 		}
 		return flush()
 	})
+}
+
+// sourceAddr is the request's client address (invalid if unparsable).
+func sourceAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }

@@ -97,6 +97,9 @@ type HTTP struct {
 	// Port is advertised to clients in boot URLs; it must match Listen.
 	// Zero means the port of Listen.
 	Port int `yaml:"port"`
+	// MaxConnectionsPerSource bounds the connections one client address
+	// holds open at once; more are closed at once and counted.
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
 }
 
 // DHCP configures the ProxyDHCP server.
@@ -142,6 +145,32 @@ type Boot struct {
 	// DefaultParams are parameters every profile sees unless the machine
 	// overrides them.
 	DefaultParams map[string]string `yaml:"default_params"`
+	// SecretWindow is how long after a machine's boot starts (its PXE
+	// DHCP request, or a BMC power-on or boot-device action provisiond
+	// took) it may receive its secrets (a munge key, Omni's join token).
+	SecretWindow string `yaml:"secret_window"`
+	// TrustedSources are routed networks (CIDR) whose boot requests are
+	// taken to come from the MAC they name, because no neighbour entry
+	// can tell (the far side of a DHCP relay). On the served links the
+	// kernel's neighbour table decides.
+	TrustedSources []string `yaml:"trusted_sources"`
+}
+
+// SecretWindowDuration is boot.secret_window parsed (Validate checks it).
+func (b Boot) SecretWindowDuration() time.Duration {
+	d, _ := time.ParseDuration(b.SecretWindow)
+	return d
+}
+
+// TrustedPrefixes is boot.trusted_sources parsed (Validate checks it).
+func (b Boot) TrustedPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range b.TrustedSources {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
 }
 
 // Talos configures the talos profile's Image Factory assets.
@@ -174,7 +203,7 @@ func Default() Config {
 	return Config{
 		DataDir: "/var/lib/provisiond",
 		IPXEDir: "/usr/lib/ipxe",
-		HTTP:    HTTP{Listen: ":8080", ReadAccess: "local", MaxConnections: 1024},
+		HTTP:    HTTP{Listen: ":8080", ReadAccess: "local", MaxConnections: 1024, MaxConnectionsPerSource: 64},
 		DHCP:    DHCP{Enabled: true, Port: 67, ProxyPort: 4011},
 		TFTP:    TFTP{Enabled: true, Port: 69, MaxBlockSize: 1468, MaxTransfers: 256},
 		Boot: Boot{
@@ -184,6 +213,7 @@ func Default() Config {
 			UEFIARM64:      "ipxe-arm64.efi",
 			ChainIPXE:      true,
 			DefaultProfile: "menu",
+			SecretWindow:   "10m",
 		},
 		Talos: Talos{
 			FactoryURL: "https://factory.talos.dev",
@@ -245,6 +275,17 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.MaxConnections < 16 || c.HTTP.MaxConnections > 1<<20 {
 		return fmt.Errorf("http.max_connections %d is outside 16..1048576", c.HTTP.MaxConnections)
+	}
+	if c.HTTP.MaxConnectionsPerSource < 1 || c.HTTP.MaxConnectionsPerSource > c.HTTP.MaxConnections {
+		return fmt.Errorf("http.max_connections_per_source %d is outside 1..http.max_connections (%d)", c.HTTP.MaxConnectionsPerSource, c.HTTP.MaxConnections)
+	}
+	if d, err := time.ParseDuration(c.Boot.SecretWindow); err != nil || d < 30*time.Second || d > 24*time.Hour {
+		return fmt.Errorf("boot.secret_window %q is not a duration between 30s and 24h (e.g. 10m)", c.Boot.SecretWindow)
+	}
+	for _, s := range c.Boot.TrustedSources {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			return fmt.Errorf("boot.trusted_sources: %q is not a network in CIDR form (e.g. 192.0.2.0/24)", s)
+		}
 	}
 	if c.TFTP.MaxTransfers < 1 || c.TFTP.MaxTransfers > 65536 {
 		return fmt.Errorf("tftp.max_transfers %d is outside 1..65536", c.TFTP.MaxTransfers)

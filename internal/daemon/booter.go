@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/bootguard"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/initramfs"
@@ -36,10 +39,18 @@ type Booter struct {
 	extras   []Extra
 	sink     events.Sink
 	log      *slog.Logger
+	guard    *bootguard.Guard
+	observer RefusalObserver
 
 	mu      sync.Mutex
 	offered map[string]time.Time // MAC -> when it last fetched an iPXE binary
 	pending map[string]*pendingBoot
+	noted   map[string]time.Time // MAC -> when its last refusal was stored
+}
+
+// RefusalObserver counts refused boot-plane requests (metrics).
+type RefusalObserver interface {
+	Refused(what, reason string)
 }
 
 // SecretSource resolves secret names to values.
@@ -90,6 +101,12 @@ type BooterOptions struct {
 	Extras    []Extra
 	Events    events.Sink
 	Log       *slog.Logger
+	// Guard decides which requests get secrets and change state (nil:
+	// one with the default rules and no neighbour table, which admits
+	// nothing but trusted sources).
+	Guard *bootguard.Guard
+	// Refusals counts refused requests (nil: nobody).
+	Refusals RefusalObserver
 }
 
 // NewBooter returns a Booter.
@@ -97,8 +114,15 @@ func NewBooter(o BooterOptions) *Booter {
 	if o.Events == nil {
 		o.Events = events.SinkFunc(func(events.Event) {})
 	}
+	if o.Guard == nil {
+		o.Guard = bootguard.New(bootguard.Config{})
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
 	b := &Booter{store: o.Store, ipxeDir: o.IPXEDir, files: o.IPXEFiles, secrets: o.Secrets, extras: o.Extras,
-		sink: o.Events, log: o.Log, offered: map[string]time.Time{}, pending: map[string]*pendingBoot{}}
+		sink: o.Events, log: o.Log, guard: o.Guard, observer: o.Refusals,
+		offered: map[string]time.Time{}, pending: map[string]*pendingBoot{}, noted: map[string]time.Time{}}
 	b.profiles.Store(o.Profiles)
 	b.SetBoot(o.Boot)
 	return b
@@ -209,48 +233,129 @@ func (b *Booter) FirstStage(_ context.Context, mac, baseURL string) ([]byte, err
 // Script implements pxe.Scripter: it renders the profile the machine owning
 // req.MAC boots now (the default profile for unknown MACs), or the profile
 // a boot menu chose for a machine in the inventory.
-func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
+//
+// Secrets and the boot's nonce go only to a request the guard admits (from
+// the machine's own address, in a boot provisiond saw start); a script with
+// a secret goes out once per boot. Anything else that would need a secret
+// gets what an unknown machine gets, and the refusal is on the timeline.
+func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptReply, error) {
 	m := b.machine(req.MAC)
+	known := m != nil && !m.Discovered
 	name := boot.ProfileFor(m, b.boot().DefaultProfile)
+	set := b.profiles.Load()
 	if req.Profile != "" && req.Profile != name {
-		if m == nil || m.Discovered {
-			return nil, req.Profile, fmt.Errorf("only machines in the inventory may choose a profile from the menu")
+		if !known || !b.inMenu(set, m, req.Profile) {
+			if known {
+				b.refused(m.Name, req, "script", req.Profile, &bootguard.Refusal{Reason: bootguard.ReasonProfile,
+					Detail: "profile " + req.Profile + " is not in this machine's boot menu"})
+			}
+			return b.unknownScript(ctx, req)
 		}
 		name = req.Profile
 	}
-	r, err := b.render(ctx, m, req.MAC, req.BaseURL, name, true)
+	if !known {
+		// Discovery: what an unknown MAC reports is all that is known of it.
+		rep, err := b.unknownScript(ctx, req)
+		rep.RecordFacts = true
+		return rep, err
+	}
+	nonce, admitErr := b.guard.Admit(req.MAC, req.Source)
+	mode := secretsWithheld
+	if admitErr == nil {
+		mode = secretsReal
+	}
+	r, usedSecret, err := b.render(ctx, m, req.MAC, req.BaseURL, name, mode, nonce)
 	if err != nil {
 		var nr *NotReadyError
-		if errors.As(err, &nr) {
+		switch {
+		case errors.As(err, &nr):
 			b.sink.Emit(events.Event{Type: events.BootWaiting, MAC: req.MAC, Attrs: map[string]string{"profile": name, "reason": nr.What,
 				"retry_seconds": strconv.Itoa(int(nr.RetryAfter / time.Second))}})
-			return waitScript(nr, req), name, nil
+			return pxe.ScriptReply{Body: waitScript(nr, req), Profile: name}, nil
+		case errors.Is(err, errWithheld):
+			b.refused(m.Name, req, "script", name, admitErr)
+			return b.unknownScript(ctx, req)
 		}
-		return nil, name, err
+		return pxe.ScriptReply{Profile: name}, err
 	}
-	if m != nil {
-		b.follow(m, name, req.MAC, r.Assets, m.Once != nil && m.Profile == name)
+	if admitErr != nil {
+		// No secret in it: served, but it neither counts as the
+		// machine's boot nor uses up a one-shot assignment.
+		return pxe.ScriptReply{Body: r.Script, Profile: name}, nil
 	}
-	return r.Script, name, nil
+	if usedSecret {
+		if err := b.guard.Once(req.MAC, "script:"+name); err != nil {
+			b.refused(m.Name, req, "script", name, err)
+			return b.unknownScript(ctx, req)
+		}
+	}
+	b.follow(m, name, req.MAC, r.Assets, m.Once != nil && m.Profile == name)
+	return pxe.ScriptReply{Body: r.Script, Profile: name, RecordFacts: true}, nil
+}
+
+// unknownScript is what a MAC that is not in the inventory gets: the
+// default profile, never a secret.
+func (b *Booter) unknownScript(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptReply, error) {
+	name := b.boot().DefaultProfile
+	r, _, err := b.render(ctx, nil, req.MAC, req.BaseURL, name, secretsWithheld, "")
+	if err != nil {
+		if errors.Is(err, errWithheld) {
+			err = fmt.Errorf("the default profile %s needs a secret, which provisiond gives only to machines in the inventory during their own boot (add the machine: provisiond machine add)", name)
+		}
+		return pxe.ScriptReply{Profile: name}, err
+	}
+	return pxe.ScriptReply{Body: r.Script, Profile: name}, nil
+}
+
+// inMenu reports whether machine m boots a menu and that menu offers
+// profile name.
+func (b *Booter) inMenu(set *profile.Set, m *inventory.Machine, name string) bool {
+	if own, ok := set.Get(boot.ProfileFor(m, b.boot().DefaultProfile)); !ok || !own.UsesMenu {
+		return false
+	}
+	d := boot.ScriptData(m, "", "", name, b.boot().DefaultParams)
+	for _, it := range b.menu(set, d.Params) {
+		if it.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Overlay implements pxe.Scripter: the overlay archive of the profile the
-// machine boots (or chose from its menu). Only machines in the inventory
-// get one: overlays hold secrets such as the munge key.
+// machine boots (or chose from its menu). Overlays hold secrets such as the
+// munge key: only a machine in the inventory gets one, from its own address,
+// within its boot, with the nonce its script carried, once per boot. Every
+// refusal wraps pxe.ErrRefused and is answered as for an unknown MAC.
 func (b *Booter) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
 	m := b.machine(req.MAC)
 	if m == nil || m.Discovered {
-		return nil, req.Profile, fmt.Errorf("no overlay for %s: it is not in the inventory", req.MAC)
+		b.count("overlay", bootguard.ReasonUnknown)
+		return nil, req.Profile, pxe.ErrRefused
 	}
 	name := boot.ProfileFor(m, b.boot().DefaultProfile)
-	if req.Profile != "" {
+	set := b.profiles.Load()
+	if req.Profile != "" && req.Profile != name {
+		if !b.inMenu(set, m, req.Profile) {
+			b.refused(m.Name, req, "overlay", req.Profile, &bootguard.Refusal{Reason: bootguard.ReasonProfile,
+				Detail: "profile " + req.Profile + " is not in this machine's boot menu"})
+			return nil, req.Profile, pxe.ErrRefused
+		}
 		name = req.Profile
 	}
-	p, ok := b.profiles.Load().Get(name)
+	nonce, err := b.guard.Admit(req.MAC, req.Source)
+	if err == nil {
+		err = b.guard.Redeem(req.MAC, req.Nonce, "overlay:"+name, req.Source)
+	}
+	if err != nil {
+		b.refused(m.Name, req, "overlay", name, err)
+		return nil, name, pxe.ErrRefused
+	}
+	p, ok := set.Get(name)
 	if !ok {
 		return nil, name, fmt.Errorf("profile %s does not exist", name)
 	}
-	d := boot.ScriptData(m, req.MAC, req.BaseURL, name, b.boot().DefaultParams)
+	d := b.scriptData(m, req.MAC, req.BaseURL, name, nonce)
 	if b.secrets != nil {
 		d.Secret = b.secrets.Secret
 	}
@@ -270,6 +375,91 @@ func (b *Booter) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, st
 		return nil, name, err
 	}
 	return buf.Bytes(), name, nil
+}
+
+// Callback implements pxe.Scripter: a booted OS's report counts only with
+// its boot's nonce, from its own address, once.
+func (b *Booter) Callback(_ context.Context, req pxe.ScriptRequest) error {
+	m := b.machine(req.MAC)
+	if m == nil || m.Discovered {
+		b.count("callback", bootguard.ReasonUnknown)
+		return pxe.ErrRefused
+	}
+	if err := b.guard.Redeem(req.MAC, req.Nonce, "callback", req.Source); err != nil {
+		b.refused(m.Name, req, "callback", "", err)
+		return pxe.ErrRefused
+	}
+	return nil
+}
+
+// BootProof checks an agent's facts report made with a boot's nonce
+// instead of the API token: from the machine's own address, with its
+// current boot's nonce, once. It returns the machine's name.
+func (b *Booter) BootProof(mac, nonce string, src netip.Addr) (string, error) {
+	m := b.machine(mac)
+	if m == nil || m.Discovered {
+		b.count("facts", bootguard.ReasonUnknown)
+		return "", pxe.ErrRefused
+	}
+	if err := b.guard.Redeem(mac, nonce, "facts", src); err != nil {
+		b.refused(m.Name, pxe.ScriptRequest{MAC: mac, Source: src, Nonce: nonce}, "facts", "", err)
+		return "", pxe.ErrRefused
+	}
+	return m.Name, nil
+}
+
+// refusalNoteEvery spaces the refusals stored per MAC, so a flood of
+// refused requests cannot push a machine's real history out of its
+// timeline; every refusal is counted in the metrics.
+const refusalNoteEvery = 10 * time.Second
+
+func (b *Booter) count(what, reason string) {
+	if b.observer != nil {
+		b.observer.Refused(what, reason)
+	}
+}
+
+// refused records why req got no secret or changed nothing: a metric
+// always, a timeline step at most every refusalNoteEvery per MAC.
+func (b *Booter) refused(machine string, req pxe.ScriptRequest, what, profileName string, err error) {
+	r, ok := err.(*bootguard.Refusal)
+	if !ok {
+		r = &bootguard.Refusal{Reason: "error", Detail: fmt.Sprint(err)}
+	}
+	b.count(what, r.Reason)
+	typ := events.SecretRefused
+	if r.Alarm {
+		typ = events.SpoofAlarm
+		b.log.Warn("possible spoof: a secret-bearing boot response was asked for again", "machine", machine, "mac", req.MAC, "what", what, "client", req.Source, "detail", r.Detail)
+	} else {
+		b.log.Info("boot request refused", "machine", machine, "mac", req.MAC, "what", what, "reason", r.Reason, "client", req.Source)
+	}
+	now := time.Now()
+	key := req.MAC + " " + typ
+	b.mu.Lock()
+	last, seen := b.noted[key]
+	store := !seen || now.Sub(last) >= refusalNoteEvery
+	if store {
+		if len(b.noted) >= maxPending {
+			for k, t := range b.noted {
+				if now.Sub(t) >= refusalNoteEvery {
+					delete(b.noted, k)
+				}
+			}
+		}
+		if len(b.noted) < maxPending {
+			b.noted[key] = now
+		}
+	}
+	b.mu.Unlock()
+	if !store {
+		return
+	}
+	attrs := map[string]string{"what": what, "reason": r.Reason, "detail": r.Detail, "client": req.Source.String()}
+	if profileName != "" {
+		attrs["profile"] = profileName
+	}
+	b.sink.Emit(events.Event{Type: typ, Machine: machine, MAC: req.MAC, Attrs: attrs})
 }
 
 // waitScript tells a machine to wait while provisiond prepares its boot.
@@ -292,30 +482,69 @@ func waitScript(nr *NotReadyError, req pxe.ScriptRequest) []byte {
 // from mac, reached at baseURL; secrets are real only when reveal is set.
 func (b *Booter) Render(ctx context.Context, m *inventory.Machine, mac, baseURL string, reveal bool) ([]byte, string, error) {
 	name := boot.ProfileFor(m, b.boot().DefaultProfile)
-	r, err := b.render(ctx, m, mac, baseURL, name, reveal)
+	mode := secretsRedacted
+	if reveal {
+		mode = secretsReal
+	}
+	r, _, err := b.render(ctx, m, mac, baseURL, name, mode, "")
 	if err != nil {
 		return nil, name, err
 	}
 	return r.Script, name, nil
 }
 
-func (b *Booter) render(ctx context.Context, m *inventory.Machine, mac, baseURL, name string, reveal bool) (*profile.Rendered, error) {
+// secretMode says how a render treats secret parameters.
+type secretMode int
+
+const (
+	// secretsRedacted renders REDACTED (previews).
+	secretsRedacted secretMode = iota
+	// secretsReal resolves them (an admitted boot, an operator's reveal).
+	secretsReal
+	// secretsWithheld fails the render with errWithheld if the output
+	// needs one.
+	secretsWithheld
+)
+
+// errWithheld is a render that needed a secret the request may not have.
+var errWithheld = errors.New("secret withheld")
+
+// scriptData is boot.ScriptData with the boot's nonce in the URLs the
+// script hands out (overlay, callback).
+func (b *Booter) scriptData(m *inventory.Machine, mac, baseURL, name, nonce string) profile.Data {
+	d := boot.ScriptData(m, mac, baseURL, name, b.boot().DefaultParams)
+	if nonce != "" {
+		q := "nonce=" + url.QueryEscape(nonce)
+		d.OverlayURL += "&" + q
+		d.CallbackURL += "?" + q
+	}
+	return d
+}
+
+// render renders profile name for machine m; it reports whether a secret
+// went into the output.
+func (b *Booter) render(ctx context.Context, m *inventory.Machine, mac, baseURL, name string, mode secretMode, nonce string) (*profile.Rendered, bool, error) {
 	set := b.profiles.Load()
 	p, ok := set.Get(name)
 	if !ok {
-		return nil, fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles)", name)
+		return nil, false, fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles)", name)
 	}
-	d := boot.ScriptData(m, mac, baseURL, name, b.boot().DefaultParams)
-	if reveal && b.secrets != nil {
-		d.Secret = b.secrets.Secret
+	d := b.scriptData(m, mac, baseURL, name, nonce)
+	used := false
+	switch {
+	case mode == secretsReal && b.secrets != nil:
+		d.Secret = func(n string) (string, error) { used = true; return b.secrets.Secret(n) }
+	case mode == secretsWithheld:
+		d.Secret = func(string) (string, error) { return "", errWithheld }
 	}
 	if p.UsesMenu && m != nil && !m.Discovered {
 		d.Menu = b.menu(set, d.Params)
 	}
 	if err := b.addExtras(ctx, p, m, &d); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return p.Render(d)
+	r, err := p.Render(d)
+	return r, used, err
 }
 
 func (b *Booter) addExtras(ctx context.Context, p *profile.Profile, m *inventory.Machine, d *profile.Data) error {
@@ -422,6 +651,7 @@ func (b *Booter) consume(machine, name, mac, on string) {
 // binary means the next iPXE request from that MAC is ours (no second
 // chainload), and assets or a callback may use up a one-shot assignment.
 func (b *Booter) Observe(ev events.Event) {
+	b.startBoots(ev)
 	if ev.MAC == "" {
 		return
 	}
@@ -467,5 +697,40 @@ func (b *Booter) Observe(ev events.Event) {
 			on = profile.ConsumedOnCallback
 		}
 		b.done(pb, ev.MAC, on)
+	}
+}
+
+// startBoots tells the guard which boots of machines in the inventory
+// start: the firmware's PXE DHCP (iPXE's own continues a boot the ROM
+// started), or a BMC action that powers or points a machine at the network.
+func (b *Booter) startBoots(ev events.Event) {
+	switch ev.Type {
+	case events.DHCPOffer:
+		if _, found, err := b.store.BootSettingsByMAC(ev.MAC); err != nil || !found {
+			return
+		}
+		if ev.Attrs["stage"] == "ipxe" {
+			b.guard.StartIfIdle(ev.MAC, "dhcp")
+		} else {
+			b.guard.Start(ev.MAC, "dhcp")
+		}
+	case events.BMCPower, events.BMCBootDevice:
+		if ev.Attrs["result"] != "ok" || ev.Machine == "" {
+			return
+		}
+		if ev.Type == events.BMCPower {
+			switch ev.Attrs["action"] {
+			case "on", "cycle", "reset":
+			default:
+				return
+			}
+		}
+		m, err := b.store.Machine(ev.Machine)
+		if err != nil {
+			return
+		}
+		for _, mac := range m.MACs {
+			b.guard.Start(mac, "bmc")
+		}
 	}
 }

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/bootguard"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
@@ -77,21 +80,51 @@ func newTestBooter(t *testing.T, extra Extra) (*Booter, *inventory.Store, *Secre
 	if extra != nil {
 		extras = []Extra{extra}
 	}
-	b := NewBooter(BooterOptions{Store: store, Profiles: set, Boot: config.Default().Boot, Secrets: ss, Extras: extras, Events: sink, Log: slog.New(slog.DiscardHandler)})
+	// The lab's neighbour table: 192.0.2.50 is testMAC, 192.0.2.66 a
+	// stranger.
+	guard := bootguard.New(bootguard.Config{Neighbor: func(ip netip.Addr) (string, bool) {
+		switch ip {
+		case machineIP:
+			return testMAC, true
+		case strangerIP:
+			return "52:54:00:66:66:66", true
+		}
+		return "", false
+	}})
+	b := NewBooter(BooterOptions{Store: store, Profiles: set, Boot: config.Default().Boot, Secrets: ss, Extras: extras, Events: sink,
+		Log: slog.New(slog.DiscardHandler), Guard: guard})
 	return b, store, ss, sink
 }
 
 const testMAC = "52:54:00:00:00:06"
 
+var (
+	machineIP  = netip.MustParseAddr("192.0.2.50")
+	strangerIP = netip.MustParseAddr("192.0.2.66")
+)
+
+// pxeStart is the ROM's DHCP exchange as the ProxyDHCP server reports it:
+// a boot of testMAC starts.
+func pxeStart(b *Booter) {
+	b.Observe(events.Event{Type: events.DHCPOffer, MAC: testMAC, Attrs: map[string]string{"stage": "rom"}})
+}
+
+// machineReq is a script request from the machine itself.
+func machineReq(profile string) pxe.ScriptRequest {
+	return pxe.ScriptRequest{MAC: testMAC, BaseURL: "http://192.0.2.2:8080", Profile: profile, Source: machineIP}
+}
+
+// script boots testMAC: its PXE DHCP, then its script from its own address.
 func script(t *testing.T, b *Booter, profile string) (string, string) {
 	t.Helper()
-	body, name, err := b.Script(context.Background(), pxe.ScriptRequest{MAC: testMAC, BaseURL: "http://192.0.2.2:8080", Profile: profile})
+	pxeStart(b)
+	rep, err := b.Script(context.Background(), machineReq(profile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The HTTP server reports the script it served, as in the daemon.
-	b.Observe(events.Event{Type: events.Script, MAC: testMAC, Attrs: map[string]string{"profile": name}})
-	return string(body), name
+	b.Observe(events.Event{Type: events.Script, MAC: testMAC, Attrs: map[string]string{"profile": rep.Profile}})
+	return string(rep.Body), rep.Profile
 }
 
 func assetEvent(file, size string) events.Event {
@@ -184,17 +217,24 @@ func TestMenuListsBootableProfiles(t *testing.T) {
 	if _, name := script(t, b, "linux"); name != "linux" {
 		t.Errorf("menu choice rendered %s", name)
 	}
-	// ...but an unknown machine cannot pick profiles.
+	// ...but not one outside its menu (shell needs nothing, it is an
+	// item of its own, not a profile entry)...
+	if _, name := script(t, b, "slurm"); name != "menu" {
+		t.Errorf("a profile outside the menu rendered %s, want the unknown machine's menu", name)
+	}
+	// ...and an unknown machine cannot pick profiles: it gets what every
+	// unknown MAC gets.
 	store.DeleteMachine("m")
-	if _, _, err := b.Script(context.Background(), pxe.ScriptRequest{MAC: testMAC, BaseURL: "http://x:1", Profile: "secretive"}); err == nil {
-		t.Error("an unknown machine chose a profile")
+	if rep, err := b.Script(context.Background(), machineReq("secretive")); err != nil || rep.Profile != "menu" || strings.Contains(string(rep.Body), "token=") {
+		t.Errorf("an unknown machine chose a profile: %v %s\n%s", err, rep.Profile, rep.Body)
 	}
 }
 
 func TestSecretsRedactedUnlessRevealed(t *testing.T) {
 	b, store, ss, _ := newTestBooter(t, nil)
 	m, _ := store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "secretive"})
-	if _, _, err := b.Script(context.Background(), pxe.ScriptRequest{MAC: testMAC, BaseURL: "http://x:1"}); err == nil || !strings.Contains(err.Error(), "provisiond secret set join-token") {
+	pxeStart(b)
+	if _, err := b.Script(context.Background(), machineReq("")); err == nil || !strings.Contains(err.Error(), "provisiond secret set join-token") {
 		t.Fatalf("missing secret: %v", err)
 	}
 	ss.SetSecret("join-token", "tok-123")
@@ -211,7 +251,8 @@ func TestSecretsRedactedUnlessRevealed(t *testing.T) {
 		t.Errorf("revealed render:\n%s", shown)
 	}
 	ss.SetSecret("join-token", "bad\nshell")
-	if _, _, err := b.Script(context.Background(), pxe.ScriptRequest{MAC: testMAC, BaseURL: "http://x:1"}); err == nil || strings.Contains(err.Error(), "bad") {
+	pxeStart(b)
+	if _, err := b.Script(context.Background(), machineReq("")); err == nil || strings.Contains(err.Error(), "bad") {
 		t.Errorf("unsafe secret: %v (the error must not quote the value)", err)
 	}
 }
@@ -230,7 +271,157 @@ func TestExtrasAndWaiting(t *testing.T) {
 	}
 	b3, store3, _, _ := newTestBooter(t, fakeExtra{err: errors.New("factory unreachable")})
 	store3.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "needsextra"})
-	if _, _, err := b3.Script(context.Background(), pxe.ScriptRequest{MAC: testMAC, BaseURL: "http://x:1"}); err == nil {
+	if _, err := b3.Script(context.Background(), machineReq("")); err == nil {
 		t.Error("a provider error was not reported")
+	}
+}
+
+func strangerReq(profile string) pxe.ScriptRequest {
+	r := machineReq(profile)
+	r.Source = strangerIP
+	return r
+}
+
+// sinkOf returns the events of type typ the booter emitted.
+func (r *recSink) of(typ string) []events.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []events.Event
+	for _, ev := range r.evs {
+		if ev.Type == typ {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// A secret goes only to the machine's own boot: not to a stranger naming
+// its MAC, not outside a boot, not twice; what is refused gets the unknown
+// machine's answer and a step on the timeline saying why.
+func TestScriptSecretsOnlyToTheMachinesBoot(t *testing.T) {
+	b, store, ss, sink := newTestBooter(t, nil)
+	ss.SetSecret("join-token", "tok-123")
+	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "secretive", Once: &inventory.Once{Then: "local"}})
+	ctx := context.Background()
+	unknownAnswer := func(rep pxe.ScriptReply, err error, what string) {
+		t.Helper()
+		if err != nil || rep.Profile != "menu" || strings.Contains(string(rep.Body), "tok-123") || rep.RecordFacts {
+			t.Errorf("%s: %v %s record=%v\n%s", what, err, rep.Profile, rep.RecordFacts, rep.Body)
+		}
+	}
+	rep, err := b.Script(ctx, machineReq(""))
+	unknownAnswer(rep, err, "outside a boot")
+	pxeStart(b)
+	rep, err = b.Script(ctx, strangerReq(""))
+	unknownAnswer(rep, err, "a stranger's request in the boot")
+	if m, _ := store.Machine("m"); m.Once == nil {
+		t.Fatal("a stranger's script used up the one-shot assignment")
+	}
+	rep, err = b.Script(ctx, machineReq(""))
+	if err != nil || !strings.Contains(string(rep.Body), "token=tok-123") || !rep.RecordFacts {
+		t.Fatalf("the machine's own boot: %v\n%s", err, rep.Body)
+	}
+	rep, err = b.Script(ctx, machineReq(""))
+	unknownAnswer(rep, err, "the same script again in one boot")
+	refused := sink.of(events.SecretRefused)
+	alarms := sink.of(events.SpoofAlarm)
+	// Outside the boot and the stranger's are 10 s apart at most: one
+	// stored, the other only counted.
+	if len(refused) != 1 || refused[0].Attrs["reason"] != bootguard.ReasonNoBoot || refused[0].Attrs["what"] != "script" {
+		t.Errorf("refusal steps %+v", refused)
+	}
+	if len(alarms) != 1 || alarms[0].Attrs["reason"] != bootguard.ReasonAgain || alarms[0].Attrs["client"] != machineIP.String() {
+		t.Errorf("alarm steps %+v", alarms)
+	}
+	for _, ev := range sink.evs {
+		if strings.Contains(ev.Details(), "tok-123") {
+			t.Errorf("a step holds the secret: %+v", ev)
+		}
+	}
+}
+
+// The overlay needs the nonce its script carried, from the machine's
+// address, once; every refusal looks like an unknown MAC.
+func TestOverlayNeedsTheBootsNonce(t *testing.T) {
+	b, store, ss, sink := newTestBooter(t, nil)
+	ss.SetSecret("munge-key", "MUNGE-KEY-BYTES")
+	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "slurm", Params: map[string]string{"slurm_controller": "192.0.2.2"}})
+	ctx := context.Background()
+	overlay := func(r pxe.ScriptRequest) ([]byte, error) {
+		body, _, err := b.Overlay(ctx, r)
+		return body, err
+	}
+	if _, err := overlay(pxe.ScriptRequest{MAC: "52:54:00:00:00:99", Source: machineIP}); !errors.Is(err, pxe.ErrRefused) {
+		t.Errorf("unknown MAC: %v", err)
+	}
+	body, _ := script(t, b, "")
+	nonce := regexp.MustCompile(`overlay\.cpio\?profile=slurm&nonce=(\S+)`).FindStringSubmatch(body)
+	if nonce == nil {
+		t.Fatalf("the Slurm script has no overlay nonce:\n%s", body)
+	}
+	if !strings.Contains(body, "provisiond.callback=http://192.0.2.2:8080/boot/52:54:00:00:00:06/booted?nonce="+nonce[1]) {
+		t.Errorf("the callback URL lacks the nonce:\n%s", body)
+	}
+	r := machineReq("slurm")
+	for what, bad := range map[string]pxe.ScriptRequest{
+		"no nonce":            r,
+		"wrong nonce":         {MAC: testMAC, Source: machineIP, Nonce: "x" + nonce[1]},
+		"stranger":            {MAC: testMAC, Source: strangerIP, Nonce: nonce[1]},
+		"profile not in menu": {MAC: testMAC, Source: machineIP, Nonce: nonce[1], Profile: "talos"},
+	} {
+		if _, err := overlay(bad); !errors.Is(err, pxe.ErrRefused) {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	r.Nonce = nonce[1]
+	got, err := overlay(r)
+	if err != nil || !strings.Contains(string(got), "MUNGE-KEY-BYTES") || !strings.Contains(string(got), "booted?nonce="+nonce[1]) {
+		t.Fatalf("the machine's overlay: %v", err)
+	}
+	if _, err := overlay(r); !errors.Is(err, pxe.ErrRefused) {
+		t.Errorf("second overlay in one boot: %v", err)
+	}
+	if a := sink.of(events.SpoofAlarm); len(a) != 1 || a[0].Attrs["what"] != "overlay" {
+		t.Errorf("alarm steps %+v", a)
+	}
+	// The callback and the agent's facts: the same nonce, each once.
+	if err := b.Callback(ctx, pxe.ScriptRequest{MAC: testMAC, Source: strangerIP, Nonce: nonce[1]}); !errors.Is(err, pxe.ErrRefused) {
+		t.Errorf("stranger's callback: %v", err)
+	}
+	if err := b.Callback(ctx, pxe.ScriptRequest{MAC: testMAC, Source: machineIP, Nonce: nonce[1]}); err != nil {
+		t.Errorf("machine's callback: %v", err)
+	}
+	if err := b.Callback(ctx, pxe.ScriptRequest{MAC: testMAC, Source: machineIP, Nonce: nonce[1]}); !errors.Is(err, pxe.ErrRefused) {
+		t.Errorf("second callback: %v", err)
+	}
+	if name, err := b.BootProof(testMAC, nonce[1], machineIP); err != nil || name != "m" {
+		t.Errorf("facts with the boot's nonce: %q %v", name, err)
+	}
+	if _, err := b.BootProof(testMAC, nonce[1], machineIP); err == nil {
+		t.Error("facts twice with one nonce")
+	}
+	if _, err := b.BootProof("52:54:00:00:00:99", nonce[1], machineIP); err == nil {
+		t.Error("facts for an unknown MAC")
+	}
+}
+
+// Unknown MACs and the default profile never get secrets: a default that
+// needs one is an error that says so, the same for every MAC.
+func TestDefaultProfileNeverGetsSecrets(t *testing.T) {
+	b, store, ss, _ := newTestBooter(t, nil)
+	ss.SetSecret("join-token", "tok-123")
+	bc := config.Default().Boot
+	bc.DefaultProfile = "secretive"
+	b.SetBoot(bc)
+	pxeStart(b)
+	rep, err := b.Script(context.Background(), machineReq(""))
+	if err == nil || strings.Contains(string(rep.Body), "tok-123") || !strings.Contains(err.Error(), "only to machines in the inventory") {
+		t.Errorf("unknown MAC on a secret default: %v\n%s", err, rep.Body)
+	}
+	// A known machine without a profile boots the default: no secret
+	// either, whatever the menu says.
+	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}})
+	if rep, err := b.Script(context.Background(), machineReq("")); strings.Contains(string(rep.Body), "tok-123") {
+		t.Errorf("a machine on the default profile got its secret: %v", err)
 	}
 }

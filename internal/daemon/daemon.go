@@ -26,6 +26,7 @@ import (
 	"github.com/provisiond/provisiond/internal/backup"
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/bootguard"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
@@ -150,7 +151,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		return fmt.Errorf("HTTP: listening on %s: %w (is another provisiond or web server on that port? set http.listen)", cfg.HTTP.Listen, err)
 	}
 	defer httpLn.Close()
-	httpLn = netutil.LimitListener(httpLn, cfg.HTTP.MaxConnections)
+	// One address cannot hold every connection (idle keep-alives, slow
+	// readers): the rest of the lab keeps booting.
+	httpLn = netutil.LimitListenerPerSource(httpLn, cfg.HTTP.MaxConnections, cfg.HTTP.MaxConnectionsPerSource,
+		func() { mets.Dropped("http", "max_connections_per_source") })
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory %s: %w", cfg.DataDir, err)
@@ -188,8 +192,12 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	cache := assets.New(cfg.AssetDir(), nil, log)
 	defer cache.Close()
 	talosProv := NewTalosProvider(cfg.Talos, &talos.Factory{BaseURL: cfg.Talos.FactoryURL}, cache, cfg.AssetDir())
+	guard := bootguard.New(bootguard.Config{Window: cfg.Boot.SecretWindowDuration(), Trusted: cfg.Boot.TrustedPrefixes(),
+		Neighbor: neighbors.Kernel, Learned: neighbors.Learned})
+	mets.Func("provisiond_boot_spoof_alarms_total", "Secret-bearing boot responses asked for twice in one boot, or nonces used twice: another host may be using a machine's MAC.",
+		func() float64 { return float64(guard.Alarms()) })
 	booter := NewBooter(BooterOptions{Store: store, Profiles: set, Boot: cfg.Boot, IPXEDir: cfg.IPXEDir, IPXEFiles: ipxeFiles,
-		Secrets: secretStore, Extras: []Extra{talosProv}, Events: late, Log: log})
+		Secrets: secretStore, Extras: []Extra{talosProv}, Events: late, Log: log, Guard: guard, Refusals: mets})
 
 	recCtx, stopRec := context.WithCancel(context.Background())
 	rec := NewRecorder(store, broker, 8192, log)
@@ -239,6 +247,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			return st
 		},
 	}
+	apiSrv.BootProof = booter.BootProof
 	apiSrv.Backup = func(w io.Writer) error {
 		_, err := backup.Write(w, store, filepath.Join(cfg.DataDir, SecretKeyFile), cfg.DataDir, opts.Version)
 		return err
@@ -257,7 +266,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	// Browsers' cross-origin requests that would change something are
 	// refused, so no other site can use a dashboard session (CSRF). The
 	// CLI, machines and curl send no Origin or Sec-Fetch-Site and pass.
-	httpSrv := &http.Server{Handler: http.NewCrossOriginProtection().Handler(mux), ReadHeaderTimeout: 10 * time.Second}
+	//
+	// Bounds: a request's headers must arrive within 10 s (a connection
+	// that sends nothing is closed then); an idle keep-alive connection is
+	// closed after 30 s; bodies are bounded in size by each handler.
+	// Neither ReadTimeout nor WriteTimeout is set: once it passes, net/http
+	// cancels the request's context, which would end event streams and
+	// long downloads. Boot endpoints bound their writes themselves.
+	httpSrv := &http.Server{Handler: http.NewCrossOriginProtection().Handler(mux), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
 
 	names := make([]string, 0, len(ifaces))
 	for _, i := range ifaces {
@@ -306,6 +323,7 @@ loop:
 			}
 			booter.SetProfiles(set)
 			booter.SetBoot(next.Boot)
+			guard.SetRules(next.Boot.SecretWindowDuration(), next.Boot.TrustedPrefixes())
 			if opts.LogLevel != nil {
 				var lvl slog.Level
 				if lvl.UnmarshalText([]byte(next.Log.Level)) == nil {
@@ -370,8 +388,13 @@ func (l *late) FirstStage(ctx context.Context, mac, baseURL string) ([]byte, err
 }
 
 // Script implements pxe.Scripter.
-func (l *late) Script(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
+func (l *late) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptReply, error) {
 	return l.booter.Load().Script(ctx, req)
+}
+
+// Callback implements pxe.Scripter.
+func (l *late) Callback(ctx context.Context, req pxe.ScriptRequest) error {
+	return l.booter.Load().Callback(ctx, req)
 }
 
 // Overlay implements pxe.Scripter.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/pxe/pxetest"
 	"github.com/provisiond/provisiond/profiles"
 )
 
@@ -36,7 +38,18 @@ func startDaemon(t *testing.T, mods ...func(*config.Config)) (base string, data 
 	cfg := config.Default()
 	cfg.DataDir = data
 	cfg.IPXEDir = t.TempDir()
-	cfg.DHCP.Enabled, cfg.TFTP.Enabled = false, false
+	// The BIOS iPXE binary the ProxyDHCP offers (never fetched here).
+	os.WriteFile(filepath.Join(cfg.IPXEDir, cfg.Boot.BIOS), []byte("not iPXE"), 0o644)
+	// ProxyDHCP on loopback, so tests start boots as PXE ROMs do
+	// (pxeStart); loopback stands in for the machines' link.
+	ports, err := pxetest.FreeUDPPorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DHCP.Enabled, cfg.TFTP.Enabled = true, false
+	cfg.Interfaces = []string{"lo"}
+	cfg.DHCP.Port, cfg.DHCP.ProxyPort = ports[0], ports[1]
+	cfg.Boot.TrustedSources = []string{"127.0.0.0/8"}
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.Port = 8080
 	for _, m := range mods {
@@ -75,6 +88,18 @@ func startDaemon(t *testing.T, mods ...func(*config.Config)) (base string, data 
 	return base, data, stop
 }
 
+// callbackRE finds the callback URL and its nonce in a script.
+var callbackRE = regexp.MustCompile(`provisiond\.callback=(\S+\?nonce=(\S+))`)
+
+// romDHCP plays mac's PXE ROM against the daemon's ProxyDHCP on
+// loopback: the machine's boot starts.
+func romDHCP(t *testing.T, proxyPort int, mac string) {
+	t.Helper()
+	if err := pxetest.Request(proxyPort, mac); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func get(t *testing.T, url string, hdr map[string]string) (*http.Response, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
@@ -91,7 +116,8 @@ func get(t *testing.T, url string, hdr map[string]string) (*http.Response, strin
 }
 
 func TestDaemonHTTPAndAPI(t *testing.T) {
-	base, data, stop := startDaemon(t)
+	var proxyPort int
+	base, data, stop := startDaemon(t, func(c *config.Config) { proxyPort = c.DHCP.ProxyPort })
 	ctx := context.Background()
 	tokenRaw, err := os.ReadFile(filepath.Join(data, TokenFile))
 	if err != nil {
@@ -137,10 +163,23 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, "chain --autofree "+base+"/boot/52:54:00:00:00:06/script?manufacturer=${manufacturer:uristring}") {
 		t.Fatalf("first stage: %d\n%s", resp.StatusCode, body)
 	}
+	// Outside a boot the script is served, but what it reports is not
+	// recorded and it carries no nonce.
+	resp, body = get(t, base+"/boot/52:54:00:00:00:06/script?manufacturer=Forged&platform=efi", nil)
+	if resp.StatusCode != 200 || strings.Contains(body, "nonce=") {
+		t.Fatalf("script outside a boot: %d\n%s", resp.StatusCode, body)
+	}
+	// In the machine's boot (its PXE DHCP first) the callback URL carries
+	// the boot's nonce.
+	romDHCP(t, proxyPort, "52:54:00:00:00:06")
 	resp, body = get(t, base+"/boot/52:54:00:00:00:06/script?manufacturer=HP&product=ProLiant%20BL460c%20Gen8&uuid=1234&platform=pcbios", nil)
+	callback := callbackRE.FindStringSubmatch(body)
+	if callback == nil {
+		t.Fatalf("script without a callback nonce:\n%s", body)
+	}
 	// The API renders with the advertised port; the machine with the one
 	// it reached (here a random test port): otherwise they are the same.
-	if resp.StatusCode != 200 || body != strings.ReplaceAll(string(script), "http://127.0.0.1:8080", base) {
+	if resp.StatusCode != 200 || strings.Replace(body, "?nonce="+callback[2], "", 1) != strings.ReplaceAll(string(script), "http://127.0.0.1:8080", base) {
 		t.Fatalf("script: %d\n%s\nwant\n%s", resp.StatusCode, body, script)
 	}
 	resp, body = get(t, base+"/boot/52:54:00:00:00:99/script?platform=efi", nil)
@@ -176,18 +215,30 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 		}
 	}
 
-	// Callback.
-	resp2, err := http.Post(base+"/boot/52:54:00:00:00:06/booted", "application/x-www-form-urlencoded", strings.NewReader("status=up"))
-	if err != nil || resp2.StatusCode != 200 {
-		t.Fatalf("callback: %v %v", resp2, err)
+	// Callback: without the nonce it changes nothing; with it, once.
+	post := func(u string) int {
+		resp, err := http.Post(u, "application/x-www-form-urlencoded", strings.NewReader("status=up"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
-	resp2.Body.Close()
+	if code := post(base + "/boot/52:54:00:00:00:06/booted"); code != http.StatusNotFound {
+		t.Errorf("callback without the nonce: %d, want 404", code)
+	}
+	if code := post(callback[1]); code != 200 {
+		t.Fatalf("callback: %d", code)
+	}
+	if code := post(callback[1]); code != http.StatusNotFound {
+		t.Errorf("callback with a used nonce: %d, want 404", code)
+	}
 
 	// The timeline holds script, asset (x2) and callback, with the facts.
 	var evs []events.Event
 	for i := 0; i < 50; i++ {
 		evs, _ = c.Events(ctx, "BLD-006", 0)
-		if len(evs) >= 6 {
+		if len(evs) >= 10 {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -196,8 +247,11 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 	for _, ev := range evs {
 		types = append(types, ev.Type)
 	}
+	lastSeq := evs[len(evs)-1].Seq
 	sort.Strings(types)
-	if strings.Join(types, ",") != "boot.callback,boot.done,http.asset,http.asset,http.script,machine.changed" {
+	// Two scripts (outside and in the boot), the boot's DHCP, the refused
+	// callback without a nonce and the alarm for the reused one.
+	if strings.Join(types, ",") != "boot.callback,boot.done,boot.secret_refused,boot.spoof_alarm,dhcp.offer,http.asset,http.asset,http.script,http.script,machine.changed" {
 		t.Errorf("timeline %v", types)
 	}
 	got, _ := c.Machine(ctx, "BLD-006")
@@ -216,14 +270,19 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		<-seen
 	}
-	http.Post(base+"/boot/52:54:00:00:00:06/booted", "text/plain", nil)
-	select {
-	case ev := <-seen:
-		if ev.Type != events.Booted {
-			t.Errorf("live event %+v", ev)
+	romDHCP(t, proxyPort, "52:54:00:00:00:06")
+	_, body = get(t, base+"/boot/52:54:00:00:00:06/script", nil)
+	if callback = callbackRE.FindStringSubmatch(body); callback == nil {
+		t.Fatalf("second boot's script without a callback nonce:\n%s", body)
+	}
+	post(callback[1])
+	for live := false; !live; {
+		select {
+		case ev := <-seen:
+			live = ev.Type == events.Booted && ev.Seq > lastSeq
+		case <-fctx.Done():
+			t.Fatal("no live callback event while following")
 		}
-	case <-fctx.Done():
-		t.Fatal("no live event while following")
 	}
 
 	// A clean stop closes the database: it opens again at once.
@@ -241,5 +300,50 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 	raw, _ := json.Marshal(evs)
 	if strings.Contains(string(raw), string(tokenRaw)) {
 		t.Error("the API token appears in the timeline")
+	}
+}
+
+// Hardware facts change what audit and plan believe: they need the API
+// token, or the proof of the machine's own boot (its nonce, once).
+func TestFactsNeedTokenOrBootProof(t *testing.T) {
+	var proxyPort int
+	base, data, _ := startDaemon(t, func(c *config.Config) { proxyPort = c.DHCP.ProxyPort })
+	tok, _ := os.ReadFile(filepath.Join(data, TokenFile))
+	ctx := context.Background()
+	c := &api.Client{Server: base, Token: strings.TrimSpace(string(tok))}
+	anon := &api.Client{Server: base}
+	mac := "52:54:00:00:00:06"
+	if _, err := c.CreateMachine(ctx, inventory.Machine{Name: "BLD-006", MACs: []string{mac}, Profile: "linux",
+		Params: map[string]string{"kernel": "debian/vmlinuz"}}); err != nil {
+		t.Fatal(err)
+	}
+	forged := api.FactsReport{Machine: "BLD-006", Host: "intruder", Hardware: inventory.Asset{Vendor: "Forged", Model: "Forged", Serial: "FORGED"}}
+	if _, err := anon.ReportFacts(ctx, forged); err == nil || !strings.Contains(err.Error(), "token") {
+		t.Errorf("facts without token or proof: %v", err)
+	}
+	romDHCP(t, proxyPort, mac)
+	_, body := get(t, base+"/boot/"+mac+"/script", nil)
+	cb := callbackRE.FindStringSubmatch(body)
+	if cb == nil {
+		t.Fatalf("no nonce in the script:\n%s", body)
+	}
+	forged.BootMAC, forged.BootNonce = mac, "not-the-nonce"
+	if _, err := anon.ReportFacts(ctx, forged); err == nil {
+		t.Error("facts with a wrong nonce were taken")
+	}
+	rep := api.FactsReport{Host: "bld-006", Hardware: inventory.Asset{Vendor: "HP", Model: "ProLiant BL460c Gen8"}, BootMAC: mac, BootNonce: cb[2]}
+	res, err := anon.ReportFacts(ctx, rep)
+	if err != nil || res.Machine != "BLD-006" {
+		t.Fatalf("facts with the boot's nonce: %+v %v", res, err)
+	}
+	if _, err := anon.ReportFacts(ctx, rep); err == nil {
+		t.Error("the nonce was taken twice for facts")
+	}
+	if _, err := c.ReportFacts(ctx, api.FactsReport{Machine: "BLD-006", Host: "operator", Hardware: inventory.Asset{Vendor: "HP"}}); err != nil {
+		t.Errorf("facts with the token: %v", err)
+	}
+	m, _ := c.Machine(ctx, "BLD-006")
+	if m.Observed == nil || m.Observed.Vendor == "Forged" || m.Observed.Serial == "FORGED" {
+		t.Errorf("observed %+v", m.Observed)
 	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"github.com/provisiond/provisiond/internal/events"
 	"net/http/httptest"
 	"os"
@@ -27,9 +28,11 @@ func TestTalosThroughTheFactory(t *testing.T) {
 	})
 	fsrv := httptest.NewServer(factory)
 	defer fsrv.Close()
+	var proxyPort int
 	base, data, _ := startDaemon(t, func(c *config.Config) {
 		c.Talos.FactoryURL = fsrv.URL
 		c.Talos.Version = "v1.9.5"
+		proxyPort = c.DHCP.ProxyPort
 	})
 	tok, _ := os.ReadFile(filepath.Join(data, TokenFile))
 	c := &api.Client{Server: base, Token: strings.TrimSpace(string(tok))}
@@ -67,6 +70,12 @@ func TestTalosThroughTheFactory(t *testing.T) {
 		t.Errorf("the factory served the kernel %d times, want once", n)
 	}
 
+	// Outside a boot the script with the join token is not served: the
+	// machine gets what an unknown MAC gets.
+	if _, body = get(t, base+"/boot/52:54:00:00:00:06/script", nil); strings.Contains(body, "omni-tok") || !strings.Contains(body, "menu provisiond") {
+		t.Fatalf("Talos script outside a boot:\n%s", body)
+	}
+	romDHCP(t, proxyPort, "52:54:00:00:00:06")
 	_, body = get(t, base+"/boot/52:54:00:00:00:06/script", nil)
 	entry := "talos/v1.9.5/" + id + "/amd64"
 	wantLine := "kernel " + base + "/assets/" + entry + "/kernel-amd64?mac=52%3A54%3A00%3A00%3A00%3A06 initrd=initramfs.xz " +
@@ -76,6 +85,23 @@ func TestTalosThroughTheFactory(t *testing.T) {
 		"ip=192.0.2.56::192.0.2.1:255.255.255.0:bld-006:enp3s0:off talos.dashboard.disabled=1 || goto failed\n"
 	if !strings.Contains(body, wantLine) || !strings.Contains(body, "initrd --name initramfs.xz "+base+"/assets/"+entry+"/initramfs-amd64.xz") {
 		t.Fatalf("Talos script:\n%s\nwant line:\n%s", body, wantLine)
+	}
+	// Once per boot: asked again in the same boot, it is refused (another
+	// host may be using the MAC) and the alarm is on the timeline.
+	if _, again := get(t, base+"/boot/52:54:00:00:00:06/script", nil); strings.Contains(again, "omni-tok") {
+		t.Fatalf("the join token went out twice in one boot:\n%s", again)
+	}
+	var alarm *events.Event
+	for deadline := time.Now().Add(5 * time.Second); alarm == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		evs, _ := c.Events(ctx, "BLD-006", 100)
+		for i := range evs {
+			if evs[i].Type == events.SpoofAlarm {
+				alarm = &evs[i]
+			}
+		}
+	}
+	if alarm == nil || alarm.Attrs["what"] != "script" || alarm.Attrs["reason"] != "again" || strings.Contains(fmt.Sprint(alarm.Attrs), "omni-tok") {
+		t.Errorf("no spoof alarm on the timeline: %+v", alarm)
 	}
 	// The API and the CLI show the token redacted unless asked with the token.
 	red, err := (&api.Client{Server: base}).Script(ctx, "BLD-006", "", false)

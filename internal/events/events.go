@@ -41,6 +41,14 @@ const (
 	// BootWaiting is a boot told to wait and ask again: what it needs is
 	// not ready (a download in progress or failed); reason says which.
 	BootWaiting = "boot.waiting"
+	// SecretRefused: a boot-plane request got no secret, nonce or state
+	// change (attrs: what, reason, detail, client); at most one per MAC
+	// every few seconds is stored, all are counted.
+	SecretRefused = "boot.secret_refused"
+	// SpoofAlarm: a secret-bearing response was asked for a second time
+	// in one boot, or a nonce was used twice: another host may be using
+	// the machine's MAC (attrs as SecretRefused).
+	SpoofAlarm = "boot.spoof_alarm"
 	// BMCPower: a power action through the BMC (attrs: action, before,
 	// state, note, result, error, seconds).
 	BMCPower = "bmc.power"

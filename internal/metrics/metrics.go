@@ -34,6 +34,7 @@ type Metrics struct {
 	bmcCalls    *prometheus.CounterVec
 	bmcSeconds  *prometheus.HistogramVec
 	events      *prometheus.CounterVec
+	refused     *prometheus.CounterVec
 
 	mu    sync.Mutex
 	boots map[string]*bootStart // MAC -> the boot in progress
@@ -85,7 +86,10 @@ func New() *Metrics {
 		Help: "Duration of BMC operations, by operation.", Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60}}, []string{"op"})
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_events_total",
 		Help: "Timeline events, by type."}, []string{"type"})
-	m.reg.MustRegister(m.dhcp, m.tftp, m.tftpBytes, m.tftpSeconds, m.drops, m.http, m.httpBytes, m.httpSeconds,
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_boot_refused_total",
+		Help: "Boot-plane requests refused a secret or a state change (script, overlay, callback, facts), by reason (source, no_boot, nonce, again, profile, unknown); reason again is the spoof alarm."},
+		[]string{"what", "reason"})
+	m.reg.MustRegister(m.refused, m.dhcp, m.tftp, m.tftpBytes, m.tftpSeconds, m.drops, m.http, m.httpBytes, m.httpSeconds,
 		m.bootSeconds, m.bootsDone, m.bmcCalls, m.bmcSeconds, m.events,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -132,6 +136,11 @@ func (m *Metrics) HTTP(kind string, status int, bytes int64, d time.Duration) {
 // Dropped implements pxe.Observer.
 func (m *Metrics) Dropped(server, reason string) {
 	m.drops.WithLabelValues(server, reason).Inc()
+}
+
+// Refused counts a boot-plane request the boot guard refused.
+func (m *Metrics) Refused(what, reason string) {
+	m.refused.WithLabelValues(what, reason).Inc()
 }
 
 // BMC implements daemon.BMCObserver.

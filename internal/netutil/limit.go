@@ -11,7 +11,16 @@ import (
 // connection it returns still offers *net.TCPConn's ReadFrom, so net/http
 // sends files with sendfile(2) rather than copying them through user space.
 func LimitListener(l net.Listener, n int) net.Listener {
-	return &limitListener{Listener: l, sem: make(chan struct{}, n), done: make(chan struct{})}
+	return LimitListenerPerSource(l, n, 0, nil)
+}
+
+// LimitListenerPerSource is LimitListener that also holds at most
+// perSource connections from one client address (0: no such bound): one
+// more is closed as soon as it is accepted, and refused is called, so one
+// host holding idle connections cannot take every slot.
+func LimitListenerPerSource(l net.Listener, n, perSource int, refused func()) net.Listener {
+	return &limitListener{Listener: l, sem: make(chan struct{}, n), done: make(chan struct{}),
+		perSource: perSource, refused: refused, bySource: map[string]int{}}
 }
 
 type limitListener struct {
@@ -19,6 +28,48 @@ type limitListener struct {
 	sem       chan struct{}
 	closeOnce sync.Once
 	done      chan struct{}
+
+	perSource int
+	refused   func()
+	mu        sync.Mutex
+	bySource  map[string]int
+}
+
+// source is the connection's client address without the port.
+func source(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
+}
+
+// take counts a connection from src; false means src is at its bound.
+func (l *limitListener) take(src string) bool {
+	if l.perSource <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bySource[src] >= l.perSource {
+		return false
+	}
+	l.bySource[src]++
+	return true
+}
+
+func (l *limitListener) give(src string) {
+	if l.perSource <= 0 {
+		return
+	}
+	l.mu.Lock()
+	if l.bySource[src]--; l.bySource[src] <= 0 {
+		delete(l.bySource, src)
+	}
+	l.mu.Unlock()
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -27,12 +78,25 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	case <-l.done:
 		return nil, net.ErrClosed
 	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
+	var c net.Conn
+	var src string
+	for {
+		var err error
+		c, err = l.Listener.Accept()
+		if err != nil {
+			<-l.sem
+			return nil, err
+		}
+		src = source(c)
+		if l.take(src) {
+			break
+		}
+		c.Close()
+		if l.refused != nil {
+			l.refused()
+		}
 	}
-	r := &releaser{release: func() { <-l.sem }}
+	r := &releaser{release: func() { l.give(src); <-l.sem }}
 	if tc, ok := c.(*net.TCPConn); ok {
 		return &limitTCPConn{TCPConn: tc, releaser: r}, nil
 	}

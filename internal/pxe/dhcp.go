@@ -204,7 +204,7 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 
 	// Learn the client's address from its REQUEST to the home router, so
 	// TFTP transfers can be put on the right timeline.
-	if ip := clientAddress(req); ip != nil && s.cfg.Neighbors != nil && boot.IsPXEClass(class) {
+	if ip := clientAddress(req); ip != nil && ip.IsGlobalUnicast() && s.cfg.Neighbors != nil && boot.IsPXEClass(class) {
 		s.cfg.Neighbors.Learn(ip, mac)
 	}
 

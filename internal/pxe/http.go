@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -45,7 +46,7 @@ type HTTPConfig struct {
 
 // HTTPStats counts what the boot endpoints served.
 type HTTPStats struct {
-	Scripts, ScriptErrors, Assets, AssetBytes, Callbacks, BadRequests uint64
+	Scripts, ScriptErrors, Assets, AssetBytes, Callbacks, RefusedCallbacks, BadRequests uint64
 }
 
 // HTTPBoot serves iPXE scripts, boot assets and the booted callback.
@@ -54,7 +55,7 @@ type HTTPBoot struct {
 	assets *os.Root
 	ipxe   *os.Root
 
-	scripts, scriptErrors, assetsServed, assetBytes, callbacks, badRequests atomic.Uint64
+	scripts, scriptErrors, assetsServed, assetBytes, callbacks, refusedCallbacks, badRequests atomic.Uint64
 }
 
 // NewHTTPBoot opens the served directories. A missing assets directory is
@@ -105,6 +106,10 @@ func (h *HTTPBoot) Register(mux *http.ServeMux) {
 func (h *HTTPBoot) instrument(kind string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// A client that stops reading gives up its connection: scripts
+		// and callbacks get a short deadline, files one that grows with
+		// their size (assetDeadline).
+		http.NewResponseController(w).SetWriteDeadline(start.Add(smallWriteTimeout))
 		cw := &countingWriter{ResponseWriter: w}
 		next(cw, r)
 		status := cw.status
@@ -115,11 +120,24 @@ func (h *HTTPBoot) instrument(kind string, next http.HandlerFunc) http.HandlerFu
 	}
 }
 
+// smallWriteTimeout bounds writing a script, an overlay or an answer.
+const smallWriteTimeout = 30 * time.Second
+
+// minAssetRate is the slowest a file may be sent before the client loses
+// its connection (old NICs at 100 Mbit/s do 20 times better).
+const minAssetRate = 512 << 10 // bytes per second
+
+// assetDeadline gives a file of size bytes time to move at minAssetRate.
+func assetDeadline(w http.ResponseWriter, size int64) {
+	d := smallWriteTimeout + time.Duration(size/minAssetRate)*time.Second
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+}
+
 // Stats returns the counters.
 func (h *HTTPBoot) Stats() HTTPStats {
 	return HTTPStats{
 		Scripts: h.scripts.Load(), ScriptErrors: h.scriptErrors.Load(), Assets: h.assetsServed.Load(),
-		AssetBytes: h.assetBytes.Load(), Callbacks: h.callbacks.Load(), BadRequests: h.badRequests.Load(),
+		AssetBytes: h.assetBytes.Load(), Callbacks: h.callbacks.Load(), RefusedCallbacks: h.refusedCallbacks.Load(), BadRequests: h.badRequests.Load(),
 	}
 }
 
@@ -221,18 +239,19 @@ func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 	if strings.Trim(facts["uuid"], "0-") == "" {
 		delete(facts, "uuid")
 	}
-	if ip := remoteIP(r); ip != nil {
-		h.cfg.Neighbors.Learn(ip, mac)
-		if facts["ip"] == "" {
-			facts["ip"] = ip.String()
-		}
+	// The address is not learned here: anyone may name any MAC in a
+	// script URL. DHCP and the kernel's neighbour table say who is who.
+	src := sourceAddr(r)
+	if facts["ip"] == "" && src.IsValid() {
+		facts["ip"] = src.String()
 	}
 	chosen := q["profile"]
 	if chosen != "" && !profileNameRE.MatchString(chosen) {
 		h.bad(w, r, "bad profile name")
 		return
 	}
-	body, prof, err := h.cfg.Scripts.Script(r.Context(), ScriptRequest{MAC: mac, BaseURL: base, Facts: facts, Profile: chosen})
+	rep, err := h.cfg.Scripts.Script(r.Context(), ScriptRequest{MAC: mac, BaseURL: base, Facts: facts, Profile: chosen, Source: src})
+	prof := rep.Profile
 	if err != nil {
 		h.scriptErrors.Add(1)
 		h.cfg.Log.Warn("boot script failed", "mac", mac, "profile", prof, "err", err)
@@ -241,9 +260,16 @@ func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.scripts.Add(1)
-	h.cfg.Log.Info("boot script served", "mac", mac, "profile", prof)
-	h.cfg.Events.Emit(events.Event{Type: events.Script, MAC: mac, Attrs: map[string]string{"profile": prof, "client": facts["ip"]}, Facts: facts})
-	scriptReply(w, body)
+	h.cfg.Log.Info("boot script served", "mac", mac, "profile", prof, "record_facts", rep.RecordFacts)
+	ev := events.Event{Type: events.Script, MAC: mac, Attrs: map[string]string{"profile": prof, "client": src.String()}}
+	if rep.RecordFacts {
+		// Only the machine's own boot may fill in its hardware facts.
+		ev.Facts = facts
+	} else {
+		ev.Attrs["bound"] = "false"
+	}
+	h.cfg.Events.Emit(ev)
+	scriptReply(w, rep.Body)
 }
 
 // overlay serves a machine's overlay archive. Like every boot endpoint it
@@ -254,17 +280,22 @@ func (h *HTTPBoot) overlay(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	chosen := r.URL.Query().Get("profile")
+	q := r.URL.Query()
+	chosen := q.Get("profile")
 	if chosen != "" && !profileNameRE.MatchString(chosen) {
 		h.bad(w, r, "bad profile name")
 		return
 	}
 	start := time.Now()
-	body, prof, err := h.cfg.Scripts.Overlay(r.Context(), ScriptRequest{MAC: mac, BaseURL: base, Profile: chosen})
+	body, prof, err := h.cfg.Scripts.Overlay(r.Context(), ScriptRequest{MAC: mac, BaseURL: base, Profile: chosen, Source: sourceAddr(r), Nonce: q.Get("nonce")})
 	if err != nil {
-		h.cfg.Log.Warn("overlay failed", "mac", mac, "profile", prof, "err", err)
-		h.cfg.Events.Emit(events.Event{Type: events.ScriptError, MAC: mac, Attrs: map[string]string{"profile": prof, "file": "overlay.cpio", "error": err.Error()}})
-		http.Error(w, "provisiond: "+err.Error(), http.StatusNotFound)
+		// Unknown, refused and failed look the same from outside: no
+		// oracle for which MACs are machines.
+		if !errors.Is(err, ErrRefused) {
+			h.cfg.Log.Warn("overlay failed", "mac", mac, "profile", prof, "err", err)
+			h.cfg.Events.Emit(events.Event{Type: events.ScriptError, MAC: mac, Attrs: map[string]string{"profile": prof, "file": "overlay.cpio", "error": err.Error()}})
+		}
+		notFound(w)
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -283,21 +314,39 @@ func (h *HTTPBoot) booted(w http.ResponseWriter, r *http.Request) {
 		h.bad(w, r, "not a MAC address")
 		return
 	}
-	attrs := map[string]string{}
-	if ip := remoteIP(r); ip != nil {
-		attrs["client"] = ip.String()
-	}
+	src := sourceAddr(r)
+	attrs := map[string]string{"client": src.String()}
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	if err := r.ParseForm(); err == nil {
 		if v := cleanFact(r.PostForm.Get("status")); v != "" {
 			attrs["status"] = v
 		}
 	}
+	if err := h.cfg.Scripts.Callback(r.Context(), ScriptRequest{MAC: mac, Source: src, Nonce: r.URL.Query().Get("nonce")}); err != nil {
+		h.refusedCallbacks.Add(1)
+		h.cfg.Log.Debug("callback refused", "mac", mac, "client", src, "err", err)
+		notFound(w)
+		return
+	}
 	h.callbacks.Add(1)
 	h.cfg.Log.Info("machine reported booted", "mac", mac)
 	h.cfg.Events.Emit(events.Event{Type: events.Booted, MAC: mac, Attrs: attrs})
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintln(w, "ok")
+}
+
+// notFound is the one answer for unknown machines and refused requests.
+func notFound(w http.ResponseWriter) {
+	http.Error(w, "provisiond: not found", http.StatusNotFound)
+}
+
+// sourceAddr is the request's client address (invalid if unparsable).
+func sourceAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 func remoteIP(r *http.Request) net.IP {
@@ -397,6 +446,7 @@ func (h *HTTPBoot) asset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	assetDeadline(w, st.Size())
 	cw := &countingWriter{ResponseWriter: w}
 	http.ServeContent(cw, r, st.Name(), st.ModTime(), f)
 	h.assetsServed.Add(1)
@@ -431,6 +481,7 @@ func (h *HTTPBoot) ipxeFile(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.Close()
 	start := time.Now()
+	assetDeadline(w, st.Size())
 	cw := &countingWriter{ResponseWriter: w}
 	http.ServeContent(cw, r, st.Name(), st.ModTime(), f)
 	if mac := h.cfg.Neighbors.MAC(remoteIP(r)); mac != "" {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -48,6 +49,34 @@ func (n *Neighbors) Learn(ip net.IP, mac string) {
 		}
 	}
 	n.byIP[ip.String()] = neighbor{mac: mac, seen: time.Now()}
+}
+
+// Learned returns the MAC that used ip in a DHCP exchange provisiond saw,
+// and when (the boot guard's fallback when the kernel has no entry).
+func (n *Neighbors) Learned(ip netip.Addr) (string, time.Time, bool) {
+	n.mu.Lock()
+	v, ok := n.byIP[ip.Unmap().String()]
+	n.mu.Unlock()
+	if !ok || time.Since(v.seen) >= n.ttl {
+		return "", time.Time{}, false
+	}
+	return v.mac, v.seen, true
+}
+
+// Kernel looks ip up in the kernel's neighbour table only: the MAC the
+// kernel itself resolved for that address (what a TCP peer on the link
+// really is).
+func (n *Neighbors) Kernel(ip netip.Addr) (string, bool) {
+	if n.arpPath == "" || !ip.Unmap().Is4() {
+		return "", false
+	}
+	f, err := os.Open(n.arpPath)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	mac := arpLookup(f, ip.Unmap().String())
+	return mac, mac != ""
 }
 
 // MAC returns the MAC using ip, or "".

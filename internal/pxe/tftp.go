@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path"
 	"strconv"
@@ -29,12 +30,31 @@ import (
 type Scripter interface {
 	// FirstStage returns the script iPXE fetches first for mac.
 	FirstStage(ctx context.Context, mac, baseURL string) ([]byte, error)
-	// Script renders the profile a machine boots now. It returns the
-	// script and the profile's name.
-	Script(ctx context.Context, req ScriptRequest) ([]byte, string, error)
+	// Script renders the profile a machine boots now.
+	Script(ctx context.Context, req ScriptRequest) (ScriptReply, error)
 	// Overlay renders the machine's overlay archive for its profile (a
-	// cpio the kernel unpacks over the base image).
+	// cpio the kernel unpacks over the base image). An error wrapping
+	// ErrRefused is answered as for an unknown machine.
 	Overlay(ctx context.Context, req ScriptRequest) ([]byte, string, error)
+	// Callback checks a booted OS's report (its nonce and source); an
+	// error means it is refused and changes nothing.
+	Callback(ctx context.Context, req ScriptRequest) error
+}
+
+// ErrRefused marks a request answered as if its machine were unknown: the
+// Scripter already recorded why.
+var ErrRefused = errors.New("not found")
+
+// ScriptReply is a rendered script.
+type ScriptReply struct {
+	// Body is the script.
+	Body []byte
+	// Profile is the profile rendered.
+	Profile string
+	// RecordFacts says what the request reported (iPXE's facts) may be
+	// recorded: it came from the machine's own boot, or from a MAC that
+	// is not in the inventory (discovery).
+	RecordFacts bool
 }
 
 // ScriptRequest is one machine's request for its script.
@@ -47,6 +67,11 @@ type ScriptRequest struct {
 	Facts map[string]string
 	// Profile is a profile chosen from a boot menu ("" for the assigned one).
 	Profile string
+	// Source is the client's address (invalid over TFTP, where the
+	// script carries no secret).
+	Source netip.Addr
+	// Nonce is the per-boot nonce a served script put in the URL.
+	Nonce string
 }
 
 // TFTPConfig configures the TFTP server.
@@ -103,7 +128,7 @@ type TFTPServer struct {
 	cfg     TFTPConfig
 	root    *os.Root
 	conns   []*net.UDPConn
-	pending sync.Map // "ip:port" -> map of negotiated options
+	pending sync.Map // "ip:port" -> negotiated options, while the transfer runs
 	slots   chan struct{}
 	waiting chan struct{} // requests waiting for a slot
 
@@ -350,7 +375,9 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 		if s.cfg.HTTPBase != nil {
 			base = s.cfg.HTTPBase(local)
 		}
-		body, _, err := s.cfg.Scripts.Script(context.Background(), ScriptRequest{MAC: smac, BaseURL: base})
+		src, _ := netip.AddrFromSlice(raddr.IP)
+		rep, err := s.cfg.Scripts.Script(context.Background(), ScriptRequest{MAC: smac, BaseURL: base, Source: src.Unmap()})
+		body := rep.Body
 		if err != nil {
 			emit(0, err, nil)
 			return errors.New("no script for this machine")
@@ -383,7 +410,11 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 		}
 		r = f
 	}
+	// The hooks below fill in the negotiated options of this transfer
+	// only while it runs: requests refused before it starts leave nothing
+	// behind (the map holds at most the transfers in flight).
 	key := raddr.String()
+	s.pending.Store(key, (map[string]string)(nil))
 	n, err := rf.ReadFrom(r)
 	opts, _ := s.pending.LoadAndDelete(key)
 	om, _ := opts.(map[string]string)
@@ -402,9 +433,20 @@ func (s *TFTPServer) keepOpts(st tftp.TransferStats) {
 	if st.RemoteAddr == nil {
 		return
 	}
+	key := (&net.UDPAddr{IP: st.RemoteAddr, Port: st.Tid}).String()
+	if _, running := s.pending.Load(key); !running {
+		return // refused, missing or busy before any transfer
+	}
 	m := map[string]string{}
 	for k, v := range st.Opts {
 		m[k] = v
 	}
-	s.pending.Store((&net.UDPAddr{IP: st.RemoteAddr, Port: st.Tid}).String(), m)
+	s.pending.Store(key, m)
+}
+
+// pendingLen is how many transfers' options are held (tests).
+func (s *TFTPServer) pendingLen() int {
+	n := 0
+	s.pending.Range(func(any, any) bool { n++; return true })
+	return n
 }

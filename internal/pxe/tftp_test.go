@@ -54,9 +54,11 @@ func (fakeScripts) Overlay(context.Context, ScriptRequest) ([]byte, string, erro
 	return nil, "", nil
 }
 
-func (fakeScripts) Script(_ context.Context, r ScriptRequest) ([]byte, string, error) {
-	return []byte("#!ipxe\necho script for " + r.MAC + " via " + r.BaseURL + "\n"), "menu", nil
+func (fakeScripts) Script(_ context.Context, r ScriptRequest) (ScriptReply, error) {
+	return ScriptReply{Body: []byte("#!ipxe\necho script for " + r.MAC + " via " + r.BaseURL + "\n"), Profile: "menu"}, nil
 }
+
+func (fakeScripts) Callback(context.Context, ScriptRequest) error { return nil }
 
 // startTFTP runs a real TFTP server on a loopback port.
 func startTFTP(t *testing.T, root string, files map[string]string, sink events.Sink) (string, *TFTPServer) {
@@ -269,5 +271,29 @@ func TestTFTPQueuesBeyondMaxTransfers(t *testing.T) {
 	}
 	if st := s.Stats(); st.Busy != 0 || st.Transfers != clients {
 		t.Errorf("stats %+v: want %d transfers, none busy", st, clients)
+	}
+}
+
+// Requests refused, missing or busy before a transfer starts leave no
+// options behind (each used to keep ~470 bytes for good: a spoofable UDP
+// packet apiece).
+func TestTFTPRefusedRequestsLeaveNothing(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "undionly.kpxe"), make([]byte, 5000), 0o644)
+	addr, s := startTFTP(t, root, nil, nil)
+	for i := 0; i < 50; i++ {
+		fetch(t, addr, "missing-file", 1468)
+		fetch(t, addr, "../etc/passwd", 1468)
+	}
+	if _, _, err := fetch(t, addr, "undionly.kpxe", 1468); err != nil {
+		t.Fatal(err)
+	}
+	// The hooks run on the server's goroutines: give them a moment.
+	deadline := time.Now().Add(2 * time.Second)
+	for s.pendingLen() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := s.pendingLen(); n != 0 {
+		t.Fatalf("%d transfer option entries left after 100 refused requests and one transfer, want 0", n)
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/provisiond/provisiond/internal/api"
 )
 
 // loginData is the sign-in page.
@@ -48,6 +46,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, api.SignOut(r.TLS != nil))
+	http.SetCookie(w, s.API.SignOut(r, r.TLS != nil))
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 }

@@ -313,9 +313,7 @@ func TestLiveTimeline(t *testing.T) {
 	if _, err := c.Assign(ctx, "BLD-006", api.AssignRequest{Profile: "linux"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := daemontest.PlayIPXE(d.URL, "52:54:00:00:06:01"); err != nil {
-		t.Fatal(err)
-	}
+	d.Boot(t, "52:54:00:00:06:01")
 	var seen []string
 	var lastSeq float64
 	for len(seen) == 0 || seen[len(seen)-1] != "boot.done" {
@@ -333,7 +331,7 @@ func TestLiveTimeline(t *testing.T) {
 			t.Fatalf("the stream sent %v and then nothing", seen)
 		}
 	}
-	if seen[0] != "machine.changed" || !slices.Contains(seen, "http.script") || !slices.Contains(seen, "http.asset") {
+	if seen[0] != "machine.changed" || !slices.Contains(seen, "dhcp.offer") || !slices.Contains(seen, "http.script") || !slices.Contains(seen, "http.asset") {
 		t.Errorf("steps %v", seen)
 	}
 	// Reconnecting after the first step replays the rest.

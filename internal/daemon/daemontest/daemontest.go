@@ -20,6 +20,7 @@ import (
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
+	"github.com/provisiond/provisiond/internal/pxe/pxetest"
 	"github.com/provisiond/provisiond/profiles"
 )
 
@@ -40,7 +41,19 @@ func Start(t testing.TB, adjust func(*config.Config, *daemon.Options)) *Daemon {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.IPXEDir = t.TempDir()
-	cfg.DHCP.Enabled, cfg.TFTP.Enabled = false, false
+	// The BIOS iPXE binary the ProxyDHCP offers (never fetched here).
+	os.WriteFile(filepath.Join(cfg.IPXEDir, cfg.Boot.BIOS), []byte("not iPXE"), 0o644)
+	// The ProxyDHCP serves loopback on free ports, so a test starts a
+	// machine's boot as its PXE ROM would (PXE); loopback stands in for
+	// the machines' link, so its requests are trusted to name their MAC.
+	ports, err := pxetest.FreeUDPPorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DHCP.Enabled, cfg.TFTP.Enabled = true, false
+	cfg.Interfaces = []string{"lo"}
+	cfg.DHCP.Port, cfg.DHCP.ProxyPort = ports[0], ports[1]
+	cfg.Boot.TrustedSources = []string{"127.0.0.0/8"}
 	cfg.HTTP.Listen, cfg.HTTP.Port = "127.0.0.1:0", 8080
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
@@ -62,6 +75,28 @@ func Start(t testing.TB, adjust func(*config.Config, *daemon.Options)) *Daemon {
 	}
 	t.Cleanup(func() { cancel(); <-done })
 	return &Daemon{URL: "http://" + addr, Config: cfg, TokenFile: filepath.Join(cfg.DataDir, daemon.TokenFile)}
+}
+
+// PXE plays mac's PXE ROM asking the daemon's ProxyDHCP for its boot file:
+// the machine's boot starts (its secrets may then be served to it).
+func (d *Daemon) PXE(t testing.TB, mac string) {
+	t.Helper()
+	if !d.Config.DHCP.Enabled {
+		t.Fatal("daemontest: the daemon's ProxyDHCP is off")
+	}
+	if err := pxetest.Request(d.Config.DHCP.ProxyPort, mac); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Boot is a whole boot of mac as far as iPXE goes: its PXE DHCP, then
+// its script and every asset the script names.
+func (d *Daemon) Boot(t testing.TB, mac string) {
+	t.Helper()
+	d.PXE(t, mac)
+	if err := PlayIPXE(d.URL, mac); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Token returns the daemon's API token.

@@ -1,0 +1,75 @@
+// Package pxetest plays a PXE ROM's DHCP exchange against a provisiond
+// whose ProxyDHCP serves loopback, so in-process tests start a boot the way
+// a machine does (the boot guard opens the machine's boot window).
+package pxetest
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+// FreeUDPPorts returns n UDP ports on 127.0.0.1 that were free a moment
+// ago (for a ProxyDHCP's port 67 and 4011 stand-ins).
+func FreeUDPPorts(n int) ([]int, error) {
+	var conns []*net.UDPConn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var out []int
+	for range n {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return nil, err
+		}
+		conns = append(conns, c)
+		out = append(out, c.LocalAddr().(*net.UDPAddr).Port)
+	}
+	return out, nil
+}
+
+// Request sends what a BIOS PXE ROM sends to a boot server's port 4011
+// (a DHCPREQUEST with PXEClient, from its leased address) for mac to
+// 127.0.0.1:proxyPort, and waits for the answer. By then provisiond has
+// seen the boot start.
+func Request(proxyPort int, mac string) error {
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return err
+	}
+	req, err := dhcpv4.New(
+		dhcpv4.WithHwAddr(hw),
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithClientIP(net.IPv4(127, 0, 0, 1)),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
+	)
+	if err != nil {
+		return err
+	}
+	c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: proxyPort})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 1500)
+	for try := 0; try < 5; try++ {
+		if _, err := c.Write(req.ToBytes()); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := c.Read(buf)
+		if err != nil {
+			continue
+		}
+		if reply, err := dhcpv4.FromBytes(buf[:n]); err == nil && reply.TransactionID == req.TransactionID {
+			return nil
+		}
+	}
+	return fmt.Errorf("no ProxyDHCP answer on 127.0.0.1:%d for %s", proxyPort, mac)
+}
