@@ -23,10 +23,16 @@ fill "$WORK/assets/storm-vmlinuz" "$KERNEL_MIB"
 fill "$WORK/assets/storm-initrd" "$INITRD_MIB"
 (cd "$REPO" && go build -o "$WORK/storm" ./bench/storm)
 
+# One address speaks for 1,000 MACs, which the neighbour table cannot
+# confirm: the client's network is declared trusted (as a DHCP relay's far
+# side would be), and it may hold as many connections as the daemon takes.
 cat >"$WORK/storm.yaml" <<EOF
 max_discovered: 0
+http:
+  max_connections_per_source: 1024
 boot:
   chain_ipxe: false
+  trusted_sources: [192.0.2.0/24]
 EOF
 PROVISIOND_CONF=$WORK/storm.yaml start_provisiond
 awk -v n="$CLIENTS" 'BEGIN {
@@ -36,14 +42,14 @@ awk -v n="$CLIENTS" 'BEGIN {
 		print "    params: {kernel: storm-vmlinuz, initrd: storm-initrd, cmdline: console=ttyS0}"
 	}
 }' >"$WORK/storm-machines.yaml"
-srv "$PROVISIOND" --server http://127.0.0.1:8080 --token-file "$WORK/data/api-token" import "$WORK/storm-machines.yaml" --apply | tail -1 >&2
+srv "$PROVISIOND" --server https://127.0.0.1:8443 --token-file "$WORK/data/api-token" import "$WORK/storm-machines.yaml" --apply | tail -1 >&2
 
 rss_reset "$PROVISIOND_PID"
 set +e
 cli "$WORK/storm" -server "$SRV_IP" -interface v-cli -clients "$CLIENTS" -mac-base 52:54:01:00:00:00 | tee "$WORK/storm.out" >&2
 set -e
 PROV_RSS=$(rss_peak "$PROVISIOND_PID")
-BOOTED=$(srv curl -s "http://127.0.0.1:8080/metrics" | awk '/^provisiond_boots_done_total/ { s += $2 } END { print s + 0 }')
+BOOTED=$(srv curl -s --cacert "$WORK/data/tls.crt" "https://127.0.0.1:8443/metrics" | awk '/^provisiond_boots_done_total/ { s += $2 } END { print s + 0 }')
 stop_all
 
 read -r _ n _ done _ failed _ wall <<<"$(grep -a '^clients' "$WORK/storm.out")"

@@ -31,7 +31,7 @@ type simFleet struct {
 	t    *testing.T
 	mu   sync.Mutex
 	bmcs map[string]*simBMC
-	// base is the daemon's HTTP base URL; calls lists every power-up in
+	// base is the daemon's boot plane URL; calls lists every power-up in
 	// the order the BMCs saw them.
 	base  string
 	calls []string
@@ -159,7 +159,7 @@ func newSimFleet(t *testing.T, more ...func(*config.Config, *daemon.Options)) (*
 			fn(cfg, o)
 		}
 	})
-	f.base = c.server
+	f.base = c.boot
 	os.MkdirAll(assets, 0o755)
 	os.WriteFile(filepath.Join(assets, "vmlinuz"), []byte(strings.Repeat("k", 4096)), 0o644)
 	os.WriteFile(filepath.Join(assets, "initrd.img"), []byte(strings.Repeat("i", 8192)), 0o644)
@@ -169,7 +169,7 @@ func newSimFleet(t *testing.T, more ...func(*config.Config, *daemon.Options)) (*
 
 func (c *cliEnv) runStdin(stdin string, args ...string) (string, error) {
 	var out strings.Builder
-	e := env{get: func(string) string { return "" }, stdin: strings.NewReader(stdin), stdout: &out, stderr: &out}
+	e := env{get: c.getenv, stdin: strings.NewReader(stdin), stdout: &out, stderr: &out}
 	root := newRoot(context.Background(), e)
 	root.SetArgs(append([]string{"--server", c.server, "--token-file", c.token}, args...))
 	root.SetOut(&out)

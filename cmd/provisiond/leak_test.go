@@ -5,12 +5,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/certs"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
 	"github.com/provisiond/provisiond/internal/talos/talostest"
@@ -73,8 +75,20 @@ func TestSecretsNeverLeak(t *testing.T) {
 	run("", "bootdev", "--label", "leak=1", "pxe")
 
 	// Where secrets belong: the Talos script, the Slurm overlay.
+	fp, err := certs.FileFingerprint(filepath.Join(c.dataDir, certs.SelfSignedCert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	control := &http.Client{Transport: &http.Transport{TLSClientConfig: certs.ClientConfig(fp, nil)}}
 	get := func(path string) string {
-		resp, err := http.Get(c.server + path)
+		// Boot files from the boot plane, the rest from the control plane.
+		var resp *http.Response
+		var err error
+		if strings.HasPrefix(path, "/boot/") {
+			resp, err = http.Get(c.boot + path)
+		} else {
+			resp, err = control.Get(c.server + path)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +105,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	if !strings.Contains(overlay, "nonce=") {
 		t.Fatalf("BLD-002's Slurm script names no overlay with a nonce: %q", overlay)
 	}
-	if s := get(strings.TrimPrefix(overlay, c.server)); !strings.Contains(s, munge) {
+	if s := get(strings.TrimPrefix(overlay, c.boot)); !strings.Contains(s, munge) {
 		t.Error("BLD-002's Slurm overlay lacks the munge key")
 	}
 	// Nowhere else: not for an unknown machine, not in another machine's

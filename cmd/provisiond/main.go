@@ -11,14 +11,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
 	"github.com/provisiond/provisiond/profiles"
@@ -37,10 +35,14 @@ type env struct {
 
 // clientFlags are the flags every CLI command that talks to the daemon has.
 type clientFlags struct {
-	server    string
-	token     string
-	tokenFile string
-	output    string
+	server       string
+	token        string
+	tokenFile    string
+	tokenFileSet bool
+	output       string
+	fingerprint  string
+	clientConfig string
+	insecure     bool
 }
 
 const defaultConfigPath = "/etc/provisiond/provisiond.yaml"
@@ -78,7 +80,10 @@ func newRoot(ctx context.Context, e env) *cobra.Command {
 		Version:       version,
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&cf.server, "server", cmp.Or(e.get("PROVISIOND_SERVER"), "http://127.0.0.1:8080"), "daemon API URL (env PROVISIOND_SERVER)")
+	pf.StringVar(&cf.server, "server", cmp.Or(e.get("PROVISIOND_SERVER"), "https://127.0.0.1:8443"), "daemon's control plane URL (env PROVISIOND_SERVER)")
+	pf.StringVar(&cf.fingerprint, "fingerprint", e.get("PROVISIOND_FINGERPRINT"), "trust only the control plane certificate with this SHA-256 fingerprint (env PROVISIOND_FINGERPRINT; default: the pin in the client config)")
+	pf.StringVar(&cf.clientConfig, "client-config", "", "file of trusted servers and their pins (env PROVISIOND_CLIENT_CONFIG; default ~/.config/provisiond/client.yaml)")
+	pf.BoolVar(&cf.insecure, "insecure", false, "do not check the control plane's certificate (never do this on a shared network)")
 	pf.StringVar(&cf.token, "token", e.get("PROVISIOND_TOKEN"), "API token for changes (env PROVISIOND_TOKEN; default: read --token-file)")
 	pf.StringVar(&cf.tokenFile, "token-file", cmp.Or(e.get("PROVISIOND_TOKEN_FILE"), "/var/lib/provisiond/"+daemon.TokenFile), "file holding the API token (env PROVISIOND_TOKEN_FILE)")
 	pf.StringVarP(&cf.output, "output", "o", "table", "output format: table, json or yaml")
@@ -86,19 +91,11 @@ func newRoot(ctx context.Context, e env) *cobra.Command {
 	root.AddCommand(newServe(ctx, e), newMachine(cf, e), newEvents(cf, e), newProfile(cf, e), newSecret(cf, e), newAssets(cf, e), newStatus(cf, e),
 		newImport(cf, e), newExport(cf, e), newAudit(cf, e), newPlan(cf, e), newAgent(cf, e),
 		newSystems(cf, e), newParts(cf, e), newRoles(cf, e), newSlurm(cf, e),
-		newPower(cf, e), newBootdev(cf, e), newAssign(cf, e), newBMCCmd(cf, e), newBackup(cf, e), newRestore(e))
-	return root
-}
-
-// client builds an API client, reading the token file when no token was given.
-func (cf *clientFlags) client(e env) *api.Client {
-	c := &api.Client{Server: cf.server, Token: cf.token}
-	if c.Token == "" && cf.tokenFile != "" {
-		if raw, err := os.ReadFile(cf.tokenFile); err == nil {
-			c.Token = strings.TrimSpace(string(raw))
-		}
+		newPower(cf, e), newBootdev(cf, e), newAssign(cf, e), newBMCCmd(cf, e), newBackup(cf, e), newRestore(e), newTrust(cf, e))
+	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
+		cf.tokenFileSet = cmd.Flags().Changed("token-file") || e.get("PROVISIOND_TOKEN_FILE") != ""
 	}
-	return c
+	return root
 }
 
 func newServe(ctx context.Context, e env) *cobra.Command {
@@ -107,6 +104,7 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 		ifaces     []string
 		advertise  string
 		listen     string
+		ctlListen  string
 		dataDir    string
 		ipxeDir    string
 		profiles_  string
@@ -142,6 +140,9 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 				}
 				if f.Changed("advertise") {
 					cfg.Advertise = advertise
+				}
+				if f.Changed("control-listen") {
+					cfg.Control.Listen = ctlListen
 				}
 				if f.Changed("http-listen") {
 					cfg.HTTP.Listen = listen
@@ -210,7 +211,8 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 	f.StringVarP(&configPath, "config", "c", defaultConfigPath, "YAML config file")
 	f.StringSliceVarP(&ifaces, "interface", "i", nil, "interface to serve DHCP/TFTP on (repeat or comma-separate; default: all up, non-loopback with IPv4)")
 	f.StringVar(&advertise, "advertise", "", "IPv4 address given to clients for TFTP/HTTP (default: the address of the interface a request came in on)")
-	f.StringVar(&listen, "http-listen", "", "HTTP listen address for boot files and API (default :8080)")
+	f.StringVar(&listen, "http-listen", "", "boot plane listen address: iPXE scripts, boot files, callbacks over plain HTTP (default :8080)")
+	f.StringVar(&ctlListen, "control-listen", "", "control plane listen address: API, dashboard, metrics over TLS (default :8443)")
 	f.StringVar(&dataDir, "data-dir", "", "data directory: bbolt database, API token, assets (default /var/lib/provisiond)")
 	f.StringVar(&ipxeDir, "ipxe-dir", "", "directory with the iPXE binaries (default /usr/lib/ipxe)")
 	f.StringVar(&profiles_, "profiles-dir", "", "directory of profiles that override or add to the built-in ones")

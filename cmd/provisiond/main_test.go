@@ -20,9 +20,21 @@ import (
 // no DHCP or TFTP).
 type cliEnv struct {
 	t       *testing.T
-	server  string
+	server  string // the control plane
+	boot    string // the boot plane
 	token   string
 	dataDir string
+	// clientConfig is the CLI's client config (trusted servers), apart
+	// from the user's own.
+	clientConfig string
+}
+
+// getenv is the environment the CLI sees: only its client config.
+func (c *cliEnv) getenv(k string) string {
+	if k == "PROVISIOND_CLIENT_CONFIG" {
+		return c.clientConfig
+	}
+	return ""
 }
 
 func newCLIEnv(t *testing.T) *cliEnv {
@@ -34,12 +46,13 @@ func newCLIEnv(t *testing.T) *cliEnv {
 func newCLIEnvWith(t *testing.T, adjust func(*config.Config, *daemon.Options)) *cliEnv {
 	t.Helper()
 	d := daemontest.Start(t, adjust)
-	return &cliEnv{t: t, server: d.URL, token: d.TokenFile, dataDir: d.Config.DataDir}
+	return &cliEnv{t: t, server: d.URL, boot: d.BootURL, token: d.TokenFile, dataDir: d.Config.DataDir,
+		clientConfig: filepath.Join(t.TempDir(), "client.yaml")}
 }
 
 func (c *cliEnv) run(args ...string) (string, error) {
 	var out bytes.Buffer
-	e := env{get: func(string) string { return "" }, stdout: &out, stderr: &out}
+	e := env{get: c.getenv, stdout: &out, stderr: &out}
 	root := newRoot(context.Background(), e)
 	root.SetArgs(append([]string{"--server", c.server, "--token-file", c.token}, args...))
 	root.SetOut(&out)
@@ -116,7 +129,7 @@ func TestMachineCommands(t *testing.T) {
 	}
 	// Without the token, changes are refused.
 	var buf bytes.Buffer
-	root := newRoot(context.Background(), env{get: func(string) string { return "" }, stdout: &buf, stderr: &buf})
+	root := newRoot(context.Background(), env{get: c.getenv, stdout: &buf, stderr: &buf})
 	root.SetArgs([]string{"--server", c.server, "--token-file", "/nonexistent", "machine", "rm", "oden"})
 	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "token") {
 		t.Errorf("rm without token: %v", err)
@@ -157,7 +170,7 @@ func TestProfileCheck(t *testing.T) {
 func TestSecretCommands(t *testing.T) {
 	c := newCLIEnv(t)
 	var out bytes.Buffer
-	e := env{get: func(string) string { return "" }, stdin: strings.NewReader("tok-abc\n"), stdout: &out, stderr: &out}
+	e := env{get: c.getenv, stdin: strings.NewReader("tok-abc\n"), stdout: &out, stderr: &out}
 	root := newRoot(context.Background(), e)
 	root.SetArgs([]string{"--server", c.server, "--token-file", c.token, "secret", "set", "omni-join-token"})
 	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "stored secret omni-join-token (7 bytes)") {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,27 +12,64 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/certs"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
 )
 
-// Client talks to a running daemon's API.
+// Client talks to a running daemon's API on its control plane. It is safe
+// for concurrent use; its connections are reused.
 type Client struct {
-	// Server is the daemon's base URL (http://127.0.0.1:8080).
+	// Server is the daemon's control plane URL (https://127.0.0.1:8443).
 	Server string
 	// Token is the API token (needed for changes).
 	Token string
-	// HTTP is the HTTP client; nil means one with sane timeouts.
+	// Fingerprint pins the control plane's certificate (sha256:…, as
+	// provisiond status prints it). Empty trusts the certificate the
+	// server presents and reports it to FirstUse (trust on first use).
+	Fingerprint string
+	// FirstUse, when set, is told the fingerprint of a certificate
+	// trusted without a pin, so the caller can pin it.
+	FirstUse func(fingerprint string)
+	// Insecure trusts any certificate (never the default).
+	Insecure bool
+	// HTTP is the HTTP client; nil means one with sane timeouts and the
+	// pin above, made once.
 	HTTP *http.Client
+
+	once sync.Once
+	made *http.Client // requests with a response timeout
+	long *http.Client // event streams and downloads
 }
 
-func (c *Client) httpClient() *http.Client {
+func (c *Client) clients() (*http.Client, *http.Client) {
 	if c.HTTP != nil {
-		return c.HTTP
+		return c.HTTP, c.HTTP
 	}
-	return &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 5 * time.Minute}}
+	c.once.Do(func() {
+		tr := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: certs.ClientConfig(c.Fingerprint, c.FirstUse),
+			TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConnsPerHost: 16}
+		if c.Insecure {
+			tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+		}
+		timed := tr.Clone()
+		timed.ResponseHeaderTimeout = 5 * time.Minute
+		c.made = &http.Client{Transport: timed}
+		c.long = &http.Client{Transport: tr}
+	})
+	return c.made, c.long
+}
+
+// reachErr says why the daemon could not be reached and what to do.
+func (c *Client) reachErr(err error) error {
+	var mm *certs.MismatchError
+	if errors.As(err, &mm) {
+		return fmt.Errorf("refusing provisiond at %s: %w. If its certificate was replaced on purpose, compare the new fingerprint with the daemon's log or 'openssl x509 -noout -fingerprint -sha256 -in /var/lib/provisiond/tls.crt' on its host, then trust it: provisiond trust --server %s", c.Server, mm, c.Server)
+	}
+	return fmt.Errorf("cannot reach provisiond at %s: %w (is provisiond serve running? set --server or PROVISIOND_SERVER; the API is on the control plane, https://HOST:8443)", c.Server, err)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body any, out any) error {
@@ -58,9 +96,10 @@ func (c *Client) send(req *http.Request, out any) error {
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	resp, err := c.httpClient().Do(req)
+	made, _ := c.clients()
+	resp, err := made.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach provisiond at %s: %w (is provisiond serve running? set --server or PROVISIOND_SERVER)", c.Server, err)
+		return c.reachErr(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -103,9 +142,10 @@ func (c *Client) stream(ctx context.Context, method, path string, body any) (*ht
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	resp, err := (&http.Client{}).Do(req)
+	_, streaming := c.clients()
+	resp, err := streaming.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach provisiond at %s: %w", c.Server, err)
+		return nil, c.reachErr(err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
@@ -222,6 +262,14 @@ func (c *Client) Profiles(ctx context.Context) ([]ProfileInfo, error) {
 }
 
 // Status returns the daemon's counters.
+// Health asks the control plane whether it is up (no token needed).
+func (c *Client) Health(ctx context.Context) (string, error) {
+	var out []byte
+	err := c.do(ctx, http.MethodGet, "/healthz", nil, &out)
+	return strings.TrimSpace(string(out)), err
+}
+
+// Status returns the daemon's counters and its certificate's fingerprint.
 func (c *Client) Status(ctx context.Context) (map[string]any, error) {
 	var out map[string]any
 	return out, c.do(ctx, http.MethodGet, "/api/v1/status", nil, &out)

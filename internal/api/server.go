@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
@@ -67,7 +66,8 @@ type Server struct {
 	// Token authorises mutating calls.
 	Token string
 	// ReadAccess says who reads without the token: "local" (loopback
-	// clients), "token" (nobody) or "open" (everybody; also when empty).
+	// clients that came straight, with no proxy's forwarding headers),
+	// "token" (nobody) or "open" (everybody; also when empty).
 	ReadAccess string
 	// BaseURL is the HTTP base URL machines reach provisiond at (for
 	// profile render).
@@ -140,10 +140,10 @@ func (s *Server) mayRead(r *http.Request) bool {
 	case "", "open":
 		return true
 	case "local":
-		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-			if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-				return true
-			}
+		// Loopback that came straight: a reverse proxy on this host
+		// connects from loopback for everyone, and says so in its headers.
+		if src := sourceAddr(r); src.IsLoopback() && !forwarded(r) {
+			return true
 		}
 	}
 	return s.authorized(r)

@@ -39,13 +39,14 @@ type Config struct {
 	// Empty means DataDir/assets.
 	AssetsDir string `yaml:"assets_dir"`
 
-	HTTP  HTTP  `yaml:"http"`
-	DHCP  DHCP  `yaml:"dhcp"`
-	TFTP  TFTP  `yaml:"tftp"`
-	Boot  Boot  `yaml:"boot"`
-	Talos Talos `yaml:"talos"`
-	Log   Log   `yaml:"log"`
-	BMC   BMC   `yaml:"bmc"`
+	HTTP    HTTP    `yaml:"http"`
+	Control Control `yaml:"control"`
+	DHCP    DHCP    `yaml:"dhcp"`
+	TFTP    TFTP    `yaml:"tftp"`
+	Boot    Boot    `yaml:"boot"`
+	Talos   Talos   `yaml:"talos"`
+	Log     Log     `yaml:"log"`
+	BMC     BMC     `yaml:"bmc"`
 
 	// Roles are the role requirements audit and plan use (built in: the
 	// homelab's table). A roles list here replaces the built-in list; roles
@@ -100,6 +101,28 @@ type HTTP struct {
 	// MaxConnectionsPerSource bounds the connections one client address
 	// holds open at once; more are closed at once and counted.
 	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
+}
+
+// Control configures the control plane: the API, the dashboard, /metrics,
+// the profiler and backups, on a listener of its own with TLS. The boot
+// plane (http.listen) serves only what firmware fetches.
+type Control struct {
+	// Listen is the control plane's address, e.g. ":8443".
+	Listen string `yaml:"listen"`
+	// CertFile and KeyFile are a PEM certificate and its key. Empty means
+	// a self-signed pair made on first start in the data directory
+	// (tls.crt, tls.key); its fingerprint is in the log and in
+	// provisiond status, and clients pin it.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Hosts are further names clients may use in the Host header (a DNS
+	// name, a reverse proxy's name), besides localhost, this host's name
+	// and its interfaces' addresses. Any other Host is refused (421), so
+	// a web page cannot reach the daemon through a DNS name it controls.
+	Hosts []string `yaml:"hosts"`
+	// MaxConnections bounds the control plane's connections, apart from
+	// the boot plane's.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // DHCP configures the ProxyDHCP server.
@@ -204,6 +227,7 @@ func Default() Config {
 		DataDir: "/var/lib/provisiond",
 		IPXEDir: "/usr/lib/ipxe",
 		HTTP:    HTTP{Listen: ":8080", ReadAccess: "local", MaxConnections: 1024, MaxConnectionsPerSource: 64},
+		Control: Control{Listen: ":8443", MaxConnections: 256},
 		DHCP:    DHCP{Enabled: true, Port: 67, ProxyPort: 4011},
 		TFTP:    TFTP{Enabled: true, Port: 69, MaxBlockSize: 1468, MaxTransfers: 256},
 		Boot: Boot{
@@ -275,6 +299,18 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.MaxConnections < 16 || c.HTTP.MaxConnections > 1<<20 {
 		return fmt.Errorf("http.max_connections %d is outside 16..1048576", c.HTTP.MaxConnections)
+	}
+	if c.Control.Listen == "" {
+		return errors.New("control.listen is empty: set it to an address such as :8443")
+	}
+	if _, err := netip.ParseAddrPort(normalizeListen(c.Control.Listen)); err != nil {
+		return fmt.Errorf("control.listen %q is not host:port (e.g. :8443 or 127.0.0.1:8443)", c.Control.Listen)
+	}
+	if (c.Control.CertFile == "") != (c.Control.KeyFile == "") {
+		return errors.New("control.cert_file and control.key_file go together: set both, or neither for a self-signed certificate")
+	}
+	if c.Control.MaxConnections < 4 || c.Control.MaxConnections > 1<<16 {
+		return fmt.Errorf("control.max_connections %d is outside 4..65536", c.Control.MaxConnections)
 	}
 	if c.HTTP.MaxConnectionsPerSource < 1 || c.HTTP.MaxConnectionsPerSource > c.HTTP.MaxConnections {
 		return fmt.Errorf("http.max_connections_per_source %d is outside 1..http.max_connections (%d)", c.HTTP.MaxConnectionsPerSource, c.HTTP.MaxConnections)
@@ -380,6 +416,7 @@ func (c *Config) NeedRestart(next *Config) []string {
 	check("ipxe_dir", c.IPXEDir, next.IPXEDir)
 	check("assets_dir", c.AssetsDir, next.AssetsDir)
 	check("http", c.HTTP, next.HTTP)
+	check("control", c.Control, next.Control)
 	check("dhcp", c.DHCP, next.DHCP)
 	check("tftp", c.TFTP, next.TFTP)
 	check("talos", c.Talos, next.Talos)

@@ -5,6 +5,7 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/bootguard"
+	"github.com/provisiond/provisiond/internal/certs"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
@@ -48,7 +50,7 @@ type Options struct {
 	// Log is the logger.
 	Log *slog.Logger
 	// Ready, when set, is called once every listener is bound.
-	Ready func(httpAddr string)
+	Ready func(Addrs)
 	// Reload delivers reload requests (SIGHUP).
 	Reload <-chan struct{}
 	// LoadConfig reads the configuration again for a reload (the file
@@ -61,6 +63,16 @@ type Options struct {
 	Getenv func(string) string
 	// BMCDialer reaches BMCs (nil: bmclib with the configured timeout).
 	BMCDialer bmc.Dialer
+}
+
+// Addrs are the addresses the daemon serves on, once bound.
+type Addrs struct {
+	// Boot is the boot plane's plain HTTP address (scripts, assets).
+	Boot string
+	// Control is the control plane's TLS address (API, dashboard).
+	Control string
+	// Fingerprint is the control plane certificate's SHA-256.
+	Fingerprint string
 }
 
 // The daemon's files in the data directory (all mode 0600).
@@ -155,6 +167,13 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	// readers): the rest of the lab keeps booting.
 	httpLn = netutil.LimitListenerPerSource(httpLn, cfg.HTTP.MaxConnections, cfg.HTTP.MaxConnectionsPerSource,
 		func() { mets.Dropped("http", "max_connections_per_source") })
+	ctlLn, err := net.Listen("tcp", cfg.Control.Listen)
+	if err != nil {
+		return fmt.Errorf("control plane: listening on %s: %w (is another provisiond on that port? set control.listen)", cfg.Control.Listen, err)
+	}
+	defer ctlLn.Close()
+	ctlLn = netutil.LimitListenerPerSource(ctlLn, cfg.Control.MaxConnections, cfg.Control.MaxConnections/4+1,
+		func() { mets.Dropped("control", "max_connections_per_source") })
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory %s: %w", cfg.DataDir, err)
@@ -174,6 +193,12 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if err != nil {
 		return err
 	}
+	hosts := hostNames(cfg, ifaces)
+	cert, err := certs.LoadOrCreate(cfg.Control.CertFile, cfg.Control.KeyFile, cfg.DataDir, hosts)
+	if err != nil {
+		return err
+	}
+	fingerprint := certs.Fingerprint(cert.Certificate[0])
 	box, err := secrets.LoadOrCreateKey(filepath.Join(cfg.DataDir, SecretKeyFile))
 	if err != nil {
 		return err
@@ -217,8 +242,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		stopRec()
 		return err
 	}
+	// Two planes: the boot plane (plain HTTP, what firmware fetches) and
+	// the control plane (TLS: API, dashboard, metrics, profiler, backup).
 	mux := http.NewServeMux()
 	httpBoot.Register(mux)
+	ctl := http.NewServeMux()
 	started := time.Now()
 	// live holds the configuration as last (re)loaded; its reloadable
 	// parts are read from here.
@@ -236,7 +264,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Renderer: booter, Secrets: secretStore, Broker: broker, Events: late, Token: token, ReadAccess: cfg.HTTP.ReadAccess, BaseURL: baseURL, Log: log,
 		Assets: &assetsAPI{cache: cache, talos: talosProv, store: store, boot: func() map[string]string { return live.Load().Boot.DefaultParams }},
 		Status: func() map[string]any {
-			st := map[string]any{"version": opts.Version, "uptime": time.Since(started).Round(time.Second).String(),
+			st := map[string]any{"version": opts.Version, "uptime": time.Since(started).Round(time.Second).String(), "fingerprint": fingerprint,
 				"events_dropped": rec.Dropped(), "events_coalesced": rec.Coalesced(), "discovery_refused": store.DiscoveryRefused(), "http": httpBoot.Stats()}
 			if dhcpSrv != nil {
 				st["dhcp"] = dhcpSrv.Stats()
@@ -254,38 +282,46 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	closing := make(chan struct{})
 	apiSrv.Closing = closing
-	apiSrv.Register(mux)
-	mux.Handle("GET /metrics", apiSrv.ReadGuard(mets.Handler()))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	apiSrv.Register(ctl)
+	ctl.Handle("GET /metrics", apiSrv.ReadGuard(mets.Handler()))
+	healthz := func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) }
+	mux.HandleFunc("GET /healthz", healthz)
+	ctl.HandleFunc("GET /healthz", healthz)
 	dash, err := web.New(apiSrv, log)
 	if err != nil {
 		stopRec()
 		return err
 	}
-	dash.Register(mux)
-	// Browsers' cross-origin requests that would change something are
-	// refused, so no other site can use a dashboard session (CSRF). The
-	// CLI, machines and curl send no Origin or Sec-Fetch-Site and pass.
-	//
+	dash.Register(ctl)
 	// Bounds: a request's headers must arrive within 10 s (a connection
 	// that sends nothing is closed then); an idle keep-alive connection is
 	// closed after 30 s; bodies are bounded in size by each handler.
 	// Neither ReadTimeout nor WriteTimeout is set: once it passes, net/http
 	// cancels the request's context, which would end event streams and
 	// long downloads. Boot endpoints bound their writes themselves.
-	httpSrv := &http.Server{Handler: http.NewCrossOriginProtection().Handler(mux), ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
+	// net/http's own complaints (bad TLS handshakes, a client that sent
+	// plain HTTP) are the network's noise: debug level.
+	srvLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10, ErrorLog: srvLog}
+	// The control plane answers only to this host's names (no DNS
+	// rebinding), and browsers' cross-origin requests that would change
+	// something are refused, so no other site can use a dashboard session
+	// (CSRF). The CLI and curl send no Origin or Sec-Fetch-Site and pass.
+	ctlSrv := &http.Server{Handler: api.HostGuard(hosts, http.NewCrossOriginProtection().Handler(ctl)),
+		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: srvLog,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
 
 	names := make([]string, 0, len(ifaces))
 	for _, i := range ifaces {
 		names = append(names, i.Name+"="+i.IP.String())
 	}
-	log.Info("provisiond serving", "version", opts.Version, "interfaces", strings.Join(names, ","), "http", httpLn.Addr().String(),
+	log.Info("provisiond serving", "version", opts.Version, "interfaces", strings.Join(names, ","), "boot_http", httpLn.Addr().String(),
+		"control_https", ctlLn.Addr().String(), "fingerprint", fingerprint,
 		"dhcp", cfg.DHCP.Enabled, "tftp", cfg.TFTP.Enabled, "data_dir", cfg.DataDir, "ipxe_dir", cfg.IPXEDir, "default_profile", cfg.Boot.DefaultProfile)
 
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	if dhcpSrv != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); dhcpSrv.Serve(srvCtx) }()
@@ -299,8 +335,13 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			errc <- fmt.Errorf("HTTP server: %w", err)
 		}
 	}()
+	go func() {
+		if err := ctlSrv.ServeTLS(ctlLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("control plane server: %w", err)
+		}
+	}()
 	if opts.Ready != nil {
-		opts.Ready(httpLn.Addr().String())
+		opts.Ready(Addrs{Boot: httpLn.Addr().String(), Control: ctlLn.Addr().String(), Fingerprint: fingerprint})
 	}
 
 	var runErr error
@@ -339,6 +380,7 @@ loop:
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	close(closing)
+	go ctlSrv.Shutdown(shutCtx)
 	httpSrv.Shutdown(shutCtx)
 	stopSrv()
 	done := make(chan struct{})
@@ -352,6 +394,23 @@ loop:
 	rec.Wait()
 	log.Info("provisiond stopped")
 	return runErr
+}
+
+// hostNames are the names the control plane answers to and its
+// self-signed certificate names: localhost, this host's name, the served
+// interfaces' and the advertised addresses, and control.hosts.
+func hostNames(cfg config.Config, ifaces []netutil.Interface) []string {
+	out := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		out = append(out, h)
+	}
+	for _, i := range ifaces {
+		out = append(out, i.IP.String())
+	}
+	if cfg.Advertise != "" {
+		out = append(out, cfg.Advertise)
+	}
+	return append(out, cfg.Control.Hosts...)
 }
 
 // late lets the protocol servers, built before the store opens, reach the

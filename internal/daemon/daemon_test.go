@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/certs"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
@@ -23,10 +25,24 @@ import (
 	"github.com/provisiond/provisiond/profiles"
 )
 
-// startDaemon runs the daemon with HTTP on a loopback port and no DHCP/TFTP.
-func startDaemon(t *testing.T, mods ...func(*config.Config)) (base string, data string, stop func() error) {
+// testDaemon is a daemon run by startDaemon.
+type testDaemon struct {
+	boot, control, fingerprint, data string
+	stop                             func() error
+}
+
+// client is an API client of the daemon's control plane with token,
+// pinning its certificate.
+func (d testDaemon) client(token string) *api.Client {
+	return &api.Client{Server: d.control, Token: token, Fingerprint: d.fingerprint}
+}
+
+// startDaemon runs the daemon with its two planes on loopback ports,
+// ProxyDHCP on loopback and no TFTP.
+func startDaemon(t *testing.T, mods ...func(*config.Config)) testDaemon {
 	t.Helper()
-	data = t.TempDir()
+	data := t.TempDir()
+	var base string
 	assets := filepath.Join(data, "assets")
 	os.MkdirAll(filepath.Join(assets, "debian"), 0o755)
 	kernel := make([]byte, 100_000)
@@ -52,26 +68,28 @@ func startDaemon(t *testing.T, mods ...func(*config.Config)) (base string, data 
 	cfg.Boot.TrustedSources = []string{"127.0.0.0/8"}
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.Port = 8080
+	cfg.Control.Listen = "127.0.0.1:0"
 	for _, m := range mods {
 		m(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
+	ready := make(chan Addrs, 1)
 	errc := make(chan error, 1)
 	go func() {
 		errc <- Run(ctx, cfg, Options{Builtin: profiles.FS, Version: "test", Log: slog.New(slog.DiscardHandler),
-			Ready: func(addr string) { ready <- addr }})
+			Ready: func(a Addrs) { ready <- a }})
 	}()
+	var addrs Addrs
 	select {
-	case addr := <-ready:
-		base = "http://" + addr
+	case addrs = <-ready:
+		base = "http://" + addrs.Boot
 	case err := <-errc:
 		t.Fatalf("daemon did not start: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("daemon did not start within 10s")
 	}
 	stopped := false
-	stop = func() error {
+	stop := func() error {
 		if stopped {
 			return nil
 		}
@@ -85,7 +103,7 @@ func startDaemon(t *testing.T, mods ...func(*config.Config)) (base string, data 
 		}
 	}
 	t.Cleanup(func() { stop() })
-	return base, data, stop
+	return testDaemon{boot: base, control: "https://" + addrs.Control, fingerprint: addrs.Fingerprint, data: data, stop: stop}
 }
 
 // callbackRE finds the callback URL and its nonce in a script.
@@ -117,7 +135,8 @@ func get(t *testing.T, url string, hdr map[string]string) (*http.Response, strin
 
 func TestDaemonHTTPAndAPI(t *testing.T) {
 	var proxyPort int
-	base, data, stop := startDaemon(t, func(c *config.Config) { proxyPort = c.DHCP.ProxyPort })
+	d := startDaemon(t, func(c *config.Config) { proxyPort = c.DHCP.ProxyPort })
+	base, data, stop := d.boot, d.data, d.stop
 	ctx := context.Background()
 	tokenRaw, err := os.ReadFile(filepath.Join(data, TokenFile))
 	if err != nil {
@@ -126,15 +145,15 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 	if st, _ := os.Stat(filepath.Join(data, TokenFile)); st.Mode().Perm() != 0o600 {
 		t.Errorf("token file mode %v", st.Mode().Perm())
 	}
-	anon := &api.Client{Server: base}
-	c := &api.Client{Server: base, Token: strings.TrimSpace(string(tokenRaw))}
+	anon := d.client("")
+	c := d.client(strings.TrimSpace(string(tokenRaw)))
 
 	m := inventory.Machine{Name: "BLD-006", MACs: []string{"52:54:00:00:00:06"}, Profile: "linux", KernelArgs: "e2e=1",
 		Params: map[string]string{"kernel": "debian/vmlinuz"}}
 	if _, err := anon.CreateMachine(ctx, m); err == nil || !strings.Contains(err.Error(), "token") {
 		t.Fatalf("create without token: %v", err)
 	}
-	if _, err := (&api.Client{Server: base, Token: "wrong"}).CreateMachine(ctx, m); err == nil {
+	if _, err := (d.client("wrong")).CreateMachine(ctx, m); err == nil {
 		t.Fatal("create with a wrong token succeeded")
 	}
 	if _, err := c.CreateMachine(ctx, m); err != nil {
@@ -307,11 +326,12 @@ func TestDaemonHTTPAndAPI(t *testing.T) {
 // token, or the proof of the machine's own boot (its nonce, once).
 func TestFactsNeedTokenOrBootProof(t *testing.T) {
 	var proxyPort int
-	base, data, _ := startDaemon(t, func(c *config.Config) { proxyPort = c.DHCP.ProxyPort })
+	d := startDaemon(t, func(c *config.Config) { proxyPort = c.DHCP.ProxyPort })
+	base, data := d.boot, d.data
 	tok, _ := os.ReadFile(filepath.Join(data, TokenFile))
 	ctx := context.Background()
-	c := &api.Client{Server: base, Token: strings.TrimSpace(string(tok))}
-	anon := &api.Client{Server: base}
+	c := d.client(strings.TrimSpace(string(tok)))
+	anon := d.client("")
 	mac := "52:54:00:00:00:06"
 	if _, err := c.CreateMachine(ctx, inventory.Machine{Name: "BLD-006", MACs: []string{mac}, Profile: "linux",
 		Params: map[string]string{"kernel": "debian/vmlinuz"}}); err != nil {
@@ -345,5 +365,66 @@ func TestFactsNeedTokenOrBootProof(t *testing.T) {
 	m, _ := c.Machine(ctx, "BLD-006")
 	if m.Observed == nil || m.Observed.Vendor == "Forged" || m.Observed.Serial == "FORGED" {
 		t.Errorf("observed %+v", m.Observed)
+	}
+}
+
+// The boot plane serves only what firmware fetches; the API, dashboard and
+// metrics are on the control plane, over TLS with the daemon's own
+// certificate, to this host's names only, and "local" reads only for
+// clients that came straight from loopback.
+func TestTwoPlanes(t *testing.T) {
+	d := startDaemon(t)
+	for _, p := range []string{"/api/v1/machines", "/api/v1/status", "/metrics", "/ui/", "/debug/pprof/"} {
+		if resp, _ := get(t, d.boot+p, nil); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("boot plane %s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+	if resp, _ := get(t, d.boot+"/healthz", nil); resp.StatusCode != 200 {
+		t.Errorf("boot plane /healthz: %d", resp.StatusCode)
+	}
+	// Plain HTTP to the control plane gets nowhere.
+	if resp, err := http.Get(strings.Replace(d.control, "https://", "http://", 1) + "/api/v1/machines"); err == nil && resp.StatusCode == 200 {
+		t.Error("the control plane answered plain HTTP")
+	}
+	if _, err := d.client("").Machines(context.Background()); err != nil {
+		t.Fatalf("pinned client: %v", err)
+	}
+	// Another certificate's pin is refused, and the error says how to re-pin.
+	wrong := d.client("")
+	wrong.Fingerprint = "sha256:" + strings.Repeat("0", 64)
+	if _, err := wrong.Machines(context.Background()); err == nil || !strings.Contains(err.Error(), "provisiond trust --server") {
+		t.Errorf("wrong pin: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(d.data, "tls.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("tls.key: %v %v", st, err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: certs.ClientConfig(d.fingerprint, nil)}}
+	do := func(host string, hdr map[string]string) int {
+		req, _ := http.NewRequest(http.MethodGet, d.control+"/api/v1/machines", nil)
+		req.Host = host
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	u, _ := url.Parse(d.control)
+	if code := do(u.Host, nil); code != 200 {
+		t.Errorf("Host %s: %d", u.Host, code)
+	}
+	if code := do("localhost:"+u.Port(), nil); code != 200 {
+		t.Errorf("Host localhost: %d", code)
+	}
+	// A name the attacker's DNS points at this host (rebinding).
+	if code := do("evil.example.com:"+u.Port(), nil); code != http.StatusMisdirectedRequest {
+		t.Errorf("Host evil.example.com: %d, want 421", code)
+	}
+	// A reverse proxy on this host forwards everyone from loopback.
+	if code := do(u.Host, map[string]string{"X-Forwarded-For": "192.0.2.99"}); code != http.StatusUnauthorized {
+		t.Errorf("forwarded read under read_access local: %d, want 401", code)
 	}
 }

@@ -29,13 +29,14 @@ func TestTalosThroughTheFactory(t *testing.T) {
 	fsrv := httptest.NewServer(factory)
 	defer fsrv.Close()
 	var proxyPort int
-	base, data, _ := startDaemon(t, func(c *config.Config) {
+	d := startDaemon(t, func(c *config.Config) {
 		c.Talos.FactoryURL = fsrv.URL
 		c.Talos.Version = "v1.9.5"
 		proxyPort = c.DHCP.ProxyPort
 	})
+	base, data := d.boot, d.data
 	tok, _ := os.ReadFile(filepath.Join(data, TokenFile))
-	c := &api.Client{Server: base, Token: strings.TrimSpace(string(tok))}
+	c := d.client(strings.TrimSpace(string(tok)))
 	ctx := context.Background()
 	if err := c.SetSecret(ctx, "omni-join-token", "omni-tok-0123456789"); err != nil {
 		t.Fatal(err)
@@ -104,11 +105,11 @@ func TestTalosThroughTheFactory(t *testing.T) {
 		t.Errorf("no spoof alarm on the timeline: %+v", alarm)
 	}
 	// The API and the CLI show the token redacted unless asked with the token.
-	red, err := (&api.Client{Server: base}).Script(ctx, "BLD-006", "", false)
+	red, err := d.client("").Script(ctx, "BLD-006", "", false)
 	if err != nil || strings.Contains(string(red), "omni-tok") || !strings.Contains(string(red), "jointoken=REDACTED") {
 		t.Fatalf("redacted render: %v\n%s", err, red)
 	}
-	if _, err := (&api.Client{Server: base}).Script(ctx, "BLD-006", "", true); err == nil {
+	if _, err := d.client("").Script(ctx, "BLD-006", "", true); err == nil {
 		t.Error("secrets shown without the token")
 	}
 	// Cached assets are served; downloads in progress never are.
@@ -128,12 +129,13 @@ func TestTalosThroughTheFactory(t *testing.T) {
 }
 
 func TestTalosFactoryDown(t *testing.T) {
-	base, data, _ := startDaemon(t, func(c *config.Config) {
+	d := startDaemon(t, func(c *config.Config) {
 		c.Talos.FactoryURL = "http://127.0.0.1:1"
 		c.Talos.Version = "v1.9.5"
 	})
+	base, data := d.boot, d.data
 	tok, _ := os.ReadFile(filepath.Join(data, TokenFile))
-	c := &api.Client{Server: base, Token: strings.TrimSpace(string(tok))}
+	c := d.client(strings.TrimSpace(string(tok)))
 	err := c.Pull(context.Background(), api.PullRequest{Kind: "talos"}, func(map[string]string) {}, func(assets.Progress) {})
 	if err == nil || !strings.Contains(err.Error(), "cannot be reached") {
 		t.Fatalf("pull from an unreachable factory: %v", err)

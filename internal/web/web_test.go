@@ -68,10 +68,12 @@ type browser struct {
 	site string
 }
 
-func newBrowser(t *testing.T, base string) *browser {
+func newBrowser(t *testing.T, d *daemontest.Daemon) *browser {
 	jar, _ := cookiejar.New(nil)
-	return &browser{t: t, base: base, site: "same-origin", c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	c := d.HTTP()
+	c.Jar, c.Timeout = jar, 10*time.Second
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &browser{t: t, base: d.URL, site: "same-origin", c: c}
 }
 
 func (b *browser) do(method, path, contentType, body string) (int, string, http.Header) {
@@ -109,7 +111,7 @@ func (b *browser) assign(profile string) (int, string) {
 // blades, a blade's page with its hardware, audit and plan tables.
 func TestPagesRender(t *testing.T) {
 	d, _ := homelab(t, nil)
-	b := newBrowser(t, d.URL)
+	b := newBrowser(t, d)
 	code, _, h := b.do("GET", "/", "", "")
 	if code != http.StatusFound || h.Get("Location") != "/ui/" {
 		t.Errorf("GET /: %d to %q, want a redirect to /ui/", code, h.Get("Location"))
@@ -170,7 +172,7 @@ func TestPagesRender(t *testing.T) {
 // session. Signed in, the same action works and lands in the timeline.
 func TestActionsNeedTheToken(t *testing.T) {
 	d, c := homelab(t, func(cfg *config.Config, _ *daemon.Options) { cfg.BMC.Timeout = "1s" })
-	b := newBrowser(t, d.URL)
+	b := newBrowser(t, d)
 	if code, body := b.assign("linux"); code != http.StatusUnauthorized {
 		t.Errorf("assign without signing in: %d %s", code, body)
 	}
@@ -260,7 +262,7 @@ func waitStep(t *testing.T, c *api.Client, what string, want func(events.Event) 
 // sign-in page, and comes back where it was going.
 func TestReadPolicyAsksToSignIn(t *testing.T) {
 	d, _ := homelab(t, func(cfg *config.Config, _ *daemon.Options) { cfg.HTTP.ReadAccess = "token" })
-	b := newBrowser(t, d.URL)
+	b := newBrowser(t, d)
 	code, _, h := b.do("GET", "/ui/machines/BLD-006", "", "")
 	if code != http.StatusFound || h.Get("Location") != "/ui/login?next=%2Fui%2Fmachines%2FBLD-006" {
 		t.Errorf("reading without a session: %d to %q", code, h.Get("Location"))
@@ -292,7 +294,7 @@ func TestLiveTimeline(t *testing.T) {
 	defer cancel()
 	steps := make(chan map[string]any, 16)
 	req, _ := http.NewRequestWithContext(ctx, "GET", d.URL+"/ui/machines/BLD-006/events", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := d.HTTP().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +339,7 @@ func TestLiveTimeline(t *testing.T) {
 	// Reconnecting after the first step replays the rest.
 	req, _ = http.NewRequestWithContext(ctx, "GET", d.URL+"/ui/machines/BLD-006/events", nil)
 	req.Header.Set("Last-Event-ID", "1")
-	resp2, err := http.DefaultClient.Do(req)
+	resp2, err := d.HTTP().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,11 +362,11 @@ func TestNoSecretsOnPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The machine fetches its script (the base image it names is not here).
-	if resp, err := http.Get(d.URL + "/boot/52:54:00:00:06:01/script"); err != nil || resp.StatusCode != 200 {
+	if resp, err := http.Get(d.BootURL + "/boot/52:54:00:00:06:01/script"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("the slurm script: %v %v", err, resp)
 	}
 	for _, signedIn := range []bool{false, true} {
-		b := newBrowser(t, d.URL)
+		b := newBrowser(t, d)
 		if signedIn {
 			b.signIn(d.Token(t))
 		}
@@ -385,7 +387,7 @@ func TestNoSecretsOnPages(t *testing.T) {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", d.URL+"/ui/machines/BLD-006/events?after=0", nil)
 	req.Header.Set("Last-Event-ID", "1")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := d.HTTP().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,5 +404,36 @@ func TestNoSecretsOnPages(t *testing.T) {
 		if strings.Contains(stream.String(), secret) {
 			t.Error("the live stream shows a secret")
 		}
+	}
+}
+
+// Signing out ends the session in the daemon: a copy of the cookie kept
+// from before (a stolen one, a backup of the browser's profile) is worth
+// nothing after it.
+func TestSignOutEndsTheSession(t *testing.T) {
+	d, _ := homelab(t, nil)
+	b := newBrowser(t, d)
+	if code := b.signIn(d.Token(t)); code != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", code)
+	}
+	u, _ := url.Parse(d.URL)
+	var kept *http.Cookie
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == api.SessionCookie {
+			kept = c
+		}
+	}
+	if kept == nil {
+		t.Fatal("no session cookie after signing in")
+	}
+	if code, _ := b.assign("linux"); code != http.StatusOK {
+		t.Fatalf("assign signed in: %d", code)
+	}
+	if code, _, _ := b.do("POST", "/ui/logout", "application/x-www-form-urlencoded", ""); code != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d", code)
+	}
+	b.c.Jar.SetCookies(u, []*http.Cookie{{Name: kept.Name, Value: kept.Value, Path: "/"}})
+	if code, _ := b.assign("linux"); code != http.StatusUnauthorized {
+		t.Errorf("assign with the cookie kept from before signing out: %d, want 401", code)
 	}
 }

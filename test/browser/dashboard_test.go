@@ -117,6 +117,9 @@ func TestDashboard(t *testing.T) {
 		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
+		// The dashboard is served over HTTPS with the daemon's self-signed
+		// certificate: the browser trusts exactly that key.
+		chromedp.Flag("ignore-certificate-errors-spki-list", d.SPKIHash(t)),
 		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	defer cancelAlloc()
@@ -168,6 +171,9 @@ func TestDashboard(t *testing.T) {
 
 	// The enclosure: ASGARD's 16 bays, each with its blade.
 	run("opening the dashboard", chromedp.Navigate(d.URL+"/"), chromedp.WaitVisible(chromedp.CSS(`#enclosure-ASGARD`)))
+	if proto := get(t, bctx, "reading the scheme", chromedp.Evaluate[string](`location.protocol`)); proto != "https:" {
+		t.Fatalf("the dashboard is served over %s, want https:", proto)
+	}
 	bays := get(t, bctx, "counting the bays", chromedp.Evaluate[int](`document.querySelectorAll('#enclosure-ASGARD a.bay[data-machine^="BLD-"]').length`))
 	if bays != 16 {
 		t.Fatalf("ASGARD shows %d blades, want 16", bays)
@@ -224,7 +230,7 @@ func TestDashboard(t *testing.T) {
 	// The blade boots (iPXE fetches its script and the kernel and initrd):
 	// the open page's timeline fills in live, without a reload.
 	get(t, bctx, "marking the page", chromedp.Evaluate[int](`window.provisiondTestMark = 1`))
-	if err := daemontest.PlayIPXE(d.URL, bladeMAC); err != nil {
+	if err := daemontest.PlayIPXE(d.BootURL, bladeMAC); err != nil {
 		t.Fatalf("the simulated boot: %v", err)
 	}
 	run("watching the boot", chromedp.WaitVisible(chromedp.CSS(`#timeline tr[data-type="boot.done"]`)))

@@ -280,7 +280,7 @@ func TestBootPath(t *testing.T) {
 	// What the boots above did, as Prometheus sees it: scraped from the
 	// server's own namespace (loopback, no token needed).
 	t.Run("metrics", func(t *testing.T) {
-		out := l.sh(l.server, "busybox", "wget", "-q", "-O", "-", fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
+		out := l.sh(l.server, "busybox", "wget", "--no-check-certificate", "-q", "-O", "-", fmt.Sprintf("https://127.0.0.1:%d/metrics", controlPort))
 		for _, series := range []string{
 			`provisiond_dhcp_requests_total{decision="offer",type="discover"}`,
 			`provisiond_dhcp_requests_total{decision="ack",type="request"}`,
@@ -302,24 +302,35 @@ func TestBootPath(t *testing.T) {
 	})
 
 	// Reads are open on loopback and need the token from elsewhere (the
-	// client namespace reaches the daemon at its LAN address); boot
-	// endpoints stay open to everyone.
+	// client namespace reaches the daemon at its LAN address), over TLS
+	// with the certificate pinned on first use; boot endpoints stay open
+	// to everyone over plain HTTP.
 	t.Run("read-access", func(t *testing.T) {
 		l.sh(l.client, "ip", "addr", "add", "192.0.2.90/25", "dev", "c0")
 		defer l.sh(l.client, "ip", "addr", "del", "192.0.2.90/25", "dev", "c0")
-		remote := fmt.Sprintf("http://%s:%d", serverIP, httpPort)
-		if out, err := exec.Command("ip", "netns", "exec", l.client, "busybox", "wget", "-q", "-O", "-", remote+"/metrics").CombinedOutput(); err == nil {
+		remote := fmt.Sprintf("https://%s:%d", serverIP, controlPort)
+		remoteCLI := func(tokenFile string, args ...string) (string, error) {
+			cmd := exec.Command("ip", append([]string{"netns", "exec", l.client, l.bin, "--server", remote, "--token-file", tokenFile}, args...)...)
+			cmd.Env = append(os.Environ(), "PROVISIOND_CLIENT_CONFIG="+filepath.Join(l.dir, "remote-client.yaml"))
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		if out, err := exec.Command("ip", "netns", "exec", l.client, "busybox", "wget", "--no-check-certificate", "-q", "-O", "-", remote+"/metrics").CombinedOutput(); err == nil {
 			t.Errorf("/metrics from another host without the token was served:\n%.200s", out)
 		}
-		out, err := exec.Command("ip", "netns", "exec", l.client, l.bin, "--server", remote, "--token-file", "/nonexistent", "machine", "list").CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "needs the API token") {
+		out, err := remoteCLI("/nonexistent", "machine", "list")
+		if err == nil || !strings.Contains(out, "needs the API token") || !strings.Contains(out, "trusting "+remote+" on first use: certificate sha256:") {
 			t.Errorf("machine list from another host without the token: %v\n%s", err, out)
 		}
-		out, err = exec.Command("ip", "netns", "exec", l.client, l.bin, "--server", remote, "--token-file", filepath.Join(l.dir, "data", "api-token"), "machine", "list").CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "vm-bios") {
-			t.Errorf("machine list from another host with the token: %v\n%s", err, out)
+		out, err = remoteCLI(filepath.Join(l.dir, "data", "api-token"), "machine", "list")
+		if err != nil || !strings.Contains(out, "vm-bios") || strings.Contains(out, "first use") {
+			t.Errorf("machine list from another host with the token (pinned): %v\n%s", err, out)
 		}
-		if out, err := exec.Command("ip", "netns", "exec", l.client, "busybox", "wget", "-q", "-O", "-", remote+"/boot/52-54-00-e2-e0-01.ipxe").CombinedOutput(); err != nil || !strings.Contains(string(out), "#!ipxe") {
+		// The control plane is not on the boot plane's port.
+		if out, err := exec.Command("ip", "netns", "exec", l.client, "busybox", "wget", "-q", "-O", "-", fmt.Sprintf("http://%s:%d/api/v1/machines", serverIP, httpPort)).CombinedOutput(); err == nil {
+			t.Errorf("the API answered on the boot plane:\n%.200s", out)
+		}
+		if out, err := exec.Command("ip", "netns", "exec", l.client, "busybox", "wget", "-q", "-O", "-", fmt.Sprintf("http://%s:%d/boot/52-54-00-e2-e0-01.ipxe", serverIP, httpPort)).CombinedOutput(); err != nil || !strings.Contains(string(out), "#!ipxe") {
 			t.Errorf("boot script from the LAN: %v\n%s", err, out)
 		}
 	})

@@ -27,7 +27,7 @@ func TestNonRootGetsAFix(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
 		"--inh-caps=-all", "--bounding-set=-all", bin, "serve", "--config", "/dev/null", "--interface", "d0",
-		"--data-dir", filepath.Join(dir, "data"), "--http-listen", "127.0.0.1:18080")
+		"--data-dir", filepath.Join(dir, "data"), "--http-listen", "127.0.0.1:18080", "--control-listen", "127.0.0.1:18443")
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatalf("provisiond started without privileges:\n%s", out)

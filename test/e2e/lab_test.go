@@ -29,10 +29,11 @@ import (
 // The lab has two segments: 192.0.2.0/25 (br0: router, server s0, VMs,
 // client c0) and 192.0.2.128/25 (br1: server s1, client c1, no router).
 const (
-	routerIP  = "192.0.2.1"
-	serverIP  = "192.0.2.2"
-	server2IP = "192.0.2.130"
-	httpPort  = 8080
+	routerIP    = "192.0.2.1"
+	serverIP    = "192.0.2.2"
+	server2IP   = "192.0.2.130"
+	httpPort    = 8080
+	controlPort = 8443
 )
 
 // lab is one set of namespaces: lan (the bridge and the VMs' taps), router
@@ -282,20 +283,31 @@ func (l *lab) startDaemon(extra ...string) {
 	l.t.Fatalf("provisiond did not come up within 20s:\n%s", l.logBuf.String())
 }
 
-// cli runs the provisiond CLI inside the server namespace against the daemon.
+// cli runs the provisiond CLI inside the server namespace against the
+// daemon's control plane (it pins the certificate it finds in the data
+// directory, next to the token).
 func (l *lab) cli(args ...string) (string, error) {
-	full := append([]string{"netns", "exec", l.server, l.bin, "--server", fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+	full := append([]string{"netns", "exec", l.server, l.bin, "--server", fmt.Sprintf("https://127.0.0.1:%d", controlPort),
 		"--token-file", filepath.Join(l.dir, "data", "api-token")}, args...)
-	out, err := exec.Command("ip", full...).CombinedOutput()
+	cmd := exec.Command("ip", full...)
+	cmd.Env = l.cliEnv()
+	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// cliEnv is the CLI's environment: its client config (trusted servers)
+// in the lab's directory, never the user's own.
+func (l *lab) cliEnv() []string {
+	return append(os.Environ(), "PROVISIOND_CLIENT_CONFIG="+filepath.Join(l.dir, "client.yaml"))
 }
 
 // cliStdin runs the CLI with stdin.
 func (l *lab) cliStdin(stdin string, args ...string) string {
 	l.t.Helper()
-	full := append([]string{"netns", "exec", l.server, l.bin, "--server", fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+	full := append([]string{"netns", "exec", l.server, l.bin, "--server", fmt.Sprintf("https://127.0.0.1:%d", controlPort),
 		"--token-file", filepath.Join(l.dir, "data", "api-token")}, args...)
 	cmd := exec.Command("ip", full...)
+	cmd.Env = l.cliEnv()
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

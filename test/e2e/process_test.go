@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/certs"
 	"github.com/provisiond/provisiond/internal/daemon"
 	"github.com/provisiond/provisiond/internal/inventory"
 )
@@ -31,6 +32,10 @@ type proc struct {
 	log     *lockedBuffer
 	token   string
 	done    chan error
+	// ctl is the control plane's URL, hc a client that pins its
+	// certificate.
+	ctl string
+	hc  *http.Client
 }
 
 func freePort(t *testing.T) int {
@@ -46,13 +51,14 @@ func freePort(t *testing.T) int {
 // until it answers.
 func startProc(t *testing.T, bin, dataDir, conf string, extra ...string) *proc {
 	t.Helper()
-	port := freePort(t)
+	port, ctlPort := freePort(t), freePort(t)
 	ipxe := filepath.Join(filepath.Dir(dataDir), "ipxe")
 	os.MkdirAll(ipxe, 0o755)
 	args := append([]string{"serve", "--config", conf, "--no-dhcp", "--no-tftp", "--data-dir", dataDir, "--ipxe-dir", ipxe,
-		"--http-listen", fmt.Sprintf("127.0.0.1:%d", port)}, extra...)
+		"--http-listen", fmt.Sprintf("127.0.0.1:%d", port), "--control-listen", fmt.Sprintf("127.0.0.1:%d", ctlPort)}, extra...)
 	cmd := exec.Command(bin, args...)
-	p := &proc{t: t, cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), dataDir: dataDir, log: &lockedBuffer{}, done: make(chan error, 1)}
+	p := &proc{t: t, cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), ctl: fmt.Sprintf("https://127.0.0.1:%d", ctlPort),
+		dataDir: dataDir, log: &lockedBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -70,6 +76,11 @@ func startProc(t *testing.T, bin, dataDir, conf string, extra ...string) *proc {
 			resp.Body.Close()
 			raw, _ := os.ReadFile(filepath.Join(dataDir, daemon.TokenFile))
 			p.token = strings.TrimSpace(string(raw))
+			fp, err := certs.FileFingerprint(filepath.Join(dataDir, certs.SelfSignedCert))
+			if err != nil {
+				t.Fatalf("the control plane's certificate: %v", err)
+			}
+			p.hc = &http.Client{Transport: &http.Transport{TLSClientConfig: certs.ClientConfig(fp, nil)}}
 			return p
 		}
 		select {
@@ -89,10 +100,10 @@ func (p *proc) request(method, path string, body any) (int, []byte, error) {
 		raw, _ := json.Marshal(body)
 		rd = bytes.NewReader(raw)
 	}
-	req, _ := http.NewRequest(method, p.url+path, rd)
+	req, _ := http.NewRequest(method, p.ctl+path, rd)
 	req.Header.Set("Authorization", "Bearer "+p.token)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := p.hc.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -1,10 +1,15 @@
 // Package daemontest runs a real provisiond daemon in the test's process:
-// HTTP on a loopback port, no DHCP or TFTP, a fresh data directory.
+// its boot plane (HTTP) and control plane (HTTPS) on loopback ports,
+// ProxyDHCP on loopback, no TFTP, a fresh data directory.
 package daemontest
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +23,7 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/certs"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
 	"github.com/provisiond/provisiond/internal/pxe/pxetest"
@@ -26,8 +32,14 @@ import (
 
 // Daemon is a running test daemon.
 type Daemon struct {
-	// URL is the daemon's HTTP base URL (http://127.0.0.1:PORT).
+	// URL is the control plane's base URL (https://127.0.0.1:PORT): API,
+	// dashboard, metrics.
 	URL string
+	// BootURL is the boot plane's base URL (http://127.0.0.1:PORT):
+	// scripts, assets, callbacks.
+	BootURL string
+	// Fingerprint is the control plane certificate's SHA-256.
+	Fingerprint string
 	// Config is the configuration it runs with.
 	Config config.Config
 	// TokenFile is the API token's file.
@@ -55,17 +67,18 @@ func Start(t testing.TB, adjust func(*config.Config, *daemon.Options)) *Daemon {
 	cfg.DHCP.Port, cfg.DHCP.ProxyPort = ports[0], ports[1]
 	cfg.Boot.TrustedSources = []string{"127.0.0.0/8"}
 	cfg.HTTP.Listen, cfg.HTTP.Port = "127.0.0.1:0", 8080
+	cfg.Control.Listen = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
+	ready := make(chan daemon.Addrs, 1)
 	done := make(chan error, 1)
-	opts := daemon.Options{Builtin: profiles.FS, Log: slog.New(slog.DiscardHandler), Ready: func(a string) { ready <- a }}
+	opts := daemon.Options{Builtin: profiles.FS, Log: slog.New(slog.DiscardHandler), Ready: func(a daemon.Addrs) { ready <- a }}
 	if adjust != nil {
 		adjust(&cfg, &opts)
 	}
 	go func() {
 		done <- daemon.Run(ctx, cfg, opts)
 	}()
-	var addr string
+	var addr daemon.Addrs
 	select {
 	case addr = <-ready:
 	case err := <-done:
@@ -74,7 +87,8 @@ func Start(t testing.TB, adjust func(*config.Config, *daemon.Options)) *Daemon {
 		t.Fatal("daemon did not start")
 	}
 	t.Cleanup(func() { cancel(); <-done })
-	return &Daemon{URL: "http://" + addr, Config: cfg, TokenFile: filepath.Join(cfg.DataDir, daemon.TokenFile)}
+	return &Daemon{URL: "https://" + addr.Control, BootURL: "http://" + addr.Boot, Fingerprint: addr.Fingerprint,
+		Config: cfg, TokenFile: filepath.Join(cfg.DataDir, daemon.TokenFile)}
 }
 
 // PXE plays mac's PXE ROM asking the daemon's ProxyDHCP for its boot file:
@@ -94,7 +108,7 @@ func (d *Daemon) PXE(t testing.TB, mac string) {
 func (d *Daemon) Boot(t testing.TB, mac string) {
 	t.Helper()
 	d.PXE(t, mac)
-	if err := PlayIPXE(d.URL, mac); err != nil {
+	if err := PlayIPXE(d.BootURL, mac); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -152,9 +166,37 @@ func (d *Daemon) WriteAssets(t testing.TB) {
 	}
 }
 
-// Client returns an API client of the daemon that holds its token.
+// Client returns an API client of the daemon that holds its token and
+// pins its certificate.
 func (d *Daemon) Client(t testing.TB) *api.Client {
-	return &api.Client{Server: d.URL, Token: d.Token(t)}
+	return &api.Client{Server: d.URL, Token: d.Token(t), Fingerprint: d.Fingerprint}
+}
+
+// SPKIHash is the base64 SHA-256 of the control plane certificate's
+// public key, as Chromium's --ignore-certificate-errors-spki-list takes
+// it: a browser trusts exactly this daemon's certificate.
+func (d *Daemon) SPKIHash(t testing.TB) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(d.Config.DataDir, certs.SelfSignedCert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(raw)
+	if b == nil {
+		t.Fatal("the daemon's certificate is not PEM")
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// HTTP returns an HTTP client for the control plane that trusts exactly
+// the daemon's certificate.
+func (d *Daemon) HTTP() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: certs.ClientConfig(d.Fingerprint, nil)}}
 }
 
 // ImportHomelab imports examples/homelab.yaml (ASGARD's 16 blades, the

@@ -1,0 +1,415 @@
+package e2e
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/events"
+)
+
+// The attacker's namespace sits on the lab's bridge like a phone or a
+// guest's laptop on a flat home LAN.
+const (
+	attackerIP = "192.0.2.66"
+	talosMAC   = "52:54:00:e2:a0:03"
+	slurmMAC   = "52:54:00:e2:a0:04"
+	unknownMAC = "52:54:00:e2:a0:99"
+)
+
+// attackReq is one request the attacker makes; attackRes its answer.
+type attackReq struct {
+	Name, Method, URL, Body, Type string
+}
+
+type attackRes struct {
+	Name   string `json:"name"`
+	Status int    `json:"status"`
+	Body   string `json:"body"`
+	Err    string `json:"err,omitempty"`
+}
+
+// TestAttackerOnTheLAN boots a Talos node (Omni join token on its kernel
+// command line) and a Slurm node (munge key in its overlay) on real
+// firmware while a host on the same bridge, knowing their MACs, asks for
+// their scripts, overlays and callbacks before, during and after their
+// boots (from its own address, and with a victim's MAC set on its own
+// interface), posts facts, and holds 2,000 idle connections. It gets no
+// secret, uses up no one-shot assignment, records no facts; the boots
+// succeed; the timelines show the refusals, and a spoof in the victims'
+// boots raises the alarm.
+func TestAttackerOnTheLAN(t *testing.T) {
+	l := newLab(t)
+	atk := l.prefix + "-atk"
+	l.sh("", "ip", "netns", "add", atk)
+	l.cleanup = append(l.cleanup, func() { exec.Command("ip", "netns", "del", atk).Run() })
+	l.sh(atk, "ip", "link", "set", "lo", "up")
+	l.sh(l.lan, "ip", "link", "add", "b-a0", "type", "veth", "peer", "name", "a0", "netns", atk)
+	l.sh(l.lan, "ip", "link", "set", "b-a0", "master", "br0", "up")
+	l.sh(atk, "ip", "addr", "add", attackerIP+"/25", "dev", "a0")
+	l.sh(atk, "ip", "link", "set", "a0", "up")
+
+	const joinToken = "attack-e2e-join-token-S3CRET"
+	mungeKey := make([]byte, 1024)
+	rand.Read(mungeKey)
+	keyFile := filepath.Join(l.dir, "munge.key")
+	os.WriteFile(keyFile, mungeKey, 0o600)
+	l.cliStdin(joinToken+"\n", "secret", "set", "omni-join-token")
+	l.mustCLI("secret", "set", "munge-key", "--from-file", keyFile)
+	l.mustCLI("assets", "pull", "talos")
+	l.mustCLI("machine", "add", "vm-talos", "--mac", talosMAC, "--profile", "talos", "--once", "--hostname", "vm-talos",
+		"--address", "192.0.2.61/25", "--gateway", routerIP, "--param", "omni_api=https://omni.e2e.test:8090/",
+		"--param", "interface=eth0", "--kernel-args", "e2e.machine=vm-talos")
+	l.mustCLI("machine", "add", "vm-slurm", "--mac", slurmMAC, "--profile", "slurm", "--once", "--hostname", "node-008",
+		"--param", "kernel=vmlinuz", "--param", "base_image=initrd.img", "--param", "cmdline=console=ttyS0 panic=-1",
+		"--param", "slurm_controller="+serverIP+":6817", "--kernel-args", "e2e.machine=vm-slurm")
+	keySum := sha256.Sum256(mungeKey)
+	// What counts as a leak: the token, or the munge key (raw, or its
+	// first bytes in any overlay body the attacker gets).
+	leaks := func(r attackRes) bool {
+		return strings.Contains(r.Body, joinToken) || strings.Contains(r.Body, string(mungeKey[:32]))
+	}
+	boot := fmt.Sprintf("http://%s:%d", serverIP, httpPort)
+	probes := func(tag string) []attackReq {
+		var out []attackReq
+		for _, mac := range []string{talosMAC, slurmMAC, unknownMAC} {
+			out = append(out,
+				attackReq{Name: tag + " script " + mac, URL: boot + "/boot/" + mac + "/script"},
+				attackReq{Name: tag + " overlay " + mac, URL: boot + "/boot/" + mac + "/overlay.cpio?profile=slurm"},
+				attackReq{Name: tag + " overlay-nonce " + mac, URL: boot + "/boot/" + mac + "/overlay.cpio?profile=slurm&nonce=AAAAAAAAAAAAAAAAAAAAAAAA"},
+				attackReq{Name: tag + " script?profile=slurm " + mac, URL: boot + "/boot/" + mac + "/script?profile=slurm"},
+				attackReq{Name: tag + " callback " + mac, Method: "POST", URL: boot + "/boot/" + mac + "/booted", Body: "status=pwned", Type: "application/x-www-form-urlencoded"},
+				attackReq{Name: tag + " facts " + mac, Method: "POST", URL: fmt.Sprintf("https://%s:%d/api/v1/facts", serverIP, controlPort), Type: "application/json",
+					Body: `{"host":"intruder","hardware":{"vendor":"Forged","model":"Forged","serial":"FORGED"},"boot_mac":"` + mac + `","boot_nonce":"AAAAAAAAAAAAAAAAAAAAAAAA"}`},
+			)
+		}
+		return out
+	}
+	check := func(rs []attackRes) {
+		t.Helper()
+		var overlay404 []string
+		for _, r := range rs {
+			if leaks(r) {
+				t.Errorf("%s: the attacker got a secret (status %d)", r.Name, r.Status)
+			}
+			if strings.Contains(r.Name, " callback ") && r.Status == 200 {
+				t.Errorf("%s: the callback was taken", r.Name)
+			}
+			if strings.Contains(r.Name, " facts ") && r.Status == 200 {
+				t.Errorf("%s: the facts were taken", r.Name)
+			}
+			if strings.Contains(r.Name, " overlay") {
+				if r.Status != 404 {
+					t.Errorf("%s: %d, want 404", r.Name, r.Status)
+				}
+				overlay404 = append(overlay404, r.Body)
+			}
+		}
+		// No oracle: known and unknown MACs' overlays look the same.
+		for _, b := range overlay404 {
+			if b != overlay404[0] {
+				t.Errorf("overlay refusals differ between MACs: %q vs %q", overlay404[0], b)
+			}
+		}
+	}
+
+	// Before the boots, from the attacker's own address.
+	check(l.attack(atk, probes("before")))
+	// With a victim's MAC on the attacker's interface, outside its boot
+	// (a fresh address, so provisiond's neighbour entry is the copied MAC).
+	for i, mac := range []string{talosMAC, slurmMAC} {
+		l.asVictim(atk, mac, fmt.Sprintf("192.0.2.%d", 67+i), func() {
+			check(l.attack(atk, probes("spoofed-mac-before")))
+		})
+	}
+	for _, name := range []string{"vm-talos", "vm-slurm"} {
+		if m, err := l.machine(name); err != nil || m.Once == nil {
+			t.Fatalf("%s's one-shot assignment after the attacker's requests: %+v %v", name, m, err)
+		}
+	}
+
+	// During the boots: 2,000 idle connections and probes all along.
+	hold := l.holdConnections(atk, fmt.Sprintf("%s:%d", serverIP, httpPort), 2000)
+	stopProbes := make(chan struct{})
+	var during []attackRes
+	var probesWG sync.WaitGroup
+	probesWG.Add(1)
+	go func() {
+		defer probesWG.Done()
+		for {
+			select {
+			case <-stopProbes:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			during = append(during, l.attack(atk, probes("during"))...)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	consoles := map[string]string{}
+	var errs sync.Map
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for name, mac := range map[string]string{"vm-talos": talosMAC, "vm-slurm": slurmMAC} {
+		v := l.startVM(name, mac, seabios)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := v.waitSerial(ctx, "PROVISIOND-TEST-DONE")
+			v.stop()
+			mu.Lock()
+			consoles[name] = out
+			mu.Unlock()
+			if err != nil {
+				errs.Store(name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stopProbes)
+	probesWG.Wait()
+	held := hold()
+	check(during)
+	t.Logf("during the boots the attacker made %d requests and held up to %d idle connections (tried 2,000)", len(during), held)
+
+	errs.Range(func(k, v any) bool {
+		t.Fatalf("%s did not boot: %v\nconsole:\n%s", k, v, consoles[k.(string)])
+		return false
+	})
+	talosCmdline := serialLine(consoles["vm-talos"], "PROVISIOND-TEST-CMDLINE:")
+	if !strings.Contains(talosCmdline, "siderolink.api=https://omni.e2e.test:8090/?jointoken="+joinToken) {
+		t.Errorf("vm-talos booted without its join token: %q", talosCmdline)
+	}
+	if !strings.Contains(consoles["vm-slurm"], "PROVISIOND-TEST-MUNGE: "+hex.EncodeToString(keySum[:])+" 400") {
+		t.Errorf("vm-slurm booted without its munge key:\n%s", grepLines(consoles["vm-slurm"], "PROVISIOND-TEST-"))
+	}
+	if got := serialLine(consoles["vm-slurm"], "PROVISIOND-TEST-CALLBACK:"); got != "ok" {
+		t.Errorf("vm-slurm's callback: %q", got)
+	}
+
+	// After the boots, still in their windows, a host that takes a
+	// victim's MAC asks for its secrets again: refused, and the alarm.
+	var nonceURL = regexp.MustCompile(`http://\S+/overlay\.cpio\S+`)
+	l.asVictim(atk, slurmMAC, "192.0.2.69", func() {
+		rs := l.attack(atk, []attackReq{{Name: "spoof script " + slurmMAC, URL: boot + "/boot/" + slurmMAC + "/script"}})
+		check(rs)
+		if u := nonceURL.FindString(rs[0].Body); u != "" {
+			check(l.attack(atk, []attackReq{{Name: "spoof overlay-with-nonce " + slurmMAC, URL: u}}))
+		} else {
+			t.Errorf("the spoofing host's script for vm-slurm names no overlay:\n%s", rs[0].Body)
+		}
+	})
+	l.asVictim(atk, talosMAC, "192.0.2.70", func() {
+		check(l.attack(atk, []attackReq{{Name: "spoof script " + talosMAC, URL: boot + "/boot/" + talosMAC + "/script"}}))
+	})
+
+	// The timelines: refusals with their reasons, the alarms, the real
+	// boots' consumption; no facts from the attacker.
+	for _, tc := range []struct{ name, then string }{{"vm-talos", "local"}, {"vm-slurm", "local"}} {
+		var evs []events.Event
+		var reasons, alarms []string
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			evs = l.timeline(tc.name)
+			reasons, alarms = nil, nil
+			for _, ev := range evs {
+				switch ev.Type {
+				case events.SecretRefused:
+					reasons = append(reasons, ev.Attrs["what"]+":"+ev.Attrs["reason"])
+				case events.SpoofAlarm:
+					alarms = append(alarms, ev.Attrs["what"]+" from "+ev.Attrs["client"])
+				}
+			}
+			if len(alarms) > 0 {
+				break
+			}
+		}
+		t.Logf("%s: refusals on the timeline %v; alarms %v", tc.name, reasons, alarms)
+		if len(reasons) == 0 || len(alarms) == 0 {
+			t.Errorf("%s: timeline lacks refusals (%v) or the spoof alarm (%v)", tc.name, reasons, alarms)
+		}
+		var consumed, booted int
+		for _, ev := range evs {
+			switch ev.Type {
+			case events.OnceConsumed:
+				consumed++
+			case events.Booted:
+				booted++
+				if ev.Attrs["status"] == "pwned" {
+					t.Errorf("%s: the attacker's callback is on the timeline", tc.name)
+				}
+			}
+		}
+		if consumed != 1 {
+			t.Errorf("%s: one-shot consumed %d times, want once (by its own boot)", tc.name, consumed)
+		}
+		m, err := l.machine(tc.name)
+		if err != nil || m.Once != nil || m.Profile != tc.then {
+			t.Errorf("%s after its boot: profile %q once %v (%v)", tc.name, m.Profile, m.Once, err)
+		}
+		if m.Observed != nil {
+			t.Errorf("%s: facts recorded from %s", tc.name, m.Observed.Host)
+		}
+	}
+	metrics := l.sh(l.server, "busybox", "wget", "--no-check-certificate", "-q", "-O", "-", fmt.Sprintf("https://127.0.0.1:%d/metrics", controlPort))
+	t.Logf("metrics:\n%s", grepLines(metrics, "provisiond_boot_refused_total{", "provisiond_boot_spoof_alarms_total", `provisiond_dropped_total{reason="max_connections_per_source"`))
+	if metricValue(metrics, "provisiond_boot_spoof_alarms_total") < 2 {
+		t.Error("fewer than two spoof alarms counted")
+	}
+	if metricValue(metrics, `provisiond_dropped_total{reason="max_connections_per_source",server="http"}`) == 0 {
+		t.Error("no connection of the attacker's was refused for its address's bound")
+	}
+}
+
+// attack runs reqs from the attacker's namespace and returns the answers.
+func (l *lab) attack(ns string, reqs []attackReq) []attackRes {
+	l.t.Helper()
+	raw, _ := json.Marshal(reqs)
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestAttackHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "PROVISIOND_E2E_ATTACK=probe", "PROVISIOND_E2E_ATTACK_REQS="+string(raw))
+	out, err := cmd.Output()
+	if err != nil {
+		l.t.Fatalf("attacker: %v\n%s", err, out)
+	}
+	var res []attackRes
+	for _, line := range strings.Split(string(out), "\n") {
+		if j, ok := strings.CutPrefix(line, "ATTACK-RESULT "); ok {
+			var r attackRes
+			json.Unmarshal([]byte(j), &r)
+			res = append(res, r)
+		}
+	}
+	if len(res) != len(reqs) {
+		l.t.Fatalf("attacker: %d answers to %d requests:\n%s", len(res), len(reqs), out)
+	}
+	return res
+}
+
+// asVictim gives the attacker's interface mac and a fresh address ip for
+// the length of do, then its own back.
+func (l *lab) asVictim(ns, mac, ip string, do func()) {
+	l.t.Helper()
+	own := strings.TrimSpace(l.sh(ns, "cat", "/sys/class/net/a0/address"))
+	l.sh(ns, "ip", "link", "set", "a0", "down")
+	l.sh(ns, "ip", "link", "set", "a0", "address", mac)
+	l.sh(ns, "ip", "addr", "add", ip+"/25", "dev", "a0")
+	l.sh(ns, "ip", "link", "set", "a0", "up")
+	defer func() {
+		l.sh(ns, "ip", "link", "set", "a0", "down")
+		l.sh(ns, "ip", "addr", "del", ip+"/25", "dev", "a0")
+		l.sh(ns, "ip", "link", "set", "a0", "address", own)
+		l.sh(ns, "ip", "link", "set", "a0", "up")
+	}()
+	do()
+}
+
+// holdConnections has the attacker open n idle connections to addr and
+// open them again as the daemon closes them, until the returned function
+// is called; it returns the most held at once.
+func (l *lab) holdConnections(ns, addr string, n int) func() int {
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestAttackHelper$", "-test.count=1", "-test.timeout=0")
+	cmd.Env = append(os.Environ(), "PROVISIOND_E2E_ATTACK=hold", "PROVISIOND_E2E_ATTACK_ADDR="+addr, "PROVISIOND_E2E_ATTACK_N="+strconv.Itoa(n))
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		l.t.Fatalf("starting the attacker's connections: %v", err)
+	}
+	var maxHeld atomic.Int64
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "HELD "); ok {
+				if h, err := strconv.ParseInt(v, 10, 64); err == nil && h > maxHeld.Load() {
+					maxHeld.Store(h)
+				}
+			}
+		}
+	}()
+	stopped := false
+	stop := func() int {
+		if !stopped {
+			stopped = true
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		return int(maxHeld.Load())
+	}
+	l.cleanup = append(l.cleanup, func() { stop() })
+	return stop
+}
+
+// TestAttackHelper is the attacker's program, run in its namespace by the
+// lab tests: it makes the requests it is given, or holds idle connections.
+func TestAttackHelper(t *testing.T) {
+	switch os.Getenv("PROVISIOND_E2E_ATTACK") {
+	case "probe":
+		var reqs []attackReq
+		json.Unmarshal([]byte(os.Getenv("PROVISIOND_E2E_ATTACK_REQS")), &reqs)
+		c := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		for _, r := range reqs {
+			res := attackRes{Name: r.Name}
+			req, _ := http.NewRequest(cmp.Or(r.Method, "GET"), r.URL, strings.NewReader(r.Body))
+			if r.Type != "" {
+				req.Header.Set("Content-Type", r.Type)
+			}
+			if resp, err := c.Do(req); err != nil {
+				res.Err = err.Error()
+			} else {
+				b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+				resp.Body.Close()
+				res.Status, res.Body = resp.StatusCode, string(b)
+			}
+			j, _ := json.Marshal(res)
+			fmt.Printf("ATTACK-RESULT %s\n", j)
+		}
+	case "hold":
+		addr := os.Getenv("PROVISIOND_E2E_ATTACK_ADDR")
+		n, _ := strconv.Atoi(os.Getenv("PROVISIOND_E2E_ATTACK_N"))
+		var held atomic.Int64
+		for i := 0; i < n; i++ {
+			go func() {
+				for {
+					c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+					if err == nil {
+						held.Add(1)
+						// Idle: send nothing, wait until the daemon hangs up.
+						io.Copy(io.Discard, c)
+						c.Close()
+						held.Add(-1)
+					}
+					time.Sleep(5 * time.Second)
+				}
+			}()
+			if i%100 == 99 {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		var most int64
+		for range time.Tick(500 * time.Millisecond) {
+			if h := held.Load(); h > most {
+				most = h
+			}
+			fmt.Printf("HELD %d\n", most)
+		}
+	default:
+		t.Skip("helper process for the lab tests")
+	}
+}
