@@ -171,9 +171,7 @@ func (mf *machineFlags) apply(cmd *cobra.Command, m *inventory.Machine) error {
 	if f.Changed("mac") {
 		m.MACs = append([]string{}, mf.macs...)
 	}
-	for _, a := range mf.addMACs {
-		m.MACs = append(m.MACs, a)
-	}
+	m.MACs = append(m.MACs, mf.addMACs...)
 	for _, r := range mf.removeMACs {
 		n, err := inventory.NormalizeMAC(r)
 		if err != nil {

@@ -176,14 +176,14 @@ func (c *Cache) Entries(prefix string) ([]Manifest, error) {
 
 // LastFailure returns the error of the entry's last failed download and
 // when it failed.
-func (c *Cache) LastFailure(entry string) (error, time.Time) {
+func (c *Cache) LastFailure(entry string) (time.Time, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f, ok := c.failed[entry]
 	if !ok {
-		return nil, time.Time{}
+		return time.Time{}, nil
 	}
-	return f.err, f.at
+	return f.at, f.err
 }
 
 // Running returns the entry's download in progress, if any.

@@ -115,7 +115,7 @@ func TestFetchFailsClearly(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "downloading f") {
 		t.Fatalf("404: %v", err)
 	}
-	if ferr, _ := c.LastFailure("e"); ferr == nil {
+	if _, ferr := c.LastFailure("e"); ferr == nil {
 		t.Error("failure not remembered")
 	}
 	if _, ok := c.Complete("e"); ok {

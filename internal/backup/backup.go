@@ -19,6 +19,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Names inside the archive (and in the data directory).
@@ -122,7 +123,7 @@ func Restore(r io.Reader, dataDir string) (*Result, error) {
 	if _, err := os.Stat(dbPath); err == nil {
 		db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
 		if err != nil {
-			if errors.Is(err, bolt.ErrTimeout) {
+			if errors.Is(err, bolterrors.ErrTimeout) {
 				return nil, fmt.Errorf("restore: %s is in use: stop provisiond serve first (systemctl stop provisiond)", dbPath)
 			}
 			return nil, fmt.Errorf("restore: checking %s: %w", dbPath, err)

@@ -96,7 +96,8 @@ type bootState struct {
 	started time.Time
 	cause   string
 	nonce   string
-	used    map[string]bool // nonce uses (overlay, callback, facts)
+	granted map[string]bool // nonce uses the served script handed out
+	used    map[string]bool // nonce uses redeemed
 	served  map[string]bool // secret-bearing responses served
 }
 
@@ -137,7 +138,7 @@ func (g *Guard) Start(mac, cause string) {
 	if _, ok := g.boots[mac]; !ok && len(g.boots) >= g.cfg.MaxBoots {
 		g.evictLocked(now)
 	}
-	g.boots[mac] = &bootState{started: now, cause: cause, nonce: newNonce(), used: map[string]bool{}, served: map[string]bool{}}
+	g.boots[mac] = &bootState{started: now, cause: cause, nonce: newNonce(), granted: map[string]bool{}, used: map[string]bool{}, served: map[string]bool{}}
 }
 
 // StartIfIdle starts a boot of mac unless one is in its window (an iPXE
@@ -236,6 +237,20 @@ func (g *Guard) Admit(mac string, src netip.Addr) (string, error) {
 	return b.nonce, nil
 }
 
+// Grant records what the script served to mac in its current boot hands
+// out with the nonce (the overlay of the profile it rendered, the
+// callback, facts): only granted uses can be redeemed. A one-shot
+// assignment used up meanwhile does not take back what its script gave.
+func (g *Guard) Grant(mac string, uses ...string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if b, ok := g.boots[mac]; ok {
+		for _, u := range uses {
+			b.granted[u] = true
+		}
+	}
+}
+
 // Once records that the secret-bearing response what is served to mac in
 // its current boot; a second time in the same boot is refused with an
 // alarm.
@@ -256,8 +271,8 @@ func (g *Guard) Once(mac, what string) error {
 
 // Redeem checks a nonce that a served script handed out and uses it up for
 // use (overlay, callback, facts): src must be bound to mac, the nonce must
-// be the current boot's and within NonceTTL, and use not taken yet. A
-// nonce used twice raises an alarm.
+// be the current boot's and within NonceTTL, the use granted by the
+// script and not taken yet. A nonce used twice raises an alarm.
 func (g *Guard) Redeem(mac, nonce, use string, src netip.Addr) error {
 	if err := g.Bound(mac, src); err != nil {
 		return err
@@ -270,6 +285,9 @@ func (g *Guard) Redeem(mac, nonce, use string, src netip.Addr) error {
 	}
 	if g.cfg.Now().Sub(b.started) >= g.cfg.NonceTTL {
 		return g.refuse(&Refusal{Reason: ReasonNonce, Detail: fmt.Sprintf("the nonce expired (%s after the boot started)", g.cfg.NonceTTL)})
+	}
+	if !b.granted[use] {
+		return g.refuse(&Refusal{Reason: ReasonNonce, Detail: "this boot's script did not hand out " + use})
 	}
 	if b.used[use] {
 		g.alarms.Add(1)

@@ -131,6 +131,10 @@ func TestNonceIsSingleUsePerBootAndBound(t *testing.T) {
 	l := newLab(t)
 	l.g.Start(victim, "dhcp")
 	nonce, _ := l.g.Admit(victim, victimIP)
+	if err := l.g.Redeem(victim, nonce, "overlay", victimIP); reason(t, err) != ReasonNonce {
+		t.Errorf("a use the script did not grant: %v", err)
+	}
+	l.g.Grant(victim, "overlay", "callback", "facts")
 	if err := l.g.Redeem(victim, "", "overlay", victimIP); reason(t, err) != ReasonNonce {
 		t.Errorf("no nonce: %v", err)
 	}
@@ -161,6 +165,7 @@ func TestNonceIsSingleUsePerBootAndBound(t *testing.T) {
 		t.Errorf("last boot's nonce: %v", err)
 	}
 	fresh, _ := l.g.Admit(victim, victimIP)
+	l.g.Grant(victim, "callback", "facts")
 	if fresh == nonce {
 		t.Error("two boots share a nonce")
 	}

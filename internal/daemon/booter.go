@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,7 +46,8 @@ type Booter struct {
 	mu      sync.Mutex
 	offered map[string]time.Time // MAC -> when it last fetched an iPXE binary
 	pending map[string]*pendingBoot
-	noted   map[string]time.Time // MAC -> when its last refusal was stored
+	noted   map[string]time.Time   // MAC, kind -> when such a step was last stored
+	hourly  map[string]*noteBudget // MAC, class -> its notes this hour
 }
 
 // RefusalObserver counts refused boot-plane requests (metrics).
@@ -122,7 +124,7 @@ func NewBooter(o BooterOptions) *Booter {
 	}
 	b := &Booter{store: o.Store, ipxeDir: o.IPXEDir, files: o.IPXEFiles, secrets: o.Secrets, extras: o.Extras,
 		sink: o.Events, log: o.Log, guard: o.Guard, observer: o.Refusals,
-		offered: map[string]time.Time{}, pending: map[string]*pendingBoot{}, noted: map[string]time.Time{}}
+		offered: map[string]time.Time{}, pending: map[string]*pendingBoot{}, noted: map[string]time.Time{}, hourly: map[string]*noteBudget{}}
 	b.profiles.Store(o.Profiles)
 	b.SetBoot(o.Boot)
 	return b
@@ -245,18 +247,22 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 	set := b.profiles.Load()
 	if req.Profile != "" && req.Profile != name {
 		if !known || !b.inMenu(set, m, req.Profile) {
+			rep, err := b.unknownScript(ctx, req)
 			if known {
 				b.refused(m.Name, req, "script", req.Profile, &bootguard.Refusal{Reason: bootguard.ReasonProfile,
 					Detail: "profile " + req.Profile + " is not in this machine's boot menu"})
+			} else {
+				rep.RecordStep = true
 			}
-			return b.unknownScript(ctx, req)
+			return rep, err
 		}
 		name = req.Profile
 	}
 	if !known {
-		// Discovery: what an unknown MAC reports is all that is known of it.
+		// Discovery: what an unknown MAC reports is all that is known of
+		// it (max_discovered bounds how many are kept).
 		rep, err := b.unknownScript(ctx, req)
-		rep.RecordFacts = true
+		rep.RecordFacts, rep.RecordStep = true, true
 		return rep, err
 	}
 	nonce, admitErr := b.guard.Admit(req.MAC, req.Source)
@@ -280,8 +286,9 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 	}
 	if admitErr != nil {
 		// No secret in it: served, but it neither counts as the
-		// machine's boot nor uses up a one-shot assignment.
-		return pxe.ScriptReply{Body: r.Script, Profile: name}, nil
+		// machine's boot nor uses up a one-shot assignment, and its step
+		// is kept only within the refusals' budget (anyone may ask).
+		return pxe.ScriptReply{Body: r.Script, Profile: name, RecordStep: b.note(req.MAC, "script", "unbound")}, nil
 	}
 	if usedSecret {
 		if err := b.guard.Once(req.MAC, "script:"+name); err != nil {
@@ -289,8 +296,12 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 			return b.unknownScript(ctx, req)
 		}
 	}
+	// What the script hands out with the nonce, whatever happens to the
+	// assignment meanwhile (a one-shot is used up by the kernel and
+	// initrd, before the overlay is fetched).
+	b.guard.Grant(req.MAC, "overlay:"+name, "callback", "facts")
 	b.follow(m, name, req.MAC, r.Assets, m.Once != nil && m.Profile == name)
-	return pxe.ScriptReply{Body: r.Script, Profile: name, RecordFacts: true}, nil
+	return pxe.ScriptReply{Body: r.Script, Profile: name, RecordFacts: true, RecordStep: true}, nil
 }
 
 // unknownScript is what a MAC that is not in the inventory gets: the
@@ -333,16 +344,10 @@ func (b *Booter) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, st
 		b.count("overlay", bootguard.ReasonUnknown)
 		return nil, req.Profile, pxe.ErrRefused
 	}
-	name := boot.ProfileFor(m, b.boot().DefaultProfile)
+	// The profile is the one this boot's script rendered, named in the
+	// URL: the guard redeems the nonce only for what that script granted.
+	name := cmp.Or(req.Profile, boot.ProfileFor(m, b.boot().DefaultProfile))
 	set := b.profiles.Load()
-	if req.Profile != "" && req.Profile != name {
-		if !b.inMenu(set, m, req.Profile) {
-			b.refused(m.Name, req, "overlay", req.Profile, &bootguard.Refusal{Reason: bootguard.ReasonProfile,
-				Detail: "profile " + req.Profile + " is not in this machine's boot menu"})
-			return nil, req.Profile, pxe.ErrRefused
-		}
-		name = req.Profile
-	}
 	nonce, err := b.guard.Admit(req.MAC, req.Source)
 	if err == nil {
 		err = b.guard.Redeem(req.MAC, req.Nonce, "overlay:"+name, req.Source)
@@ -408,10 +413,17 @@ func (b *Booter) BootProof(mac, nonce string, src netip.Addr) (string, error) {
 	return m.Name, nil
 }
 
-// refusalNoteEvery spaces the refusals stored per MAC, so a flood of
-// refused requests cannot push a machine's real history out of its
-// timeline; every refusal is counted in the metrics.
-const refusalNoteEvery = 10 * time.Second
+// Refusals and scripts served outside a boot are steps anyone can cause:
+// each kind is stored at most once per noteEvery per MAC, and at most
+// notesPerHour per MAC and class, so a flood cannot push a machine's real
+// history out of its timeline. The classes keep strangers' noise (a
+// source that is not the machine) from using up the budget of refusals
+// from the machine's own address, or of spoof alarms. Every refusal is
+// counted in the metrics.
+const (
+	noteEvery    = 10 * time.Second
+	notesPerHour = 30
+)
 
 func (b *Booter) count(what, reason string) {
 	if b.observer != nil {
@@ -419,8 +431,70 @@ func (b *Booter) count(what, reason string) {
 	}
 }
 
+// note says whether a step of kind (what, reason) for mac may be stored
+// now, and takes it from the budget.
+func (b *Booter) note(mac, what, reason string) bool {
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	key := mac + " " + what + " " + reason
+	if last, ok := b.noted[key]; ok && now.Sub(last) < noteEvery {
+		return false
+	}
+	class := "machine"
+	switch reason {
+	case bootguard.ReasonSource, "unbound":
+		class = "stranger"
+	case bootguard.ReasonAgain:
+		class = "alarm"
+	}
+	hr := b.hourly[mac+" "+class]
+	if hr == nil || now.Sub(hr.since) >= time.Hour {
+		if hr == nil && len(b.hourly) >= maxPending {
+			b.pruneNotes(now)
+			if len(b.hourly) >= maxPending {
+				return false
+			}
+		}
+		hr = &noteBudget{since: now}
+		b.hourly[mac+" "+class] = hr
+	}
+	if hr.n >= notesPerHour {
+		return false
+	}
+	if len(b.noted) >= maxPending {
+		b.pruneNotes(now)
+		if len(b.noted) >= maxPending {
+			return false
+		}
+	}
+	hr.n++
+	b.noted[key] = now
+	return true
+}
+
+// noteBudget counts one MAC's stored notes in the current hour.
+type noteBudget struct {
+	since time.Time
+	n     int
+}
+
+// pruneNotes forgets spent limits. Called with mu held.
+func (b *Booter) pruneNotes(now time.Time) {
+	for k, t := range b.noted {
+		if now.Sub(t) >= noteEvery {
+			delete(b.noted, k)
+		}
+	}
+	for k, h := range b.hourly {
+		if now.Sub(h.since) >= time.Hour {
+			delete(b.hourly, k)
+		}
+	}
+}
+
 // refused records why req got no secret or changed nothing: a metric
-// always, a timeline step at most every refusalNoteEvery per MAC.
+// always, a timeline step within the notes' budget.
 func (b *Booter) refused(machine string, req pxe.ScriptRequest, what, profileName string, err error) {
 	r, ok := err.(*bootguard.Refusal)
 	if !ok {
@@ -434,25 +508,7 @@ func (b *Booter) refused(machine string, req pxe.ScriptRequest, what, profileNam
 	} else {
 		b.log.Info("boot request refused", "machine", machine, "mac", req.MAC, "what", what, "reason", r.Reason, "client", req.Source)
 	}
-	now := time.Now()
-	key := req.MAC + " " + typ
-	b.mu.Lock()
-	last, seen := b.noted[key]
-	store := !seen || now.Sub(last) >= refusalNoteEvery
-	if store {
-		if len(b.noted) >= maxPending {
-			for k, t := range b.noted {
-				if now.Sub(t) >= refusalNoteEvery {
-					delete(b.noted, k)
-				}
-			}
-		}
-		if len(b.noted) < maxPending {
-			b.noted[key] = now
-		}
-	}
-	b.mu.Unlock()
-	if !store {
+	if !b.note(req.MAC, what, r.Reason) {
 		return
 	}
 	attrs := map[string]string{"what": what, "reason": r.Reason, "detail": r.Detail, "client": req.Source.String()}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -323,11 +324,15 @@ func TestScriptSecretsOnlyToTheMachinesBoot(t *testing.T) {
 	}
 	rep, err = b.Script(ctx, machineReq(""))
 	unknownAnswer(rep, err, "the same script again in one boot")
+	// A stranger keeps asking: its refusals are counted, and stored once
+	// per kind every 10 s, so they cannot crowd the machine's timeline.
+	for range 100 {
+		b.Script(ctx, strangerReq(""))
+	}
 	refused := sink.of(events.SecretRefused)
 	alarms := sink.of(events.SpoofAlarm)
-	// Outside the boot and the stranger's are 10 s apart at most: one
-	// stored, the other only counted.
-	if len(refused) != 1 || refused[0].Attrs["reason"] != bootguard.ReasonNoBoot || refused[0].Attrs["what"] != "script" {
+	if len(refused) != 2 || refused[0].Attrs["reason"] != bootguard.ReasonNoBoot || refused[0].Attrs["what"] != "script" ||
+		refused[1].Attrs["reason"] != bootguard.ReasonSource || refused[1].Attrs["client"] != strangerIP.String() {
 		t.Errorf("refusal steps %+v", refused)
 	}
 	if len(alarms) != 1 || alarms[0].Attrs["reason"] != bootguard.ReasonAgain || alarms[0].Attrs["client"] != machineIP.String() {
@@ -423,5 +428,54 @@ func TestDefaultProfileNeverGetsSecrets(t *testing.T) {
 	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}})
 	if rep, err := b.Script(context.Background(), machineReq("")); strings.Contains(string(rep.Body), "tok-123") {
 		t.Errorf("a machine on the default profile got its secret: %v", err)
+	}
+}
+
+// A one-shot Slurm boot is used up by its kernel and initrd, before iPXE
+// fetches the overlay: the overlay its script granted is still served.
+func TestOverlayAfterTheOneShotIsUsedUp(t *testing.T) {
+	b, store, ss, _ := newTestBooter(t, nil)
+	ss.SetSecret("munge-key", "MUNGE-KEY-BYTES")
+	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "slurm", Once: &inventory.Once{Then: "local"},
+		Params: map[string]string{"slurm_controller": "192.0.2.2", "kernel": "vmlinuz", "base_image": "base.img"}})
+	body, _ := script(t, b, "")
+	nonce := regexp.MustCompile(`overlay\.cpio\?profile=slurm&nonce=(\S+)`).FindStringSubmatch(body)
+	if nonce == nil {
+		t.Fatalf("no overlay nonce:\n%s", body)
+	}
+	b.Observe(assetEvent("vmlinuz", "100"))
+	b.Observe(assetEvent("base.img", "100"))
+	if m, _ := store.Machine("m"); m.Profile != "local" {
+		t.Fatalf("the one-shot was not used up by kernel and initrd: %+v", m)
+	}
+	got, _, err := b.Overlay(context.Background(), pxe.ScriptRequest{MAC: testMAC, Source: machineIP, Profile: "slurm", Nonce: nonce[1]})
+	if err != nil || !strings.Contains(string(got), "MUNGE-KEY-BYTES") {
+		t.Fatalf("the overlay after the one-shot was used up: %v", err)
+	}
+}
+
+// Steps anyone can cause are stored within a budget per MAC: once per kind
+// every 10 s, 30 an hour.
+func TestNotesAreBudgeted(t *testing.T) {
+	b, _, _, _ := newTestBooter(t, nil)
+	stored := 0
+	for i := range 50 {
+		if b.note(testMAC, "script", fmt.Sprint("reason-", i)) {
+			stored++
+		}
+	}
+	if stored != notesPerHour {
+		t.Errorf("%d of 50 kinds stored in an hour, want %d", stored, notesPerHour)
+	}
+	if !b.note("52:54:00:00:00:07", "script", "reason-0") || b.note("52:54:00:00:00:07", "script", "reason-0") {
+		t.Error("another MAC's budget is not its own, or a kind was stored twice within 10 s")
+	}
+	// Strangers' refusals have a budget of their own: spending it leaves
+	// room for the machine's own refusals and for alarms.
+	for i := range 50 {
+		b.note("52:54:00:00:00:08", fmt.Sprint("what-", i), bootguard.ReasonSource)
+	}
+	if !b.note("52:54:00:00:00:08", "overlay", bootguard.ReasonNonce) || !b.note("52:54:00:00:00:08", "script", bootguard.ReasonAgain) {
+		t.Error("strangers' refusals used up the budget of the machine's own refusals or of alarms")
 	}
 }

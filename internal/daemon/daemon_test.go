@@ -53,22 +53,7 @@ func startDaemon(t *testing.T, mods ...func(*config.Config)) testDaemon {
 	os.WriteFile(filepath.Join(t.TempDir(), "outside"), []byte("secret"), 0o644)
 	cfg := config.Default()
 	cfg.DataDir = data
-	cfg.IPXEDir = t.TempDir()
-	// The BIOS iPXE binary the ProxyDHCP offers (never fetched here).
-	os.WriteFile(filepath.Join(cfg.IPXEDir, cfg.Boot.BIOS), []byte("not iPXE"), 0o644)
-	// ProxyDHCP on loopback, so tests start boots as PXE ROMs do
-	// (pxeStart); loopback stands in for the machines' link.
-	ports, err := pxetest.FreeUDPPorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DHCP.Enabled, cfg.TFTP.Enabled = true, false
-	cfg.Interfaces = []string{"lo"}
-	cfg.DHCP.Port, cfg.DHCP.ProxyPort = ports[0], ports[1]
-	cfg.Boot.TrustedSources = []string{"127.0.0.0/8"}
-	cfg.HTTP.Listen = "127.0.0.1:0"
-	cfg.HTTP.Port = 8080
-	cfg.Control.Listen = "127.0.0.1:0"
+	pxetest.Loopback(t, &cfg)
 	for _, m := range mods {
 		m(&cfg)
 	}

@@ -117,7 +117,7 @@ func (t *TalosProvider) Values(_ context.Context, _ *inventory.Machine, params m
 		}, nil
 	}
 	what := fmt.Sprintf("downloading Talos %s (schematic %s) from %s", r.Version, id[:12], t.factory.BaseURL)
-	if ferr, at := t.cache.LastFailure(entry); ferr != nil && time.Since(at) < 30*time.Second && t.cache.Running(entry) == nil {
+	if at, ferr := t.cache.LastFailure(entry); ferr != nil && time.Since(at) < 30*time.Second && t.cache.Running(entry) == nil {
 		return nil, &NotReadyError{What: "the last Talos download failed: " + ferr.Error(), RetryAfter: 30 * time.Second}
 	}
 	job, _, err := t.Pull(r)

@@ -266,9 +266,11 @@ func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 		// Only the machine's own boot may fill in its hardware facts.
 		ev.Facts = facts
 	} else {
-		ev.Attrs["bound"] = "false"
+		ev.Attrs["bound"] = "false" // not the machine's own boot
 	}
-	h.cfg.Events.Emit(ev)
+	if rep.RecordStep {
+		h.cfg.Events.Emit(ev)
+	}
 	scriptReply(w, rep.Body)
 }
 
@@ -425,13 +427,7 @@ func openIn(root *os.Root, p string) (*os.File, fs.FileInfo, error) {
 func (h *HTTPBoot) asset(w http.ResponseWriter, r *http.Request) {
 	p := r.PathValue("path")
 	start := time.Now()
-	mac := ""
-	if m := r.URL.Query().Get("mac"); m != "" {
-		mac, _ = inventory.NormalizeMAC(m)
-	}
-	if mac == "" {
-		mac = h.cfg.Neighbors.MAC(remoteIP(r))
-	}
+	mac := h.attribute(r)
 	f, st, err := openIn(h.assets, p)
 	if err != nil {
 		h.cfg.Log.Info("asset not found", "file", p, "mac", mac, "err", err)
@@ -463,6 +459,23 @@ func (h *HTTPBoot) asset(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// attribute names the machine whose timeline a file request goes on: the
+// kernel's neighbour entry for its source (what the peer really is), else
+// the MAC the URL names (a routed client), else what DHCP taught. Anyone
+// may put ?mac= in a URL: it never outweighs the neighbour table, so a
+// stranger's downloads land on its own record, not on a machine's.
+func (h *HTTPBoot) attribute(r *http.Request) string {
+	if mac, ok := h.cfg.Neighbors.Kernel(sourceAddr(r)); ok {
+		return mac
+	}
+	if m := r.URL.Query().Get("mac"); m != "" {
+		if mac, err := inventory.NormalizeMAC(m); err == nil {
+			return mac
+		}
+	}
+	return h.cfg.Neighbors.MAC(remoteIP(r))
+}
+
 func (h *HTTPBoot) ipxeFile(w http.ResponseWriter, r *http.Request) {
 	p := r.PathValue("path")
 	var f *os.File
@@ -484,7 +497,7 @@ func (h *HTTPBoot) ipxeFile(w http.ResponseWriter, r *http.Request) {
 	assetDeadline(w, st.Size())
 	cw := &countingWriter{ResponseWriter: w}
 	http.ServeContent(cw, r, st.Name(), st.ModTime(), f)
-	if mac := h.cfg.Neighbors.MAC(remoteIP(r)); mac != "" {
+	if mac := h.attribute(r); mac != "" {
 		h.cfg.Events.Emit(events.Event{Type: events.Asset, MAC: mac, Attrs: map[string]string{
 			"file": p, "bytes": strconv.FormatInt(cw.n, 10), "size": strconv.FormatInt(st.Size(), 10),
 			"status": strconv.Itoa(cw.status), "duration": time.Since(start).Round(time.Millisecond).String(),

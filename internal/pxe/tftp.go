@@ -55,6 +55,9 @@ type ScriptReply struct {
 	// recorded: it came from the machine's own boot, or from a MAC that
 	// is not in the inventory (discovery).
 	RecordFacts bool
+	// RecordStep says the script step goes on the timeline (false: the
+	// Scripter's budget for steps anyone can cause is spent).
+	RecordStep bool
 }
 
 // ScriptRequest is one machine's request for its script.

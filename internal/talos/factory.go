@@ -35,7 +35,7 @@ func (f *Factory) Register(ctx context.Context, s Schematic) (string, error) {
 	body, _ := s.YAML()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url("/schematics"), bytes.NewReader(body))
 	if err != nil {
-		return "", fmt.Errorf("Image Factory URL %q: %w", f.BaseURL, err)
+		return "", fmt.Errorf("the Image Factory URL %q: %w", f.BaseURL, err)
 	}
 	req.Header.Set("Content-Type", "application/yaml")
 	resp, err := f.client().Do(req)

@@ -94,7 +94,7 @@ var versionRE = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$`)
 // ValidVersion checks a Talos version such as v1.9.5.
 func ValidVersion(v string) error {
 	if !versionRE.MatchString(v) {
-		return fmt.Errorf("Talos version %q is not of the form v1.9.5", v)
+		return fmt.Errorf("version %q is not of the form v1.9.5 (a Talos release)", v)
 	}
 	return nil
 }

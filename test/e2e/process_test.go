@@ -126,10 +126,6 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 	total := 0
 	for round, after := range []time.Duration{700 * time.Millisecond, 1500 * time.Millisecond, 2300 * time.Millisecond} {
 		p := startProc(t, bin, dataDir, "/dev/null")
-		type ack struct {
-			name string
-			seq  int
-		}
 		var mu sync.Mutex
 		var created []string
 		lastSeq := map[string]int{}

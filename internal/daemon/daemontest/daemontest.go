@@ -52,22 +52,7 @@ func Start(t testing.TB, adjust func(*config.Config, *daemon.Options)) *Daemon {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
-	cfg.IPXEDir = t.TempDir()
-	// The BIOS iPXE binary the ProxyDHCP offers (never fetched here).
-	os.WriteFile(filepath.Join(cfg.IPXEDir, cfg.Boot.BIOS), []byte("not iPXE"), 0o644)
-	// The ProxyDHCP serves loopback on free ports, so a test starts a
-	// machine's boot as its PXE ROM would (PXE); loopback stands in for
-	// the machines' link, so its requests are trusted to name their MAC.
-	ports, err := pxetest.FreeUDPPorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DHCP.Enabled, cfg.TFTP.Enabled = true, false
-	cfg.Interfaces = []string{"lo"}
-	cfg.DHCP.Port, cfg.DHCP.ProxyPort = ports[0], ports[1]
-	cfg.Boot.TrustedSources = []string{"127.0.0.0/8"}
-	cfg.HTTP.Listen, cfg.HTTP.Port = "127.0.0.1:0", 8080
-	cfg.Control.Listen = "127.0.0.1:0"
+	pxetest.Loopback(t, &cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan daemon.Addrs, 1)
 	done := make(chan error, 1)

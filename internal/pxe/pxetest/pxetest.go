@@ -6,11 +6,39 @@ package pxetest
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"testing"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/provisiond/provisiond/internal/config"
 )
+
+// Loopback sets cfg up for a daemon in a test: both planes on free
+// loopback ports, the ProxyDHCP on loopback on free ports (so a test starts
+// a machine's boot as its PXE ROM would, with Request), no TFTP, and a BIOS
+// iPXE binary to offer. Loopback stands in for the machines' link, so its
+// requests are trusted to name their MAC (boot.trusted_sources).
+func Loopback(t testing.TB, cfg *config.Config) {
+	t.Helper()
+	cfg.IPXEDir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(cfg.IPXEDir, cfg.Boot.BIOS), []byte("not iPXE"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := FreeUDPPorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DHCP.Enabled, cfg.TFTP.Enabled = true, false
+	cfg.Interfaces = []string{"lo"}
+	cfg.DHCP.Port, cfg.DHCP.ProxyPort = ports[0], ports[1]
+	cfg.Boot.TrustedSources = []string{"127.0.0.0/8"}
+	cfg.HTTP.Listen, cfg.HTTP.Port = "127.0.0.1:0", 8080
+	cfg.Control.Listen = "127.0.0.1:0"
+}
 
 // FreeUDPPorts returns n UDP ports on 127.0.0.1 that were free a moment
 // ago (for a ProxyDHCP's port 67 and 4011 stand-ins).
