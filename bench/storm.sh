@@ -30,6 +30,7 @@ cat >"$WORK/storm.yaml" <<EOF
 max_discovered: 0
 http:
   max_connections_per_source: 1024
+  rate_per_source: 0
 boot:
   chain_ipxe: false
   trusted_sources: [192.0.2.0/24]

@@ -43,6 +43,7 @@ type machineFlags struct {
 	bmcFile, bmcEnv         string
 	bmcPort, bmcCipher      int
 	noBMC                   bool
+	assetKey                string
 }
 
 func (mf *machineFlags) register(cmd *cobra.Command, set bool) {
@@ -62,6 +63,7 @@ func (mf *machineFlags) register(cmd *cobra.Command, set bool) {
 	f.StringVar(&mf.address, "address", "", "static IPv4 address with prefix, e.g. 192.0.2.50/24")
 	f.StringVar(&mf.gateway, "gateway", "", "IPv4 gateway for the static address")
 	f.StringVar(&mf.firmware, "firmware", "", "force the boot firmware: bios or uefi (\"auto\" follows the client)")
+	f.StringVar(&mf.assetKey, "asset-key-secret", "", "name of the stored secret holding the machine's SMBIOS chassis asset tag: its secrets then go only to a boot that reports it (\"\" removes it)")
 	f.StringArrayVar(&mf.params, "param", nil, "profile parameter KEY=VALUE (repeat)")
 	f.StringVar(&mf.tag, "tag", "", "asset tag (BLD-006)")
 	f.StringVar(&mf.role, "role", "", "role the machine serves (talos-worker, slurm-compute, ...)")
@@ -211,6 +213,9 @@ func (mf *machineFlags) apply(cmd *cobra.Command, m *inventory.Machine) error {
 	}
 	if f.Changed("gateway") {
 		m.Gateway = mf.gateway
+	}
+	if f.Changed("asset-key-secret") {
+		m.AssetKeySecret = mf.assetKey
 	}
 	if f.Changed("firmware") {
 		m.Firmware = mf.firmware
@@ -396,6 +401,9 @@ func printMachine(w io.Writer, format string, m *inventory.Machine) error {
 	fmt.Fprintf(tw, "Gateway:\t%s\n", dash(m.Gateway))
 	fmt.Fprintf(tw, "Firmware:\t%s\n", cmp.Or(m.Firmware, "auto"))
 	fmt.Fprintf(tw, "Kernel args:\t%s\n", dash(m.KernelArgs))
+	if m.AssetKeySecret != "" {
+		fmt.Fprintf(tw, "Asset key:\tsecret %s (its secrets only to a boot that reports that asset tag)\n", m.AssetKeySecret)
+	}
 	keys := make([]string, 0, len(m.Params))
 	for k := range m.Params {
 		keys = append(keys, k)

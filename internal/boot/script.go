@@ -28,6 +28,9 @@ func Facts() []Fact {
 		{"buildarch", "buildarch", false},
 		{"chip", "netX/chip", false},
 		{"ip", "netX/ip", true},
+		// The SMBIOS chassis asset tag: a machine's asset key, checked
+		// by the boot guard, never recorded.
+		{"asset", "asset", false},
 	}
 }
 

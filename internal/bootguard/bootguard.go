@@ -39,6 +39,8 @@ const (
 	ReasonNonce = "nonce"
 	// ReasonAgain: the response was already served in this boot (alarm).
 	ReasonAgain = "again"
+	// ReasonAssetKey: the boot did not report the machine's asset key.
+	ReasonAssetKey = "asset_key"
 	// ReasonProfile: a profile outside the machine's menu was asked for.
 	ReasonProfile = "profile"
 	// ReasonUnknown: the MAC is not a machine in the inventory.

@@ -101,6 +101,10 @@ type HTTP struct {
 	// MaxConnectionsPerSource bounds the connections one client address
 	// holds open at once; more are closed at once and counted.
 	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
+	// RatePerSource bounds the boot plane requests one client address
+	// makes per second (bursts of four times as many); more are answered
+	// 429 and counted. A boot takes a handful. Zero means no bound.
+	RatePerSource float64 `yaml:"rate_per_source"`
 }
 
 // Control configures the control plane: the API, the dashboard, /metrics,
@@ -226,7 +230,7 @@ func Default() Config {
 	return Config{
 		DataDir: "/var/lib/provisiond",
 		IPXEDir: "/usr/lib/ipxe",
-		HTTP:    HTTP{Listen: ":8080", ReadAccess: "local", MaxConnections: 1024, MaxConnectionsPerSource: 64},
+		HTTP:    HTTP{Listen: ":8080", ReadAccess: "local", MaxConnections: 1024, MaxConnectionsPerSource: 64, RatePerSource: 50},
 		Control: Control{Listen: ":8443", MaxConnections: 256},
 		DHCP:    DHCP{Enabled: true, Port: 67, ProxyPort: 4011},
 		TFTP:    TFTP{Enabled: true, Port: 69, MaxBlockSize: 1468, MaxTransfers: 256},
@@ -314,6 +318,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.MaxConnectionsPerSource < 1 || c.HTTP.MaxConnectionsPerSource > c.HTTP.MaxConnections {
 		return fmt.Errorf("http.max_connections_per_source %d is outside 1..http.max_connections (%d)", c.HTTP.MaxConnectionsPerSource, c.HTTP.MaxConnections)
+	}
+	if c.HTTP.RatePerSource < 0 || c.HTTP.RatePerSource > 1e6 {
+		return fmt.Errorf("http.rate_per_source %g is outside 0..1000000 requests a second (0: no bound)", c.HTTP.RatePerSource)
 	}
 	if d, err := time.ParseDuration(c.Boot.SecretWindow); err != nil || d < 30*time.Second || d > 24*time.Hour {
 		return fmt.Errorf("boot.secret_window %q is not a duration between 30s and 24h (e.g. 10m)", c.Boot.SecretWindow)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -266,6 +267,18 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 		return rep, err
 	}
 	nonce, admitErr := b.guard.Admit(req.MAC, req.Source)
+	noted := false
+	if admitErr == nil {
+		if err := b.assetKey(m, req); err != nil {
+			// Said once here, whether or not this script needs a secret:
+			// without the key there is no nonce for the overlay either.
+			b.refused(m.Name, req, "script", name, err)
+			admitErr, noted = err, true
+		}
+	}
+	if admitErr != nil {
+		nonce = ""
+	}
 	mode := secretsWithheld
 	if admitErr == nil {
 		mode = secretsReal
@@ -279,7 +292,9 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 				"retry_seconds": strconv.Itoa(int(nr.RetryAfter / time.Second))}})
 			return pxe.ScriptReply{Body: waitScript(nr, req), Profile: name}, nil
 		case errors.Is(err, errWithheld):
-			b.refused(m.Name, req, "script", name, admitErr)
+			if !noted {
+				b.refused(m.Name, req, "script", name, admitErr)
+			}
 			return b.unknownScript(ctx, req)
 		}
 		return pxe.ScriptReply{Profile: name}, err
@@ -302,6 +317,25 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 	b.guard.Grant(req.MAC, "overlay:"+name, "callback", "facts")
 	b.follow(m, name, req.MAC, r.Assets, m.Once != nil && m.Profile == name)
 	return pxe.ScriptReply{Body: r.Script, Profile: name, RecordFacts: true, RecordStep: true}, nil
+}
+
+// assetKey checks the asset tag iPXE reported against the machine's asset
+// key, when it has one.
+func (b *Booter) assetKey(m *inventory.Machine, req pxe.ScriptRequest) error {
+	if m.AssetKeySecret == "" {
+		return nil
+	}
+	if b.secrets == nil {
+		return &bootguard.Refusal{Reason: bootguard.ReasonAssetKey, Detail: "no secret store for the asset key"}
+	}
+	want, err := b.secrets.Secret(m.AssetKeySecret)
+	if err != nil {
+		return &bootguard.Refusal{Reason: bootguard.ReasonAssetKey, Detail: "the asset key's secret " + m.AssetKeySecret + " cannot be read: " + err.Error()}
+	}
+	if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(want)), []byte(req.Facts["asset"])) != 1 {
+		return &bootguard.Refusal{Reason: bootguard.ReasonAssetKey, Detail: "the boot did not report the machine's asset tag (SMBIOS chassis asset tag)"}
+	}
+	return nil
 }
 
 // unknownScript is what a MAC that is not in the inventory gets: the

@@ -479,3 +479,46 @@ func TestNotesAreBudgeted(t *testing.T) {
 		t.Error("strangers' refusals used up the budget of the machine's own refusals or of alarms")
 	}
 }
+
+// With an asset key, a machine's secrets and nonce go only to a boot that
+// reports its SMBIOS asset tag: a host with its MAC, its address and a
+// boot of its own still gets nothing without it.
+func TestAssetKey(t *testing.T) {
+	b, store, ss, sink := newTestBooter(t, nil)
+	ss.SetSecret("join-token", "tok-123")
+	ss.SetSecret("m-asset", "CZJ3210ABC\n")
+	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "secretive", AssetKeySecret: "m-asset"})
+	ctx := context.Background()
+	for _, asset := range []string{"", "CZJ3210ABD", "czj3210abc"} {
+		pxeStart(b)
+		r := machineReq("")
+		r.Facts = map[string]string{"asset": asset}
+		rep, err := b.Script(ctx, r)
+		if err != nil || strings.Contains(string(rep.Body), "tok-123") || rep.Profile != "menu" {
+			t.Errorf("asset tag %q: %v %s\n%s", asset, err, rep.Profile, rep.Body)
+		}
+	}
+	if got := sink.of(events.SecretRefused); len(got) != 1 || got[0].Attrs["reason"] != bootguard.ReasonAssetKey {
+		t.Errorf("refusal steps %+v", got)
+	}
+	pxeStart(b)
+	r := machineReq("")
+	r.Facts = map[string]string{"asset": "CZJ3210ABC"}
+	if rep, err := b.Script(ctx, r); err != nil || !strings.Contains(string(rep.Body), "token=tok-123") {
+		t.Errorf("the machine's own asset tag: %v\n%s", err, rep.Body)
+	}
+	for _, ev := range sink.evs {
+		if strings.Contains(ev.Details(), "CZJ3210ABC") {
+			t.Errorf("a step holds the asset key: %+v", ev)
+		}
+	}
+	// A profile whose script holds no secret (Slurm: the munge key is in
+	// the overlay): without the tag the script carries no nonce.
+	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "slurm", AssetKeySecret: "m-asset",
+		Params: map[string]string{"slurm_controller": "192.0.2.2"}})
+	pxeStart(b)
+	r.Facts = map[string]string{"asset": "guess"}
+	if rep, err := b.Script(ctx, r); err != nil || strings.Contains(string(rep.Body), "nonce=") || rep.RecordFacts {
+		t.Errorf("Slurm script without the asset tag: %v\n%s", err, rep.Body)
+	}
+}

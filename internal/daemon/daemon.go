@@ -236,7 +236,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 
 	httpBoot, err := pxe.NewHTTPBoot(pxe.HTTPConfig{
 		AssetsDir: cfg.AssetDir(), IPXEDir: cfg.IPXEDir, IPXEFiles: ipxeFiles, Scripts: late,
-		Neighbors: neighbors, Events: late, Observer: mets, Log: log,
+		Neighbors: neighbors, Events: late, Observer: mets, Log: log, RatePerSource: cfg.HTTP.RatePerSource,
 	})
 	if err != nil {
 		stopRec()

@@ -51,6 +51,11 @@ type Machine struct {
 	Firmware string `json:"firmware,omitempty" yaml:"firmware,omitempty"`
 	// Params are free-form profile parameters (kernel URL, initrd, ...).
 	Params map[string]string `json:"params,omitempty" yaml:"params,omitempty"`
+	// AssetKeySecret names the stored secret that holds the machine's
+	// SMBIOS chassis asset tag, which iPXE reports and only root or a
+	// person at the console can set (Warewulf's asset key). When set, the
+	// machine's secrets go only to a boot that reports it.
+	AssetKeySecret string `json:"asset_key_secret,omitempty" yaml:"asset_key_secret,omitempty"`
 	// Discovered is true for machines provisiond recorded on its own
 	// because an unknown MAC PXE-booted.
 	Discovered bool `json:"discovered,omitempty" yaml:"discovered,omitempty"`

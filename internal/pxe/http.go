@@ -40,6 +40,10 @@ type HTTPConfig struct {
 	// Observer is told every request's kind, status, size and duration
 	// (nil: nobody).
 	Observer Observer
+	// RatePerSource bounds the requests one client address makes per
+	// second, with bursts of four times as many; more are answered 429
+	// and counted. Zero means no bound.
+	RatePerSource float64
 	// Log is the logger.
 	Log *slog.Logger
 }
@@ -51,9 +55,10 @@ type HTTPStats struct {
 
 // HTTPBoot serves iPXE scripts, boot assets and the booted callback.
 type HTTPBoot struct {
-	cfg    HTTPConfig
-	assets *os.Root
-	ipxe   *os.Root
+	cfg     HTTPConfig
+	assets  *os.Root
+	ipxe    *os.Root
+	limiter *sourceLimiter
 
 	scripts, scriptErrors, assetsServed, assetBytes, callbacks, refusedCallbacks, badRequests atomic.Uint64
 }
@@ -70,7 +75,7 @@ func NewHTTPBoot(cfg HTTPConfig) (*HTTPBoot, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	h := &HTTPBoot{cfg: cfg}
+	h := &HTTPBoot{cfg: cfg, limiter: newSourceLimiter(cfg.RatePerSource, int(4*cfg.RatePerSource))}
 	if cfg.AssetsDir != "" {
 		if err := os.MkdirAll(cfg.AssetsDir, 0o755); err != nil {
 			return nil, fmt.Errorf("creating assets directory %s: %w", cfg.AssetsDir, err)
@@ -106,6 +111,12 @@ func (h *HTTPBoot) Register(mux *http.ServeMux) {
 func (h *HTTPBoot) instrument(kind string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if !h.limiter.allow(sourceAddr(r), start) {
+			h.cfg.Observer.Dropped("http", "rate_per_source")
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "provisiond: too many requests from this address", http.StatusTooManyRequests)
+			return
+		}
 		// A client that stops reading gives up its connection: scripts
 		// and callbacks get a short deadline, files one that grows with
 		// their size (assetDeadline).
@@ -228,7 +239,7 @@ func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 			q[k] = uv
 		}
 	}
-	h.cfg.Log.Debug("boot script requested", "mac", mac, "query", r.URL.RawQuery)
+	h.cfg.Log.Debug("boot script requested", "mac", mac, "profile", q["profile"])
 	facts := map[string]string{}
 	for _, f := range boot.Facts() {
 		if v := cleanFact(q[f.Param]); v != "" {
@@ -262,6 +273,8 @@ func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 	h.scripts.Add(1)
 	h.cfg.Log.Info("boot script served", "mac", mac, "profile", prof, "record_facts", rep.RecordFacts)
 	ev := events.Event{Type: events.Script, MAC: mac, Attrs: map[string]string{"profile": prof, "client": src.String()}}
+	// The asset tag is a key the boot guard checks: never recorded.
+	delete(facts, "asset")
 	if rep.RecordFacts {
 		// Only the machine's own boot may fill in its hardware facts.
 		ev.Facts = facts

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/provisiond/provisiond/internal/events"
@@ -90,5 +91,51 @@ func TestCountingWriterKeepsReadFrom(t *testing.T) {
 	}
 	if inner.n != st.Size() || outer.n != st.Size() || inner.status != 200 {
 		t.Errorf("counted %d/%d bytes, status %d; want %d, 200", inner.n, outer.n, inner.status, st.Size())
+	}
+}
+
+// One address cannot take the boot endpoints for itself: past its rate
+// (with bursts of four times as many) it is answered 429 and counted,
+// while another address is served.
+func TestRatePerSource(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644)
+	obs := &dropCounter{}
+	h, err := NewHTTPBoot(HTTPConfig{AssetsDir: dir, Scripts: fakeScripts{}, Neighbors: NewNeighbors(""), Observer: obs, RatePerSource: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	h.Register(mux)
+	get := func(from string) int {
+		r := httptest.NewRequest("GET", "/assets/f", nil)
+		r.RemoteAddr = from + ":5000"
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		return w.Code
+	}
+	codes := map[int]int{}
+	for range 40 {
+		codes[get("192.0.2.66")]++
+	}
+	if codes[200] < 20 || codes[200] > 22 || codes[429] < 18 {
+		t.Errorf("40 requests at once from one address: %v, want the burst of 20 (and a token or two) served, the rest 429", codes)
+	}
+	if obs.n.Load() != int64(codes[429]) {
+		t.Errorf("%d dropped counted, %d answered 429", obs.n.Load(), codes[429])
+	}
+	if code := get("192.0.2.50"); code != 200 {
+		t.Errorf("another address: %d", code)
+	}
+}
+
+type dropCounter struct {
+	nopObserver
+	n atomic.Int64
+}
+
+func (d *dropCounter) Dropped(server, reason string) {
+	if server == "http" && reason == "rate_per_source" {
+		d.n.Add(1)
 	}
 }

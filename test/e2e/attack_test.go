@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/events"
+	"github.com/provisiond/provisiond/internal/pxe/pxetest"
 )
 
 // The attacker's namespace sits on the lab's bridge like a phone or a
@@ -80,11 +82,16 @@ func TestAttackerOnTheLAN(t *testing.T) {
 	// vm-talos keeps its profile (so a spoof after its boot still meets
 	// its secret); vm-slurm is one-shot, used up by its own boot only;
 	// vm-idle is one-shot and never boots while the attacker tries.
-	l.mustCLI("machine", "add", "vm-idle", "--mac", idleMAC, "--profile", "slurm", "--once", "--param", "slurm_controller="+serverIP+":6817")
+	// vm-slurm and vm-idle have asset keys: the SMBIOS asset tags their
+	// BIOS setup holds (QEMU's -smbios type=3), stored as secrets.
+	l.cliStdin(vmAssetTag(slurmMAC)+"\n", "secret", "set", "vm-slurm-asset")
+	l.cliStdin(vmAssetTag(idleMAC)+"\n", "secret", "set", "vm-idle-asset")
+	l.mustCLI("machine", "add", "vm-idle", "--mac", idleMAC, "--profile", "slurm", "--once", "--param", "slurm_controller="+serverIP+":6817",
+		"--asset-key-secret", "vm-idle-asset")
 	l.mustCLI("machine", "add", "vm-talos", "--mac", talosMAC, "--profile", "talos", "--hostname", "vm-talos",
 		"--address", "192.0.2.61/25", "--gateway", routerIP, "--param", "omni_api=https://omni.e2e.test:8090/",
 		"--param", "interface=eth0", "--kernel-args", "e2e.machine=vm-talos")
-	l.mustCLI("machine", "add", "vm-slurm", "--mac", slurmMAC, "--profile", "slurm", "--once", "--hostname", "node-008",
+	l.mustCLI("machine", "add", "vm-slurm", "--mac", slurmMAC, "--profile", "slurm", "--once", "--hostname", "node-008", "--asset-key-secret", "vm-slurm-asset",
 		"--param", "kernel=vmlinuz", "--param", "base_image=initrd.img", "--param", "cmdline=console=ttyS0 panic=-1",
 		"--param", "slurm_controller="+serverIP+":6817", "--kernel-args", "e2e.machine=vm-slurm")
 	keySum := sha256.Sum256(mungeKey)
@@ -234,6 +241,34 @@ func TestAttackerOnTheLAN(t *testing.T) {
 		}
 	})
 
+	// The whole impostor: vm-idle's MAC and address binding, and a boot
+	// of its own (its PXE ROM's request replayed). Without vm-idle's
+	// asset tag, its script carries no nonce and the overlay stays shut.
+	l.asVictim(atk, idleMAC, "192.0.2.72", func() {
+		rs := l.attack(atk, []attackReq{{Name: "impostor pxe " + idleMAC, Method: "PXE", URL: fmt.Sprintf("%s:4011", serverIP), Body: "192.0.2.72"}})
+		if rs[0].Status != 200 {
+			t.Fatalf("the impostor's PXE request got no answer: %+v", rs[0])
+		}
+		rs = l.attack(atk, []attackReq{{Name: "impostor script " + idleMAC, URL: boot + "/boot/" + idleMAC + "/script?asset=E2E-ASSET-guess"}})
+		check(rs)
+		if strings.Contains(rs[0].Body, "nonce=") {
+			t.Errorf("the impostor without the asset tag got vm-idle's nonce:\n%s", rs[0].Body)
+		}
+		check(l.attack(atk, []attackReq{{Name: "impostor overlay " + idleMAC, URL: boot + "/boot/" + idleMAC + "/overlay.cpio?profile=slurm&nonce=AAAAAAAAAAAAAAAAAAAAAAAA"}}))
+	})
+	var idleReasons []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !slices.Contains(idleReasons, "script:asset_key"); time.Sleep(250 * time.Millisecond) {
+		idleReasons = nil
+		for _, ev := range l.timeline("vm-idle") {
+			if ev.Type == events.SecretRefused {
+				idleReasons = append(idleReasons, ev.Attrs["what"]+":"+ev.Attrs["reason"])
+			}
+		}
+	}
+	if !slices.Contains(idleReasons, "script:asset_key") {
+		t.Errorf("vm-idle's timeline lacks the asset key refusal: %v", idleReasons)
+	}
+
 	// The timelines: refusals with their reasons, the alarms, the real
 	// boots' consumption; no facts from the attacker.
 	for _, tc := range []struct {
@@ -285,6 +320,8 @@ func TestAttackerOnTheLAN(t *testing.T) {
 			t.Errorf("%s: facts recorded from %s", tc.name, m.Observed.Host)
 		}
 	}
+	t.Logf("provisiond events vm-talos:\n%s", l.mustCLI("events", "vm-talos", "-n", "12"))
+	t.Logf("provisiond events vm-idle:\n%s", l.mustCLI("events", "vm-idle", "-n", "6"))
 	metrics := l.sh(l.server, "busybox", "wget", "--no-check-certificate", "-q", "-O", "-", fmt.Sprintf("https://127.0.0.1:%d/metrics", controlPort))
 	t.Logf("metrics:\n%s", grepLines(metrics, "provisiond_boot_refused_total{", "provisiond_boot_spoof_alarms_total", `provisiond_dropped_total{reason="max_connections_per_source"`))
 	if metricValue(metrics, "provisiond_boot_spoof_alarms_total") < 1 {
@@ -388,6 +425,18 @@ func TestAttackHelper(t *testing.T) {
 		c := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 		for _, r := range reqs {
 			res := attackRes{Name: r.Name}
+			if r.Method == "PXE" {
+				// A PXE ROM's request to the boot server, for a MAC.
+				mac := strings.Fields(r.Name)[len(strings.Fields(r.Name))-1]
+				server, _ := net.ResolveUDPAddr("udp4", r.URL)
+				res.Status = 200
+				if err := pxetest.RequestTo(server, mac, net.ParseIP(r.Body)); err != nil {
+					res.Status, res.Err = 0, err.Error()
+				}
+				j, _ := json.Marshal(res)
+				fmt.Printf("ATTACK-RESULT %s\n", j)
+				continue
+			}
 			req, _ := http.NewRequest(cmp.Or(r.Method, "GET"), r.URL, strings.NewReader(r.Body))
 			if r.Type != "" {
 				req.Header.Set("Content-Type", r.Type)

@@ -359,6 +359,12 @@ const (
 	ovmf
 )
 
+// vmAssetTag is the SMBIOS chassis asset tag of the lab's machine with mac
+// (what an operator sets in the BIOS setup, for asset keys).
+func vmAssetTag(mac string) string {
+	return "E2E-ASSET-" + strings.ReplaceAll(mac[9:], ":", "")
+}
+
 // startVM boots a QEMU machine (TCG) with the given firmware and MAC.
 func (l *lab) startVM(name, mac string, fw firmware) *vm {
 	l.t.Helper()
@@ -377,6 +383,7 @@ func (l *lab) startVMMem(name, mac string, fw firmware, mem string) *vm {
 	serial := filepath.Join(l.dir, name+".serial")
 	args := []string{"netns", "exec", l.lan, "qemu-system-x86_64", "-accel", "tcg", "-m", mem, "-smp", "1",
 		"-uuid", vmUUID(mac), "-smbios", "type=1,serial=E2E-" + strings.ReplaceAll(mac[9:], ":", ""),
+		"-smbios", "type=3,asset=" + vmAssetTag(mac),
 		"-display", "none", "-monitor", "none", "-no-reboot", "-serial", "file:" + serial,
 		"-netdev", "tap,id=n0,ifname=" + tap + ",script=no,downscript=no"}
 	switch fw {

@@ -66,6 +66,12 @@ func FreeUDPPorts(n int) ([]int, error) {
 // 127.0.0.1:proxyPort, and waits for the answer. By then provisiond has
 // seen the boot start.
 func Request(proxyPort int, mac string) error {
+	return RequestTo(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: proxyPort}, mac, net.IPv4(127, 0, 0, 1))
+}
+
+// RequestTo sends that request for mac, from leased address ciaddr, to a
+// boot server at server (its port 4011), and waits for the answer.
+func RequestTo(server *net.UDPAddr, mac string, ciaddr net.IP) error {
 	hw, err := net.ParseMAC(mac)
 	if err != nil {
 		return err
@@ -73,14 +79,14 @@ func Request(proxyPort int, mac string) error {
 	req, err := dhcpv4.New(
 		dhcpv4.WithHwAddr(hw),
 		dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
-		dhcpv4.WithClientIP(net.IPv4(127, 0, 0, 1)),
+		dhcpv4.WithClientIP(ciaddr),
 		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
 		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
 	)
 	if err != nil {
 		return err
 	}
-	c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: proxyPort})
+	c, err := net.DialUDP("udp4", nil, server)
 	if err != nil {
 		return err
 	}
@@ -99,5 +105,5 @@ func Request(proxyPort int, mac string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("no ProxyDHCP answer on 127.0.0.1:%d for %s", proxyPort, mac)
+	return fmt.Errorf("no ProxyDHCP answer on %s for %s", server, mac)
 }
