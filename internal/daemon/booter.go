@@ -47,8 +47,7 @@ type Booter struct {
 	mu      sync.Mutex
 	offered map[string]time.Time // MAC -> when it last fetched an iPXE binary
 	pending map[string]*pendingBoot
-	noted   map[string]time.Time   // MAC, kind -> when such a step was last stored
-	hourly  map[string]*noteBudget // MAC, class -> its notes this hour
+	steps   stepBudget
 }
 
 // RefusalObserver counts refused boot-plane requests (metrics).
@@ -125,7 +124,7 @@ func NewBooter(o BooterOptions) *Booter {
 	}
 	b := &Booter{store: o.Store, ipxeDir: o.IPXEDir, files: o.IPXEFiles, secrets: o.Secrets, extras: o.Extras,
 		sink: o.Events, log: o.Log, guard: o.Guard, observer: o.Refusals,
-		offered: map[string]time.Time{}, pending: map[string]*pendingBoot{}, noted: map[string]time.Time{}, hourly: map[string]*noteBudget{}}
+		offered: map[string]time.Time{}, pending: map[string]*pendingBoot{}}
 	b.profiles.Store(o.Profiles)
 	b.SetBoot(o.Boot)
 	return b
@@ -290,7 +289,9 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 		case errors.As(err, &nr):
 			b.sink.Emit(events.Event{Type: events.BootWaiting, MAC: req.MAC, Attrs: map[string]string{"profile": name, "reason": nr.What,
 				"retry_seconds": strconv.Itoa(int(nr.RetryAfter / time.Second))}})
-			return pxe.ScriptReply{Body: waitScript(nr, req), Profile: name}, nil
+			own := admitErr == nil
+			return pxe.ScriptReply{Body: waitScript(nr, req), Profile: name, RecordFacts: own,
+				RecordStep: own || b.note(req.MAC, "script", "unbound")}, nil
 		case errors.Is(err, errWithheld):
 			if !noted {
 				b.refused(m.Name, req, "script", name, admitErr)
@@ -447,84 +448,16 @@ func (b *Booter) BootProof(mac, nonce string, src netip.Addr) (string, error) {
 	return m.Name, nil
 }
 
-// Refusals and scripts served outside a boot are steps anyone can cause:
-// each kind is stored at most once per noteEvery per MAC, and at most
-// notesPerHour per MAC and class, so a flood cannot push a machine's real
-// history out of its timeline. The classes keep strangers' noise (a
-// source that is not the machine) from using up the budget of refusals
-// from the machine's own address, or of spoof alarms. Every refusal is
-// counted in the metrics.
-const (
-	noteEvery    = 10 * time.Second
-	notesPerHour = 30
-)
-
 func (b *Booter) count(what, reason string) {
 	if b.observer != nil {
 		b.observer.Refused(what, reason)
 	}
 }
 
-// note says whether a step of kind (what, reason) for mac may be stored
-// now, and takes it from the budget.
+// note says whether a step of kind (what, reason) for mac may go on the
+// timeline now (stepBudget).
 func (b *Booter) note(mac, what, reason string) bool {
-	now := time.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	key := mac + " " + what + " " + reason
-	if last, ok := b.noted[key]; ok && now.Sub(last) < noteEvery {
-		return false
-	}
-	class := "machine"
-	switch reason {
-	case bootguard.ReasonSource, "unbound":
-		class = "stranger"
-	case bootguard.ReasonAgain:
-		class = "alarm"
-	}
-	hr := b.hourly[mac+" "+class]
-	if hr == nil || now.Sub(hr.since) >= time.Hour {
-		if hr == nil && len(b.hourly) >= maxPending {
-			b.pruneNotes(now)
-			if len(b.hourly) >= maxPending {
-				return false
-			}
-		}
-		hr = &noteBudget{since: now}
-		b.hourly[mac+" "+class] = hr
-	}
-	if hr.n >= notesPerHour {
-		return false
-	}
-	if len(b.noted) >= maxPending {
-		b.pruneNotes(now)
-		if len(b.noted) >= maxPending {
-			return false
-		}
-	}
-	hr.n++
-	b.noted[key] = now
-	return true
-}
-
-// noteBudget counts one MAC's stored notes in the current hour.
-type noteBudget struct {
-	since time.Time
-	n     int
-}
-
-// pruneNotes forgets spent limits. Called with mu held.
-func (b *Booter) pruneNotes(now time.Time) {
-	for k, t := range b.noted {
-		if now.Sub(t) >= noteEvery {
-			delete(b.noted, k)
-		}
-	}
-	for k, h := range b.hourly {
-		if now.Sub(h.since) >= time.Hour {
-			delete(b.hourly, k)
-		}
-	}
+	return b.steps.take(mac, what, reason, time.Now())
 }
 
 // refused records why req got no secret or changed nothing: a metric
