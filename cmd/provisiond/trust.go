@@ -106,9 +106,11 @@ func loopbackServer(server string) bool {
 }
 
 // client builds an API client for the control plane. The certificate is
-// pinned by, in this order: --fingerprint, the client config's entry for
-// the server, the daemon's own certificate next to the token file (on this
-// host only), or else trust on first use, recorded in the client config.
+// pinned by, in this order: --fingerprint; on this host, the daemon's own
+// certificate next to the token file the CLI reads (the data directory is
+// trusted with the token already, and outlives any pin of it); the client
+// config's entry for the server; or else trust on first use, recorded in
+// the client config.
 func (cf *clientFlags) client(e env) *api.Client {
 	c := &api.Client{Server: cf.server, Token: cf.token, Insecure: cf.insecure}
 	cfgPath := cmp.Or(cf.clientConfig, defaultClientConfig(e))
@@ -137,15 +139,11 @@ func (cf *clientFlags) client(e env) *api.Client {
 			fmt.Fprintln(e.stderr, "provisiond: --fingerprint:", err)
 		}
 		c.Fingerprint = fp
+	case localCert(cf.server, tokenFile) != "":
+		c.Fingerprint = localCert(cf.server, tokenFile)
 	case entry != nil && entry.Fingerprint != "":
 		c.Fingerprint = entry.Fingerprint
 	default:
-		if loopbackServer(cf.server) && tokenFile != "" {
-			if fp, err := certs.FileFingerprint(filepath.Join(filepath.Dir(tokenFile), certs.SelfSignedCert)); err == nil {
-				c.Fingerprint = fp
-				return c
-			}
-		}
 		if strings.HasPrefix(cf.server, "https://") {
 			c.FirstUse = func(fp string) {
 				if err := pin(cfgPath, cf.server, fp); err != nil {
@@ -157,6 +155,19 @@ func (cf *clientFlags) client(e env) *api.Client {
 		}
 	}
 	return c
+}
+
+// localCert is the fingerprint of the daemon's certificate next to
+// tokenFile when server is on this host and the file is readable, else "".
+func localCert(server, tokenFile string) string {
+	if !loopbackServer(server) || tokenFile == "" {
+		return ""
+	}
+	fp, err := certs.FileFingerprint(filepath.Join(filepath.Dir(tokenFile), certs.SelfSignedCert))
+	if err != nil {
+		return ""
+	}
+	return fp
 }
 
 func newTrust(cf *clientFlags, e env) *cobra.Command {
