@@ -267,6 +267,11 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 	}
 	nonce, admitErr := b.guard.Admit(req.MAC, req.Source)
 	noted := false
+	if admitErr == nil && m.Profile == "" {
+		// The default profile is what every unknown MAC gets: never with
+		// a secret, even for a machine in the inventory.
+		admitErr = &bootguard.Refusal{Reason: bootguard.ReasonProfile, Detail: "the machine boots the default profile, which gets no secrets: assign it a profile"}
+	}
 	if admitErr == nil {
 		if err := b.assetKey(m, req); err != nil {
 			// Said once here, whether or not this script needs a secret:

@@ -424,10 +424,17 @@ func TestDefaultProfileNeverGetsSecrets(t *testing.T) {
 		t.Errorf("unknown MAC on a secret default: %v\n%s", err, rep.Body)
 	}
 	// A known machine without a profile boots the default: no secret
-	// either, whatever the menu says.
+	// either, in its own boot.
 	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}})
-	if rep, err := b.Script(context.Background(), machineReq("")); strings.Contains(string(rep.Body), "tok-123") {
-		t.Errorf("a machine on the default profile got its secret: %v", err)
+	pxeStart(b)
+	if rep, err := b.Script(context.Background(), machineReq("")); err == nil || strings.Contains(string(rep.Body), "tok-123") {
+		t.Errorf("a machine on the default profile got its secret: %v\n%s", err, rep.Body)
+	}
+	// Assigned that same profile, it does.
+	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "secretive"})
+	pxeStart(b)
+	if rep, err := b.Script(context.Background(), machineReq("")); err != nil || !strings.Contains(string(rep.Body), "tok-123") {
+		t.Errorf("a machine assigned the profile: %v\n%s", err, rep.Body)
 	}
 }
 
