@@ -389,7 +389,7 @@ func printMachine(w io.Writer, format string, m *inventory.Machine) error {
 	}
 	fmt.Fprintf(tw, "Name:\t%s\n", m.Name)
 	if m.Discovered {
-		fmt.Fprintf(tw, "Discovered:\tyes (add it with provisiond machine add NAME --mac %s)\n", m.MACs[0])
+		fmt.Fprintf(tw, "Discovered:\tyes (add it with provisiond machine add NAME --mac %s)\n", strings.Join(m.MACs, " --mac "))
 	}
 	fmt.Fprintf(tw, "MACs:\t%s\n", strings.Join(m.MACs, ", "))
 	if m.Once != nil {

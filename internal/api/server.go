@@ -401,12 +401,20 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	mac := m.MACs[0]
+	// A machine known only by its hardware (imported, no NIC recorded
+	// yet) renders with the zero MAC in its URLs, and says so.
+	mac, note := "00:00:00:00:00:00", ""
+	if len(m.MACs) > 0 {
+		mac = m.MACs[0]
+	} else {
+		note = fmt.Sprintf("# provisiond: %s has no MAC yet: rendered with %s in its URLs (add one: provisiond machine set %s --add-mac MAC)\n", m.Name, mac, m.Name)
+	}
 	if q := r.URL.Query().Get("mac"); q != "" {
 		if mac, err = inventory.NormalizeMAC(q); err != nil {
 			writeErr(w, fmt.Errorf("%v: %w", err, errBadRequest))
 			return
 		}
+		note = ""
 	}
 	reveal := r.URL.Query().Get("reveal") == "1"
 	if reveal && !s.authorized(r) {
@@ -419,6 +427,11 @@ func (s *Server) script(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if note != "" {
+		// After the script's #!ipxe line, where iPXE reads a comment.
+		first, rest, _ := strings.Cut(string(body), "\n")
+		body = []byte(first + "\n" + note + rest)
+	}
 	w.Write(body)
 }
 

@@ -245,7 +245,7 @@ func Default() Config {
 		},
 		Talos: Talos{
 			FactoryURL: "https://factory.talos.dev",
-			Extensions: []string{"siderolabs/bnx2", "siderolabs/intel-ucode"},
+			Extensions: []string{"siderolabs/bnx2-bnx2x", "siderolabs/intel-ucode"},
 			Arch:       "amd64",
 		},
 		Log:                 Log{Level: "info", Format: "text"},

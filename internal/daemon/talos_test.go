@@ -60,7 +60,7 @@ func TestTalosThroughTheFactory(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pull: %v", err)
 	}
-	want := talos.New([]string{"siderolabs/bnx2", "siderolabs/intel-ucode"}, nil)
+	want := talos.New([]string{"siderolabs/bnx2-bnx2x", "siderolabs/intel-ucode"}, nil)
 	id, _ := want.ID()
 	if info["schematic"] != id || !factory.Registered(id) {
 		t.Errorf("schematic %s (registered %v), want %s", info["schematic"], factory.Registered(id), id)

@@ -24,14 +24,14 @@ func TestEmptySchematicID(t *testing.T) {
 }
 
 func TestSchematicYAML(t *testing.T) {
-	s := New([]string{"siderolabs/bnx2", " siderolabs/intel-ucode ", ""}, []string{"net.ifnames=0"})
+	s := New([]string{"siderolabs/bnx2-bnx2x", " siderolabs/intel-ucode ", ""}, []string{"net.ifnames=0"})
 	raw, _ := s.YAML()
-	want := "customization:\n    extraKernelArgs:\n        - net.ifnames=0\n    systemExtensions:\n        officialExtensions:\n            - siderolabs/bnx2\n            - siderolabs/intel-ucode\n"
+	want := "customization:\n    extraKernelArgs:\n        - net.ifnames=0\n    systemExtensions:\n        officialExtensions:\n            - siderolabs/bnx2-bnx2x\n            - siderolabs/intel-ucode\n"
 	if string(raw) != want {
 		t.Errorf("YAML:\n%s\nwant:\n%s", raw, want)
 	}
 	a, _ := s.ID()
-	b, _ := New([]string{"siderolabs/intel-ucode", "siderolabs/bnx2"}, []string{"net.ifnames=0"}).ID()
+	b, _ := New([]string{"siderolabs/intel-ucode", "siderolabs/bnx2-bnx2x"}, []string{"net.ifnames=0"}).ID()
 	if a == b || len(a) != 64 {
 		t.Errorf("IDs %s %s: order is part of the schematic, as in the factory", a, b)
 	}
@@ -66,7 +66,7 @@ func TestRegister(t *testing.T) {
 	srv := fakeFactory(t, false)
 	defer srv.Close()
 	f := &Factory{BaseURL: srv.URL}
-	s := New([]string{"siderolabs/bnx2"}, nil)
+	s := New([]string{"siderolabs/bnx2-bnx2x"}, nil)
 	id, err := f.Register(context.Background(), s)
 	want, _ := s.ID()
 	if err != nil || id != want {
