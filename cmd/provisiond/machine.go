@@ -3,8 +3,10 @@ package main
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -321,16 +323,34 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := cf.client(e)
-			m, err := c.Machine(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if err := setF.apply(cmd, m); err != nil {
-				return err
-			}
-			saved, err := c.UpdateMachine(cmd.Context(), *m)
-			if err != nil {
-				return err
+			// The flags are changes to the record as it is now: a write
+			// refused because a boot or another client changed the record
+			// since it was read is applied again to the new one.
+			var saved *inventory.Machine
+			for try := 1; ; try++ {
+				m, err := c.Machine(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				if err := setF.apply(cmd, m); err != nil {
+					return err
+				}
+				saved, err = c.UpdateMachine(cmd.Context(), *m)
+				var se *api.StatusError
+				if errors.As(err, &se) && se.Code == http.StatusConflict && try < 5 && strings.Contains(se.Msg, "changed since it was read") {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if setF.once {
+					// A one-shot assignment is the server's to keep: it
+					// is set where boots use it up.
+					if saved, err = c.Assign(cmd.Context(), m.Name, api.AssignRequest{Profile: m.Profile, Once: true, Then: m.Once.Then}); err != nil {
+						return err
+					}
+				}
+				break
 			}
 			return printMachine(e.stdout, cf.output, saved)
 		},

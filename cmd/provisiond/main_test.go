@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
 	"github.com/provisiond/provisiond/internal/daemon/daemontest"
@@ -194,9 +198,9 @@ func TestSecretCommands(t *testing.T) {
 // what is not there, and the CLI says what it rendered.
 func TestRenderEveryExampleMachine(t *testing.T) {
 	d := daemontest.Start(t, nil)
-	api := d.ImportHomelab(t)
+	ac := d.ImportHomelab(t)
 	c := &cliEnv{t: t, server: d.URL, boot: d.BootURL, token: d.TokenFile, dataDir: d.Config.DataDir, clientConfig: filepath.Join(t.TempDir(), "client.yaml")}
-	ms, err := api.Machines(context.Background())
+	ms, err := ac.Machines(context.Background())
 	if err != nil || len(ms) < 20 {
 		t.Fatalf("example machines: %d, %v", len(ms), err)
 	}
@@ -219,4 +223,88 @@ func TestRenderEveryExampleMachine(t *testing.T) {
 	}
 	out := c.must("profile", "render", "BLD-008")
 	t.Logf("provisiond profile render BLD-008:\n%s", out)
+}
+
+// machine set while the machine boots: a write based on a record a boot
+// changed meanwhile is refused (409) and applied again to the new record,
+// so no one-shot assignment a boot used up comes back and no change of
+// the operator's is lost. The API never takes a client's facts or
+// one-shot state.
+func TestSetDuringBootsLosesNothing(t *testing.T) {
+	d := daemontest.Start(t, nil)
+	d.WriteAssets(t)
+	c := &cliEnv{t: t, server: d.URL, boot: d.BootURL, token: d.TokenFile, dataDir: d.Config.DataDir, clientConfig: filepath.Join(t.TempDir(), "client.yaml")}
+	ac := d.Client(t)
+	ctx := context.Background()
+	const mac = "52:54:00:00:17:01"
+	c.must("machine", "add", "m1", "--mac", mac, "--profile", "linux", "--once", "--param", "kernel=vmlinuz", "--param", "initrd=initrd.img")
+
+	// Deterministic: a record read before a boot used up its one-shot
+	// cannot be written back.
+	stale, _ := ac.Machine(ctx, "m1")
+	d.Boot(t, mac)
+	stale.Hostname = "stale"
+	if _, err := ac.UpdateMachine(ctx, *stale); err == nil || !strings.Contains(err.Error(), "changed since it was read") {
+		t.Fatalf("a stale write: %v", err)
+	}
+	if m, _ := ac.Machine(ctx, "m1"); m.Once != nil || m.Profile != "local" || m.Hostname == "stale" {
+		t.Fatalf("after the stale write: %+v", m)
+	}
+	// Facts and one-shot state in a client's record are ignored.
+	cur, _ := ac.Machine(ctx, "m1")
+	cur.Once = &inventory.Once{Then: "menu"}
+	cur.Facts = &inventory.Facts{Manufacturer: "Forged"}
+	got, err := ac.UpdateMachine(ctx, *cur)
+	if err != nil || got.Once != nil || (got.Facts != nil && got.Facts.Manufacturer == "Forged") {
+		t.Fatalf("a client's once and facts were taken: %+v %v", got, err)
+	}
+
+	// Concurrent: 30 changes by the CLI while the machine boots ten times.
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := range 30 {
+			if out, err := c.run("machine", "set", "m1", "--hostname", fmt.Sprintf("h%02d", i)); err != nil {
+				t.Errorf("machine set: %v\n%s", err, out)
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for range 10 {
+			if _, err := ac.Assign(ctx, "m1", api.AssignRequest{Profile: "linux", Once: true}); err != nil {
+				t.Errorf("assign: %v", err)
+				return
+			}
+			d.Boot(t, mac)
+			// The boot's last file is counted a moment after the client
+			// has it: wait for its one-shot to be used up.
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				if m, err := ac.Machine(ctx, "m1"); err == nil && m.Once == nil {
+					break
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	m, _ := ac.Machine(ctx, "m1")
+	if m.Hostname != "h29" || m.Once != nil || m.Profile != "local" {
+		t.Errorf("after the race: hostname %q, profile %q, once %+v; want h29, local, none", m.Hostname, m.Profile, m.Once)
+	}
+	// Timeline steps are stored a moment after they happen.
+	consumed := 0
+	for deadline := time.Now().Add(5 * time.Second); consumed != 11 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var evs []events.Event
+		json.Unmarshal([]byte(c.must("events", "m1", "-n", "500", "-o", "json")), &evs)
+		consumed = 0
+		for _, ev := range evs {
+			if ev.Type == events.OnceConsumed {
+				consumed++
+			}
+		}
+	}
+	if consumed != 11 {
+		t.Errorf("one-shot consumed %d times, want 11 (one per boot)\n%s", consumed, c.must("events", "m1", "-n", "500"))
+	}
 }

@@ -29,6 +29,7 @@ type Store interface {
 	Machine(name string) (*inventory.Machine, error)
 	Machines() ([]inventory.Machine, error)
 	PutMachine(m inventory.Machine) (*inventory.Machine, error)
+	UpdateMachine(name string, fn func(m *inventory.Machine) error) (*inventory.Machine, error)
 	DeleteMachine(name string) error
 	Events(name string, after uint64, limit int) ([]events.Event, error)
 }
@@ -279,10 +280,27 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("machine %s already exists: change it with provisiond machine set: %w", m.Name, inventory.ErrConflict))
 		return
 	}
-	m.Discovered = false
-	s.save(w, m, http.StatusCreated)
+	// Facts are what machines report, never what a client says.
+	m.Discovered, m.Facts, m.Observed = false, nil, nil
+	if err := s.check(&m); err != nil {
+		writeErr(w, err)
+		return
+	}
+	saved, err := s.Store.PutMachine(m)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.saved(nil, saved)
+	writeJSON(w, http.StatusCreated, saved)
 }
 
+// putMachine replaces a machine's record with the client's, in one
+// transaction and only if the record is still the revision the client
+// read: a one-shot assignment used up by a boot meanwhile is never
+// brought back. What the store and the boots maintain stays theirs: facts,
+// observed hardware, and the one-shot state (POST assign sets it; a new
+// profile ends it).
 func (s *Server) putMachine(w http.ResponseWriter, r *http.Request) {
 	m, err := decodeMachine(r)
 	if err != nil {
@@ -293,31 +311,50 @@ func (s *Server) putMachine(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("the machine's name %q does not match the URL's %q: %w", m.Name, r.PathValue("name"), errBadRequest))
 		return
 	}
-	if _, err := s.Store.Machine(m.Name); err != nil {
+	if err := s.check(&m); err != nil {
 		writeErr(w, err)
 		return
 	}
-	m.Discovered = false
-	s.save(w, m, http.StatusOK)
-}
-
-func (s *Server) save(w http.ResponseWriter, m inventory.Machine, status int) {
-	if err := m.Validate(); err != nil {
-		writeErr(w, fmt.Errorf("%v: %w", err, errBadRequest))
-		return
-	}
-	if m.Profile != "" {
-		if _, ok := s.Renderer.Profiles().Get(m.Profile); !ok {
-			writeErr(w, fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles): %w", m.Profile, errBadRequest))
-			return
+	var before inventory.Machine
+	saved, err := s.Store.UpdateMachine(m.Name, func(cur *inventory.Machine) error {
+		if m.Revision != cur.Revision {
+			return fmt.Errorf("machine %s changed since it was read (revision %d, now %d: a boot, the agent or another operator): read it again and repeat the change: %w",
+				m.Name, m.Revision, cur.Revision, inventory.ErrConflict)
 		}
-	}
-	old, _ := s.Store.Machine(m.Name)
-	saved, err := s.Store.PutMachine(m)
+		before = *cur
+		once := cur.Once
+		if m.Profile != cur.Profile {
+			once = nil
+		}
+		facts, observed := cur.Facts, cur.Observed
+		*cur = m
+		cur.Once, cur.Facts, cur.Observed, cur.Discovered = once, facts, observed, false
+		return nil
+	})
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
+	s.saved(&before, saved)
+	writeJSON(w, http.StatusOK, saved)
+}
+
+// check validates a machine from a client and its profile.
+func (s *Server) check(m *inventory.Machine) error {
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("%v: %w", err, errBadRequest)
+	}
+	if m.Profile != "" {
+		if _, ok := s.Renderer.Profiles().Get(m.Profile); !ok {
+			return fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles): %w", m.Profile, errBadRequest)
+		}
+	}
+	return nil
+}
+
+// saved logs a stored machine and puts an assignment change (profile,
+// one-shot) on its timeline; old is the record before (nil: new).
+func (s *Server) saved(old, saved *inventory.Machine) {
 	s.Log.Info("machine saved", "machine", saved.Name, "profile", saved.Profile)
 	if s.Events != nil && (old == nil || old.Discovered || old.Profile != saved.Profile || (old.Once == nil) != (saved.Once == nil)) {
 		attrs := map[string]string{"profile": saved.Profile}
@@ -330,7 +367,6 @@ func (s *Server) save(w http.ResponseWriter, m inventory.Machine, status int) {
 		}
 		s.Events.Emit(events.Event{Type: events.MachineChanged, Machine: saved.Name, Attrs: attrs})
 	}
-	writeJSON(w, status, saved)
 }
 
 // AssignRequest is the body of POST /api/v1/machines/{name}/assign.
@@ -344,7 +380,8 @@ type AssignRequest struct {
 }
 
 // assign gives a machine a profile, persistent or once, keeping the rest of
-// its record as stored.
+// its record as stored: one transaction, so nothing a boot or another
+// client writes meanwhile is lost.
 func (s *Server) assign(w http.ResponseWriter, r *http.Request) {
 	var req AssignRequest
 	if err := decodeBody(r, "assignment", 64<<10, &req); err != nil {
@@ -359,22 +396,31 @@ func (s *Server) assign(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("then (%s) goes with a one-shot assignment (once): %w", req.Then, errBadRequest))
 		return
 	}
-	m, err := s.Store.Machine(r.PathValue("name"))
-	if err != nil {
-		writeErr(w, err)
+	if _, ok := s.Renderer.Profiles().Get(req.Profile); !ok {
+		writeErr(w, fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles): %w", req.Profile, errBadRequest))
 		return
 	}
-	m.Profile, m.Once = req.Profile, nil
+	var once *inventory.Once
 	if req.Once {
 		then := cmp.Or(req.Then, "local")
 		if _, ok := s.Renderer.Profiles().Get(then); !ok {
 			writeErr(w, fmt.Errorf("profile %s (then) does not exist (provisiond profile list shows the profiles): %w", then, errBadRequest))
 			return
 		}
-		m.Once = &inventory.Once{Then: then, Since: time.Now().UTC()}
+		once = &inventory.Once{Then: then, Since: time.Now().UTC()}
 	}
-	m.Discovered = false
-	s.save(w, *m, http.StatusOK)
+	var before inventory.Machine
+	saved, err := s.Store.UpdateMachine(r.PathValue("name"), func(m *inventory.Machine) error {
+		before = *m
+		m.Profile, m.Once, m.Discovered = req.Profile, once, false
+		return nil
+	})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.saved(&before, saved)
+	writeJSON(w, http.StatusOK, saved)
 }
 
 func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) {

@@ -140,7 +140,7 @@ func (d *Document) check(line func(section string, i int) string) error {
 // clearRuntime drops what the store maintains and a file cannot set.
 func (m *Machine) clearRuntime() {
 	m.Facts, m.Observed, m.Discovered = nil, nil, false
-	m.Created, m.Updated = time.Time{}, time.Time{}
+	m.Created, m.Updated, m.Revision = time.Time{}, time.Time{}, 0
 }
 
 // EncodeYAML writes a document the way export does.

@@ -72,6 +72,10 @@ type Machine struct {
 	// Created and Updated are maintained by the store.
 	Created time.Time `json:"created" yaml:"created,omitempty"`
 	Updated time.Time `json:"updated" yaml:"updated,omitempty"`
+	// Revision counts the record's writes (the store's, a boot's, an
+	// operator's). A client that writes back a record it read sends it:
+	// if the record changed meanwhile the write is refused, not lost.
+	Revision uint64 `json:"revision" yaml:"-"`
 }
 
 // Observed is hardware as discovery saw it.

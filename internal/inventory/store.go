@@ -260,7 +260,17 @@ func getMachine(tx *bolt.Tx, name string) (*Machine, error) {
 	return &m, nil
 }
 
+// putMachine stores m as a new revision: what a client may have read and
+// write back changed.
 func putMachine(tx *bolt.Tx, m *Machine) error {
+	m.Revision++
+	return putMachineSame(tx, m)
+}
+
+// putMachineSame stores m under its revision: only what the store keeps
+// for itself changed (facts, last seen), which a client's write never
+// replaces.
+func putMachineSame(tx *bolt.Tx, m *Machine) error {
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encoding machine %s: %w", m.Name, err)
@@ -395,6 +405,35 @@ func (s *Store) PutMachine(m Machine) (*Machine, error) {
 	return &m, nil
 }
 
+// UpdateMachine changes the stored machine name in one transaction: fn
+// gets the current record and edits it in place; the result is validated
+// and stored as PutMachine stores. An error from fn changes nothing and is
+// returned as it is.
+func (s *Store) UpdateMachine(name string, fn func(m *Machine) error) (*Machine, error) {
+	var out *Machine
+	err := s.update(func(tx *bolt.Tx) error {
+		m, err := getMachine(tx, name)
+		if err != nil {
+			return err
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+		if err := m.Validate(); err != nil {
+			return err
+		}
+		if _, err := s.upsert(tx, m, SourceManual); err != nil {
+			return err
+		}
+		out = m
+		return checkPlacement(tx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // upsert stores the validated machine m (created or replaced), keeping the
 // MAC and tag indexes and the history. It returns the hardware changes.
 func (s *Store) upsert(tx *bolt.Tx, m *Machine, source string) ([]FieldChange, error) {
@@ -411,8 +450,10 @@ func (s *Store) upsert(tx *bolt.Tx, m *Machine, source string) ([]FieldChange, e
 	}
 	if old == nil {
 		m.Created = now
+		m.Revision = 0
 	} else {
 		m.Created = old.Created
+		m.Revision = old.Revision
 		if m.Facts == nil {
 			m.Facts = old.Facts
 		}
@@ -667,6 +708,7 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 		// Machines this batch decoded (by name), and the names to write back.
 		loaded := map[string]*Machine{}
 		var dirty []string
+		filled := map[string]bool{}
 		load := func(name string) (*Machine, error) {
 			if m, ok := loaded[name]; ok {
 				return m, nil
@@ -725,6 +767,9 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 				if !slices.Contains(dirty, m.Name) {
 					dirty = append(dirty, m.Name)
 				}
+				if len(ch.Fields) > 0 {
+					filled[m.Name] = true
+				}
 			}
 			ev.Facts = nil
 			ev.Machine = name
@@ -750,7 +795,13 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 			stored = append(stored, ev)
 		}
 		for _, name := range dirty {
-			if err := putMachine(tx, loaded[name]); err != nil {
+			// Facts alone keep the revision; hardware filled from them
+			// is the record a client reads, and makes a new one.
+			put := putMachineSame
+			if filled[name] {
+				put = putMachine
+			}
+			if err := put(tx, loaded[name]); err != nil {
 				return err
 			}
 		}
