@@ -243,6 +243,16 @@ func TestSetDuringBootsLosesNothing(t *testing.T) {
 	// cannot be written back.
 	stale, _ := ac.Machine(ctx, "m1")
 	d.Boot(t, mac)
+	waitUsedUp := func() {
+		// The boot's last file is counted a moment after the client has
+		// it: wait for its one-shot to be used up.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if m, err := ac.Machine(ctx, "m1"); err == nil && m.Once == nil {
+				return
+			}
+		}
+	}
+	waitUsedUp()
 	stale.Hostname = "stale"
 	if _, err := ac.UpdateMachine(ctx, *stale); err == nil || !strings.Contains(err.Error(), "changed since it was read") {
 		t.Fatalf("a stale write: %v", err)
@@ -278,13 +288,7 @@ func TestSetDuringBootsLosesNothing(t *testing.T) {
 				return
 			}
 			d.Boot(t, mac)
-			// The boot's last file is counted a moment after the client
-			// has it: wait for its one-shot to be used up.
-			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-				if m, err := ac.Machine(ctx, "m1"); err == nil && m.Once == nil {
-					break
-				}
-			}
+			waitUsedUp()
 		}
 	}()
 	wg.Wait()

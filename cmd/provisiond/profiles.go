@@ -86,7 +86,8 @@ func checkProfiles(w io.Writer, dir string) error {
 // sampleExtras stands in for the daemon's providers when checking offline.
 func sampleExtras() map[string]map[string]string {
 	return map[string]map[string]string{
-		"talos": {"kernel": "talos/sample/kernel-amd64", "initramfs": "talos/sample/initramfs-amd64.xz", "cmdline": "talos.platform=metal", "schematic": "sample", "version": "v0.0.0"},
+		"talos": {"kernel": "talos/sample/kernel-amd64", "initramfs": "talos/sample/initramfs-amd64.xz", "cmdline": "talos.platform=metal", "schematic": "sample", "version": "v0.0.0",
+			"extensions": "siderolabs/intel-ucode", "why": "sample"},
 		"slurm": {"overlay": "slurm/overlay/sample.cpio.gz"},
 	}
 }

@@ -207,8 +207,15 @@ type Talos struct {
 	// Version is the Talos version machines boot unless their talos_version
 	// parameter says otherwise.
 	Version string `yaml:"version"`
-	// Extensions are the schematic's official system extensions.
+	// Extensions are official system extensions every machine's schematic
+	// has, after those its NICs need (NICExtensions).
 	Extensions []string `yaml:"extensions"`
+	// NICExtensions maps a NIC's Linux driver, or its chip as the
+	// inventory records it, to the extensions that carry its firmware:
+	// Talos' own kernel lacks bnx2's and bnx2x's. A machine's schematic
+	// starts with the extensions its NICs need; one whose NICs the
+	// inventory does not know gets every extension listed here.
+	NICExtensions map[string][]string `yaml:"nic_extensions"`
 	// ExtraKernelArgs go into the schematic (and so into the factory's
 	// kernel command line).
 	ExtraKernelArgs []string `yaml:"extra_kernel_args"`
@@ -245,7 +252,11 @@ func Default() Config {
 		},
 		Talos: Talos{
 			FactoryURL: "https://factory.talos.dev",
-			Extensions: []string{"siderolabs/bnx2-bnx2x", "siderolabs/intel-ucode"},
+			Extensions: []string{"siderolabs/intel-ucode"},
+			NICExtensions: map[string][]string{
+				"bnx2": {"siderolabs/bnx2-bnx2x"}, "bnx2x": {"siderolabs/bnx2-bnx2x"},
+				"be2net": {}, "tg3": {},
+			},
 			Arch:       "amd64",
 		},
 		Log:                 Log{Level: "info", Format: "text"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strings"
 
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/assets"
@@ -28,16 +29,17 @@ func (a *assetsAPI) Pull(_ context.Context, req api.PullRequest) (*assets.Job, m
 	for k, v := range a.boot() {
 		params[k] = v
 	}
+	var m *inventory.Machine
 	if req.Machine != "" {
-		m, err := a.store.Machine(req.Machine)
-		if err != nil {
+		var err error
+		if m, err = a.store.Machine(req.Machine); err != nil {
 			return nil, nil, err
 		}
 		for k, v := range m.Params {
 			params[k] = v
 		}
 	}
-	r := a.talos.request(params)
+	r, why := a.talos.request(m, params)
 	if req.Version != "" {
 		r.Version = req.Version
 	}
@@ -51,7 +53,11 @@ func (a *assetsAPI) Pull(_ context.Context, req api.PullRequest) (*assets.Job, m
 	if err != nil {
 		return nil, nil, err
 	}
-	info := map[string]string{"entry": entry, "schematic": id, "version": r.Version, "factory": a.talos.factory.BaseURL, "path": path.Join("/assets", entry)}
+	info := map[string]string{"entry": entry, "schematic": id, "version": r.Version, "factory": a.talos.factory.BaseURL, "path": path.Join("/assets", entry),
+		"extensions": strings.Join(r.Extensions, " "), "why": why}
+	if req.Extensions != nil {
+		info["why"] = "extensions as asked"
+	}
 	if _, ok := a.cache.Complete(entry); ok {
 		return nil, info, nil
 	}

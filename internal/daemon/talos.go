@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -46,19 +47,75 @@ type TalosRequest struct {
 	ExtraKernelArgs []string `json:"extra_kernel_args,omitempty"`
 }
 
-// request resolves a machine's parameters over the config.
-func (t *TalosProvider) request(params map[string]string) TalosRequest {
-	r := TalosRequest{Version: t.cfg.Version, Extensions: t.cfg.Extensions, ExtraKernelArgs: t.cfg.ExtraKernelArgs}
+// request resolves machine m's schematic (nil: a machine whose hardware is
+// unknown): the extensions its NICs need, then the machine's
+// talos_extensions or the config's, and its parameters over the config.
+// why says where the NICs' extensions come from.
+func (t *TalosProvider) request(m *inventory.Machine, params map[string]string) (r TalosRequest, why string) {
+	r = TalosRequest{Version: t.cfg.Version, ExtraKernelArgs: t.cfg.ExtraKernelArgs}
+	base := t.cfg.Extensions
 	if v := params["talos_version"]; v != "" {
 		r.Version = v
 	}
 	if v, ok := params["talos_extensions"]; ok && v != "" {
-		r.Extensions = strings.Split(v, ",")
+		base = strings.Split(v, ",")
 	}
 	if v, ok := params["talos_schematic_args"]; ok && v != "" {
 		r.ExtraKernelArgs = strings.Fields(v)
 	}
-	return r
+	nic, why := t.nicExtensions(m)
+	for _, e := range append(nic, base...) {
+		if e = strings.TrimSpace(e); e != "" && !slices.Contains(r.Extensions, e) {
+			r.Extensions = append(r.Extensions, e)
+		}
+	}
+	return r, why
+}
+
+// nicExtensions returns the extensions machine m's NICs need (by driver,
+// else chip, in talos.nic_extensions), in the NICs' order, and why. A
+// machine with no NIC the inventory knows gets every extension listed:
+// never a Talos without the firmware its NIC may need.
+func (t *TalosProvider) nicExtensions(m *inventory.Machine) ([]string, string) {
+	table := map[string][]string{}
+	for k, v := range t.cfg.NICExtensions {
+		table[strings.ToLower(k)] = v
+	}
+	var out, reasons []string
+	add := func(exts []string) {
+		for _, e := range exts {
+			if !slices.Contains(out, e) {
+				out = append(out, e)
+			}
+		}
+	}
+	known := false
+	if m != nil {
+		for _, n := range m.NICs {
+			for _, key := range []string{n.Driver, n.Chip} {
+				exts, ok := table[strings.ToLower(key)]
+				if key == "" || !ok {
+					continue
+				}
+				known = true
+				if len(exts) > 0 {
+					add(exts)
+					reasons = append(reasons, strings.Join(exts, " ")+" for NIC "+key)
+				} else {
+					reasons = append(reasons, "NIC "+key+" needs no firmware")
+				}
+				break
+			}
+		}
+	}
+	if !known {
+		keys := slices.Sorted(maps.Keys(table))
+		for _, k := range keys {
+			add(table[k])
+		}
+		return out, "NICs unknown, so every NIC firmware in talos.nic_extensions"
+	}
+	return out, strings.Join(reasons, ", ")
 }
 
 // plan works out the schematic, its ID and the cache entry for r.
@@ -99,8 +156,8 @@ func (t *TalosProvider) Pull(r TalosRequest) (*assets.Job, string, error) {
 
 // Values implements Extra: kernel and initramfs paths below /assets/, the
 // factory's command line, the schematic ID and the version.
-func (t *TalosProvider) Values(_ context.Context, _ *inventory.Machine, params map[string]string) (map[string]string, error) {
-	r := t.request(params)
+func (t *TalosProvider) Values(_ context.Context, m *inventory.Machine, params map[string]string) (map[string]string, error) {
+	r, why := t.request(m, params)
 	_, id, entry, err := t.plan(r)
 	if err != nil {
 		return nil, err
@@ -113,7 +170,7 @@ func (t *TalosProvider) Values(_ context.Context, _ *inventory.Machine, params m
 		}
 		return map[string]string{
 			"kernel": path.Join(entry, k), "initramfs": path.Join(entry, i), "cmdline": strings.Join(strings.Fields(string(raw)), " "),
-			"schematic": id, "version": r.Version,
+			"schematic": id, "version": r.Version, "extensions": strings.Join(r.Extensions, " "), "why": why,
 		}, nil
 	}
 	what := fmt.Sprintf("downloading Talos %s (schematic %s) from %s", r.Version, id[:12], t.factory.BaseURL)

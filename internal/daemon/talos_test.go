@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"github.com/provisiond/provisiond/internal/events"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/assets"
 	"github.com/provisiond/provisiond/internal/config"
+	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
 	"github.com/provisiond/provisiond/internal/talos"
 	"github.com/provisiond/provisiond/internal/talos/talostest"
@@ -160,5 +160,61 @@ func TestTalosFactoryDown(t *testing.T) {
 	}
 	if err := c.Pull(context.Background(), api.PullRequest{Kind: "talos", Version: "latest"}, func(map[string]string) {}, func(assets.Progress) {}); err == nil || !strings.Contains(err.Error(), "not of the form") {
 		t.Errorf("bad version: %v", err)
+	}
+}
+
+// A machine's schematic follows its NICs: ODEN's BCM5709 (bnx2) needs the
+// bnx2-bnx2x firmware extension, a blade's FlexFabric 554FLB (be2net)
+// none; the script says which schematic and why. Checked on the example
+// homelab against the fake factory.
+func TestTalosSchematicFollowsTheNICs(t *testing.T) {
+	factory := talostest.New(map[string][]byte{
+		"kernel-amd64": []byte("K"), "initramfs-amd64.xz": []byte("I"), "cmdline-metal-amd64": []byte("talos.platform=metal\n"),
+	})
+	fsrv := httptest.NewServer(factory)
+	defer fsrv.Close()
+	d := startDaemon(t, func(c *config.Config) { c.Talos.FactoryURL, c.Talos.Version = fsrv.URL, "v1.9.5" })
+	tok, _ := os.ReadFile(filepath.Join(d.data, TokenFile))
+	c := d.client(strings.TrimSpace(string(tok)))
+	ctx := context.Background()
+	doc, err := os.ReadFile("../../examples/homelab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Import(ctx, doc, false, true); err != nil {
+		t.Fatal(err)
+	}
+	blade, _ := c.Machine(ctx, "BLD-003")
+	blade.Profile = "talos"
+	blade.MACs = []string{"52:54:00:00:03:01"}
+	blade.NICs = []inventory.NIC{{MAC: "52:54:00:00:03:01", Chip: "554FLB", Driver: "be2net", Boot: true}}
+	if _, err := c.UpdateMachine(ctx, *blade); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		machine string
+		exts    []string
+		why     string
+	}{
+		{"ODEN", []string{"siderolabs/bnx2-bnx2x", "siderolabs/intel-ucode"}, "siderolabs/bnx2-bnx2x for NIC bnx2"},
+		{"BLD-003", []string{"siderolabs/intel-ucode"}, "NIC be2net needs no firmware"},
+	} {
+		id, _ := talos.New(tc.exts, nil).ID()
+		var info map[string]string
+		if err := c.Pull(ctx, api.PullRequest{Kind: "talos", Machine: tc.machine}, func(m map[string]string) { info = m }, func(assets.Progress) {}); err != nil {
+			t.Fatalf("pull for %s: %v", tc.machine, err)
+		}
+		if info["schematic"] != id || !factory.Registered(id) {
+			t.Errorf("%s: schematic %s, want %s (%v)", tc.machine, info["schematic"], id, tc.exts)
+		}
+		script, err := c.Script(ctx, tc.machine, "", false)
+		if err != nil {
+			t.Fatalf("render %s: %v", tc.machine, err)
+		}
+		want := "(schematic " + id + ": " + strings.Join(tc.exts, " ") + ", " + tc.why + ")"
+		if !strings.Contains(string(script), want) || !strings.Contains(string(script), "/assets/talos/v1.9.5/"+id+"/") {
+			t.Errorf("%s's script does not say %q:\n%s", tc.machine, want, script)
+		}
+		t.Logf("%s: %s", tc.machine, strings.SplitN(string(script), "\n", 3)[1])
 	}
 }

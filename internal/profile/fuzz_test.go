@@ -80,7 +80,7 @@ func data(name, hostname, ip, kargs, cmdline, omni, secret string) profile.Data 
 		Menu:   []profile.MenuItem{{Name: "linux", Description: "Linux"}, {Name: "talos", Description: "Talos"}},
 		Secret: func(string) (string, error) { return secret, nil },
 		Extra: map[string]map[string]string{"talos": {"version": "v1.9.5", "schematic": "abc", "kernel": "talos/kernel-amd64",
-			"initramfs": "talos/initramfs-amd64.xz", "cmdline": "talos.platform=metal console=ttyS0"}},
+			"initramfs": "talos/initramfs-amd64.xz", "cmdline": "talos.platform=metal console=ttyS0", "extensions": "siderolabs/intel-ucode", "why": "sample"}},
 	}
 }
 
