@@ -257,7 +257,7 @@ func Default() Config {
 				"bnx2": {"siderolabs/bnx2-bnx2x"}, "bnx2x": {"siderolabs/bnx2-bnx2x"},
 				"be2net": {}, "tg3": {},
 			},
-			Arch:       "amd64",
+			Arch: "amd64",
 		},
 		Log:                 Log{Level: "info", Format: "text"},
 		BMC:                 BMC{Timeout: "30s", MaxConcurrent: 16},
