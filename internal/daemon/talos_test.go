@@ -188,6 +188,8 @@ func TestTalosSchematicFollowsTheNICs(t *testing.T) {
 	blade.Profile = "talos"
 	blade.MACs = []string{"52:54:00:00:03:01"}
 	blade.NICs = []inventory.NIC{{MAC: "52:54:00:00:03:01", Chip: "554FLB", Driver: "be2net", Boot: true}}
+	// iLO 4's virtual serial port is the blade's second UART.
+	blade.Params = map[string]string{"serial_console": "ttyS1,115200"}
 	if _, err := c.UpdateMachine(ctx, *blade); err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +216,9 @@ func TestTalosSchematicFollowsTheNICs(t *testing.T) {
 		want := "(schematic " + id + ": " + strings.Join(tc.exts, " ") + ", " + tc.why + ")"
 		if !strings.Contains(string(script), want) || !strings.Contains(string(script), "/assets/talos/v1.9.5/"+id+"/") {
 			t.Errorf("%s's script does not say %q:\n%s", tc.machine, want, script)
+		}
+		if tc.machine == "BLD-003" && !strings.Contains(string(script), "talos.platform=metal console=ttyS1,115200") {
+			t.Errorf("BLD-003's serial console is not after the factory's command line:\n%s", script)
 		}
 		t.Logf("%s: %s", tc.machine, strings.SplitN(string(script), "\n", 3)[1])
 	}
