@@ -15,7 +15,9 @@ import (
 	"github.com/bmc-toolbox/bmclib/v2/providers"
 	"github.com/jacobweinstock/registrar"
 
+	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/bmc"
+	"github.com/provisiond/provisiond/internal/certs"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
 	"github.com/provisiond/provisiond/internal/daemon/daemontest"
@@ -367,5 +369,36 @@ func TestStaggeredPowerOn(t *testing.T) {
 	f.mu.Unlock()
 	if got != "B1,B2,B3" {
 		t.Errorf("power-on order %s, want bay order\n%s", got, out)
+	}
+}
+
+// A BL460c Gen8 boots legacy BIOS only: an EFI boot flag would send it
+// past the network boot, so --efi is refused with why, and the BMC is not
+// asked.
+func TestEFIRefusedOnBIOSOnlyModels(t *testing.T) {
+	f, c := newSimFleet(t)
+	c.runStdin("bl-Pass-1", "secret", "set", "bmc-bl1")
+	f.add("192.0.2.21", &simBMC{machine: "bl1", mac: "52:54:00:00:02:11", password: "bl-Pass-1"})
+	c.must("machine", "add", "bl1", "--mac", "52:54:00:00:02:11", "--bmc-address", "192.0.2.21", "--bmc-user", "admin", "--bmc-password-secret", "bmc-bl1")
+	fp, err := certs.FileFingerprint(filepath.Join(c.dataDir, certs.SelfSignedCert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := os.ReadFile(c.token)
+	ac := &api.Client{Server: c.server, Token: strings.TrimSpace(string(tok)), Fingerprint: fp}
+	m, _ := ac.Machine(context.Background(), "bl1")
+	m.Vendor, m.Model = "HP", "ProLiant BL460c Gen8"
+	if _, err := ac.UpdateMachine(context.Background(), *m); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.run("bootdev", "bl1", "pxe", "--efi")
+	if err == nil || !strings.Contains(out+err.Error(), "bl1 boots legacy BIOS only (models: BL460c Gen8 boots bios only)") {
+		t.Errorf("bootdev --efi on a Gen8: %v\n%s", err, out)
+	}
+	if got := strings.Join(f.get("192.0.2.21").calls, ","); strings.Contains(got, "bootdev") {
+		t.Errorf("the BMC was asked anyway: %s", got)
+	}
+	if out := c.must("bootdev", "bl1", "pxe"); !strings.Contains(out, "legacy BIOS") {
+		t.Errorf("bootdev without --efi: %s", out)
 	}
 }

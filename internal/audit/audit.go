@@ -82,6 +82,10 @@ type Model struct {
 	DIMMSizesGB []float64 `json:"dimm_sizes_gb,omitempty" yaml:"dimm_sizes_gb,omitempty"`
 	// PowerW is the power drawn running (for an enclosure: with no blades).
 	PowerW inventory.Range `json:"power_w,omitzero" yaml:"power_w,omitempty"`
+	// Firmware is the only boot firmware the model network-boots with
+	// (bios or uefi; empty: either). A BL460c Gen8 has no UEFI: its
+	// machines get no answer to a UEFI PXE request and no EFI boot flag.
+	Firmware string `json:"firmware,omitempty" yaml:"firmware,omitempty"`
 }
 
 // Input is everything the audit looks at.
@@ -169,6 +173,18 @@ func ModelFor(models []Model, vendor, model string) (Model, bool) {
 		}
 	}
 	return Model{}, false
+}
+
+// Firmware is the boot firmware machine m is bound to: its own record's,
+// else its model's (""; either), and which of the two said so.
+func Firmware(m *inventory.Machine, models []Model) (fw, why string) {
+	if m.Firmware != "" {
+		return m.Firmware, "the machine's firmware setting"
+	}
+	if mod, ok := ModelFor(models, m.Vendor, m.Model); ok && mod.Firmware != "" {
+		return mod.Firmware, "models: " + mod.Match + " boots " + mod.Firmware + " only"
+	}
+	return "", ""
 }
 
 // Sockets returns the number of CPU sockets of m: recorded CPUs, else the

@@ -29,10 +29,13 @@ func DefaultRoles() []inventory.Role {
 // 100-150 W, the X4150 150-200 W).
 func DefaultModels() []Model {
 	return []Model{
+		// Gen8 has no UEFI; the x3550 M3's UEFI cannot network-boot
+		// iPXE (ipxe.efi is too large for the NIC's PXE buffer), so it
+		// boots legacy BIOS too.
 		{Match: "BL460c Gen8", Sockets: 2, DIMMSlots: 16, DiskBays: 2, DIMMSizesGB: []float64{2, 4, 8, 16, 32},
-			PowerW: inventory.Range{Min: 100, Max: 150}},
+			PowerW: inventory.Range{Min: 100, Max: 150}, Firmware: inventory.FirmwareBIOS},
 		{Match: "x3550 M3", Sockets: 2, DIMMSlots: 18, DIMMSizesGB: []float64{1, 2, 4, 8, 16},
-			PowerW: inventory.Range{Min: 100, Max: 150}},
+			PowerW: inventory.Range{Min: 100, Max: 150}, Firmware: inventory.FirmwareBIOS},
 		{Match: "X4150", Sockets: 2, DIMMSlots: 16, PowerW: inventory.Range{Min: 150, Max: 200}},
 		{Match: "c7000", PowerW: inventory.Range{Min: 200, Max: 400}},
 	}

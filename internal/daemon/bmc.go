@@ -15,6 +15,7 @@ import (
 	"github.com/bmc-toolbox/common"
 
 	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/audit"
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
@@ -32,6 +33,7 @@ type BMCService struct {
 	sink    events.Sink
 	log     *slog.Logger
 	obs     BMCObserver
+	models  func() []audit.Model
 	sem     chan struct{}
 
 	mu    sync.Mutex
@@ -51,6 +53,9 @@ type BMCServiceOptions struct {
 	MaxConcurrent int
 	// Observer is told how every BMC session ended (nil: nobody).
 	Observer BMCObserver
+	// Models gives the configured model figures, for the boot firmware a
+	// model is bound to (nil: none).
+	Models func() []audit.Model
 }
 
 // BMCObserver is told how each BMC session ended: the operation
@@ -68,7 +73,7 @@ func NewBMCService(o BMCServiceOptions) *BMCService {
 	if o.Getenv == nil {
 		o.Getenv = func(string) string { return "" }
 	}
-	return &BMCService{store: o.Store, secrets: o.Secrets, dialer: o.Dialer, getenv: o.Getenv, sink: o.Events, log: o.Log, obs: o.Observer,
+	return &BMCService{store: o.Store, secrets: o.Secrets, dialer: o.Dialer, getenv: o.Getenv, sink: o.Events, log: o.Log, obs: o.Observer, models: o.Models,
 		sem: make(chan struct{}, o.MaxConcurrent), locks: map[string]*sync.Mutex{}}
 }
 
@@ -236,6 +241,16 @@ func (s *BMCService) BootDevice(ctx context.Context, name string, req api.BootDe
 	}
 	res := &api.BootDeviceResult{Machine: name, Device: string(dev), Persistent: req.Persistent, EFI: req.EFI}
 	stored, err := s.with(ctx, name, "bootdev", func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
+		if req.EFI {
+			var models []audit.Model
+			if s.models != nil {
+				models = s.models()
+			}
+			if fw, why := audit.Firmware(m, models); fw == inventory.FirmwareBIOS {
+				return fmt.Errorf("%s boots legacy BIOS only (%s): the EFI boot flag would send it past the network boot; leave --efi off: %w",
+					m.Name, why, api.ErrBadRequest)
+			}
+		}
 		return c.SetBootDevice(ctx, dev, req.Persistent, req.EFI)
 	})
 	res.Machine = cmp.Or(stored, name)

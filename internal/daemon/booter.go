@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/audit"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/bootguard"
 	"github.com/provisiond/provisiond/internal/config"
@@ -43,6 +44,7 @@ type Booter struct {
 	log      *slog.Logger
 	guard    *bootguard.Guard
 	observer RefusalObserver
+	models   func() []audit.Model
 
 	mu      sync.Mutex
 	offered map[string]time.Time // MAC -> when it last fetched an iPXE binary
@@ -109,6 +111,9 @@ type BooterOptions struct {
 	Guard *bootguard.Guard
 	// Refusals counts refused requests (nil: nobody).
 	Refusals RefusalObserver
+	// Models gives the configured model figures, for the boot firmware a
+	// model is bound to (nil: none).
+	Models func() []audit.Model
 }
 
 // NewBooter returns a Booter.
@@ -123,7 +128,7 @@ func NewBooter(o BooterOptions) *Booter {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	b := &Booter{store: o.Store, ipxeDir: o.IPXEDir, files: o.IPXEFiles, secrets: o.Secrets, extras: o.Extras,
-		sink: o.Events, log: o.Log, guard: o.Guard, observer: o.Refusals,
+		sink: o.Events, log: o.Log, guard: o.Guard, observer: o.Refusals, models: o.Models,
 		offered: map[string]time.Time{}, pending: map[string]*pendingBoot{}}
 	b.profiles.Store(o.Profiles)
 	b.SetBoot(o.Boot)
@@ -202,6 +207,13 @@ func (b *Booter) DecideDHCP(_ context.Context, req boot.Request) boot.DHCPDecisi
 	case err != nil:
 		b.log.Error("inventory lookup failed", "mac", req.MAC, "err", err)
 	case found:
+		if bs.Firmware == "" && b.models != nil {
+			// A model with one boot firmware (BL460c Gen8: BIOS only)
+			// binds its machines as their own setting would.
+			if mod, ok := audit.ModelFor(b.models(), bs.Vendor, bs.Model); ok {
+				bs.Firmware = mod.Firmware
+			}
+		}
 		m = &bs
 	}
 	req.ChainedRecently = b.chained(req.MAC, time.Now())

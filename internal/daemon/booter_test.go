@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/provisiond/provisiond/internal/audit"
+	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/bootguard"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
@@ -527,5 +529,30 @@ func TestAssetKey(t *testing.T) {
 	r.Facts = map[string]string{"asset": "guess"}
 	if rep, err := b.Script(ctx, r); err != nil || strings.Contains(string(rep.Body), "nonce=") || rep.RecordFacts {
 		t.Errorf("Slurm script without the asset tag: %v\n%s", err, rep.Body)
+	}
+}
+
+// A model bound to BIOS (a BL460c Gen8 has no UEFI) binds its machines as
+// their own firmware setting would: a UEFI PXE request goes unanswered, so
+// the firmware falls through to legacy PXE; the machine's own setting wins.
+func TestModelFirmwareBindsTheDHCPDecision(t *testing.T) {
+	b, store, _, _ := newTestBooter(t, nil)
+	b.models = func() []audit.Model { return audit.DefaultModels() }
+	b.files = map[string]string{"undionly.kpxe": "x", "ipxe.efi": "x"}
+	m := inventory.Machine{Name: "BLD-006", MACs: []string{testMAC}, Profile: "linux", Params: map[string]string{"kernel": "k"}}
+	m.Vendor, m.Model = "HP", "ProLiant BL460c Gen8"
+	store.PutMachine(m)
+	uefi := boot.Request{MAC: testMAC, Class: "PXEClient:Arch:00007:UNDI:003016", Arch: boot.ArchUEFIx64, HasArch: true, ServerIP: "192.0.2.2", HTTPPort: 8080}
+	bios := boot.Request{MAC: testMAC, Class: "PXEClient:Arch:00000:UNDI:002001", HasArch: true, ServerIP: "192.0.2.2", HTTPPort: 8080}
+	if d := b.DecideDHCP(context.Background(), uefi); !d.Ignore || !strings.Contains(d.Reason, "forced to BIOS") {
+		t.Errorf("a Gen8's UEFI PXE request: %+v", d)
+	}
+	if d := b.DecideDHCP(context.Background(), bios); d.Ignore || d.BootFile != "undionly.kpxe" {
+		t.Errorf("a Gen8's BIOS PXE request: %+v", d)
+	}
+	m.Firmware = inventory.FirmwareUEFI
+	store.PutMachine(m)
+	if d := b.DecideDHCP(context.Background(), uefi); d.Ignore {
+		t.Errorf("the machine's own uefi setting did not win: %+v", d)
 	}
 }

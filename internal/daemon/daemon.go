@@ -217,12 +217,17 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	cache := assets.New(cfg.AssetDir(), nil, log)
 	defer cache.Close()
 	talosProv := NewTalosProvider(cfg.Talos, &talos.Factory{BaseURL: cfg.Talos.FactoryURL}, cache, cfg.AssetDir())
+	// live holds the configuration as last (re)loaded; its reloadable
+	// parts are read from here.
+	var live atomic.Pointer[config.Config]
+	live.Store(&cfg)
 	guard := bootguard.New(bootguard.Config{Window: cfg.Boot.SecretWindowDuration(), Trusted: cfg.Boot.TrustedPrefixes(),
 		Neighbor: neighbors.Kernel, Learned: neighbors.Learned})
 	mets.Func("provisiond_boot_spoof_alarms_total", "Secret-bearing boot responses asked for twice in one boot, or nonces used twice: another host may be using a machine's MAC.",
 		func() float64 { return float64(guard.Alarms()) })
 	booter := NewBooter(BooterOptions{Store: store, Profiles: set, Boot: cfg.Boot, IPXEDir: cfg.IPXEDir, IPXEFiles: ipxeFiles,
-		Secrets: secretStore, Extras: []Extra{talosProv}, Events: late, Log: log, Guard: guard, Refusals: mets})
+		Secrets: secretStore, Extras: []Extra{talosProv}, Events: late, Log: log, Guard: guard, Refusals: mets,
+		Models: func() []audit.Model { return live.Load().Models }})
 
 	recCtx, stopRec := context.WithCancel(context.Background())
 	rec := NewRecorder(store, broker, 8192, log)
@@ -248,16 +253,13 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	httpBoot.Register(mux)
 	ctl := http.NewServeMux()
 	started := time.Now()
-	// live holds the configuration as last (re)loaded; its reloadable
-	// parts are read from here.
-	var live atomic.Pointer[config.Config]
-	live.Store(&cfg)
 	dialer := opts.BMCDialer
 	if dialer == nil {
 		dialer = bmc.NewBmclib(bmc.Options{Timeout: cfg.BMCTimeout(), IpmitoolPath: cfg.BMC.IpmitoolPath})
 	}
 	bmcSvc := NewBMCService(BMCServiceOptions{Store: store, Secrets: secretStore, Dialer: dialer, Getenv: opts.Getenv,
-		Events: late, Log: log, MaxConcurrent: cfg.BMC.MaxConcurrent, Observer: mets})
+		Events: late, Log: log, MaxConcurrent: cfg.BMC.MaxConcurrent, Observer: mets,
+		Models: func() []audit.Model { return live.Load().Models }})
 	apiSrv := &api.Server{
 		BMC:   bmcSvc,
 		Store: store, Hardware: store, AuditConfig: func() ([]inventory.Role, []audit.Model) { c := live.Load(); return c.Roles, c.Models },

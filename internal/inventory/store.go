@@ -308,6 +308,9 @@ func (s *Store) MachineByMAC(mac string) (*Machine, error) {
 type BootSettings struct {
 	// Firmware forces BIOS or UEFI ("" for either).
 	Firmware string
+	// Vendor and Model are the machine's, for firmware its model is bound
+	// to.
+	Vendor, Model string
 	// IPXEBinary replaces the configured iPXE binary (the machine's
 	// ipxe_binary parameter; "" for the default).
 	IPXEBinary string
@@ -317,6 +320,8 @@ type BootSettings struct {
 type bootFields struct {
 	Firmware string            `json:"firmware"`
 	Params   map[string]string `json:"params"`
+	Vendor   string            `json:"vendor"`
+	Model    string            `json:"model"`
 }
 
 // BootSettingsByMAC returns what a DHCP answer to mac depends on, without
@@ -360,7 +365,7 @@ func (s *Store) readBootSettings(mac string) (bs BootSettings, found bool, err e
 		if err := json.Unmarshal(raw, &f); err != nil {
 			return fmt.Errorf("decoding stored machine %s: %w", name, err)
 		}
-		bs = BootSettings{Firmware: f.Firmware, IPXEBinary: f.Params["ipxe_binary"]}
+		bs = BootSettings{Firmware: f.Firmware, IPXEBinary: f.Params["ipxe_binary"], Vendor: f.Vendor, Model: f.Model}
 		return nil
 	})
 	return bs, found, err
