@@ -47,6 +47,12 @@ type redfishBMC struct {
 	resets    []string
 	patches   []map[string]any
 	loggedOut bool
+	// rejectMode answers a Boot PATCH naming BootSourceOverrideMode as
+	// iLO 4 does: 400, the property is unknown (iLO 4's Boot object has
+	// only the override target, enabled, the supported targets and the
+	// UEFI target).
+	rejectMode bool
+	accepted   []map[string]any
 }
 
 func newRedfishBMC(t *testing.T, dir string, files map[string]string, system string) *redfishBMC {
@@ -83,6 +89,13 @@ func newRedfishBMC(t *testing.T, dir string, files map[string]string, system str
 			var body map[string]any
 			json.NewDecoder(r.Body).Decode(&body)
 			b.patches = append(b.patches, body)
+			if boot, _ := body["Boot"].(map[string]any); b.rejectMode && boot["BootSourceOverrideMode"] != nil {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				w.Write([]byte(`{"error":{"code":"iLO.0.10.ExtendedInfo","message":"See @Message.ExtendedInfo for more information.","@Message.ExtendedInfo":[{"MessageId":"Base.0.10.PropertyUnknown","MessageArgs":["BootSourceOverrideMode"]}]}}`))
+				return
+			}
+			b.accepted = append(b.accepted, body)
 			w.WriteHeader(http.StatusNoContent)
 		case r.Method == http.MethodPost && p == system+"/Actions/ComputerSystem.Reset":
 			var body struct{ ResetType string }
@@ -223,5 +236,38 @@ func TestRedfishRecordedPayloads(t *testing.T) {
 				t.Error("the session was not closed")
 			}
 		})
+	}
+}
+
+// iLO 4 (a BL460c Gen8's BMC) knows no BootSourceOverrideMode: the PXE
+// override that sticks is the PATCH with only the target and once, with
+// no mode, no UEFI target and no HTTP boot URI.
+func TestRedfishBootOverrideOnILO4(t *testing.T) {
+	dir := fixturesDir(t)
+	b := newRedfishBMC(t, dir, map[string]string{
+		"/redfish/v1":                           "dell/serviceroot.json",
+		"/redfish/v1/Systems":                   "dell/systems.json",
+		"/redfish/v1/Systems/System.Embedded.1": "dell/system.embedded.1.json",
+		"/redfish/v1/Managers":                  "dell/managers.json",
+		"/redfish/v1/Managers/iDRAC.Embedded.1": "dell/manager.idrac.embedded.1.json",
+	}, "/redfish/v1/Systems/System.Embedded.1")
+	b.rejectMode = true
+	ctx := context.Background()
+	c, err := NewBmclib(Options{Timeout: 20 * time.Second}).Dial(ctx, b.endpoint("BLD-006"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if err := c.SetBootDevice(ctx, BootPXE, false, false); err != nil {
+		t.Fatalf("PXE once on iLO 4: %v", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.accepted) != 1 {
+		t.Fatalf("%d boot override PATCHes taken (%d sent: %v), want 1", len(b.accepted), len(b.patches), b.patches)
+	}
+	boot, _ := b.accepted[0]["Boot"].(map[string]any)
+	if len(boot) != 2 || boot["BootSourceOverrideTarget"] != "Pxe" || boot["BootSourceOverrideEnabled"] != "Once" {
+		t.Errorf("the override iLO 4 took: %v, want only target Pxe and enabled Once", b.accepted[0])
 	}
 }
