@@ -315,13 +315,11 @@ func (s *Server) putMachine(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	var before inventory.Machine
-	saved, err := s.Store.UpdateMachine(m.Name, func(cur *inventory.Machine) error {
+	s.update(w, m.Name, func(cur *inventory.Machine) error {
 		if m.Revision != cur.Revision {
 			return fmt.Errorf("machine %s changed since it was read (revision %d, now %d: a boot, the agent or another operator): read it again and repeat the change: %w",
 				m.Name, m.Revision, cur.Revision, inventory.ErrConflict)
 		}
-		before = *cur
 		once := cur.Once
 		if m.Profile != cur.Profile {
 			once = nil
@@ -330,6 +328,16 @@ func (s *Server) putMachine(w http.ResponseWriter, r *http.Request) {
 		*cur = m
 		cur.Once, cur.Facts, cur.Observed, cur.Discovered = once, facts, observed, false
 		return nil
+	})
+}
+
+// update changes machine name in one transaction (fn edits the stored
+// record in place) and answers with the result.
+func (s *Server) update(w http.ResponseWriter, name string, fn func(m *inventory.Machine) error) {
+	var before inventory.Machine
+	saved, err := s.Store.UpdateMachine(name, func(m *inventory.Machine) error {
+		before = *m
+		return fn(m)
 	})
 	if err != nil {
 		writeErr(w, err)
@@ -409,18 +417,10 @@ func (s *Server) assign(w http.ResponseWriter, r *http.Request) {
 		}
 		once = &inventory.Once{Then: then, Since: time.Now().UTC()}
 	}
-	var before inventory.Machine
-	saved, err := s.Store.UpdateMachine(r.PathValue("name"), func(m *inventory.Machine) error {
-		before = *m
+	s.update(w, r.PathValue("name"), func(m *inventory.Machine) error {
 		m.Profile, m.Once, m.Discovered = req.Profile, once, false
 		return nil
 	})
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	s.saved(&before, saved)
-	writeJSON(w, http.StatusOK, saved)
 }
 
 func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) {
