@@ -217,6 +217,17 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	cache := assets.New(cfg.AssetDir(), nil, log)
 	defer cache.Close()
 	talosProv := NewTalosProvider(cfg.Talos, &talos.Factory{BaseURL: cfg.Talos.FactoryURL}, cache, cfg.AssetDir())
+	talosProv.Log = log
+	go func() {
+		// The configured Talos extension names, against the factory's
+		// list (when it can be asked): a wrong name is a boot without the
+		// firmware it was meant to carry.
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := talosProv.CheckConfig(ctx); err != nil {
+			log.Error("talos: the configured extensions are wrong; Talos boots will fail until they are fixed", "err", err)
+		}
+	}()
 	// live holds the configuration as last (re)loaded; its reloadable
 	// parts are read from here.
 	var live atomic.Pointer[config.Config]

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path"
@@ -27,6 +29,8 @@ type TalosProvider struct {
 	factory *talos.Factory
 	cache   *assets.Cache
 	root    string
+	// Log hears what could not be checked (nil: nobody).
+	Log *slog.Logger
 }
 
 // NewTalosProvider returns the provider; root is the assets directory.
@@ -148,10 +152,47 @@ func (t *TalosProvider) Pull(r TalosRequest) (*assets.Job, string, error) {
 	meta := map[string]string{"kind": "talos", "version": r.Version, "schematic": id, "arch": t.cfg.Arch,
 		"extensions": strings.Join(s.Customization.SystemExtensions.OfficialExtensions, ","), "factory": t.factory.BaseURL}
 	job := t.cache.Fetch(entry, files, meta, func(ctx context.Context) error {
+		// The factory takes any name and boots a Talos without it:
+		// check the names first (the firmware a NIC needs, for one).
+		if err := t.checkNames(ctx, r.Version, r.Extensions); err != nil {
+			return err
+		}
 		_, err := t.factory.Register(ctx, s)
 		return err
 	})
 	return job, id, nil
+}
+
+// checkNames checks extension names against the factory's official list
+// for version. A factory that cannot list them is not an error: it is
+// said in the log, and the names go unchecked.
+func (t *TalosProvider) checkNames(ctx context.Context, version string, names []string) error {
+	official, err := t.factory.OfficialExtensions(ctx, version)
+	if errors.Is(err, talos.ErrCannotCheck) {
+		if t.Log != nil {
+			t.Log.Warn("Talos extension names not checked", "version", version, "extensions", strings.Join(names, ","), "err", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return talos.CheckExtensions(names, official, version)
+}
+
+// CheckConfig checks the configured extension names (talos.extensions and
+// every talos.nic_extensions entry) for the configured version against the
+// factory: an unknown name is an error that names it and the nearest
+// official ones; a factory that cannot be asked says so in the log.
+func (t *TalosProvider) CheckConfig(ctx context.Context) error {
+	if t.cfg.Version == "" {
+		return nil
+	}
+	names := slices.Clone(t.cfg.Extensions)
+	for _, k := range slices.Sorted(maps.Keys(t.cfg.NICExtensions)) {
+		names = append(names, t.cfg.NICExtensions[k]...)
+	}
+	return t.checkNames(ctx, t.cfg.Version, names)
 }
 
 // Values implements Extra: kernel and initramfs paths below /assets/, the

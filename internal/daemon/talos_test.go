@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -221,5 +222,39 @@ func TestTalosSchematicFollowsTheNICs(t *testing.T) {
 			t.Errorf("BLD-003's serial console is not after the factory's command line:\n%s", script)
 		}
 		t.Logf("%s: %s", tc.machine, strings.SplitN(string(script), "\n", 3)[1])
+	}
+}
+
+// Extension names are checked against the factory's list before the
+// schematic is registered: a wrong one fails the pull with the nearest
+// names; a factory that cannot list them (a mirror without the endpoint)
+// leaves them unchecked and the pull goes on.
+func TestTalosExtensionNamesChecked(t *testing.T) {
+	factory := talostest.New(map[string][]byte{
+		"kernel-amd64": []byte("K"), "initramfs-amd64.xz": []byte("I"), "cmdline-metal-amd64": []byte("talos.platform=metal\n"),
+	})
+	listing := true
+	fsrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !listing && strings.HasSuffix(r.URL.Path, "/extensions/official") {
+			http.NotFound(w, r)
+			return
+		}
+		factory.ServeHTTP(w, r)
+	}))
+	defer fsrv.Close()
+	d := startDaemon(t, func(c *config.Config) { c.Talos.FactoryURL, c.Talos.Version = fsrv.URL, "v1.9.5" })
+	tok, _ := os.ReadFile(filepath.Join(d.data, TokenFile))
+	c := d.client(strings.TrimSpace(string(tok)))
+	ctx := context.Background()
+	err := c.Pull(ctx, api.PullRequest{Kind: "talos", Extensions: []string{"siderolabs/bnx2", "siderolabs/intel-ucode"}}, func(map[string]string) {}, func(assets.Progress) {})
+	if err == nil || !strings.Contains(err.Error(), "has no official extension siderolabs/bnx2 (did you mean siderolabs/bnx2-bnx2x?)") {
+		t.Fatalf("pull with a wrong name: %v", err)
+	}
+	if id, _ := talos.New([]string{"siderolabs/bnx2", "siderolabs/intel-ucode"}, nil).ID(); factory.Registered(id) {
+		t.Error("the schematic with the wrong name was registered")
+	}
+	listing = false
+	if err := c.Pull(ctx, api.PullRequest{Kind: "talos", Extensions: []string{"siderolabs/iscsi-tools"}}, func(map[string]string) {}, func(assets.Progress) {}); err != nil {
+		t.Errorf("pull from a factory that cannot list extensions: %v", err)
 	}
 }

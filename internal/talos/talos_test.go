@@ -98,3 +98,26 @@ func TestValidVersion(t *testing.T) {
 		}
 	}
 }
+
+// A name the factory does not list is an error that names it and the
+// nearest official names: the factory itself takes any name, and a Talos
+// booted without its NIC's firmware never gets an address.
+func TestCheckExtensions(t *testing.T) {
+	official := []string{"siderolabs/amd-ucode", "siderolabs/bnx2-bnx2x", "siderolabs/intel-ucode", "siderolabs/iscsi-tools"}
+	if err := CheckExtensions([]string{"siderolabs/bnx2-bnx2x", "siderolabs/intel-ucode"}, official, "v1.9.5"); err != nil {
+		t.Errorf("official names: %v", err)
+	}
+	err := CheckExtensions([]string{"siderolabs/bnx2", "siderolabs/intel-ucod", "acme/nothing-like-it"}, official, "v1.9.5")
+	for _, want := range []string{
+		"Talos v1.9.5 has no official extension siderolabs/bnx2 (did you mean siderolabs/bnx2-bnx2x?)",
+		"no official extension siderolabs/intel-ucod (did you mean siderolabs/intel-ucode",
+		"no official extension acme/nothing-like-it: fix talos.extensions",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("unknown names: %v, want %q", err, want)
+		}
+	}
+	if d := editDistance("bnx2", "bnx2x"); d != 1 {
+		t.Errorf("editDistance(bnx2, bnx2x) = %d", d)
+	}
+}

@@ -23,6 +23,10 @@ type Factory struct {
 	// Files are served for every registered schematic and version, by name
 	// (kernel-amd64, initramfs-amd64.xz, cmdline-metal-amd64).
 	Files map[string][]byte
+	// Extensions are the official extensions listed for every version
+	// (nil: a few of the real factory's, bnx2-bnx2x and intel-ucode
+	// among them).
+	Extensions []string
 
 	mu         sync.Mutex
 	schematics map[string][]byte
@@ -68,6 +72,18 @@ func (f *Factory) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		json.NewEncoder(w).Encode(map[string]string{"id": id})
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/version/") && strings.HasSuffix(r.URL.Path, "/extensions/official"):
+		names := f.Extensions
+		if names == nil {
+			names = []string{"siderolabs/amd-ucode", "siderolabs/bnx2-bnx2x", "siderolabs/gvisor", "siderolabs/intel-ucode",
+				"siderolabs/iscsi-tools", "siderolabs/qlogic-firmware", "siderolabs/realtek-firmware", "siderolabs/util-linux-tools"}
+		}
+		var list []map[string]string
+		for _, n := range names {
+			list = append(list, map[string]string{"name": n, "ref": "ghcr.io/" + n + ":test", "digest": "sha256:test", "author": "Sidero Labs"})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(list)
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/image/"):
 		parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/image/"), "/")
 		if len(parts) != 3 || !f.Registered(parts[0]) || talos.ValidVersion(parts[1]) != nil {
