@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -63,6 +64,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			evs, err := s.API.Store.Events(ev.Machine, 0, timelineDepth)
 			if err != nil {
 				return nil // a machine removed meanwhile
+			}
+			// The state before this step: the store may hold later ones
+			// already (a quick boot), which this stream sends after it.
+			if ev.Seq > 0 {
+				evs = slices.DeleteFunc(evs, func(e events.Event) bool { return e.Seq >= ev.Seq })
 			}
 			d := deriveStatus(evs)
 			st = &d
