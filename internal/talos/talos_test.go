@@ -121,3 +121,18 @@ func TestCheckExtensions(t *testing.T) {
 		t.Errorf("editDistance(bnx2, bnx2x) = %d", d)
 	}
 }
+
+// The Image Factory's own published vector: a schematic with only the
+// extra kernel arguments noapic and nolapic has this ID (the factory's
+// schematic tests; README: well-known IDs).
+func TestSchematicIDFactoryVector(t *testing.T) {
+	id, err := New(nil, []string{"noapic", "nolapic"}).ID()
+	if err != nil || id != "9cba8e32753f91a16c1837ab8abf356af021706ef284aef07380780177d9a06c" {
+		t.Errorf("noapic nolapic: %s %v", id, err)
+	}
+	// Order is part of the schematic: the same arguments the other way
+	// round are another schematic.
+	if other, _ := New(nil, []string{"nolapic", "noapic"}).ID(); other == id {
+		t.Error("reordered kernel arguments gave the same ID")
+	}
+}
