@@ -90,8 +90,7 @@ type Guard struct {
 	mu    sync.Mutex
 	boots map[string]*bootState
 
-	refused sync.Map // reason -> *atomic.Uint64
-	alarms  atomic.Uint64
+	alarms atomic.Uint64
 }
 
 type bootState struct {
@@ -234,7 +233,7 @@ func (g *Guard) Admit(mac string, src netip.Addr) (string, error) {
 		return "", g.refuse(&Refusal{Reason: ReasonNoBoot, Detail: "provisiond saw no boot of this machine start (no PXE DHCP, no BMC action)"})
 	}
 	if age := g.cfg.Now().Sub(b.started); age >= g.cfg.Window {
-		return "", g.refuse(&Refusal{Reason: ReasonNoBoot, Detail: fmt.Sprintf("its boot started %s ago, beyond boot.secret_window (%s)", age.Round(time.Second), g.cfg.Window)})
+		return "", g.refuse(&Refusal{Reason: ReasonNoBoot, Detail: fmt.Sprintf("its boot started (%s) %s ago, beyond boot.secret_window (%s)", b.cause, age.Round(time.Second), g.cfg.Window)})
 	}
 	return b.nonce, nil
 }
@@ -299,25 +298,9 @@ func (g *Guard) Redeem(mac, nonce, use string, src netip.Addr) error {
 	return nil
 }
 
-func (g *Guard) refuse(r *Refusal) *Refusal {
-	c, _ := g.refused.LoadOrStore(r.Reason, new(atomic.Uint64))
-	c.(*atomic.Uint64).Add(1)
-	return r
-}
-
-// Refused returns how many requests were refused, by reason.
-func (g *Guard) Refused() map[string]uint64 {
-	out := map[string]uint64{}
-	g.refused.Range(func(k, v any) bool {
-		out[k.(string)] = v.(*atomic.Uint64).Load()
-		return true
-	})
-	return out
-}
-
-// Count records a refusal decided outside the guard (unknown machine,
-// profile outside the menu) under reason.
-func (g *Guard) Count(reason string) { g.refuse(&Refusal{Reason: reason}) }
+// refuse returns r; refusals are counted by the caller, who knows what
+// was asked for (metrics by what and reason).
+func (g *Guard) refuse(r *Refusal) *Refusal { return r }
 
 // Alarms returns how many requests looked like a second host using a
 // machine's MAC.
