@@ -129,6 +129,7 @@ func (cf *clientFlags) client(e env) *api.Client {
 			c.Token = strings.TrimSpace(string(raw))
 		}
 	}
+	local := localCert(cf.server, tokenFile)
 	switch {
 	case cf.insecure:
 		fmt.Fprintln(e.stderr, "provisiond: warning: --insecure: the control plane's certificate is not checked")
@@ -139,8 +140,8 @@ func (cf *clientFlags) client(e env) *api.Client {
 			fmt.Fprintln(e.stderr, "provisiond: --fingerprint:", err)
 		}
 		c.Fingerprint = fp
-	case localCert(cf.server, tokenFile) != "":
-		c.Fingerprint = localCert(cf.server, tokenFile)
+	case local != "":
+		c.Fingerprint = local
 	case entry != nil && entry.Fingerprint != "":
 		c.Fingerprint = entry.Fingerprint
 	default:

@@ -14,6 +14,7 @@ import (
 	"github.com/provisiond/provisiond/internal/audit"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/netutil"
 )
 
 // Hardware is what the API needs of the inventory for hardware records.
@@ -354,7 +355,7 @@ func (s *Server) facts(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusUnauthorized, Error{Error: "facts reports " + needToken + ", or boot_mac and boot_nonce from the machine's provisiond boot (provisiond.callback= on its kernel command line)"})
 			return
 		}
-		name, err := s.BootProof(mac, rep.BootNonce, sourceAddr(r))
+		name, err := s.BootProof(mac, rep.BootNonce, netutil.SourceAddr(r))
 		if err != nil || (rep.Machine != "" && rep.Machine != name) {
 			writeJSON(w, http.StatusUnauthorized, Error{Error: "facts report refused: the boot proof does not hold (wrong or used nonce, another machine, or not from its own address)"})
 			return

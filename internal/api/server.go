@@ -21,6 +21,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/netutil"
 	"github.com/provisiond/provisiond/internal/profile"
 )
 
@@ -143,7 +144,7 @@ func (s *Server) mayRead(r *http.Request) bool {
 	case "local":
 		// Loopback that came straight: a reverse proxy on this host
 		// connects from loopback for everyone, and says so in its headers.
-		if src := sourceAddr(r); src.IsLoopback() && !forwarded(r) {
+		if src := netutil.SourceAddr(r); src.IsLoopback() && !forwarded(r) {
 			return true
 		}
 	}
@@ -626,13 +627,4 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, name strin
 		}
 		return flush()
 	})
-}
-
-// sourceAddr is the request's client address (invalid if unparsable).
-func sourceAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }

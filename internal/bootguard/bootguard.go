@@ -48,7 +48,9 @@ const (
 )
 
 // Refusal is why a request gets no secret or changes nothing. Alarm marks
-// a request that may come from a host impersonating the machine.
+// a request that may come from a host impersonating the machine. The
+// caller counts refusals (it knows what was asked for); the guard counts
+// only alarms.
 type Refusal struct {
 	Reason string
 	Detail string
@@ -199,14 +201,14 @@ func (g *Guard) Bound(mac string, src netip.Addr) error {
 		}
 	}
 	if !src.IsValid() || !src.Is4() {
-		return g.refuse(&Refusal{Reason: ReasonSource, Detail: fmt.Sprintf("source %s is not an IPv4 neighbour and not in boot.trusted_sources", src)})
+		return &Refusal{Reason: ReasonSource, Detail: fmt.Sprintf("source %s is not an IPv4 neighbour and not in boot.trusted_sources", src)}
 	}
 	if g.cfg.Neighbor != nil {
 		if got, ok := g.cfg.Neighbor(src); ok {
 			if got == mac {
 				return nil
 			}
-			return g.refuse(&Refusal{Reason: ReasonSource, Detail: fmt.Sprintf("source %s is %s in the neighbour table", src, got)})
+			return &Refusal{Reason: ReasonSource, Detail: fmt.Sprintf("source %s is %s in the neighbour table", src, got)}
 		}
 	}
 	if g.cfg.Learned != nil && !started.IsZero() {
@@ -216,7 +218,7 @@ func (g *Guard) Bound(mac string, src netip.Addr) error {
 			return nil
 		}
 	}
-	return g.refuse(&Refusal{Reason: ReasonSource, Detail: fmt.Sprintf("source %s has no neighbour entry and did not take part in this MAC's DHCP exchange", src)})
+	return &Refusal{Reason: ReasonSource, Detail: fmt.Sprintf("source %s has no neighbour entry and did not take part in this MAC's DHCP exchange", src)}
 }
 
 // Admit checks a request that would receive mac's secrets or nonce: src is
@@ -230,10 +232,10 @@ func (g *Guard) Admit(mac string, src netip.Addr) (string, error) {
 	defer g.mu.Unlock()
 	b, ok := g.boots[mac]
 	if !ok {
-		return "", g.refuse(&Refusal{Reason: ReasonNoBoot, Detail: "provisiond saw no boot of this machine start (no PXE DHCP, no BMC action)"})
+		return "", &Refusal{Reason: ReasonNoBoot, Detail: "provisiond saw no boot of this machine start (no PXE DHCP, no BMC action)"}
 	}
 	if age := g.cfg.Now().Sub(b.started); age >= g.cfg.Window {
-		return "", g.refuse(&Refusal{Reason: ReasonNoBoot, Detail: fmt.Sprintf("its boot started (%s) %s ago, beyond boot.secret_window (%s)", b.cause, age.Round(time.Second), g.cfg.Window)})
+		return "", &Refusal{Reason: ReasonNoBoot, Detail: fmt.Sprintf("its boot started (%s) %s ago, beyond boot.secret_window (%s)", b.cause, age.Round(time.Second), g.cfg.Window)}
 	}
 	return b.nonce, nil
 }
@@ -260,11 +262,11 @@ func (g *Guard) Once(mac, what string) error {
 	defer g.mu.Unlock()
 	b, ok := g.boots[mac]
 	if !ok {
-		return g.refuse(&Refusal{Reason: ReasonNoBoot, Detail: "no boot in progress"})
+		return &Refusal{Reason: ReasonNoBoot, Detail: "no boot in progress"}
 	}
 	if b.served[what] {
 		g.alarms.Add(1)
-		return g.refuse(&Refusal{Reason: ReasonAgain, Alarm: true, Detail: what + " was already served in this boot: another host may be using this MAC"})
+		return &Refusal{Reason: ReasonAgain, Alarm: true, Detail: what + " was already served in this boot: another host may be using this MAC"}
 	}
 	b.served[what] = true
 	return nil
@@ -282,25 +284,21 @@ func (g *Guard) Redeem(mac, nonce, use string, src netip.Addr) error {
 	defer g.mu.Unlock()
 	b, ok := g.boots[mac]
 	if !ok || nonce == "" || subtle.ConstantTimeCompare([]byte(nonce), []byte(b.nonce)) != 1 {
-		return g.refuse(&Refusal{Reason: ReasonNonce, Detail: "no nonce of this machine's current boot"})
+		return &Refusal{Reason: ReasonNonce, Detail: "no nonce of this machine's current boot"}
 	}
 	if g.cfg.Now().Sub(b.started) >= g.cfg.NonceTTL {
-		return g.refuse(&Refusal{Reason: ReasonNonce, Detail: fmt.Sprintf("the nonce expired (%s after the boot started)", g.cfg.NonceTTL)})
+		return &Refusal{Reason: ReasonNonce, Detail: fmt.Sprintf("the nonce expired (%s after the boot started)", g.cfg.NonceTTL)}
 	}
 	if !b.granted[use] {
-		return g.refuse(&Refusal{Reason: ReasonNonce, Detail: "this boot's script did not hand out " + use})
+		return &Refusal{Reason: ReasonNonce, Detail: "this boot's script did not hand out " + use}
 	}
 	if b.used[use] {
 		g.alarms.Add(1)
-		return g.refuse(&Refusal{Reason: ReasonAgain, Alarm: true, Detail: "this boot's " + use + " nonce was already used: another host may be using this MAC"})
+		return &Refusal{Reason: ReasonAgain, Alarm: true, Detail: "this boot's " + use + " nonce was already used: another host may be using this MAC"}
 	}
 	b.used[use] = true
 	return nil
 }
-
-// refuse returns r; refusals are counted by the caller, who knows what
-// was asked for (metrics by what and reason).
-func (g *Guard) refuse(r *Refusal) *Refusal { return r }
 
 // Alarms returns how many requests looked like a second host using a
 // machine's MAC.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"syscall"
 
@@ -114,4 +116,14 @@ func ListenUDP(ifname string, port int, broadcast bool) (*net.UDPConn, error) {
 		return nil, fmt.Errorf("wrapping UDP socket: %w", err)
 	}
 	return c.(*net.UDPConn), nil
+}
+
+// SourceAddr is an HTTP request's client address, IPv4-mapped addresses
+// unmapped (invalid when the server's RemoteAddr does not parse).
+func SourceAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }

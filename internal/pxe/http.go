@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -20,6 +19,7 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/netutil"
 )
 
 // HTTPConfig configures the HTTP boot endpoints.
@@ -111,7 +111,7 @@ func (h *HTTPBoot) Register(mux *http.ServeMux) {
 func (h *HTTPBoot) instrument(kind string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		if !h.limiter.allow(sourceAddr(r), start) {
+		if !h.limiter.allow(netutil.SourceAddr(r), start) {
 			h.cfg.Observer.Dropped("http", "rate_per_source")
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "provisiond: too many requests from this address", http.StatusTooManyRequests)
@@ -252,7 +252,7 @@ func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 	}
 	// The address is not learned here: anyone may name any MAC in a
 	// script URL. DHCP and the kernel's neighbour table say who is who.
-	src := sourceAddr(r)
+	src := netutil.SourceAddr(r)
 	if facts["ip"] == "" && src.IsValid() {
 		facts["ip"] = src.String()
 	}
@@ -302,7 +302,7 @@ func (h *HTTPBoot) overlay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	body, prof, err := h.cfg.Scripts.Overlay(r.Context(), ScriptRequest{MAC: mac, BaseURL: base, Profile: chosen, Source: sourceAddr(r), Nonce: q.Get("nonce")})
+	body, prof, err := h.cfg.Scripts.Overlay(r.Context(), ScriptRequest{MAC: mac, BaseURL: base, Profile: chosen, Source: netutil.SourceAddr(r), Nonce: q.Get("nonce")})
 	if err != nil {
 		// Unknown, refused and failed look the same from outside: no
 		// oracle for which MACs are machines.
@@ -329,7 +329,7 @@ func (h *HTTPBoot) booted(w http.ResponseWriter, r *http.Request) {
 		h.bad(w, r, "not a MAC address")
 		return
 	}
-	src := sourceAddr(r)
+	src := netutil.SourceAddr(r)
 	attrs := map[string]string{"client": src.String()}
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	if err := r.ParseForm(); err == nil {
@@ -353,15 +353,6 @@ func (h *HTTPBoot) booted(w http.ResponseWriter, r *http.Request) {
 // notFound is the one answer for unknown machines and refused requests.
 func notFound(w http.ResponseWriter) {
 	http.Error(w, "provisiond: not found", http.StatusNotFound)
-}
-
-// sourceAddr is the request's client address (invalid if unparsable).
-func sourceAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 func remoteIP(r *http.Request) net.IP {
@@ -478,7 +469,7 @@ func (h *HTTPBoot) asset(w http.ResponseWriter, r *http.Request) {
 // may put ?mac= in a URL: it never outweighs the neighbour table, so a
 // stranger's downloads land on its own record, not on a machine's.
 func (h *HTTPBoot) attribute(r *http.Request) string {
-	if mac, ok := h.cfg.Neighbors.Kernel(sourceAddr(r)); ok {
+	if mac, ok := h.cfg.Neighbors.Kernel(netutil.SourceAddr(r)); ok {
 		return mac
 	}
 	if m := r.URL.Query().Get("mac"); m != "" {
