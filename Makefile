@@ -14,12 +14,13 @@ BIN     := bin/provisiond
 
 # Runtime: ipxe (binaries served), ipmitool (BMC control).
 # Tests: iproute2 (namespaces), dnsmasq-base (the home router), qemu-system-x86
-# and ovmf (real firmware), openipmi (ipmi_sim, the BMC), busybox-static and
-# cpio (the test OS),
+# and ovmf (real firmware), openipmi (ipmi_sim, the BMC) with gcc, libc6-dev
+# and libopenipmi-dev (to build ipmi_sim's boot-flags module, which keeps the
+# IPMI boot flags as a real BMC does), busybox-static and cpio (the test OS),
 # util-linux (setpriv), ca-certificates, git; chromium and fonts-liberation
 # (the dashboard's browser test); for the long Slurm test debootstrap,
 # slurmctld, slurm-client and munge.
-DEB_PACKAGES := ipxe ipmitool openipmi iproute2 dnsmasq-base qemu-system-x86 ovmf \
+DEB_PACKAGES := ipxe ipmitool openipmi gcc libc6-dev libopenipmi-dev iproute2 dnsmasq-base qemu-system-x86 ovmf \
 	busybox-static cpio util-linux ca-certificates git chromium fonts-liberation \
 	debootstrap slurmctld slurm-client munge
 

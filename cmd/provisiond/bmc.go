@@ -300,7 +300,14 @@ func newBootdev(cf *clientFlags, e env) *cobra.Command {
 				if err != nil {
 					return failed(err)
 				}
-				return outcome{OK: true, Result: r.Device, Detail: bootMode(r.Persistent, r.EFI)}
+				detail := bootMode(r.Persistent, r.EFI)
+				if r.ReadBack != "" {
+					detail += "; BMC reports " + r.ReadBack
+				}
+				if r.Note != "" {
+					detail += "; " + r.Note
+				}
+				return outcome{OK: true, Result: r.Device, Detail: detail}
 			})
 		},
 	}
@@ -407,7 +414,8 @@ func runAssign(cmd *cobra.Command, cf *clientFlags, e env, af *assignFlags, name
 		}
 		if af.reboot {
 			useEFI := af.efi || (!cmd.Flags().Changed("efi") && cur.Firmware == inventory.FirmwareUEFI)
-			if _, err := c.BootDevice(ctx, m.Name, api.BootDeviceRequest{Device: string(bmc.BootPXE), EFI: useEFI}); err != nil {
+			bd, err := c.BootDevice(ctx, m.Name, api.BootDeviceRequest{Device: string(bmc.BootPXE), EFI: useEFI})
+			if err != nil {
 				rel()
 				return failed(err)
 			}
@@ -420,6 +428,9 @@ func runAssign(cmd *cobra.Command, cf *clientFlags, e env, af *assignFlags, name
 				steps += ", PXE next, powered on"
 			} else {
 				steps += ", PXE next, power-cycled"
+			}
+			if bd.Note != "" {
+				steps += " (" + bd.Note + ")"
 			}
 		}
 		rel()

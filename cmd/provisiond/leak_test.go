@@ -96,8 +96,14 @@ func TestSecretsNeverLeak(t *testing.T) {
 		raw, _ := io.ReadAll(resp.Body)
 		return string(raw)
 	}
-	if s := get("/boot/52-54-00-00-03-01/script"); !strings.Contains(s, "jointoken="+joinTok) {
-		t.Errorf("BLD-001's Talos script lacks its join token:\n%s", s)
+	// The Talos script names its config document (with the boot's nonce),
+	// which holds the join token.
+	config := regexp.MustCompile(`talos\.config=(http://\S+)`).FindStringSubmatch(get("/boot/52-54-00-00-03-01/script"))
+	if config == nil || !strings.Contains(config[1], "nonce=") {
+		t.Fatalf("BLD-001's Talos script names no config document with a nonce: %q", config)
+	}
+	if s := get(strings.TrimPrefix(config[1], c.boot)); !strings.Contains(s, "jointoken="+joinTok) {
+		t.Errorf("BLD-001's Talos config document lacks its join token:\n%s", s)
 	}
 	// The overlay's URL, with the boot's nonce, is in the Slurm script
 	// (the power-on through the BMC started the boot).
@@ -111,7 +117,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	// Nowhere else: not for an unknown machine, not in another machine's
 	// boot files.
 	for _, p := range []string{"/boot/52-54-00-00-03-03/script", "/boot/52-54-00-00-03-99/script", "/boot/52-54-00-00-03-99/overlay.cpio?profile=slurm",
-		"/boot/52-54-00-00-03-03/overlay.cpio?profile=slurm", "/boot/52-54-00-00-03-99/script?profile=talos"} {
+		"/boot/52-54-00-00-03-03/overlay.cpio?profile=slurm", "/boot/52-54-00-00-03-99/script?profile=talos",
+		"/boot/52-54-00-00-03-99/config?profile=talos", "/boot/52-54-00-00-03-03/config?profile=talos", "/boot/52-54-00-00-03-01/config?profile=talos"} {
 		outputs = append(outputs, "GET "+p+"\n"+get(p))
 	}
 

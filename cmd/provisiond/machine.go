@@ -304,6 +304,11 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 			if err := printMachine(e.stdout, cf.output, m); err != nil {
 				return err
 			}
+			if info, err := c.BootInfo(cmd.Context(), m.Name); err != nil {
+				fmt.Fprintf(e.stdout, "\nBoots:          (not known: %v)\n", err)
+			} else {
+				printBootInfo(e.stdout, info)
+			}
 			evs, err := c.Events(cmd.Context(), m.Name, 10)
 			if err != nil {
 				return err
@@ -442,6 +447,23 @@ func printMachine(w io.Writer, format string, m *inventory.Machine) error {
 	}
 	printHardware(tw, m)
 	return tw.Flush()
+}
+
+// printBootInfo says how the machine boots with its profile now.
+func printBootInfo(w io.Writer, info *api.BootInfo) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fw := "as its firmware reports (BIOS or UEFI)"
+	if info.Firmware != "" {
+		fw = info.Firmware + " (" + info.FirmwareWhy + ")"
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintf(tw, "Boots:\t%s\n", fw)
+	if t := info.Talos; t != nil {
+		fmt.Fprintf(tw, "Talos:\t%s, schematic %s\n", t.Version, t.Schematic)
+		fmt.Fprintf(tw, "  extensions:\t%s\n", strings.Join(t.Extensions, " "))
+		fmt.Fprintf(tw, "  why:\t%s\n", t.Why)
+	}
+	tw.Flush()
 }
 
 func kv(k, v string) string {

@@ -112,7 +112,8 @@ func loopbackServer(server string) bool {
 // config's entry for the server; or else trust on first use, recorded in
 // the client config.
 func (cf *clientFlags) client(e env) *api.Client {
-	c := &api.Client{Server: cf.server, Token: cf.token, Insecure: cf.insecure}
+	c := &api.Client{Server: cf.server, Token: cf.token, Insecure: cf.insecure,
+		Warn: func(w string) { fmt.Fprintln(e.stderr, "provisiond: warning:", w) }}
 	cfgPath := cmp.Or(cf.clientConfig, defaultClientConfig(e))
 	conf, err := loadClientConfig(cfgPath)
 	if err != nil {

@@ -56,11 +56,17 @@ type BootDeviceRequest struct {
 
 // BootDeviceResult is what a boot-device call did.
 type BootDeviceResult struct {
-	Machine    string  `json:"machine" yaml:"machine"`
-	Device     string  `json:"device" yaml:"device"`
-	Persistent bool    `json:"persistent" yaml:"persistent"`
-	EFI        bool    `json:"efi" yaml:"efi"`
-	Seconds    float64 `json:"seconds" yaml:"seconds"`
+	Machine    string `json:"machine" yaml:"machine"`
+	Device     string `json:"device" yaml:"device"`
+	Persistent bool   `json:"persistent" yaml:"persistent"`
+	EFI        bool   `json:"efi" yaml:"efi"`
+	// ReadBack is the boot flags as the BMC reports them after the call
+	// (IPMI: "valid pxe once bios, 60 s timeout off"; "" where the
+	// protocol cannot read them back).
+	ReadBack string `json:"readback,omitempty" yaml:"readback,omitempty"`
+	// Note warns of what may still go wrong (the BMC kept its 60 s timeout).
+	Note    string  `json:"note,omitempty" yaml:"note,omitempty"`
+	Seconds float64 `json:"seconds" yaml:"seconds"`
 }
 
 // InventoryResult is what a BMC inventory collection found and filled.

@@ -39,6 +39,9 @@ type Client struct {
 	// HTTP is the HTTP client; nil means one with sane timeouts and the
 	// pin above, made once.
 	HTTP *http.Client
+	// Warn, when set, hears the server's warnings (a check it could not
+	// make), one call per Warning header.
+	Warn func(string)
 
 	once sync.Once
 	made *http.Client // requests with a response timeout
@@ -102,6 +105,15 @@ func (c *Client) send(req *http.Request, out any) error {
 		return c.reachErr(err)
 	}
 	defer resp.Body.Close()
+	if c.Warn != nil {
+		for _, v := range resp.Header.Values("Warning") {
+			// 299 provisiond "text"
+			if i := strings.IndexByte(v, '"'); i >= 0 {
+				v = strings.TrimSuffix(v[i+1:], `"`)
+			}
+			c.Warn(v)
+		}
+	}
 	if resp.StatusCode >= 300 {
 		var e Error
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))

@@ -87,6 +87,14 @@ type Server struct {
 	// the token (mac and nonce from the machine's boot, src its address)
 	// and returns the machine's name (nil: only the token is accepted).
 	BootProof func(mac, nonce string, src netip.Addr) (string, error)
+	// Preflight checks a machine about to boot a newly assigned profile
+	// (the Talos extension names its schematic would have). An error
+	// refuses the assignment; a warning (a check that could not be made)
+	// goes back in a Warning header (nil: no checks).
+	Preflight func(ctx context.Context, m inventory.Machine) (warning string, err error)
+	// BootInfo says how a machine boots with its profile now (firmware,
+	// Talos schematic); nil answers with the profile only.
+	BootInfo func(m inventory.Machine) (BootInfo, error)
 
 	sessMu   sync.Mutex
 	sessions map[string]session // dashboard sessions by ID
@@ -106,6 +114,7 @@ func (s *Server) Register(outer *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/machines/{name}/assign", s.auth(s.assign))
 	mux.HandleFunc("GET /api/v1/machines/{name}/events", s.machineEvents)
 	mux.HandleFunc("GET /api/v1/machines/{name}/script", s.script)
+	mux.HandleFunc("GET /api/v1/machines/{name}/boot", s.bootInfo)
 	mux.HandleFunc("GET /api/v1/events", s.allEvents)
 	mux.HandleFunc("GET /api/v1/profiles", s.listProfiles)
 	mux.HandleFunc("GET /api/v1/profiles/{name}", s.getProfile)
@@ -287,6 +296,9 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	if !s.preflight(w, r, m) {
+		return
+	}
 	saved, err := s.Store.PutMachine(m)
 	if err != nil {
 		writeErr(w, err)
@@ -314,6 +326,9 @@ func (s *Server) putMachine(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.check(&m); err != nil {
 		writeErr(w, err)
+		return
+	}
+	if !s.preflight(w, r, m) {
 		return
 	}
 	s.update(w, m.Name, func(cur *inventory.Machine) error {
@@ -354,11 +369,41 @@ func (s *Server) check(m *inventory.Machine) error {
 		return fmt.Errorf("%v: %w", err, errBadRequest)
 	}
 	if m.Profile != "" {
-		if _, ok := s.Renderer.Profiles().Get(m.Profile); !ok {
+		p, ok := s.Renderer.Profiles().Get(m.Profile)
+		if !ok {
 			return fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles): %w", m.Profile, errBadRequest)
+		}
+		if err := p.CheckParams(m.Params); err != nil {
+			return fmt.Errorf("machine %s: %v: %w", m.Name, err, errBadRequest)
 		}
 	}
 	return nil
+}
+
+// preflight checks machine m before it boots its profile: the profile's
+// parameter choices, then the Preflight hook. It answers the request and
+// returns false when m may not be stored; a warning goes in a Warning
+// header.
+func (s *Server) preflight(w http.ResponseWriter, r *http.Request, m inventory.Machine) bool {
+	if p, ok := s.Renderer.Profiles().Get(m.Profile); ok {
+		if err := p.CheckParams(m.Params); err != nil {
+			writeErr(w, fmt.Errorf("machine %s: %v: %w", m.Name, err, errBadRequest))
+			return false
+		}
+	}
+	if s.Preflight == nil || m.Profile == "" {
+		return true
+	}
+	warning, err := s.Preflight(r.Context(), m)
+	if err != nil {
+		writeErr(w, fmt.Errorf("machine %s, profile %s: %v: %w", m.Name, m.Profile, err, errBadRequest))
+		return false
+	}
+	if warning != "" {
+		s.Log.Warn("assignment not fully checked", "machine", m.Name, "profile", m.Profile, "warning", warning)
+		w.Header().Add("Warning", `299 provisiond "`+strings.NewReplacer(`"`, "'", `\`, "/", "\n", " ").Replace(warning)+`"`)
+	}
+	return true
 }
 
 // saved logs a stored machine and puts an assignment change (profile,
@@ -407,6 +452,16 @@ func (s *Server) assign(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, ok := s.Renderer.Profiles().Get(req.Profile); !ok {
 		writeErr(w, fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles): %w", req.Profile, errBadRequest))
+		return
+	}
+	cur, err := s.Store.Machine(r.PathValue("name"))
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	cand := *cur
+	cand.Profile = req.Profile
+	if !s.preflight(w, r, cand) {
 		return
 	}
 	var once *inventory.Once

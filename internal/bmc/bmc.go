@@ -110,8 +110,10 @@ type Controller interface {
 	// SetPower powers the machine on, off, cycles or resets it.
 	SetPower(ctx context.Context, a PowerAction) error
 	// SetBootDevice sets the next boot device, for the next boot only or
-	// persistently, in UEFI mode when efi is set.
-	SetBootDevice(ctx context.Context, d BootDevice, persistent, efi bool) error
+	// persistently, in UEFI mode when efi is set. Where the protocol can
+	// read them back (IPMI) it returns the flags the BMC now holds, and
+	// fails when they are not what was set; otherwise the flags are nil.
+	SetBootDevice(ctx context.Context, d BootDevice, persistent, efi bool) (*BootFlags, error)
 	// Inventory reads the hardware the BMC knows of, or ErrUnsupported.
 	Inventory(ctx context.Context) (*common.Device, error)
 	// Close ends the session.

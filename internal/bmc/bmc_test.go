@@ -134,7 +134,7 @@ func TestControllerThroughRegistry(t *testing.T) {
 	if st, err := c.PowerState(ctx); err != nil || st != Off {
 		t.Fatalf("state %s, %v", st, err)
 	}
-	if err := c.SetBootDevice(ctx, BootPXE, false, true); err != nil {
+	if _, err := c.SetBootDevice(ctx, BootPXE, false, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.SetPower(ctx, PowerOnAction); err != nil {
@@ -216,5 +216,30 @@ func TestDialChecks(t *testing.T) {
 	}
 	if _, err := b.Dial(context.Background(), Endpoint{Machine: "x", Host: "192.0.2.1", Protocol: "telnet"}); err == nil || !strings.Contains(err.Error(), "not ipmi or redfish") {
 		t.Errorf("bad protocol: %v", err)
+	}
+}
+
+// The boot flags decode as ipmitool raw prints Get System Boot Options
+// parameter 5; answers that are not parameter 5 or not hex are errors.
+func TestParseBootFlags(t *testing.T) {
+	for out, want := range map[string]BootFlags{
+		" 01 05 80 04 00 00 00\n": {Valid: true, Device: BootPXE},
+		" 01 05 e0 08 00 00 00":   {Valid: true, Persistent: true, EFI: true, Device: BootDisk},
+		" 01 05 00 04 00 00 00":   {Device: BootPXE},
+		" 01 05 80 18 00 00 00":   {Valid: true, Device: BootBIOS},
+		" 01 05 00 00 00 00 00":   {},
+	} {
+		got, err := parseBootFlags(out)
+		if err != nil || got != want {
+			t.Errorf("parseBootFlags(%q) = %+v, %v; want %+v", out, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", " 01 03 08", "Unable to send RAW command", " 01 05 zz 04"} {
+		if f, err := parseBootFlags(bad); err == nil {
+			t.Errorf("parseBootFlags(%q) = %+v, want an error", bad, f)
+		}
+	}
+	if s := (BootFlags{Device: BootPXE}).String(); s != "not valid pxe once bios, expires 60 s after set" {
+		t.Errorf("String: %q", s)
 	}
 }

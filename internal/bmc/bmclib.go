@@ -101,7 +101,7 @@ func (b *Bmclib) Dial(ctx context.Context, ep Endpoint) (Controller, error) {
 			return nil, &Error{Machine: ep.Machine, Where: ep.where(), Op: "connect", Detail: detail}
 		}
 	}
-	c := &controller{cl: cl, ep: ep, timeout: b.opts.Timeout, builtin: b.opts.Registry == nil}
+	c := &controller{cl: cl, ep: ep, timeout: b.opts.Timeout, builtin: b.opts.Registry == nil, ipmitoolPath: b.opts.IpmitoolPath}
 	if err := c.call(ctx, "connect", func(ctx context.Context) error { return cl.Open(ctx) }); err != nil {
 		return nil, err
 	}
@@ -114,8 +114,11 @@ type controller struct {
 	ep      Endpoint
 	timeout time.Duration
 	// builtin is set when bmclib's own providers are in use (not a test
-	// registry): then only Redfish offers an inventory.
+	// registry): then only Redfish offers an inventory, and IPMI boot
+	// flags are read back with ipmitool.
 	builtin bool
+	// ipmitoolPath is the ipmitool binary ("" finds it on PATH).
+	ipmitoolPath string
 }
 
 // call runs fn under the per-call timeout. A provider that ignores its
@@ -167,8 +170,11 @@ func (c *controller) SetPower(ctx context.Context, a PowerAction) error {
 	})
 }
 
-func (c *controller) SetBootDevice(ctx context.Context, d BootDevice, persistent, efi bool) error {
-	return c.call(ctx, "boot device "+string(d), func(ctx context.Context) error {
+func (c *controller) SetBootDevice(ctx context.Context, d BootDevice, persistent, efi bool) (*BootFlags, error) {
+	if c.builtin && (c.ep.Protocol == "" || c.ep.Protocol == IPMI) {
+		return c.setIPMIBootDevice(ctx, d, persistent, efi)
+	}
+	return nil, c.call(ctx, "boot device "+string(d), func(ctx context.Context) error {
 		ok, err := c.cl.SetBootDevice(ctx, string(d), persistent, efi)
 		if err == nil && !ok {
 			err = errors.New("the BMC refused the request")

@@ -193,7 +193,7 @@ func TestRedfishRecordedPayloads(t *testing.T) {
 			if st, err := c.PowerState(ctx); err != nil || st != On {
 				t.Fatalf("power state %s, %v", st, err)
 			}
-			if err := c.SetBootDevice(ctx, BootPXE, false, true); err != nil {
+			if _, err := c.SetBootDevice(ctx, BootPXE, false, true); err != nil {
 				t.Fatalf("boot device: %v", err)
 			}
 			if err := c.SetPower(ctx, PowerOff); err != nil {
@@ -258,7 +258,7 @@ func TestRedfishBootOverrideOnILO4(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	if err := c.SetBootDevice(ctx, BootPXE, false, false); err != nil {
+	if _, err := c.SetBootDevice(ctx, BootPXE, false, false); err != nil {
 		t.Fatalf("PXE once on iLO 4: %v", err)
 	}
 	b.mu.Lock()

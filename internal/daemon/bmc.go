@@ -251,12 +251,24 @@ func (s *BMCService) BootDevice(ctx context.Context, name string, req api.BootDe
 					m.Name, why, api.ErrBadRequest)
 			}
 		}
-		return c.SetBootDevice(ctx, dev, req.Persistent, req.EFI)
+		flags, err := c.SetBootDevice(ctx, dev, req.Persistent, req.EFI)
+		if flags != nil {
+			res.ReadBack = flags.String()
+			res.Note = flags.TimeoutNote
+		}
+		return err
 	})
 	res.Machine = cmp.Or(stored, name)
 	res.Seconds = time.Since(start).Seconds()
 	if stored != "" {
-		s.emit(stored, events.BMCBootDevice, map[string]string{"device": string(dev), "persistent": strconv.FormatBool(req.Persistent), "efi": strconv.FormatBool(req.EFI)}, err, start)
+		attrs := map[string]string{"device": string(dev), "persistent": strconv.FormatBool(req.Persistent), "efi": strconv.FormatBool(req.EFI)}
+		if res.ReadBack != "" {
+			attrs["readback"] = res.ReadBack
+		}
+		if res.Note != "" {
+			attrs["note"] = res.Note
+		}
+		s.emit(stored, events.BMCBootDevice, attrs, err, start)
 	}
 	if err != nil {
 		return nil, err

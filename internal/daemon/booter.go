@@ -332,7 +332,7 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 	// What the script hands out with the nonce, whatever happens to the
 	// assignment meanwhile (a one-shot is used up by the kernel and
 	// initrd, before the overlay is fetched).
-	b.guard.Grant(req.MAC, "overlay:"+name, "callback", "facts")
+	b.guard.Grant(req.MAC, "overlay:"+name, "config:"+name, "callback", "facts")
 	b.follow(m, name, req.MAC, r.Assets, m.Once != nil && m.Profile == name)
 	return pxe.ScriptReply{Body: r.Script, Profile: name, RecordFacts: true, RecordStep: true}, nil
 }
@@ -432,6 +432,40 @@ func (b *Booter) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, st
 		return nil, name, err
 	}
 	return buf.Bytes(), name, nil
+}
+
+// Config implements pxe.Scripter: the config document of the profile the
+// machine boots (Talos fetches it from talos.config=; Omni's join token is
+// in it). Guarded as overlays are: a machine in the inventory, from its own
+// address, within its boot, with its script's nonce, once per boot.
+func (b *Booter) Config(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
+	m := b.machine(req.MAC)
+	if m == nil || m.Discovered {
+		b.count("config", bootguard.ReasonUnknown)
+		return nil, req.Profile, pxe.ErrRefused
+	}
+	name := cmp.Or(req.Profile, boot.ProfileFor(m, b.boot().DefaultProfile))
+	nonce, err := b.guard.Admit(req.MAC, req.Source)
+	if err == nil {
+		err = b.guard.Redeem(req.MAC, req.Nonce, "config:"+name, req.Source)
+	}
+	if err != nil {
+		b.refused(m.Name, req, "config", name, err)
+		return nil, name, pxe.ErrRefused
+	}
+	p, ok := b.profiles.Load().Get(name)
+	if !ok {
+		return nil, name, fmt.Errorf("profile %s does not exist", name)
+	}
+	d := b.scriptData(m, req.MAC, req.BaseURL, name, nonce)
+	if b.secrets != nil {
+		d.Secret = b.secrets.Secret
+	}
+	if err := b.addExtras(ctx, p, m, &d); err != nil {
+		return nil, name, err
+	}
+	body, err := p.RenderConfig(d)
+	return body, name, err
 }
 
 // Callback implements pxe.Scripter: a booted OS's report counts only with
@@ -574,8 +608,18 @@ func (b *Booter) render(ctx context.Context, m *inventory.Machine, mac, baseURL,
 	switch {
 	case mode == secretsReal && b.secrets != nil:
 		d.Secret = func(n string) (string, error) { used = true; return b.secrets.Secret(n) }
+		d.ConfigURL = func() (string, error) {
+			// The URL is a capability: it counts as a secret handed out.
+			used = true
+			u := d.BaseURL + profile.ConfigPath(mac, name)
+			if nonce != "" {
+				u += "&nonce=" + url.QueryEscape(nonce)
+			}
+			return u, nil
+		}
 	case mode == secretsWithheld:
 		d.Secret = func(string) (string, error) { return "", errWithheld }
+		d.ConfigURL = func() (string, error) { return "", errWithheld }
 	}
 	if p.UsesMenu && m != nil && !m.Discovered {
 		d.Menu = b.menu(set, d.Params)

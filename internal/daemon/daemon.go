@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -289,6 +290,28 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		},
 	}
 	apiSrv.BootProof = booter.BootProof
+	apiSrv.BootInfo = func(m inventory.Machine) (api.BootInfo, error) {
+		info := api.BootInfo{Machine: m.Name, Profile: m.Profile}
+		info.Firmware, info.FirmwareWhy = audit.Firmware(&m, live.Load().Models)
+		p, ok := booter.Profiles().Get(boot.ProfileFor(&m, live.Load().Boot.DefaultProfile))
+		if ok && talosProv.Wants(p) {
+			v, id, exts, why, err := talosProv.Schematic(&m, machineParams(live.Load(), &m))
+			if err != nil {
+				return info, err
+			}
+			info.Talos = &api.TalosBoot{Version: v, Schematic: id, Extensions: exts, Why: why}
+		}
+		return info, nil
+	}
+	apiSrv.Preflight = func(ctx context.Context, m inventory.Machine) (string, error) {
+		p, ok := booter.Profiles().Get(m.Profile)
+		if !ok || !talosProv.Wants(p) {
+			return "", nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		return talosProv.CheckMachine(ctx, &m, machineParams(live.Load(), &m))
+	}
 	apiSrv.Backup = func(w io.Writer) error {
 		_, err := backup.Write(w, store, filepath.Join(cfg.DataDir, SecretKeyFile), cfg.DataDir, opts.Version)
 		return err
@@ -472,6 +495,21 @@ func (l *late) Callback(ctx context.Context, req pxe.ScriptRequest) error {
 // Overlay implements pxe.Scripter.
 func (l *late) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
 	return l.booter.Load().Overlay(ctx, req)
+}
+
+// Config implements pxe.Scripter.
+func (l *late) Config(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
+	return l.booter.Load().Config(ctx, req)
+}
+
+// machineParams are machine m's parameters over the config's defaults.
+func machineParams(cfg *config.Config, m *inventory.Machine) map[string]string {
+	out := maps.Clone(cfg.Boot.DefaultParams)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, m.Params)
+	return out
 }
 
 // reload reads the configuration and the profiles again and checks them as

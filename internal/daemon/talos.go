@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/assets"
@@ -31,7 +32,20 @@ type TalosProvider struct {
 	root    string
 	// Log hears what could not be checked (nil: nobody).
 	Log *slog.Logger
+
+	mu       sync.Mutex
+	official map[string]officialList // by Talos version
 }
+
+// officialList is a factory's list of official extensions, as fetched.
+type officialList struct {
+	names []string
+	at    time.Time
+}
+
+// officialTTL is how long a factory's list of official extensions is
+// reused (new extensions appear with Talos releases, not by the hour).
+const officialTTL = 10 * time.Minute
 
 // NewTalosProvider returns the provider; root is the assets directory.
 func NewTalosProvider(cfg config.Talos, factory *talos.Factory, cache *assets.Cache, root string) *TalosProvider {
@@ -167,7 +181,7 @@ func (t *TalosProvider) Pull(r TalosRequest) (*assets.Job, string, error) {
 // for version. A factory that cannot list them is not an error: it is
 // said in the log, and the names go unchecked.
 func (t *TalosProvider) checkNames(ctx context.Context, version string, names []string) error {
-	official, err := t.factory.OfficialExtensions(ctx, version)
+	official, err := t.officialExtensions(ctx, version)
 	if errors.Is(err, talos.ErrCannotCheck) {
 		if t.Log != nil {
 			t.Log.Warn("Talos extension names not checked", "version", version, "extensions", strings.Join(names, ","), "err", err)
@@ -178,6 +192,58 @@ func (t *TalosProvider) checkNames(ctx context.Context, version string, names []
 		return err
 	}
 	return talos.CheckExtensions(names, official, version)
+}
+
+// Schematic is machine m's schematic as its script would have it: version,
+// ID, extensions and why its NICs need them.
+// params are the machine's parameters over the config's defaults.
+func (t *TalosProvider) Schematic(m *inventory.Machine, params map[string]string) (version, id string, extensions []string, why string, err error) {
+	r, why := t.request(m, params)
+	_, id, _, err = t.plan(r)
+	return r.Version, id, r.Extensions, why, err
+}
+
+// officialExtensions is the factory's list for version, fetched at most
+// once per officialTTL.
+func (t *TalosProvider) officialExtensions(ctx context.Context, version string) ([]string, error) {
+	t.mu.Lock()
+	l, ok := t.official[version]
+	t.mu.Unlock()
+	if ok && time.Since(l.at) < officialTTL {
+		return l.names, nil
+	}
+	names, err := t.factory.OfficialExtensions(ctx, version)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	if t.official == nil {
+		t.official = map[string]officialList{}
+	}
+	t.official[version] = officialList{names: names, at: time.Now()}
+	t.mu.Unlock()
+	return names, nil
+}
+
+// CheckMachine checks the extension names machine m's schematic would
+// have (its NICs', then its own or the config's) against the factory,
+// before an assignment: an unknown name is an error naming it and the
+// nearest official ones. A factory that cannot be asked is not an error:
+// the warning says the check could not be made. params are the machine's
+// parameters over the config's defaults.
+func (t *TalosProvider) CheckMachine(ctx context.Context, m *inventory.Machine, params map[string]string) (warning string, err error) {
+	r, _ := t.request(m, params)
+	if _, _, _, err := t.plan(r); err != nil {
+		return "", err
+	}
+	official, err := t.officialExtensions(ctx, r.Version)
+	if errors.Is(err, talos.ErrCannotCheck) {
+		return "Talos extension names (" + strings.Join(r.Extensions, ", ") + ") not checked: " + err.Error(), nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return "", talos.CheckExtensions(r.Extensions, official, r.Version)
 }
 
 // CheckConfig checks the configured extension names (talos.extensions and

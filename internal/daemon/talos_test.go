@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -80,18 +81,46 @@ func TestTalosThroughTheFactory(t *testing.T) {
 	romDHCP(t, proxyPort, "52:54:00:00:00:06")
 	_, body = get(t, base+"/boot/52:54:00:00:00:06/script", nil)
 	entry := "talos/v1.9.5/" + id + "/amd64"
+	// By default Omni's join settings are a config document the machine
+	// fetches once from talos.config=: the token is not on the kernel
+	// command line.
+	configURL := base + "/boot/52:54:00:00:00:06/config?profile=talos&nonce="
 	wantLine := "kernel " + base + "/assets/" + entry + "/kernel-amd64?mac=52%3A54%3A00%3A00%3A00%3A06 initrd=initramfs.xz " +
 		"talos.platform=metal console=tty0 init_on_alloc=1 slab_nomerge pti=on " +
-		"siderolink.api=https://omni.example.com:8090/?jointoken=omni-tok-0123456789 " +
-		"talos.events.sink=[fdae:41e4:649b:9303::1]:8090 talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092 " +
-		"ip=192.0.2.56::192.0.2.1:255.255.255.0:bld-006:enp3s0:off talos.dashboard.disabled=1 || goto failed\n"
-	if !strings.Contains(body, wantLine) || !strings.Contains(body, "initrd --name initramfs.xz "+base+"/assets/"+entry+"/initramfs-amd64.xz") {
+		"talos.config=" + configURL
+	if !strings.Contains(body, wantLine) || !strings.Contains(body, "initrd --name initramfs.xz "+base+"/assets/"+entry+"/initramfs-amd64.xz") ||
+		strings.Contains(body, "omni-tok") || strings.Contains(body, "siderolink.api") {
 		t.Fatalf("Talos script:\n%s\nwant line:\n%s", body, wantLine)
 	}
-	// Once per boot: asked again in the same boot, it is refused (another
-	// host may be using the MAC) and the alarm is on the timeline.
-	if _, again := get(t, base+"/boot/52:54:00:00:00:06/script", nil); strings.Contains(again, "omni-tok") {
-		t.Fatalf("the join token went out twice in one boot:\n%s", again)
+	nonce := regexp.MustCompile(`nonce=([A-Za-z0-9_-]+) ip=192.0.2.56::192.0.2.1:255.255.255.0:bld-006:enp3s0:off talos.dashboard.disabled=1 \|\| goto failed`).FindStringSubmatch(body)
+	if nonce == nil {
+		t.Fatalf("no nonce in the talos.config URL, or the line ends otherwise:\n%s", body)
+	}
+	resp, doc := get(t, configURL+nonce[1], nil)
+	wantDoc := `apiVersion: v1alpha1
+kind: SideroLinkConfig
+apiUrl: "https://omni.example.com:8090/?jointoken=omni-tok-0123456789"
+---
+apiVersion: v1alpha1
+kind: EventSinkConfig
+endpoint: "[fdae:41e4:649b:9303::1]:8090"
+---
+apiVersion: v1alpha1
+kind: KmsgLogConfig
+name: omni-kmsg
+url: "tcp://[fdae:41e4:649b:9303::1]:8092"
+`
+	if resp.StatusCode != 200 || doc != wantDoc || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("config document: %d %q\n%s\nwant:\n%s", resp.StatusCode, resp.Header.Get("Cache-Control"), doc, wantDoc)
+	}
+	// Once per boot: the nonce does not open it twice.
+	if resp, again := get(t, configURL+nonce[1], nil); resp.StatusCode != 404 || strings.Contains(again, "omni-tok") {
+		t.Fatalf("the config document went out twice in one boot: %d\n%s", resp.StatusCode, again)
+	}
+	// Once per boot: asked again in the same boot, the script is refused
+	// (another host may be using the MAC) and the alarm is on the timeline.
+	if _, again := get(t, base+"/boot/52:54:00:00:00:06/script", nil); strings.Contains(again, "talos.config") {
+		t.Fatalf("a second config URL went out in one boot:\n%s", again)
 	}
 	var alarm *events.Event
 	for deadline := time.Now().Add(5 * time.Second); alarm == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -102,16 +131,50 @@ func TestTalosThroughTheFactory(t *testing.T) {
 			}
 		}
 	}
-	if alarm == nil || alarm.Attrs["what"] != "script" || alarm.Attrs["reason"] != "again" || strings.Contains(fmt.Sprint(alarm.Attrs), "omni-tok") {
+	if alarm == nil || alarm.Attrs["what"] == "" || strings.Contains(fmt.Sprint(alarm.Attrs), "omni-tok") {
 		t.Errorf("no spoof alarm on the timeline: %+v", alarm)
 	}
-	// The API and the CLI show the token redacted unless asked with the token.
 	red, err := d.client("").Script(ctx, "BLD-006", "", false)
-	if err != nil || strings.Contains(string(red), "omni-tok") || !strings.Contains(string(red), "jointoken=REDACTED") {
+	if err != nil || strings.Contains(string(red), "omni-tok") || !strings.Contains(string(red), "/boot/52:54:00:00:00:06/config?profile=talos&nonce=REDACTED ip=") {
+		t.Fatalf("redacted render: %v\n%s", err, red)
+	}
+
+	// As Omni's own images do it, on the kernel command line, with the
+	// gRPC tunnel as Omni spells it.
+	m, err := c.Machine(ctx, "BLD-006")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Params["omni_join"], m.Params["omni_grpc_tunnel"] = "cmdline", "true"
+	if _, err := c.UpdateMachine(ctx, *m); err != nil {
+		t.Fatal(err)
+	}
+	romDHCP(t, proxyPort, "52:54:00:00:00:06")
+	_, body = get(t, base+"/boot/52:54:00:00:00:06/script", nil)
+	wantLine = "kernel " + base + "/assets/" + entry + "/kernel-amd64?mac=52%3A54%3A00%3A00%3A00%3A06 initrd=initramfs.xz " +
+		"talos.platform=metal console=tty0 init_on_alloc=1 slab_nomerge pti=on " +
+		"siderolink.api=https://omni.example.com:8090/?jointoken=omni-tok-0123456789&grpc_tunnel=true " +
+		"talos.events.sink=[fdae:41e4:649b:9303::1]:8090 talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092 " +
+		"ip=192.0.2.56::192.0.2.1:255.255.255.0:bld-006:enp3s0:off talos.dashboard.disabled=1 || goto failed\n"
+	if !strings.Contains(body, wantLine) || strings.Contains(body, "talos.config") {
+		t.Fatalf("Talos script (cmdline):\n%s\nwant line:\n%s", body, wantLine)
+	}
+	// The API and the CLI show the token redacted unless asked with the token.
+	red, err = d.client("").Script(ctx, "BLD-006", "", false)
+	if err != nil || strings.Contains(string(red), "omni-tok") || !strings.Contains(string(red), "jointoken=REDACTED&grpc_tunnel=true") {
 		t.Fatalf("redacted render: %v\n%s", err, red)
 	}
 	if _, err := d.client("").Script(ctx, "BLD-006", "", true); err == nil {
 		t.Error("secrets shown without the token")
+	}
+	if m, err = c.Machine(ctx, "BLD-006"); err != nil {
+		t.Fatal(err)
+	}
+	m.Params["omni_join"] = "kernel"
+	if _, err := c.UpdateMachine(ctx, *m); err == nil {
+		t.Error("omni_join=kernel accepted")
+	} else if !strings.Contains(err.Error(), "not one of config, cmdline") {
+		t.Errorf("omni_join=kernel: %v", err)
 	}
 	// Cached assets are served; downloads in progress never are.
 	resp, got := get(t, base+"/assets/"+entry+"/kernel-amd64", nil)
@@ -218,6 +281,14 @@ func TestTalosSchematicFollowsTheNICs(t *testing.T) {
 		if !strings.Contains(string(script), want) || !strings.Contains(string(script), "/assets/talos/v1.9.5/"+id+"/") {
 			t.Errorf("%s's script does not say %q:\n%s", tc.machine, want, script)
 		}
+		// machine show says the same, and the firmware the model binds.
+		bi, err := c.BootInfo(ctx, tc.machine)
+		if err != nil || bi.Talos == nil || bi.Talos.Schematic != id || strings.Join(bi.Talos.Extensions, " ") != strings.Join(tc.exts, " ") || bi.Talos.Why != tc.why {
+			t.Errorf("%s boot info %+v %+v, %v", tc.machine, bi, bi.Talos, err)
+		}
+		if tc.machine == "BLD-003" && (bi.Firmware != "bios" || bi.FirmwareWhy == "") {
+			t.Errorf("BLD-003 boots %q (%s), want bios and why", bi.Firmware, bi.FirmwareWhy)
+		}
 		if tc.machine == "BLD-003" && !strings.Contains(string(script), "talos.platform=metal console=ttyS1,115200") {
 			t.Errorf("BLD-003's serial console is not after the factory's command line:\n%s", script)
 		}
@@ -253,7 +324,33 @@ func TestTalosExtensionNamesChecked(t *testing.T) {
 	if id, _ := talos.New([]string{"siderolabs/bnx2", "siderolabs/intel-ucode"}, nil).ID(); factory.Registered(id) {
 		t.Error("the schematic with the wrong name was registered")
 	}
+	// Assigning Talos checks the names the machine's schematic would have.
+	if _, err := c.CreateMachine(ctx, inventory.Machine{Name: "ODEN", MACs: []string{"52:54:00:00:00:0a"},
+		Params: map[string]string{"talos_extensions": "siderolabs/intel-ucode,siderolabs/iscsi-tool"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Assign(ctx, "ODEN", api.AssignRequest{Profile: "talos"})
+	if err == nil || !strings.Contains(err.Error(), "has no official extension siderolabs/iscsi-tool (did you mean siderolabs/iscsi-tools?)") {
+		t.Fatalf("assign with a wrong name: %v", err)
+	}
+	if m, _ := c.Machine(ctx, "ODEN"); m.Profile != "" {
+		t.Errorf("the refused assignment was stored: profile %q", m.Profile)
+	}
+	// Offline (a version whose list is not cached), the assignment goes
+	// through and the client hears that the names could not be checked.
 	listing = false
+	if _, err := c.CreateMachine(ctx, inventory.Machine{Name: "TOR", MACs: []string{"52:54:00:00:00:0b"},
+		Params: map[string]string{"talos_version": "v1.9.4"}}); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	c.Warn = func(w string) { warned = append(warned, w) }
+	if _, err := c.Assign(ctx, "TOR", api.AssignRequest{Profile: "talos"}); err != nil {
+		t.Fatalf("assign while the factory cannot list extensions: %v", err)
+	}
+	if len(warned) != 1 || !strings.Contains(warned[0], "not checked: the official extensions could not be listed") {
+		t.Errorf("warnings: %q", warned)
+	}
 	if err := c.Pull(ctx, api.PullRequest{Kind: "talos", Extensions: []string{"siderolabs/iscsi-tools"}}, func(map[string]string) {}, func(assets.Progress) {}); err != nil {
 		t.Errorf("pull from a factory that cannot list extensions: %v", err)
 	}

@@ -53,7 +53,8 @@ const (
 	// state, note, result, error, seconds).
 	BMCPower = "bmc.power"
 	// BMCBootDevice: the next boot device was set through the BMC (attrs:
-	// device, persistent, efi, result, error, seconds).
+	// device, persistent, efi, readback: the flags the BMC reports after
+	// the call, note: a 60 s timeout the BMC kept, result, error, seconds).
 	BMCBootDevice = "bmc.bootdev"
 	// BMCInventory: the BMC's hardware inventory was read (attrs: filled,
 	// result, error).

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +33,8 @@ type Param struct {
 	// secret set NAME); the script gets the secret's value, listings and
 	// redacted renders never do.
 	Secret bool `yaml:"secret" json:"secret,omitempty"`
+	// Choices, when set, are the only values the parameter may take.
+	Choices []string `yaml:"choices" json:"choices,omitempty"`
 }
 
 // When a one-shot boot counts as consumed.
@@ -65,6 +69,10 @@ type Profile struct {
 	Template string `json:"template,omitempty"`
 	// Overlay lists the per-machine overlay files.
 	Overlay []OverlaySpec `json:"overlay,omitempty"`
+	// Config is the template of the per-machine config document the OS
+	// fetches from the script's configURL (Talos: talos.config=), so what
+	// it holds (a join token) stays off the kernel command line.
+	Config string `json:"config,omitempty"`
 	// UsesMenu is true when the template reads .Menu (only then does a
 	// render need the list of the machine's bootable profiles).
 	UsesMenu bool `json:"-"`
@@ -72,6 +80,7 @@ type Profile struct {
 	tmpl    *template.Template
 	overlay []*template.Template
 	modes   []uint32
+	config  *template.Template
 }
 
 type sidecar struct {
@@ -81,6 +90,7 @@ type sidecar struct {
 	Menu        *bool            `yaml:"menu"`
 	Uses        []string         `yaml:"uses"`
 	Overlay     []OverlaySpec    `yaml:"overlay"`
+	Config      string           `yaml:"config"`
 }
 
 // OverlaySpec is one file of a profile's per-machine overlay: provisiond
@@ -216,6 +226,19 @@ func loadOne(fsys fs.FS, name, source string) (*Profile, error) {
 		sc.Overlay[i].Template = o.Template
 	}
 	p.Overlay = sc.Overlay
+	if sc.Config != "" {
+		at := where(name+".yaml") + " config"
+		ct, err := template.New(at).Option("missingkey=error").Funcs(funcs(&renderState{})).Parse(sc.Config)
+		if err != nil {
+			return nil, fmt.Errorf("profile %w", err)
+		}
+		if _, err := checkParams(ct, p.Params); err != nil {
+			return nil, err
+		}
+		p.config, p.Config = ct, sc.Config
+	} else if strings.Contains(string(body), "configURL") {
+		return nil, fmt.Errorf("profile %s: the template uses configURL but %s has no config template", where(name+".ipxe"), where(name+".yaml"))
+	}
 	return p, nil
 }
 
@@ -346,6 +369,11 @@ type Data struct {
 	// Secret resolves a secret parameter's value (its name in, value
 	// out). Nil means secrets are rendered redacted.
 	Secret func(name string) (string, error) `json:"-"`
+	// ConfigURL returns the URL of this machine's config document for the
+	// profile (the template's configURL). The URL carries the boot's
+	// nonce, so it is handed out as a secret is; nil renders it with the
+	// nonce redacted.
+	ConfigURL func() (string, error) `json:"-"`
 	// Extra holds values from provisiond's providers (Talos kernel
 	// command line and asset paths, for example), keyed by provider.
 	Extra map[string]map[string]string
@@ -395,6 +423,10 @@ func (p *Profile) prepare(d Data) (*prepared, error) {
 		spec := p.Params[k]
 		if spec.Required && params[k] == "" {
 			return nil, fmt.Errorf("profile %s needs parameter %s: set it with provisiond machine set %s --param %s=VALUE", p.Name, k, d.Name, k)
+		}
+		if len(spec.Choices) > 0 && params[k] != "" && !slices.Contains(spec.Choices, params[k]) {
+			return nil, fmt.Errorf("profile %s: parameter %s is %q, not one of %s (provisiond machine set %s --param %s=%s)",
+				p.Name, k, params[k], strings.Join(spec.Choices, ", "), d.Name, k, spec.Choices[0])
 		}
 		if spec.Secret && params[k] != "" {
 			if err := Safe(params[k]); err != nil {
@@ -497,6 +529,42 @@ func (p *Profile) RenderOverlay(d Data) ([]OverlayFile, error) {
 	return out, nil
 }
 
+// CheckParams checks a machine's parameters against the profile's
+// declared choices (a value a render would refuse, said before it boots).
+func (p *Profile) CheckParams(params map[string]string) error {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		spec, ok := p.Params[k]
+		if ok && len(spec.Choices) > 0 && params[k] != "" && !slices.Contains(spec.Choices, params[k]) {
+			errs = append(errs, fmt.Errorf("profile %s: parameter %s is %q, not one of %s", p.Name, k, params[k], strings.Join(spec.Choices, ", ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RenderConfig renders the profile's config document for a machine. Secret
+// values go in as they are; with no Secret resolver they read REDACTED.
+func (p *Profile) RenderConfig(d Data) ([]byte, error) {
+	if p.config == nil {
+		return nil, fmt.Errorf("profile %s has no config document", p.Name)
+	}
+	pr, err := p.prepare(d)
+	if err != nil {
+		return nil, err
+	}
+	body, err := p.execute(p.config, pr, &renderState{d: pr.d}, false)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(body), nil
+}
+
+// ConfigPath is the path, below the boot URL, of mac's config document
+// for profile name.
+func ConfigPath(mac, name string) string {
+	return "/boot/" + mac + "/config?profile=" + name
+}
+
 // Safe reports whether v can stand on an iPXE script line without changing
 // its meaning: no control characters (a newline would start a new command),
 // no "$" (setting expansion), no "||"/"&&" tokens and no token starting with
@@ -560,6 +628,14 @@ func funcs(st *renderState) template.FuncMap {
 				}
 			}
 			return out
+		},
+		// configURL is the URL of the machine's config document (with
+		// the boot's nonce, which only an admitted boot gets).
+		"configURL": func() (string, error) {
+			if st.d.ConfigURL == nil {
+				return st.d.BaseURL + ConfigPath(st.d.MAC, st.d.Profile) + "&nonce=" + Redacted, nil
+			}
+			return st.d.ConfigURL()
 		},
 		// extra returns a provider's value, failing clearly when the
 		// provider gave none.

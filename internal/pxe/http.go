@@ -1,6 +1,7 @@
 package pxe
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -101,7 +102,8 @@ func (h *HTTPBoot) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /boot/{file}", h.instrument("first_stage", h.firstStage))
 	mux.HandleFunc("GET /boot/{mac}/script", h.instrument("script", h.script))
 	mux.HandleFunc("POST /boot/{mac}/booted", h.instrument("callback", h.booted))
-	mux.HandleFunc("GET /boot/{mac}/overlay.cpio", h.instrument("overlay", h.overlay))
+	mux.HandleFunc("GET /boot/{mac}/overlay.cpio", h.instrument("overlay", h.machineFile("overlay.cpio", "application/octet-stream", h.cfg.Scripts.Overlay)))
+	mux.HandleFunc("GET /boot/{mac}/config", h.instrument("config", h.machineFile("config", "application/yaml", h.cfg.Scripts.Config)))
 	mux.HandleFunc("GET /assets/{path...}", h.instrument("asset", h.asset))
 	mux.HandleFunc("GET /ipxe/{path...}", h.instrument("ipxe", h.ipxeFile))
 }
@@ -287,40 +289,43 @@ func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 	scriptReply(w, rep.Body)
 }
 
-// overlay serves a machine's overlay archive. Like every boot endpoint it
-// cannot authenticate the firmware; it serves only machines in the
-// inventory whose profile has overlay files.
-func (h *HTTPBoot) overlay(w http.ResponseWriter, r *http.Request) {
-	mac, base, ok := h.macAndBase(w, r, r.PathValue("mac"))
-	if !ok {
-		return
-	}
-	q := r.URL.Query()
-	chosen := q.Get("profile")
-	if chosen != "" && !profileNameRE.MatchString(chosen) {
-		h.bad(w, r, "bad profile name")
-		return
-	}
-	start := time.Now()
-	body, prof, err := h.cfg.Scripts.Overlay(r.Context(), ScriptRequest{MAC: mac, BaseURL: base, Profile: chosen, Source: netutil.SourceAddr(r), Nonce: q.Get("nonce")})
-	if err != nil {
-		// Unknown, refused and failed look the same from outside: no
-		// oracle for which MACs are machines.
-		if !errors.Is(err, ErrRefused) {
-			h.cfg.Log.Warn("overlay failed", "mac", mac, "profile", prof, "err", err)
-			h.cfg.Events.Emit(events.Event{Type: events.ScriptError, MAC: mac, Attrs: map[string]string{"profile": prof, "file": "overlay.cpio", "error": err.Error()}})
+// machineFile serves a file rendered for one machine's boot (its overlay
+// archive, its config document). Like every boot endpoint it cannot
+// authenticate the firmware; the Scripter serves only machines in the
+// inventory, within their own boot, with the nonce their script carried.
+func (h *HTTPBoot) machineFile(file, contentType string, render func(context.Context, ScriptRequest) ([]byte, string, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		mac, base, ok := h.macAndBase(w, r, r.PathValue("mac"))
+		if !ok {
+			return
 		}
-		notFound(w)
-		return
+		q := r.URL.Query()
+		chosen := q.Get("profile")
+		if chosen != "" && !profileNameRE.MatchString(chosen) {
+			h.bad(w, r, "bad profile name")
+			return
+		}
+		start := time.Now()
+		body, prof, err := render(r.Context(), ScriptRequest{MAC: mac, BaseURL: base, Profile: chosen, Source: netutil.SourceAddr(r), Nonce: q.Get("nonce")})
+		if err != nil {
+			// Unknown, refused and failed look the same from outside: no
+			// oracle for which MACs are machines.
+			if !errors.Is(err, ErrRefused) {
+				h.cfg.Log.Warn(file+" failed", "mac", mac, "profile", prof, "err", err)
+				h.cfg.Events.Emit(events.Event{Type: events.ScriptError, MAC: mac, Attrs: map[string]string{"profile": prof, "file": file, "error": err.Error()}})
+			}
+			notFound(w)
+			return
+		}
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+		h.cfg.Events.Emit(events.Event{Type: events.Asset, MAC: mac, Attrs: map[string]string{
+			"file": file, "profile": prof, "bytes": strconv.Itoa(len(body)), "size": strconv.Itoa(len(body)), "status": "200",
+			"duration": time.Since(start).Round(time.Millisecond).String(),
+		}})
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.Write(body)
-	h.cfg.Events.Emit(events.Event{Type: events.Asset, MAC: mac, Attrs: map[string]string{
-		"file": "overlay.cpio", "profile": prof, "bytes": strconv.Itoa(len(body)), "size": strconv.Itoa(len(body)), "status": "200",
-		"duration": time.Since(start).Round(time.Millisecond).String(),
-	}})
 }
 
 func (h *HTTPBoot) booted(w http.ResponseWriter, r *http.Request) {

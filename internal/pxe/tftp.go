@@ -36,6 +36,9 @@ type Scripter interface {
 	// cpio the kernel unpacks over the base image). An error wrapping
 	// ErrRefused is answered as for an unknown machine.
 	Overlay(ctx context.Context, req ScriptRequest) ([]byte, string, error)
+	// Config renders the machine's config document for its profile (what
+	// Talos fetches from talos.config=). Refusals as for Overlay.
+	Config(ctx context.Context, req ScriptRequest) ([]byte, string, error)
 	// Callback checks a booted OS's report (its nonce and source); an
 	// error means it is refused and changes nothing.
 	Callback(ctx context.Context, req ScriptRequest) error

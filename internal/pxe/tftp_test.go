@@ -50,6 +50,10 @@ func (fakeScripts) FirstStage(_ context.Context, mac, base string) ([]byte, erro
 	return []byte("#!ipxe\n"), nil
 }
 
+func (fakeScripts) Config(context.Context, ScriptRequest) ([]byte, string, error) {
+	return nil, "", ErrRefused
+}
+
 func (fakeScripts) Overlay(context.Context, ScriptRequest) ([]byte, string, error) {
 	return nil, "", nil
 }

@@ -388,6 +388,8 @@ type machineData struct {
 	Steps     []step
 	LastSeq   uint64
 	History   []inventory.Change
+	// Boot is how it boots now: firmware (and why), Talos schematic.
+	Boot *api.BootInfo
 }
 
 type profileChoice struct {
@@ -423,6 +425,11 @@ func (s *Server) machine(r *http.Request, v *view) (string, int, error) {
 	}
 	for _, p := range s.API.Renderer.Profiles().List() {
 		d.Profiles = append(d.Profiles, profileChoice{Name: p.Name, Description: p.Description})
+	}
+	if s.API.BootInfo != nil {
+		if bi, err := s.API.BootInfo(*m); err == nil {
+			d.Boot = &bi
+		}
 	}
 	if m.BMC != nil {
 		switch {

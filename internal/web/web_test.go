@@ -139,7 +139,8 @@ func TestPagesRender(t *testing.T) {
 		t.Errorf("filter by role talos: %d, page does not say 2 of 21 or lists TYR", code)
 	}
 	code, page = b.get("/ui/machines/BLD-006")
-	for _, want := range []string{"ProLiant BL460c Gen8", "ASGARD bay 6", "52:54:00:00:06:01", "Smart Array P220i", "from secret bld-006-bmc", "0 of 16 slots"} {
+	for _, want := range []string{"ProLiant BL460c Gen8", "ASGARD bay 6", "52:54:00:00:06:01", "Smart Array P220i", "from secret bld-006-bmc", "0 of 16 slots",
+		`id="firmware">bios <span class="sub">`, `boots legacy BIOS only"> UEFI`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("BLD-006's page lacks %q", want)
 		}

@@ -107,10 +107,8 @@ func (b *ipmiBMC) vmRunning() bool {
 // steps and the boot steps together.
 func TestIPMIAssign(t *testing.T) {
 	requireLab(t)
-	for _, c := range []string{"ipmi_sim", "ipmitool"} {
-		if _, err := exec.LookPath(c); err != nil {
-			t.Skipf("the IPMI end-to-end test needs %s: apt-get install openipmi ipmitool", c)
-		}
+	if why := ipmisim.Available(); why != "" {
+		t.Skip("the IPMI end-to-end test " + why)
 	}
 	l := newLab(t)
 	b := l.startIPMISim(t)
@@ -218,6 +216,34 @@ func TestIPMIAssign(t *testing.T) {
 	}
 	if !strings.Contains(b.chassisLog(), "power on: boot default") {
 		t.Errorf("chassis log:\n%s", b.chassisLog())
+	}
+	l.mustCLI("power", ipmiVMName, "off")
+
+	// A blade waiting in its enclosure's power budget: the POST starts 65 s
+	// after the power-on, past the 60 s after which a BMC clears boot flags
+	// whose timeout was left on. provisiond disabled it before setting PXE,
+	// so the machine still boots from the network, and the timeline shows
+	// what the BMC read back.
+	if err := b.sim.SetPowerOnDelay(65 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	before = len(l.timeline(ipmiVMName))
+	out, err = l.cli("assign", ipmiVMName, "linux", "--reboot", "--wait", "--timeout", "6m")
+	t.Logf("provisiond assign vm1 linux --reboot --wait (POST 65 s after power-on):\n%s", out)
+	if err != nil || !strings.Contains(out, "booted linux") {
+		t.Errorf("a late POST did not PXE-boot (%v):\n%s\nchassis log:\n%s", err, out, b.chassisLog())
+	}
+	if log := b.chassisLog(); !regexp.MustCompile(`(?s)60 s timeout disabled.*boot device pxe\n.*POST in 65s.*power on: boot pxe`).MatchString(log) || strings.Contains(log, "expired") {
+		t.Errorf("chassis log:\n%s", log)
+	}
+	var readback string
+	for _, ev := range l.timeline(ipmiVMName)[before:] {
+		if ev.Type == events.BMCBootDevice {
+			readback = ev.Attrs["readback"]
+		}
+	}
+	if readback != "valid pxe once bios, 60 s timeout off" {
+		t.Errorf("the timeline's boot-device step reads back %q", readback)
 	}
 	l.mustCLI("power", ipmiVMName, "off")
 

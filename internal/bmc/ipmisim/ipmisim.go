@@ -1,10 +1,19 @@
 // Package ipmisim runs OpenIPMI's ipmi_sim as a real IPMI-over-LAN BMC for
 // tests: one user, MD5 authentication, and a chassis-control hook whose
 // power-on and power-off actions the test gives as shell snippets.
+//
+// ipmi_sim's own boot-option handling neither reports the "boot flags
+// valid" bit nor keeps parameter 3 (valid-bit clearing), so a module built
+// from module/bootflags.c replaces it: the flags expire 60 s after they are
+// set, as on an iLO 4, unless the 60 s timeout was disabled, and the chassis
+// hook applies that expiry when the machine actually POSTs (which
+// SetPowerOnDelay can hold back, like a blade waiting in its enclosure's
+// power budget).
 package ipmisim
 
 import (
 	"bytes"
+	_ "embed"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +23,12 @@ import (
 	"testing"
 	"time"
 )
+
+//go:embed module/bootflags.c
+var bootflagsSource []byte
+
+// mcservHeader is the OpenIPMI header the boot-flags module is built with.
+const mcservHeader = "/usr/include/OpenIPMI/mcserv.h"
 
 // Options describe one simulated BMC.
 type Options struct {
@@ -56,6 +71,12 @@ func Available() string {
 			return "needs " + c + ": apt-get install openipmi ipmitool"
 		}
 	}
+	if _, err := exec.LookPath("cc"); err != nil {
+		return "needs a C compiler to build ipmi_sim's boot-flags module: apt-get install gcc libc6-dev libopenipmi-dev"
+	}
+	if _, err := os.Stat(mcservHeader); err != nil {
+		return "needs OpenIPMI's headers to build ipmi_sim's boot-flags module: apt-get install libopenipmi-dev"
+	}
 	return ""
 }
 
@@ -67,19 +88,45 @@ func Start(t testing.TB, o Options) *Sim {
 		t.Fatal(err)
 	}
 	// ipmi_sim calls the hook as: HOOK DEVICE get|set PARM [VALUE]...
-	// power 1/0 runs Start/Stop; boot records the next boot device, which
-	// the next power-on uses once (as a BMC's boot override does).
+	// power 1/0 runs Start/Stop. The boot-flags module keeps the next boot
+	// device in $D/boot (and, unless the 60 s timeout was disabled, its
+	// expiry in $D/boot.expires); a power-on POSTs after the delay in
+	// $D/poweron-delay and uses the device once, if still valid.
 	hook := fmt.Sprintf(`#!/bin/sh
 D=%s
 log() { echo "$(date +%%T) $*" >>$D/chassis.log; }
-running() { %s; }
-start() {
+running() { [ -f $D/posting ] || { %s; }; }
+takeboot() {
 	boot=$(cat $D/boot 2>/dev/null || echo default)
+	if [ "$boot" != default ] && [ -f $D/boot.expires ] && [ "$(date +%%s)" -gt "$(cat $D/boot.expires)" ]; then
+		log "boot flags expired before POST (set more than 60 s earlier): boot default"
+		boot=default
+	fi
 	echo default >$D/boot
+	rm -f $D/boot.expires
+}
+post() {
+	takeboot
 	log "power on: boot $boot"
 	%s
 }
+start() {
+	delay=$(cat $D/poweron-delay 2>/dev/null || echo 0)
+	if [ "$delay" -gt 0 ]; then
+		log "power on: POST in ${delay}s"
+		( sleep "$delay"; post; rm -f $D/posting ) </dev/null >/dev/null 2>&1 &
+		echo $! >$D/posting
+		return
+	fi
+	post
+}
 stop() {
+	if [ -f $D/posting ]; then
+		kill "$(cat $D/posting)" 2>/dev/null
+		rm -f $D/posting
+		log "power off (before POST)"
+		return
+	fi
 	if running; then
 		%s
 		log "power off"
@@ -101,8 +148,7 @@ set)
 		case $1 in
 		power) if [ "$2" = 1 ]; then running || start; else stop; fi ;;
 		reset) stop; start ;;
-		boot) echo "$2" >$D/boot; log "boot device $2" ;;
-		identify|shutdown) ;;
+		identify|shutdown|boot) ;;
 		*) echo "Invalid parameter: $1"; exit 1 ;;
 		esac
 		shift 2
@@ -110,7 +156,16 @@ set)
 *) echo "Unknown operation: $op"; exit 1 ;;
 esac
 `, o.Dir, o.Running, o.Start, o.Stop)
+	module := filepath.Join(o.Dir, "bootflags.so")
+	src := filepath.Join(o.Dir, "bootflags.c")
+	if err := os.WriteFile(src, bootflagsSource, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cc", "-shared", "-fPIC", "-O2", "-Wall", "-o", module, src).CombinedOutput(); err != nil {
+		t.Fatalf("building ipmi_sim's boot-flags module: %v\n%s", err, out)
+	}
 	conf := fmt.Sprintf(`name "provisiondtest"
+loadlib "%s" "%s"
 set_working_mc 0x20
   startlan 1
     addr %s %d
@@ -123,7 +178,7 @@ set_working_mc 0x20
   endlan
   chassis_control "%s 0x20"
   user 2 true "%s" "%s" admin 10 md5
-`, o.Addr, o.Port, filepath.Join(o.Dir, "chassis.sh"), o.User, o.Password)
+`, module, o.Dir, o.Addr, o.Port, filepath.Join(o.Dir, "chassis.sh"), o.User, o.Password)
 	emu := "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nmc_enable 0x20\n"
 	for name, body := range map[string]string{"chassis.sh": hook, "lan.conf": conf, "sim.emu": emu} {
 		if err := os.WriteFile(filepath.Join(o.Dir, name), []byte(body), 0o700); err != nil {
@@ -166,4 +221,11 @@ set_working_mc 0x20
 func (s *Sim) ChassisLog() string {
 	raw, _ := os.ReadFile(filepath.Join(s.o.Dir, "chassis.log"))
 	return string(raw)
+}
+
+// SetPowerOnDelay holds back the POST of every later power-on by d, as an
+// enclosure does with a blade waiting in its power budget: the chassis
+// reports power on at once, the boot device is read when the POST starts.
+func (s *Sim) SetPowerOnDelay(d time.Duration) error {
+	return os.WriteFile(filepath.Join(s.o.Dir, "poweron-delay"), []byte(fmt.Sprint(int(d.Seconds()))), 0o600)
 }

@@ -180,7 +180,8 @@
       busy(bootdev, true);
       try {
         const r = await call("POST", base + "/bootdev", req);
-        show(true, "next boot " + r.device + (r.persistent ? ", persistent" : ", once") + (r.efi ? ", UEFI" : "") + " in " + r.seconds.toFixed(1) + " s");
+        show(true, "next boot " + r.device + (r.persistent ? ", persistent" : ", once") + (r.efi ? ", UEFI" : "") + " in " + r.seconds.toFixed(1) + " s" +
+          (r.readback ? "; BMC reports " + r.readback : "") + (r.note ? "; " + r.note : ""));
       } catch (err) {
         show(false, "setting the boot device failed: " + err.message);
       } finally {
