@@ -391,32 +391,8 @@ func (b *Booter) inMenu(set *profile.Set, m *inventory.Machine, name string) boo
 // within its boot, with the nonce its script carried, once per boot. Every
 // refusal wraps pxe.ErrRefused and is answered as for an unknown MAC.
 func (b *Booter) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
-	m := b.machine(req.MAC)
-	if m == nil || m.Discovered {
-		b.count("overlay", bootguard.ReasonUnknown)
-		return nil, req.Profile, pxe.ErrRefused
-	}
-	// The profile is the one this boot's script rendered, named in the
-	// URL: the guard redeems the nonce only for what that script granted.
-	name := cmp.Or(req.Profile, boot.ProfileFor(m, b.boot().DefaultProfile))
-	set := b.profiles.Load()
-	nonce, err := b.guard.Admit(req.MAC, req.Source)
-	if err == nil {
-		err = b.guard.Redeem(req.MAC, req.Nonce, "overlay:"+name, req.Source)
-	}
+	p, d, name, err := b.machineFile(ctx, req, "overlay")
 	if err != nil {
-		b.refused(m.Name, req, "overlay", name, err)
-		return nil, name, pxe.ErrRefused
-	}
-	p, ok := set.Get(name)
-	if !ok {
-		return nil, name, fmt.Errorf("profile %s does not exist", name)
-	}
-	d := b.scriptData(m, req.MAC, req.BaseURL, name, nonce)
-	if b.secrets != nil {
-		d.Secret = b.secrets.Secret
-	}
-	if err := b.addExtras(ctx, p, m, &d); err != nil {
 		return nil, name, err
 	}
 	files, err := p.RenderOverlay(d)
@@ -439,33 +415,46 @@ func (b *Booter) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, st
 // in it). Guarded as overlays are: a machine in the inventory, from its own
 // address, within its boot, with its script's nonce, once per boot.
 func (b *Booter) Config(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
+	p, d, name, err := b.machineFile(ctx, req, "config")
+	if err != nil {
+		return nil, name, err
+	}
+	body, err := p.RenderConfig(d)
+	return body, name, err
+}
+
+// machineFile admits a request for one of a booting machine's own files
+// (what: overlay, config) and returns the profile and the data to render
+// it with, secrets resolved. The profile is the one this boot's script
+// rendered, named in the URL: the guard redeems the nonce only for what
+// that script granted. Refusals wrap pxe.ErrRefused.
+func (b *Booter) machineFile(ctx context.Context, req pxe.ScriptRequest, what string) (*profile.Profile, profile.Data, string, error) {
 	m := b.machine(req.MAC)
 	if m == nil || m.Discovered {
-		b.count("config", bootguard.ReasonUnknown)
-		return nil, req.Profile, pxe.ErrRefused
+		b.count(what, bootguard.ReasonUnknown)
+		return nil, profile.Data{}, req.Profile, pxe.ErrRefused
 	}
 	name := cmp.Or(req.Profile, boot.ProfileFor(m, b.boot().DefaultProfile))
 	nonce, err := b.guard.Admit(req.MAC, req.Source)
 	if err == nil {
-		err = b.guard.Redeem(req.MAC, req.Nonce, "config:"+name, req.Source)
+		err = b.guard.Redeem(req.MAC, req.Nonce, what+":"+name, req.Source)
 	}
 	if err != nil {
-		b.refused(m.Name, req, "config", name, err)
-		return nil, name, pxe.ErrRefused
+		b.refused(m.Name, req, what, name, err)
+		return nil, profile.Data{}, name, pxe.ErrRefused
 	}
 	p, ok := b.profiles.Load().Get(name)
 	if !ok {
-		return nil, name, fmt.Errorf("profile %s does not exist", name)
+		return nil, profile.Data{}, name, fmt.Errorf("profile %s does not exist", name)
 	}
 	d := b.scriptData(m, req.MAC, req.BaseURL, name, nonce)
 	if b.secrets != nil {
 		d.Secret = b.secrets.Secret
 	}
 	if err := b.addExtras(ctx, p, m, &d); err != nil {
-		return nil, name, err
+		return nil, profile.Data{}, name, err
 	}
-	body, err := p.RenderConfig(d)
-	return body, name, err
+	return p, d, name, nil
 }
 
 // Callback implements pxe.Scripter: a booted OS's report counts only with

@@ -317,11 +317,11 @@ func TestTalosExtensionNamesChecked(t *testing.T) {
 	tok, _ := os.ReadFile(filepath.Join(d.data, TokenFile))
 	c := d.client(strings.TrimSpace(string(tok)))
 	ctx := context.Background()
-	err := c.Pull(ctx, api.PullRequest{Kind: "talos", Extensions: []string{"siderolabs/bnx2", "siderolabs/intel-ucode"}}, func(map[string]string) {}, func(assets.Progress) {})
-	if err == nil || !strings.Contains(err.Error(), "has no official extension siderolabs/bnx2 (did you mean siderolabs/bnx2-bnx2x?)") {
+	err := c.Pull(ctx, api.PullRequest{Kind: "talos", Extensions: []string{"siderolabs/bnx-bnx2x", "siderolabs/intel-ucode"}}, func(map[string]string) {}, func(assets.Progress) {})
+	if err == nil || !strings.Contains(err.Error(), "has no official extension siderolabs/bnx-bnx2x (did you mean siderolabs/bnx2-bnx2x?)") {
 		t.Fatalf("pull with a wrong name: %v", err)
 	}
-	if id, _ := talos.New([]string{"siderolabs/bnx2", "siderolabs/intel-ucode"}, nil).ID(); factory.Registered(id) {
+	if id, _ := talos.New([]string{"siderolabs/bnx-bnx2x", "siderolabs/intel-ucode"}, nil).ID(); factory.Registered(id) {
 		t.Error("the schematic with the wrong name was registered")
 	}
 	// Assigning Talos checks the names the machine's schematic would have.

@@ -107,9 +107,9 @@ func TestCheckExtensions(t *testing.T) {
 	if err := CheckExtensions([]string{"siderolabs/bnx2-bnx2x", "siderolabs/intel-ucode"}, official, "v1.9.5"); err != nil {
 		t.Errorf("official names: %v", err)
 	}
-	err := CheckExtensions([]string{"siderolabs/bnx2", "siderolabs/intel-ucod", "acme/nothing-like-it"}, official, "v1.9.5")
+	err := CheckExtensions([]string{"siderolabs/bnx-bnx2x", "siderolabs/intel-ucod", "acme/nothing-like-it"}, official, "v1.9.5")
 	for _, want := range []string{
-		"Talos v1.9.5 has no official extension siderolabs/bnx2 (did you mean siderolabs/bnx2-bnx2x?)",
+		"Talos v1.9.5 has no official extension siderolabs/bnx-bnx2x (did you mean siderolabs/bnx2-bnx2x?)",
 		"no official extension siderolabs/intel-ucod (did you mean siderolabs/intel-ucode",
 		"no official extension acme/nothing-like-it: fix talos.extensions",
 	} {

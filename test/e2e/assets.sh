@@ -10,7 +10,7 @@ set -euo pipefail
 
 out=${1:-$(cd "$(dirname "$0")" && pwd)/.cache}
 # Bump when the test OS changes, so cached copies are rebuilt.
-version=2
+version=3
 mkdir -p "$out"
 if [[ -s $out/vmlinuz && -s $out/initrd.img && $(cat "$out/version" 2>/dev/null) == "$version" ]]; then
 	exit 0
@@ -76,10 +76,19 @@ for m in $(cat /lib/modules/order); do insmod "/lib/modules/$m.ko" || echo "PROV
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 cb=$(sed -n 's/.*provisiond\.callback=\([^ ]*\).*/\1/p' /proc/cmdline)
+tc=$(sed -n 's/.*talos\.config=\([^ ]*\).*/\1/p' /proc/cmdline)
 ip link set lo up
 ip link set eth0 up
 if udhcpc -i eth0 -s /etc/udhcpc.sh -q -n -t 10 -T 2 >/dev/null 2>&1; then
 	echo "PROVISIOND-TEST-ADDR: $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
+	# As Talos does with talos.config=: fetch the machine's config.
+	if [ -n "$tc" ]; then
+		if wget -q -O /tmp/talos.config "$tc"; then
+			sed 's/^/PROVISIOND-TEST-TALOSCONFIG: /' /tmp/talos.config
+		else
+			echo "PROVISIOND-TEST-TALOSCONFIG: failed"
+		fi
+	fi
 	if [ -n "$cb" ] && wget -q -O /dev/null --post-data "status=up" "$cb"; then
 		echo "PROVISIOND-TEST-CALLBACK: ok"
 	else

@@ -108,6 +108,8 @@ func TestAttackerOnTheLAN(t *testing.T) {
 				attackReq{Name: tag + " script " + mac, URL: boot + "/boot/" + mac + "/script"},
 				attackReq{Name: tag + " overlay " + mac, URL: boot + "/boot/" + mac + "/overlay.cpio?profile=slurm"},
 				attackReq{Name: tag + " overlay-nonce " + mac, URL: boot + "/boot/" + mac + "/overlay.cpio?profile=slurm&nonce=AAAAAAAAAAAAAAAAAAAAAAAA"},
+				attackReq{Name: tag + " config " + mac, URL: boot + "/boot/" + mac + "/config?profile=talos"},
+				attackReq{Name: tag + " config-nonce " + mac, URL: boot + "/boot/" + mac + "/config?profile=talos&nonce=AAAAAAAAAAAAAAAAAAAAAAAA"},
 				attackReq{Name: tag + " script?profile=slurm " + mac, URL: boot + "/boot/" + mac + "/script?profile=slurm"},
 				attackReq{Name: tag + " callback " + mac, Method: "POST", URL: boot + "/boot/" + mac + "/booted", Body: "status=pwned", Type: "application/x-www-form-urlencoded"},
 				attackReq{Name: tag + " facts " + mac, Method: "POST", URL: fmt.Sprintf("https://%s:%d/api/v1/facts", serverIP, controlPort), Type: "application/json",
@@ -129,14 +131,15 @@ func TestAttackerOnTheLAN(t *testing.T) {
 			if strings.Contains(r.Name, " facts ") && r.Status == 200 {
 				t.Errorf("%s: the facts were taken", r.Name)
 			}
-			if strings.Contains(r.Name, " overlay") {
+			if strings.Contains(r.Name, " overlay") || strings.Contains(r.Name, " config") {
 				if r.Status != 404 {
 					t.Errorf("%s: %d, want 404", r.Name, r.Status)
 				}
 				overlay404 = append(overlay404, r.Body)
 			}
 		}
-		// No oracle: known and unknown MACs' overlays look the same.
+		// No oracle: known and unknown MACs' overlays and config
+		// documents look the same.
 		for _, b := range overlay404 {
 			if b != overlay404[0] {
 				t.Errorf("overlay refusals differ between MACs: %q vs %q", overlay404[0], b)
@@ -211,9 +214,8 @@ func TestAttackerOnTheLAN(t *testing.T) {
 		t.Fatalf("%s did not boot: %v\nconsole:\n%s", k, v, consoles[k.(string)])
 		return false
 	})
-	talosCmdline := serialLine(consoles["vm-talos"], "PROVISIOND-TEST-CMDLINE:")
-	if !strings.Contains(talosCmdline, "siderolink.api=https://omni.e2e.test:8090/?jointoken="+joinToken) {
-		t.Errorf("vm-talos booted without its join token: %q", talosCmdline)
+	if !strings.Contains(consoles["vm-talos"], `PROVISIOND-TEST-TALOSCONFIG: apiUrl: "https://omni.e2e.test:8090/?jointoken=`+joinToken+`"`) {
+		t.Errorf("vm-talos booted without its join token:\n%s", grepLines(consoles["vm-talos"], "PROVISIOND-TEST-"))
 	}
 	if !strings.Contains(consoles["vm-slurm"], "PROVISIOND-TEST-MUNGE: "+hex.EncodeToString(keySum[:])+" 400") {
 		t.Errorf("vm-slurm booted without its munge key:\n%s", grepLines(consoles["vm-slurm"], "PROVISIOND-TEST-"))
@@ -229,7 +231,7 @@ func TestAttackerOnTheLAN(t *testing.T) {
 	l.asVictim(atk, talosMAC, "192.0.2.70", func() {
 		rs := l.attack(atk, []attackReq{{Name: "spoof script " + talosMAC, URL: boot + "/boot/" + talosMAC + "/script"}})
 		check(rs)
-		if strings.Contains(rs[0].Body, "jointoken") {
+		if strings.Contains(rs[0].Body, "jointoken") || strings.Contains(rs[0].Body, "talos.config") {
 			t.Errorf("the spoofing host got vm-talos's Talos script:\n%s", rs[0].Body)
 		}
 	})

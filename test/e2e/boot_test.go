@@ -92,9 +92,8 @@ func TestBootPath(t *testing.T) {
 			want: []string{"e2e.machine=vm-uefi", "e2e.marker=inventory-args-vm-uefi", "console=ttyS0", "provisiond.callback=http://" + serverIP}},
 		{name: "vm-talos", mac: "52:54:00:e2:e0:03", fw: seabios, profile: "talos", kernel: "kernel-amd64", initrd: "initramfs-amd64.xz",
 			want: []string{"initrd=initramfs.xz talos.platform=metal console=ttyS0 panic=-1 e2e.factory-cmdline=1 " +
-				"siderolink.api=https://omni.e2e.test:8090/?jointoken=" + joinToken + " " +
-				"talos.events.sink=[fdae:41e4:649b:9303::1]:8090 talos.logging.kernel=tcp://[fdae:41e4:649b:9303::1]:8092 " +
-				"ip=192.0.2.60::192.0.2.1:255.255.255.128:vm-talos:eth0:off e2e.machine=vm-talos"}},
+				"talos.config=http://" + serverIP + ":8080/boot/52:54:00:e2:e0:03/config?profile=talos&nonce=",
+				" ip=192.0.2.60::192.0.2.1:255.255.255.128:vm-talos:eth0:off e2e.machine=vm-talos"}},
 	}
 	machines = append(machines, bootCase{name: "vm-slurm", mac: "52:54:00:e2:e0:04", fw: seabios, profile: "slurm", kernel: "vmlinuz", initrd: "initrd.img", callback: true,
 		want: []string{"initrd=base.img initrd=overlay.cpio console=ttyS0 panic=-1 e2e.machine=vm-slurm provisiond.callback="}})
@@ -121,7 +120,7 @@ func TestBootPath(t *testing.T) {
 	l.mustCLI("machine", "add", "vm-talos", "--mac", machines[2].mac, "--profile", "talos", "--hostname", "vm-talos",
 		"--address", "192.0.2.60/25", "--gateway", routerIP, "--param", "omni_api=https://omni.e2e.test:8090/", "--param", "interface=eth0",
 		"--kernel-args", "e2e.machine=vm-talos")
-	if red := l.mustCLI("profile", "render", "vm-talos"); strings.Contains(red, joinToken) || !strings.Contains(red, "jointoken=REDACTED") {
+	if red := l.mustCLI("profile", "render", "vm-talos"); strings.Contains(red, joinToken) || !strings.Contains(red, "/config?profile=talos&nonce=REDACTED") {
 		t.Errorf("profile render shows the join token:\n%s", red)
 	}
 	// Slurm: the test OS stands in for the base image; provisiond adds the
@@ -174,6 +173,24 @@ func TestBootPath(t *testing.T) {
 				t.Errorf("booted OS callback: %q (address: %q)", got, serialLine(consoles[i], "PROVISIOND-TEST-ADDR:"))
 			}
 			t.Logf("%s booted; kernel command line: %s", m.name, cmdline)
+			if m.profile == "talos" {
+				// Omni's join documents came from talos.config=, fetched by
+				// the booted OS from its own address; the token was never
+				// on the command line.
+				if strings.Contains(cmdline, joinToken) {
+					t.Errorf("the join token is on the kernel command line: %q", cmdline)
+				}
+				for _, want := range []string{
+					"PROVISIOND-TEST-TALOSCONFIG: kind: SideroLinkConfig",
+					`PROVISIOND-TEST-TALOSCONFIG: apiUrl: "https://omni.e2e.test:8090/?jointoken=` + joinToken + `"`,
+					`PROVISIOND-TEST-TALOSCONFIG: endpoint: "[fdae:41e4:649b:9303::1]:8090"`,
+					`PROVISIOND-TEST-TALOSCONFIG: url: "tcp://[fdae:41e4:649b:9303::1]:8092"`,
+				} {
+					if !strings.Contains(consoles[i], want) {
+						t.Errorf("the Talos config the machine fetched lacks %q:\n%s", want, grepLines(consoles[i], "PROVISIOND-TEST-TALOSCONFIG:"))
+					}
+				}
+			}
 			if m.profile == "slurm" {
 				for _, want := range []string{
 					"PROVISIOND-TEST-FILE: /etc/hostname: node-007",
