@@ -62,7 +62,7 @@ func TestBackupRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := daemon.NewSecretStore(s, box).Secret("munge-key"); err != nil || v != "hunter2-munge" {
+	if v, err := secrets.NewStore(s, box).Secret("munge-key"); err != nil || v != "hunter2-munge" {
 		t.Fatalf("restored secret: %q %v", v, err)
 	}
 	// A damaged archive changes nothing.

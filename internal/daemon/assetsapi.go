@@ -9,12 +9,13 @@ import (
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/assets"
 	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/talos"
 )
 
 // assetsAPI serves the API's asset calls from the cache and the providers.
 type assetsAPI struct {
 	cache *assets.Cache
-	talos *TalosProvider
+	talos *talos.Provider
 	store *inventory.Store
 	boot  func() map[string]string // config default params
 }
@@ -39,7 +40,7 @@ func (a *assetsAPI) Pull(_ context.Context, req api.PullRequest) (*assets.Job, m
 			params[k] = v
 		}
 	}
-	r, why := a.talos.request(m, params)
+	r, why := a.talos.RequestFor(m, params)
 	if req.Version != "" {
 		r.Version = req.Version
 	}
@@ -49,11 +50,11 @@ func (a *assetsAPI) Pull(_ context.Context, req api.PullRequest) (*assets.Job, m
 	if req.ExtraKernelArgs != nil {
 		r.ExtraKernelArgs = req.ExtraKernelArgs
 	}
-	_, id, entry, err := a.talos.plan(r)
+	_, id, entry, err := a.talos.Plan(r)
 	if err != nil {
 		return nil, nil, err
 	}
-	info := map[string]string{"entry": entry, "schematic": id, "version": r.Version, "factory": a.talos.factory.BaseURL, "path": path.Join("/assets", entry),
+	info := map[string]string{"entry": entry, "schematic": id, "version": r.Version, "factory": a.talos.FactoryURL(), "path": path.Join("/assets", entry),
 		"extensions": strings.Join(r.Extensions, " "), "why": why}
 	if req.Extensions != nil {
 		info["why"] = "extensions as asked"

@@ -70,19 +70,10 @@ type Extra interface {
 	// Wants reports whether the profile uses this provider.
 	Wants(p *profile.Profile) bool
 	// Values returns the provider's values for a machine and its resolved
-	// parameters. An error of type *NotReadyError makes the machine wait
+	// parameters. An error of type *profile.NotReadyError makes the machine wait
 	// and ask again.
 	Values(ctx context.Context, m *inventory.Machine, params map[string]string) (map[string]string, error)
 }
-
-// NotReadyError says a machine's boot needs something provisiond is still
-// preparing (a download); the machine is told to wait and retry.
-type NotReadyError struct {
-	What       string
-	RetryAfter time.Duration
-}
-
-func (e *NotReadyError) Error() string { return e.What }
 
 // pendingBoot follows a boot until it is done.
 type pendingBoot struct {
@@ -301,7 +292,7 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 	}
 	r, usedSecret, err := b.render(ctx, m, req.MAC, req.BaseURL, name, mode, nonce)
 	if err != nil {
-		var nr *NotReadyError
+		var nr *profile.NotReadyError
 		switch {
 		case errors.As(err, &nr):
 			b.sink.Emit(events.Event{Type: events.BootWaiting, MAC: req.MAC, Attrs: map[string]string{"profile": name, "reason": nr.What,
@@ -526,7 +517,7 @@ func (b *Booter) refused(machine string, req pxe.ScriptRequest, what, profileNam
 }
 
 // waitScript tells a machine to wait while provisiond prepares its boot.
-func waitScript(nr *NotReadyError, req pxe.ScriptRequest) []byte {
+func waitScript(nr *profile.NotReadyError, req pxe.ScriptRequest) []byte {
 	secs := int(nr.RetryAfter / time.Second)
 	if secs < 5 {
 		secs = 5

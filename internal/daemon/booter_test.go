@@ -57,7 +57,7 @@ func (f fakeExtra) Values(context.Context, *inventory.Machine, map[string]string
 	return map[string]string{"v": "from-extra"}, f.err
 }
 
-func newTestBooter(t *testing.T, extra Extra) (*Booter, *inventory.Store, *SecretStore, *recSink) {
+func newTestBooter(t *testing.T, extra Extra) (*Booter, *inventory.Store, *secrets.Store, *recSink) {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := inventory.Open(filepath.Join(dir, "db"), inventory.Options{})
@@ -77,7 +77,7 @@ func newTestBooter(t *testing.T, extra Extra) (*Booter, *inventory.Store, *Secre
 		t.Fatal(err)
 	}
 	box, _ := secrets.LoadOrCreateKey(filepath.Join(dir, "key"))
-	ss := NewSecretStore(store, box)
+	ss := secrets.NewStore(store, box)
 	sink := &recSink{}
 	var extras []Extra
 	if extra != nil {
@@ -266,7 +266,7 @@ func TestExtrasAndWaiting(t *testing.T) {
 	if body, _ := script(t, b, ""); !strings.Contains(body, "echo from-extra") {
 		t.Errorf("extra not rendered:\n%s", body)
 	}
-	b2, store2, _, _ := newTestBooter(t, fakeExtra{err: &NotReadyError{What: "fetching Talos v1.9.0", RetryAfter: 15 * time.Second}})
+	b2, store2, _, _ := newTestBooter(t, fakeExtra{err: &profile.NotReadyError{What: "fetching Talos v1.9.0", RetryAfter: 15 * time.Second}})
 	store2.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "needsextra"})
 	body, _ := script(t, b2, "")
 	if !strings.Contains(body, "fetching Talos v1.9.0") || !strings.Contains(body, "sleep 15") || !strings.Contains(body, "chain --replace http://192.0.2.2:8080/boot/52:54:00:00:00:06.ipxe") {

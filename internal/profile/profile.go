@@ -17,6 +17,7 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -378,6 +379,16 @@ type Data struct {
 	// command line and asset paths, for example), keyed by provider.
 	Extra map[string]map[string]string
 }
+
+// NotReadyError says a machine's boot needs something provisiond is still
+// preparing (a download): a provider of template values returns it, and the
+// machine is told to wait and ask again.
+type NotReadyError struct {
+	What       string
+	RetryAfter time.Duration
+}
+
+func (e *NotReadyError) Error() string { return e.What }
 
 // Rendered is a rendered script and what it needs from provisiond.
 type Rendered struct {

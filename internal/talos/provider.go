@@ -1,4 +1,4 @@
-package daemon
+package talos
 
 import (
 	"context"
@@ -18,16 +18,15 @@ import (
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/inventory"
 	"github.com/provisiond/provisiond/internal/profile"
-	"github.com/provisiond/provisiond/internal/talos"
 )
 
-// TalosProvider gives the talos profile its Image Factory assets: the
+// Provider gives the talos profile its Image Factory assets: the
 // schematic (from the config or the machine's parameters), the cached kernel
 // and initramfs, and the factory's kernel command line. Assets that are not
 // cached yet are downloaded in the background while the machine waits.
-type TalosProvider struct {
+type Provider struct {
 	cfg     config.Talos
-	factory *talos.Factory
+	factory *Factory
 	cache   *assets.Cache
 	root    string
 	// Log hears what could not be checked (nil: nobody).
@@ -47,30 +46,33 @@ type officialList struct {
 // reused (new extensions appear with Talos releases, not by the hour).
 const officialTTL = 10 * time.Minute
 
-// NewTalosProvider returns the provider; root is the assets directory.
-func NewTalosProvider(cfg config.Talos, factory *talos.Factory, cache *assets.Cache, root string) *TalosProvider {
-	return &TalosProvider{cfg: cfg, factory: factory, cache: cache, root: root}
+// NewProvider returns the provider; root is the assets directory.
+func NewProvider(cfg config.Talos, factory *Factory, cache *assets.Cache, root string) *Provider {
+	return &Provider{cfg: cfg, factory: factory, cache: cache, root: root}
 }
 
-// Name implements Extra.
-func (t *TalosProvider) Name() string { return "talos" }
+// FactoryURL is the Image Factory the provider fetches from.
+func (t *Provider) FactoryURL() string { return t.factory.BaseURL }
 
-// Wants implements Extra.
-func (t *TalosProvider) Wants(p *profile.Profile) bool { return slices.Contains(p.Uses, "talos") }
+// Name implements the booter's Extra (a provider of template values).
+func (t *Provider) Name() string { return "talos" }
 
-// TalosRequest is what to fetch: a version and a schematic.
-type TalosRequest struct {
+// Wants says whether profile p uses the provider's values.
+func (t *Provider) Wants(p *profile.Profile) bool { return slices.Contains(p.Uses, "talos") }
+
+// Request is what to fetch: a version and a schematic.
+type Request struct {
 	Version         string   `json:"version"`
 	Extensions      []string `json:"extensions,omitempty"`
 	ExtraKernelArgs []string `json:"extra_kernel_args,omitempty"`
 }
 
-// request resolves machine m's schematic (nil: a machine whose hardware is
+// RequestFor resolves machine m's schematic (nil: a machine whose hardware is
 // unknown): the extensions its NICs need, then the machine's
 // talos_extensions or the config's, and its parameters over the config.
 // why says where the NICs' extensions come from.
-func (t *TalosProvider) request(m *inventory.Machine, params map[string]string) (r TalosRequest, why string) {
-	r = TalosRequest{Version: t.cfg.Version, ExtraKernelArgs: t.cfg.ExtraKernelArgs}
+func (t *Provider) RequestFor(m *inventory.Machine, params map[string]string) (r Request, why string) {
+	r = Request{Version: t.cfg.Version, ExtraKernelArgs: t.cfg.ExtraKernelArgs}
 	base := t.cfg.Extensions
 	if v := params["talos_version"]; v != "" {
 		r.Version = v
@@ -91,10 +93,10 @@ func (t *TalosProvider) request(m *inventory.Machine, params map[string]string) 
 }
 
 // nicExtensions returns the extensions machine m's NICs need (by driver,
-// else chip, in talos.nic_extensions), in the NICs' order, and why. A
+// else chip, in nic_extensions), in the NICs' order, and why. A
 // machine with no NIC the inventory knows gets every extension listed:
 // never a Talos without the firmware its NIC may need.
-func (t *TalosProvider) nicExtensions(m *inventory.Machine) ([]string, string) {
+func (t *Provider) nicExtensions(m *inventory.Machine) ([]string, string) {
 	table := map[string][]string{}
 	for k, v := range t.cfg.NICExtensions {
 		table[strings.ToLower(k)] = v
@@ -131,20 +133,20 @@ func (t *TalosProvider) nicExtensions(m *inventory.Machine) ([]string, string) {
 		for _, k := range keys {
 			add(table[k])
 		}
-		return out, "NICs unknown, so every NIC firmware in talos.nic_extensions"
+		return out, "NICs unknown, so every NIC firmware in nic_extensions"
 	}
 	return out, strings.Join(reasons, ", ")
 }
 
-// plan works out the schematic, its ID and the cache entry for r.
-func (t *TalosProvider) plan(r TalosRequest) (talos.Schematic, string, string, error) {
+// Plan works out the schematic, its ID and the cache entry for r.
+func (t *Provider) Plan(r Request) (Schematic, string, string, error) {
 	if r.Version == "" {
-		return talos.Schematic{}, "", "", fmt.Errorf("no Talos version: set talos.version in the config or --param talos_version=v1.x.y on the machine")
+		return Schematic{}, "", "", fmt.Errorf("no Talos version: set version in the config or --param talos_version=v1.x.y on the machine")
 	}
-	if err := talos.ValidVersion(r.Version); err != nil {
-		return talos.Schematic{}, "", "", err
+	if err := ValidVersion(r.Version); err != nil {
+		return Schematic{}, "", "", err
 	}
-	s := talos.New(r.Extensions, r.ExtraKernelArgs)
+	s := New(r.Extensions, r.ExtraKernelArgs)
 	id, err := s.ID()
 	if err != nil {
 		return s, "", "", err
@@ -153,12 +155,12 @@ func (t *TalosProvider) plan(r TalosRequest) (talos.Schematic, string, string, e
 }
 
 // Pull starts (or joins) the download of a version and schematic.
-func (t *TalosProvider) Pull(r TalosRequest) (*assets.Job, string, error) {
-	s, id, entry, err := t.plan(r)
+func (t *Provider) Pull(r Request) (*assets.Job, string, error) {
+	s, id, entry, err := t.Plan(r)
 	if err != nil {
 		return nil, "", err
 	}
-	k, i, c := talos.Assets(t.cfg.Arch)
+	k, i, c := Assets(t.cfg.Arch)
 	var files []assets.Source
 	for _, f := range []string{k, i, c} {
 		files = append(files, assets.Source{Name: f, URL: t.factory.AssetURL(id, r.Version, f)})
@@ -180,9 +182,9 @@ func (t *TalosProvider) Pull(r TalosRequest) (*assets.Job, string, error) {
 // checkNames checks extension names against the factory's official list
 // for version. A factory that cannot list them is not an error: it is
 // said in the log, and the names go unchecked.
-func (t *TalosProvider) checkNames(ctx context.Context, version string, names []string) error {
+func (t *Provider) checkNames(ctx context.Context, version string, names []string) error {
 	official, err := t.officialExtensions(ctx, version)
-	if errors.Is(err, talos.ErrCannotCheck) {
+	if errors.Is(err, ErrCannotCheck) {
 		if t.Log != nil {
 			t.Log.Warn("Talos extension names not checked", "version", version, "extensions", strings.Join(names, ","), "err", err)
 		}
@@ -191,21 +193,21 @@ func (t *TalosProvider) checkNames(ctx context.Context, version string, names []
 	if err != nil {
 		return err
 	}
-	return talos.CheckExtensions(names, official, version)
+	return CheckExtensions(names, official, version)
 }
 
 // Schematic is machine m's schematic as its script would have it: version,
 // ID, extensions and why its NICs need them.
 // params are the machine's parameters over the config's defaults.
-func (t *TalosProvider) Schematic(m *inventory.Machine, params map[string]string) (version, id string, extensions []string, why string, err error) {
-	r, why := t.request(m, params)
-	_, id, _, err = t.plan(r)
+func (t *Provider) Schematic(m *inventory.Machine, params map[string]string) (version, id string, extensions []string, why string, err error) {
+	r, why := t.RequestFor(m, params)
+	_, id, _, err = t.Plan(r)
 	return r.Version, id, r.Extensions, why, err
 }
 
 // officialExtensions is the factory's list for version, fetched at most
 // once per officialTTL.
-func (t *TalosProvider) officialExtensions(ctx context.Context, version string) ([]string, error) {
+func (t *Provider) officialExtensions(ctx context.Context, version string) ([]string, error) {
 	t.mu.Lock()
 	l, ok := t.official[version]
 	t.mu.Unlock()
@@ -231,26 +233,26 @@ func (t *TalosProvider) officialExtensions(ctx context.Context, version string) 
 // nearest official ones. A factory that cannot be asked is not an error:
 // the warning says the check could not be made. params are the machine's
 // parameters over the config's defaults.
-func (t *TalosProvider) CheckMachine(ctx context.Context, m *inventory.Machine, params map[string]string) (warning string, err error) {
-	r, _ := t.request(m, params)
-	if _, _, _, err := t.plan(r); err != nil {
+func (t *Provider) CheckMachine(ctx context.Context, m *inventory.Machine, params map[string]string) (warning string, err error) {
+	r, _ := t.RequestFor(m, params)
+	if _, _, _, err := t.Plan(r); err != nil {
 		return "", err
 	}
 	official, err := t.officialExtensions(ctx, r.Version)
-	if errors.Is(err, talos.ErrCannotCheck) {
+	if errors.Is(err, ErrCannotCheck) {
 		return "Talos extension names (" + strings.Join(r.Extensions, ", ") + ") not checked: " + err.Error(), nil
 	}
 	if err != nil {
 		return "", err
 	}
-	return "", talos.CheckExtensions(r.Extensions, official, r.Version)
+	return "", CheckExtensions(r.Extensions, official, r.Version)
 }
 
-// CheckConfig checks the configured extension names (talos.extensions and
-// every talos.nic_extensions entry) for the configured version against the
+// CheckConfig checks the configured extension names (extensions and
+// every nic_extensions entry) for the configured version against the
 // factory: an unknown name is an error that names it and the nearest
 // official ones; a factory that cannot be asked says so in the log.
-func (t *TalosProvider) CheckConfig(ctx context.Context) error {
+func (t *Provider) CheckConfig(ctx context.Context) error {
 	if t.cfg.Version == "" {
 		return nil
 	}
@@ -261,15 +263,15 @@ func (t *TalosProvider) CheckConfig(ctx context.Context) error {
 	return t.checkNames(ctx, t.cfg.Version, names)
 }
 
-// Values implements Extra: kernel and initramfs paths below /assets/, the
+// Values implements the booter's Extra: kernel and initramfs paths below /assets/, the
 // factory's command line, the schematic ID and the version.
-func (t *TalosProvider) Values(_ context.Context, m *inventory.Machine, params map[string]string) (map[string]string, error) {
-	r, why := t.request(m, params)
-	_, id, entry, err := t.plan(r)
+func (t *Provider) Values(_ context.Context, m *inventory.Machine, params map[string]string) (map[string]string, error) {
+	r, why := t.RequestFor(m, params)
+	_, id, entry, err := t.Plan(r)
 	if err != nil {
 		return nil, err
 	}
-	k, i, c := talos.Assets(t.cfg.Arch)
+	k, i, c := Assets(t.cfg.Arch)
 	if _, ok := t.cache.Complete(entry); ok {
 		raw, err := os.ReadFile(filepath.Join(t.root, filepath.FromSlash(entry), c))
 		if err != nil {
@@ -282,7 +284,7 @@ func (t *TalosProvider) Values(_ context.Context, m *inventory.Machine, params m
 	}
 	what := fmt.Sprintf("downloading Talos %s (schematic %s) from %s", r.Version, id[:12], t.factory.BaseURL)
 	if at, ferr := t.cache.LastFailure(entry); ferr != nil && time.Since(at) < 30*time.Second && t.cache.Running(entry) == nil {
-		return nil, &NotReadyError{What: "the last Talos download failed: " + ferr.Error(), RetryAfter: 30 * time.Second}
+		return nil, &profile.NotReadyError{What: "the last Talos download failed: " + ferr.Error(), RetryAfter: 30 * time.Second}
 	}
 	job, _, err := t.Pull(r)
 	if err != nil {
@@ -291,5 +293,5 @@ func (t *TalosProvider) Values(_ context.Context, m *inventory.Machine, params m
 	if p := job.Last(); p.Total > 0 {
 		what += fmt.Sprintf(": %s %d%% of %d MB", p.File, p.Bytes*100/p.Total, p.Total>>20)
 	}
-	return nil, &NotReadyError{What: what, RetryAfter: 15 * time.Second}
+	return nil, &profile.NotReadyError{What: what, RetryAfter: 15 * time.Second}
 }

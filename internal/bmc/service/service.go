@@ -1,4 +1,9 @@
-package daemon
+// Package service runs BMC actions for the machines in the inventory (power,
+// boot device, hardware inventory) as the API, the dashboard and the CLI
+// ask for them: it resolves each machine's BMC and password, bounds and
+// serialises the calls, applies the machine's firmware rules and puts every
+// action on the machine's timeline. Reaching one BMC is package bmc's job.
+package service
 
 import (
 	"cmp"
@@ -12,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bmc-toolbox/common"
-
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/audit"
 	"github.com/provisiond/provisiond/internal/bmc"
@@ -21,18 +24,18 @@ import (
 	"github.com/provisiond/provisiond/internal/inventory"
 )
 
-// BMCService runs BMC actions for machines in the inventory: it resolves
+// Service runs BMC actions for machines in the inventory: it resolves
 // the machine's BMC and password, bounds how many calls run at once,
 // serialises calls to one machine, and records every action in the
 // machine's timeline. It implements api.BMC.
-type BMCService struct {
-	store   *inventory.Store
-	secrets SecretSource
+type Service struct {
+	store   Machines
+	secrets Secrets
 	dialer  bmc.Dialer
 	getenv  func(string) string
 	sink    events.Sink
 	log     *slog.Logger
-	obs     BMCObserver
+	obs     Observer
 	models  func() []audit.Model
 	sem     chan struct{}
 
@@ -40,10 +43,10 @@ type BMCService struct {
 	locks map[string]*sync.Mutex
 }
 
-// BMCServiceOptions are the BMCService's collaborators.
-type BMCServiceOptions struct {
-	Store   *inventory.Store
-	Secrets SecretSource
+// Options are the Service's collaborators.
+type Options struct {
+	Store   Machines
+	Secrets Secrets
 	Dialer  bmc.Dialer
 	// Getenv reads the daemon's environment (for password_env).
 	Getenv func(string) string
@@ -52,33 +55,46 @@ type BMCServiceOptions struct {
 	// MaxConcurrent bounds the BMC calls in flight.
 	MaxConcurrent int
 	// Observer is told how every BMC session ended (nil: nobody).
-	Observer BMCObserver
+	Observer Observer
 	// Models gives the configured model figures, for the boot firmware a
 	// model is bound to (nil: none).
 	Models func() []audit.Model
 }
 
-// BMCObserver is told how each BMC session ended: the operation
+// Machines is the inventory as the service reads and updates it.
+type Machines interface {
+	Machine(name string) (*inventory.Machine, error)
+	// Observe records hardware a BMC reported as the machine's observed
+	// hardware; it returns the fields it filled.
+	Observe(name string, obs inventory.Observed) (*inventory.Machine, []inventory.FieldChange, error)
+}
+
+// Secrets resolves secret names (a BMC password's) to values.
+type Secrets interface {
+	Secret(name string) (string, error)
+}
+
+// Observer is told how each BMC session ended: the operation
 // (power_status, power, bootdev, inventory), its result (ok, error,
 // timeout) and how long it took, for metrics.
-type BMCObserver interface {
+type Observer interface {
 	BMC(op, result string, d time.Duration)
 }
 
-// NewBMCService returns a BMCService.
-func NewBMCService(o BMCServiceOptions) *BMCService {
+// New returns a Service.
+func New(o Options) *Service {
 	if o.MaxConcurrent < 1 {
 		o.MaxConcurrent = 16
 	}
 	if o.Getenv == nil {
 		o.Getenv = func(string) string { return "" }
 	}
-	return &BMCService{store: o.Store, secrets: o.Secrets, dialer: o.Dialer, getenv: o.Getenv, sink: o.Events, log: o.Log, obs: o.Observer, models: o.Models,
+	return &Service{store: o.Store, secrets: o.Secrets, dialer: o.Dialer, getenv: o.Getenv, sink: o.Events, log: o.Log, obs: o.Observer, models: o.Models,
 		sem: make(chan struct{}, o.MaxConcurrent), locks: map[string]*sync.Mutex{}}
 }
 
 // endpoint resolves how to reach the machine's BMC, password included.
-func (s *BMCService) endpoint(m *inventory.Machine) (bmc.Endpoint, error) {
+func (s *Service) endpoint(m *inventory.Machine) (bmc.Endpoint, error) {
 	if m.BMC == nil || m.BMC.Address == "" {
 		return bmc.Endpoint{}, fmt.Errorf("machine %s has no BMC recorded: add it with provisiond machine set %s --bmc-address HOST --bmc-user USER --bmc-password-secret NAME (or import it): %w", m.Name, m.Name, api.ErrBadRequest)
 	}
@@ -111,7 +127,7 @@ func (s *BMCService) endpoint(m *inventory.Machine) (bmc.Endpoint, error) {
 
 // lock serialises BMC work on one machine (a power cycle must not
 // interleave with another run's boot-device call).
-func (s *BMCService) lock(name string) func() {
+func (s *Service) lock(name string) func() {
 	s.mu.Lock()
 	l := s.locks[name]
 	if l == nil {
@@ -126,7 +142,7 @@ func (s *BMCService) lock(name string) func() {
 // with opens a session with the machine's BMC, runs fn (operation op) and
 // closes it. It returns the machine's name as stored ("" when there is no
 // such machine: nothing goes to a timeline then).
-func (s *BMCService) with(ctx context.Context, name, op string, fn func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error) (string, error) {
+func (s *Service) with(ctx context.Context, name, op string, fn func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error) (string, error) {
 	m, err := s.store.Machine(name)
 	if err != nil {
 		return "", err
@@ -162,7 +178,7 @@ func (s *BMCService) with(ctx context.Context, name, op string, fn func(ctx cont
 	return m.Name, err
 }
 
-func (s *BMCService) emit(machine, typ string, attrs map[string]string, err error, start time.Time) {
+func (s *Service) emit(machine, typ string, attrs map[string]string, err error, start time.Time) {
 	attrs["seconds"] = strconv.FormatFloat(time.Since(start).Seconds(), 'f', 1, 64)
 	attrs["result"] = "ok"
 	if err != nil {
@@ -179,7 +195,7 @@ func (s *BMCService) emit(machine, typ string, attrs map[string]string, err erro
 
 // Power implements api.BMC. A cycle or reset of a machine that is off
 // powers it on (IPMI BMCs refuse to cycle a machine that is off).
-func (s *BMCService) Power(ctx context.Context, name, action string) (*api.PowerResult, error) {
+func (s *Service) Power(ctx context.Context, name, action string) (*api.PowerResult, error) {
 	start := time.Now()
 	res := &api.PowerResult{Machine: name, Action: action}
 	var act bmc.PowerAction
@@ -233,7 +249,7 @@ func (s *BMCService) Power(ctx context.Context, name, action string) (*api.Power
 }
 
 // BootDevice implements api.BMC.
-func (s *BMCService) BootDevice(ctx context.Context, name string, req api.BootDeviceRequest) (*api.BootDeviceResult, error) {
+func (s *Service) BootDevice(ctx context.Context, name string, req api.BootDeviceRequest) (*api.BootDeviceResult, error) {
 	start := time.Now()
 	dev, err := bmc.ParseBootDevice(req.Device)
 	if err != nil {
@@ -279,7 +295,7 @@ func (s *BMCService) BootDevice(ctx context.Context, name string, req api.BootDe
 // Inventory implements api.BMC: the BMC's hardware becomes the machine's
 // observed hardware (source redfish); it fills what the record leaves
 // empty, and differences show as drift, as an agent report does.
-func (s *BMCService) Inventory(ctx context.Context, name string) (*api.InventoryResult, error) {
+func (s *Service) Inventory(ctx context.Context, name string) (*api.InventoryResult, error) {
 	start := time.Now()
 	res := &api.InventoryResult{Machine: name, Source: inventory.ObservedRedfish}
 	stored, err := s.with(ctx, name, "inventory", func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
@@ -304,72 +320,4 @@ func (s *BMCService) Inventory(ctx context.Context, name string) (*api.Inventory
 		return nil, err
 	}
 	return res, nil
-}
-
-// AssetFromDevice maps a bmclib inventory to a hardware record: identity,
-// BIOS version, CPUs, DIMMs, drives and NIC ports. Empty DIMM slots and
-// absent parts are left out.
-func AssetFromDevice(d *common.Device) inventory.Asset {
-	var a inventory.Asset
-	if d == nil {
-		return a
-	}
-	a.Vendor, a.Model, a.Serial = usable(d.Vendor), usable(d.Model), usable(d.Serial)
-	if a.Model == "" {
-		a.Model = usable(d.ProductName)
-	}
-	if d.BIOS != nil && d.BIOS.Firmware != nil {
-		a.BIOSVersion = usable(d.BIOS.Firmware.Installed)
-	}
-	for i, c := range d.CPUs {
-		if c == nil || (c.Model == "" && c.Cores == 0) {
-			continue
-		}
-		a.CPUs = append(a.CPUs, inventory.CPU{Socket: i, Model: strings.TrimSpace(c.Model), Cores: c.Cores, Threads: c.Threads})
-	}
-	for _, mem := range d.Memory {
-		if mem == nil || mem.SizeBytes <= 0 {
-			continue
-		}
-		a.DIMMs = append(a.DIMMs, inventory.DIMM{Slot: cmp.Or(mem.Slot, mem.ID), SizeGB: float64(mem.SizeBytes) / (1 << 30),
-			Type: mem.Type, SpeedMTs: int(mem.ClockSpeedHz / 1e6), Part: usable(mem.PartNumber), Serial: usable(mem.Serial)})
-	}
-	for _, dr := range d.Drives {
-		if dr == nil || dr.CapacityBytes <= 0 {
-			continue
-		}
-		typ := ""
-		switch strings.ToUpper(dr.Type) {
-		case "HDD":
-			typ = "hdd"
-		case "SSD":
-			typ = "ssd"
-		}
-		a.Disks = append(a.Disks, inventory.Disk{Device: cmp.Or(dr.LogicalName, dr.ID), Bus: strings.ToLower(dr.Protocol), Type: typ,
-			SizeGB: float64(dr.CapacityBytes) / 1e9, Model: usable(dr.Model), Serial: usable(dr.Serial)})
-	}
-	for _, n := range d.NICs {
-		if n == nil {
-			continue
-		}
-		for _, p := range n.NICPorts {
-			if p == nil || p.MacAddress == "" {
-				continue
-			}
-			mac, err := inventory.NormalizeMAC(p.MacAddress)
-			if err != nil {
-				continue
-			}
-			a.NICs = append(a.NICs, inventory.NIC{MAC: mac, Name: p.ID, Chip: usable(n.Model), SpeedMbps: int(p.SpeedBits / 1e6)})
-		}
-	}
-	return a
-}
-
-func usable(s string) string {
-	s = strings.TrimSpace(s)
-	if !inventory.Usable(s) {
-		return ""
-	}
-	return s
 }

@@ -1,4 +1,4 @@
-package daemon
+package recorder
 
 import (
 	"context"
@@ -24,7 +24,7 @@ func TestRecorderCoalescesRepeatedDHCPSteps(t *testing.T) {
 	if _, err := st.PutMachine(inventory.Machine{Name: "BLD-042", MACs: []string{mac}}); err != nil {
 		t.Fatal(err)
 	}
-	rec := NewRecorder(st, events.NewBroker(), 64, slog.New(slog.DiscardHandler))
+	rec := New(st, events.NewBroker(), 64, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	go rec.Run(ctx)
 	t0 := time.Now().UTC()

@@ -1,4 +1,6 @@
-package daemon
+// Package recorder writes the protocol servers' boot steps to the
+// machines' timelines in batches and publishes them to live followers.
+package recorder
 
 import (
 	"context"
@@ -8,7 +10,6 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/events"
-	"github.com/provisiond/provisiond/internal/inventory"
 )
 
 // Recorder queues timeline events from the protocol servers and writes them
@@ -23,7 +24,7 @@ import (
 // database writes.
 type Recorder struct {
 	ch        chan events.Event
-	store     *inventory.Store
+	store     Timelines
 	broker    *events.Broker
 	log       *slog.Logger
 	dropped   atomic.Uint64
@@ -40,8 +41,15 @@ const repeatWindow = time.Second
 // maxRecent bounds the repeat table; it is cleared when full.
 const maxRecent = 65536
 
-// NewRecorder returns a recorder with a queue of size n.
-func NewRecorder(store *inventory.Store, broker *events.Broker, n int, log *slog.Logger) *Recorder {
+// Timelines is where the steps are stored: AppendEvents stores a batch in
+// one transaction and returns the events as stored (with their machine and
+// sequence number); steps it does not keep are left out.
+type Timelines interface {
+	AppendEvents(batch []events.Event) ([]events.Event, error)
+}
+
+// New returns a recorder with a queue of size n.
+func New(store Timelines, broker *events.Broker, n int, log *slog.Logger) *Recorder {
 	return &Recorder{ch: make(chan events.Event, n), store: store, broker: broker, log: log,
 		done: make(chan struct{}), recent: map[string]time.Time{}}
 }
