@@ -1,18 +1,25 @@
-# provisiond: build, test, run.
+# provisiond: build, test, run. On a fresh Debian, as root:
 #
-#   sudo make deps    install the Debian packages provisiond and its tests use
+#   make run          install what the daemon needs (Debian packages, Go),
+#                     build, and run it on its embedded defaults
+#   make test         install what the tests need, then go vet, the gofmt
+#                     check, the unit and end-to-end tests
+#   make install      put the binary on PATH (/usr/local/bin/provisiond)
 #   make build        build bin/provisiond
-#   sudo make test    go vet, gofmt check, unit and end-to-end tests (root)
 #   make fuzz         every fuzz target in turn (FUZZTIME each, 5m default)
-#   sudo make bench-deps  the peers the benchmarks compare against
-#   sudo make bench   every benchmark, side by side with dnsmasq, tftpd-hpa, nginx
-#   sudo make run     run the daemon on its embedded defaults
+#   make bench        every benchmark, side by side with dnsmasq, tftpd-hpa, nginx
+#
+# Package installs need root; as another user they say what to install.
 
-GO      ?= go
+GO_VERSION := 1.26.8
+GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 BIN     := bin/provisiond
 
-# Runtime: ipxe (binaries served), ipmitool (BMC control).
+# Runtime: ipxe (binaries served), ipmitool (BMC control); curl and
+# ca-certificates fetch Go when it is missing.
+RUN_PACKAGES := ipxe ipmitool ca-certificates curl
+
 # Tests: iproute2 (namespaces), dnsmasq-base (the home router), qemu-system-x86
 # and ovmf (real firmware), openipmi (ipmi_sim, the BMC) with gcc, libc6-dev
 # and libopenipmi-dev (to build ipmi_sim's boot-flags module, which keeps the
@@ -27,19 +34,37 @@ DEB_PACKAGES := ipxe ipmitool openipmi gcc libc6-dev libopenipmi-dev iproute2 dn
 # Benchmarks only: perfdhcp (kea-admin), nginx, tftpd-hpa, curl, xxd.
 BENCH_PACKAGES := kea-admin nginx-light tftpd-hpa curl xxd
 
-.PHONY: all build deps bench-deps test vet fmt-check unit e2e e2e-slurm fuzz bench run clean
+.PHONY: all build deps run-deps bench-deps toolchain test vet fmt-check unit e2e e2e-slurm fuzz bench run install clean
 
 all: build
 
-build:
+build: toolchain
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/provisiond
 
-deps:
-	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DEB_PACKAGES)
+# apt installs the packages in $(1) that are missing (nothing to do, no
+# apt-get update, when all are there).
+define apt
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "provisiond: not root: install these first: apt-get install" $$missing; exit 0; fi; \
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing
+endef
+
+run-deps:
+	$(call apt,$(RUN_PACKAGES))
+
+deps: run-deps
+	$(call apt,$(DEB_PACKAGES))
 
 bench-deps: deps
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(BENCH_PACKAGES)
+	$(call apt,$(BENCH_PACKAGES))
+
+# Go $(GO_VERSION) from go.dev into /usr/local/go, unless the go found is
+# 1.26 or newer already (Debian 12's golang package is too old).
+toolchain:
+	@if $(GO) version 2>/dev/null | grep -qE 'go1\.(2[6-9]|[3-9][0-9])'; then exit 0; fi; \
+	echo "installing Go $(GO_VERSION) into /usr/local/go"; \
+	rm -rf /usr/local/go && curl -fsSL https://go.dev/dl/go$(GO_VERSION).linux-amd64.tar.gz | tar -C /usr/local -xz
 
 # Every benchmark in one run (bench/run; results in /tmp/provisiond-bench).
 # Never part of make test: timings are not assertions.
@@ -53,7 +78,7 @@ fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # The end-to-end tests need root; as another user they skip and say why.
-test: vet fmt-check
+test: deps toolchain vet fmt-check
 	$(GO) test -count=1 -timeout 20m ./...
 
 unit:
@@ -79,8 +104,11 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg 2>&1 | tail -n 3; \
 	done
 
-run: build
+run: run-deps build
 	./$(BIN) serve
+
+install: build
+	install -D -m 0755 $(BIN) /usr/local/bin/provisiond
 
 clean:
 	rm -rf bin test/e2e/.cache

@@ -87,7 +87,7 @@ func ListenUDP(ifname string, port int, broadcast bool) (*net.UDPConn, error) {
 		}
 		switch {
 		case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-			return nil, fmt.Errorf("%s %s: %w: run provisiond as root, or give the binary the capabilities: sudo setcap cap_net_bind_service+ep $(command -v provisiond) (or use deploy/provisiond.service)", what, where, err)
+			return nil, fmt.Errorf("%s %s: %w: run provisiond as root, or give the binary the capability as root: setcap cap_net_bind_service+ep $(command -v provisiond) (or use deploy/provisiond.service)", what, where, err)
 		case errors.Is(err, syscall.EADDRINUSE):
 			return nil, fmt.Errorf("%s %s: %w: another server (a DHCP or TFTP server such as dnsmasq?) holds the port on this host: stop it or serve another interface", what, where, err)
 		}

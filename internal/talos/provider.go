@@ -93,7 +93,7 @@ func (t *Provider) RequestFor(m *inventory.Machine, params map[string]string) (r
 }
 
 // nicExtensions returns the extensions machine m's NICs need (by driver,
-// else chip, in nic_extensions), in the NICs' order, and why. A
+// else chip, in talos.nic_extensions), in the NICs' order, and why. A
 // machine with no NIC the inventory knows gets every extension listed:
 // never a Talos without the firmware its NIC may need.
 func (t *Provider) nicExtensions(m *inventory.Machine) ([]string, string) {
@@ -133,7 +133,7 @@ func (t *Provider) nicExtensions(m *inventory.Machine) ([]string, string) {
 		for _, k := range keys {
 			add(table[k])
 		}
-		return out, "NICs unknown, so every NIC firmware in nic_extensions"
+		return out, "NICs unknown, so every NIC firmware in talos.nic_extensions"
 	}
 	return out, strings.Join(reasons, ", ")
 }
@@ -141,7 +141,7 @@ func (t *Provider) nicExtensions(m *inventory.Machine) ([]string, string) {
 // Plan works out the schematic, its ID and the cache entry for r.
 func (t *Provider) Plan(r Request) (Schematic, string, string, error) {
 	if r.Version == "" {
-		return Schematic{}, "", "", fmt.Errorf("no Talos version: set version in the config or --param talos_version=v1.x.y on the machine")
+		return Schematic{}, "", "", fmt.Errorf("no Talos version: set talos.version in the config or --param talos_version=v1.x.y on the machine")
 	}
 	if err := ValidVersion(r.Version); err != nil {
 		return Schematic{}, "", "", err
@@ -248,8 +248,8 @@ func (t *Provider) CheckMachine(ctx context.Context, m *inventory.Machine, param
 	return "", CheckExtensions(r.Extensions, official, r.Version)
 }
 
-// CheckConfig checks the configured extension names (extensions and
-// every nic_extensions entry) for the configured version against the
+// CheckConfig checks the configured extension names (talos.extensions and
+// every talos.nic_extensions entry) for the configured version against the
 // factory: an unknown name is an error that names it and the nearest
 // official ones; a factory that cannot be asked says so in the log.
 func (t *Provider) CheckConfig(ctx context.Context) error {

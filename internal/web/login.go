@@ -36,7 +36,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		s.Log.Warn("dashboard sign-in refused: wrong token", "client", r.RemoteAddr)
 		v := &view{Title: "Sign in", Path: r.URL.RequestURI(),
-			Data: &loginData{Next: next, Error: "That is not the API token. It is in the file api-token in the daemon's data directory (sudo cat /var/lib/provisiond/api-token)."}}
+			Data: &loginData{Next: next, Error: "That is not the API token. It is in the file api-token in the daemon's data directory (as root: cat /var/lib/provisiond/api-token)."}}
 		s.render(w, http.StatusUnauthorized, "login", v)
 		return
 	}

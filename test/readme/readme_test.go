@@ -1,6 +1,7 @@
-// Package readme runs the README as a new user would: every provisiond
-// command it prints, in order, against a daemon started on its defaults
-// with a fresh data directory, and checks that each works as printed.
+// Package readme runs the README and the docs as a new user would: every
+// command they print, page after page in reading order, against a daemon
+// started on its defaults with a fresh data directory, and checks that each
+// works as printed.
 //
 // Everything runs in a network namespace of its own (a veth eth0 with
 // 192.0.2.2/24, as in the README's outputs) and a mount namespace where the
@@ -55,8 +56,16 @@ const (
 	followDuration = 3 * time.Second
 )
 
-// step is one README command with what the README prints after it.
+// pages are the README and the docs, in the order a newcomer reads them:
+// their sessions run one after another on one daemon. Every page under
+// docs/ must be listed.
+var pages = []string{"README.md", "docs/inventory.md", "docs/bmc.md", "docs/profiles.md", "docs/talos.md", "docs/slurm.md",
+	"docs/configuration.md", "docs/operations.md", "docs/security.md", "docs/cli.md", "docs/dashboard.md", "docs/benchmarks.md",
+	"docs/testing.md"}
+
+// step is one command of a page with what the page prints after it.
 type step struct {
+	file string
 	line int
 	cmd  string
 	want []string
@@ -103,7 +112,7 @@ func parseReadme(path string) ([]step, error) {
 		case strings.HasPrefix(line, "$ "):
 			cmd := strings.TrimPrefix(line, "$ ")
 			cont = strings.HasSuffix(cmd, `\`)
-			steps = append(steps, step{line: n, cmd: strings.TrimSpace(strings.TrimSuffix(cmd, `\`)), mode: mode, why: why})
+			steps = append(steps, step{file: path, line: n, cmd: strings.TrimSpace(strings.TrimSuffix(cmd, `\`)), mode: mode, why: why})
 		case len(steps) > first:
 			steps[len(steps)-1].want = append(steps[len(steps)-1].want, line)
 		}
@@ -182,7 +191,7 @@ func must(t *testing.T, args ...string) {
 
 func TestReadme(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("the README test needs root (network and mount namespaces); run it with sudo make test")
+		t.Skip("the README test needs root (network and mount namespaces); run it as root: make test")
 	}
 	for _, c := range []string{"ip", "nsenter", "unshare"} {
 		if _, err := exec.LookPath(c); err != nil {
@@ -192,9 +201,26 @@ func TestReadme(t *testing.T) {
 	if why := ipmisim.Available(); why != "" {
 		t.Skip("the README test " + why)
 	}
-	steps, err := parseReadme("../../README.md")
-	if err != nil {
-		t.Fatal(err)
+	listed := map[string]bool{}
+	for _, p := range pages {
+		listed[p] = true
+	}
+	docs, _ := filepath.Glob("../../docs/*.md")
+	for _, d := range docs {
+		if p := "docs/" + filepath.Base(d); !listed[p] {
+			t.Errorf("%s is not in the README test's reading order (pages): its commands would go untested", p)
+		}
+	}
+	var steps []step
+	for _, p := range pages {
+		s, err := parseReadme(filepath.Join("../..", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range s {
+			s[i].file = p
+		}
+		steps = append(steps, s...)
 	}
 	w := &world{t: t, ns: fmt.Sprintf("prd-readme-%d", os.Getpid()), work: t.TempDir(), dlog: &bytes.Buffer{}}
 	w.build()
@@ -206,7 +232,7 @@ func TestReadme(t *testing.T) {
 	ran := 0
 	for _, s := range steps {
 		if s.mode == "skip" {
-			t.Logf("README:%d skipped (%s): %s", s.line, s.why, s.cmd)
+			t.Logf("%s:%d skipped (%s): %s", s.file, s.line, s.why, s.cmd)
 			continue
 		}
 		ran++
@@ -222,18 +248,18 @@ func TestReadme(t *testing.T) {
 		case strings.Contains(s.cmd, "--follow"):
 			// Runs until stopped.
 		case wantFail && code == 0:
-			t.Errorf("README:%d %s\nsucceeded; the README prints an error:\n%s", s.line, s.cmd, out)
+			t.Errorf("%s:%d %s\nsucceeded; the page prints an error:\n%s", s.file, s.line, s.cmd, out)
 		case !wantFail && code != 0:
-			t.Errorf("README:%d %s\nfailed (exit %d):\n%s", s.line, s.cmd, code, out)
+			t.Errorf("%s:%d %s\nfailed (exit %d):\n%s", s.file, s.line, s.cmd, code, out)
 		}
 		if s.mode == "run" {
 			continue
 		}
 		if diff := compare(s.want, out); diff != "" {
-			t.Errorf("README:%d %s\nprints otherwise: %s\n--- got:\n%s", s.line, s.cmd, diff, out)
+			t.Errorf("%s:%d %s\nprints otherwise: %s\n--- got:\n%s", s.file, s.line, s.cmd, diff, out)
 		}
 	}
-	t.Logf("%d README commands run (of %d)", ran, len(steps))
+	t.Logf("%d commands of the README and docs run (of %d)", ran, len(steps))
 	if ran < 30 {
 		t.Errorf("only %d README commands ran: the parser lost some", ran)
 	}
