@@ -33,7 +33,7 @@ import (
 // profiles: it implements pxe.Decider and pxe.Scripter. It also follows
 // each boot to tell when a one-shot assignment is used up.
 type Booter struct {
-	store    *inventory.Store
+	store    inventory.Machines
 	profiles atomic.Pointer[profile.Set]
 	bootCfg  atomic.Pointer[config.Boot]
 	ipxeDir  string
@@ -86,7 +86,7 @@ type pendingBoot struct {
 
 // BooterOptions are the Booter's collaborators.
 type BooterOptions struct {
-	Store    *inventory.Store
+	Store    inventory.Machines
 	Profiles *profile.Set
 	Boot     config.Boot
 	IPXEDir  string

@@ -892,7 +892,7 @@ func factsFromMap(m map[string]string, t time.Time) *Facts {
 }
 
 // Events returns the machine's timeline, oldest first, with sequence numbers
-// greater than after. limit <= 0 means all.
+// greater than after; with limit > 0 only the newest limit of them.
 func (s *Store) Events(name string, after uint64, limit int) ([]events.Event, error) {
 	var out []events.Event
 	err := s.db.View(func(tx *bolt.Tx) error {

@@ -1,0 +1,20 @@
+package inventory_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/inventory/inventorytest"
+)
+
+// The bbolt store keeps the store contract.
+func TestBboltConformance(t *testing.T) {
+	inventorytest.Conformance(t, func(t *testing.T) inventory.Backend {
+		s, err := inventory.Open(filepath.Join(t.TempDir(), "provisiond.db"), inventory.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
