@@ -18,6 +18,7 @@ import (
 	"github.com/provisiond/provisiond/internal/agent"
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/audit"
+	"github.com/provisiond/provisiond/internal/bmc/protocol"
 	"github.com/provisiond/provisiond/internal/inventory"
 )
 
@@ -541,7 +542,7 @@ func printHardware(w io.Writer, m *inventory.Machine) {
 		if b.CipherSuite != 0 {
 			cipher = fmt.Sprint(b.CipherSuite)
 		}
-		line("BMC", strings.Join(nonEmpty(cmp.Or(b.Protocol, "ipmi"), addr, kv("user", b.Username), kv("cipher-suite", cipher),
+		line("BMC", strings.Join(nonEmpty(cmp.Or(b.Protocol, protocol.IPMI), addr, kv("user", b.Username), kv("cipher-suite", cipher),
 			kv("password-secret", b.PasswordSecret), kv("password-file", b.PasswordFile), kv("password-env", b.PasswordEnv)), " "))
 	}
 	for _, c := range a.Components {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/provisiond/provisiond/internal/api"
+	"github.com/provisiond/provisiond/internal/bmc/protocol"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
 )
@@ -74,7 +75,7 @@ func (mf *machineFlags) register(cmd *cobra.Command, set bool) {
 	f.StringArrayVar(&mf.labels, "label", nil, "label KEY=VALUE (repeat)")
 	f.StringVar(&mf.bmcAddress, "bmc-address", "", "BMC address (IP or host name)")
 	f.IntVar(&mf.bmcPort, "bmc-port", 0, "BMC port (default 623 for IPMI, 443 for Redfish)")
-	f.StringVar(&mf.bmcProtocol, "bmc-protocol", "", "BMC protocol: ipmi (default) or redfish")
+	f.StringVar(&mf.bmcProtocol, "bmc-protocol", "", "BMC protocol: "+protocol.Names()+" (default "+protocol.IPMI+")")
 	f.IntVar(&mf.bmcCipher, "bmc-cipher-suite", 0, "IPMI cipher suite (default: try 3, then 17)")
 	f.StringVar(&mf.bmcUser, "bmc-user", "", "BMC user name")
 	f.StringVar(&mf.bmcSecret, "bmc-password-secret", "", "name of the stored secret holding the BMC password (provisiond secret set NAME)")

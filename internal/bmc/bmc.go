@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/bmc-toolbox/common"
+
+	"github.com/provisiond/provisiond/internal/bmc/protocol"
 )
 
-// Protocols a BMC can be reached with.
+// Protocols a BMC can be reached with (package protocol lists them).
 const (
-	IPMI    = "ipmi"
-	Redfish = "redfish"
+	IPMI    = protocol.IPMI
+	Redfish = protocol.Redfish
 )
 
 // PowerState is a machine's power state, the same whatever the protocol
@@ -149,6 +151,40 @@ func (ep Endpoint) where() string {
 // Dialer opens a session with a BMC.
 type Dialer interface {
 	Dial(ctx context.Context, ep Endpoint) (Controller, error)
+}
+
+// Registry is a Dialer that dials each endpoint with the Dialer registered
+// for its protocol: adding a protocol is an entry in package protocol and
+// one Register call where the daemon is wired.
+type Registry struct {
+	dialers map[string]Dialer
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{dialers: map[string]Dialer{}} }
+
+// Register makes d the Dialer for protocol name, which package protocol
+// must know.
+func (r *Registry) Register(name string, d Dialer) error {
+	p, err := protocol.Lookup(name)
+	if err != nil {
+		return err
+	}
+	r.dialers[p.Name] = d
+	return nil
+}
+
+// Dial implements Dialer.
+func (r *Registry) Dial(ctx context.Context, ep Endpoint) (Controller, error) {
+	p, err := protocol.Lookup(ep.Protocol)
+	if err != nil {
+		return nil, &Error{Machine: ep.Machine, Where: ep.where(), Op: "connect", Detail: err.Error()}
+	}
+	d, ok := r.dialers[p.Name]
+	if !ok {
+		return nil, &Error{Machine: ep.Machine, Where: ep.where(), Op: "connect", Detail: "provisiond has no " + p.Name + " support built in"}
+	}
+	return d.Dial(ctx, ep)
 }
 
 // Error is a failed BMC call. Its text names the machine, the BMC and the

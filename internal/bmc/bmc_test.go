@@ -243,3 +243,28 @@ func TestParseBootFlags(t *testing.T) {
 		t.Errorf("String: %q", s)
 	}
 }
+
+// The registry dials each endpoint with its protocol's Dialer, says so
+// when a protocol has none, and refuses protocols it does not know.
+func TestRegistry(t *testing.T) {
+	d := &testDriver{power: "Chassis Power is on", release: make(chan struct{})}
+	r := NewRegistry()
+	if err := r.Register("ipmi", testDialer(d, time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Register("telnet", testDialer(d, time.Second)); err == nil || !strings.Contains(err.Error(), "is not ipmi or redfish") {
+		t.Errorf("registering an unknown protocol: %v", err)
+	}
+	ctx := context.Background()
+	c, err := r.Dial(ctx, Endpoint{Machine: "BLD-006", Host: "192.0.2.16"})
+	if err != nil {
+		t.Fatalf("the default protocol (ipmi): %v", err)
+	}
+	c.Close(ctx)
+	if _, err := r.Dial(ctx, Endpoint{Machine: "R6515", Host: "192.0.2.17", Protocol: "redfish"}); err == nil || !strings.Contains(err.Error(), "no redfish support built in") {
+		t.Errorf("a protocol without a Dialer: %v", err)
+	}
+	if _, err := r.Dial(ctx, Endpoint{Machine: "X", Host: "192.0.2.18", Protocol: "telnet"}); err == nil || !strings.Contains(err.Error(), `"telnet" is not ipmi or redfish`) {
+		t.Errorf("an unknown protocol: %v", err)
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"github.com/bmc-toolbox/common"
 	"github.com/go-logr/logr"
 	"github.com/jacobweinstock/registrar"
+
+	"github.com/provisiond/provisiond/internal/bmc/protocol"
 )
 
 // DefaultTimeout bounds one BMC call when Options.Timeout is zero. An IPMI
@@ -85,7 +87,7 @@ func (b *Bmclib) Dial(ctx context.Context, ep Endpoint) (Controller, error) {
 			opts = append(opts, bmclib.WithHTTPClient(b.opts.HTTPClient))
 		}
 	default:
-		return nil, &Error{Machine: ep.Machine, Where: ep.where(), Op: "connect", Detail: fmt.Sprintf("protocol %q is not ipmi or redfish", ep.Protocol)}
+		return nil, &Error{Machine: ep.Machine, Where: ep.where(), Op: "connect", Detail: fmt.Sprintf("protocol %q is not %s", ep.Protocol, protocol.Names())}
 	}
 	if b.opts.Registry != nil {
 		opts = append(opts, bmclib.WithRegistry(b.opts.Registry(ep)))
@@ -184,7 +186,7 @@ func (c *controller) SetBootDevice(ctx context.Context, d BootDevice, persistent
 }
 
 func (c *controller) Inventory(ctx context.Context) (*common.Device, error) {
-	if c.ep.Protocol != Redfish && c.builtin {
+	if p, _ := protocol.Lookup(c.ep.Protocol); !p.Inventory && c.builtin {
 		return nil, &Error{Machine: c.ep.Machine, Where: c.ep.where(), Op: "inventory", Detail: ErrUnsupported.Error() + ": only Redfish BMCs report hardware; run provisiond agent report on the machine instead"}
 	}
 	var dev *common.Device

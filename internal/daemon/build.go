@@ -16,6 +16,7 @@ import (
 	"github.com/provisiond/provisiond/internal/audit"
 	"github.com/provisiond/provisiond/internal/backup"
 	"github.com/provisiond/provisiond/internal/bmc"
+	"github.com/provisiond/provisiond/internal/bmc/protocol"
 	bmcsvc "github.com/provisiond/provisiond/internal/bmc/service"
 	"github.com/provisiond/provisiond/internal/bootguard"
 	"github.com/provisiond/provisiond/internal/events/recorder"
@@ -98,7 +99,15 @@ func (d *instance) buildControl(context.Context) error {
 	ctl := http.NewServeMux()
 	dialer := d.opts.BMCDialer
 	if dialer == nil {
-		dialer = bmc.NewBmclib(bmc.Options{Timeout: cfg.BMCTimeout(), IpmitoolPath: cfg.BMC.IpmitoolPath})
+		// One Dialer per protocol: bmclib speaks IPMI and Redfish.
+		reg := bmc.NewRegistry()
+		bl := bmc.NewBmclib(bmc.Options{Timeout: cfg.BMCTimeout(), IpmitoolPath: cfg.BMC.IpmitoolPath})
+		for _, p := range []string{protocol.IPMI, protocol.Redfish} {
+			if err := reg.Register(p, bl); err != nil {
+				return err
+			}
+		}
+		dialer = reg
 	}
 	d.api = &api.Server{
 		BMC: bmcsvc.New(bmcsvc.Options{Store: d.store, Secrets: d.secrets, Dialer: dialer, Getenv: d.opts.Getenv,

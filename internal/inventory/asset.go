@@ -5,6 +5,8 @@ import (
 	"math"
 	"regexp"
 	"strings"
+
+	"github.com/provisiond/provisiond/internal/bmc/protocol"
 )
 
 // Asset is what an operator tracks about a piece of hardware: where it is,
@@ -121,10 +123,10 @@ type Component struct {
 	Notes string `json:"notes,omitempty" yaml:"notes,omitempty"`
 }
 
-// BMC protocols.
+// BMC protocols (package protocol lists them all).
 const (
-	BMCIPMI    = "ipmi"
-	BMCRedfish = "redfish"
+	BMCIPMI    = protocol.IPMI
+	BMCRedfish = protocol.Redfish
 )
 
 // BMC says how to reach a machine's management controller. The password
@@ -250,10 +252,8 @@ func (a *Asset) validate(what string) error {
 		if a.BMC.Address == "" {
 			return fmt.Errorf("%s: the BMC needs an address", what)
 		}
-		switch a.BMC.Protocol {
-		case "", BMCIPMI, BMCRedfish:
-		default:
-			return fmt.Errorf("%s: BMC protocol %q is not ipmi or redfish", what, a.BMC.Protocol)
+		if _, err := protocol.Lookup(a.BMC.Protocol); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		if a.BMC.Port < 0 || a.BMC.Port > 65535 {
 			return fmt.Errorf("%s: BMC port %d is out of range", what, a.BMC.Port)
