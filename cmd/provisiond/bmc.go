@@ -403,34 +403,27 @@ func runAssign(cmd *cobra.Command, cf *clientFlags, e env, af *assignFlags, name
 		if af.once {
 			req.Then = af.then
 		}
-		cur, err := c.Assign(ctx, m.Name, req)
-		if err != nil {
-			rel()
-			return failed(fmt.Errorf("setting the profile: %w", err))
-		}
-		steps := "profile " + prof
-		if af.once {
-			steps += " once (then " + af.then + ")"
-		}
+		var steps string
 		if af.reboot {
-			useEFI := af.efi || (!cmd.Flags().Changed("efi") && cur.Firmware == inventory.FirmwareUEFI)
-			bd, err := c.BootDevice(ctx, m.Name, api.BootDeviceRequest{Device: string(bmc.BootPXE), EFI: useEFI})
+			// Assign, PXE next, power-cycle: one operation of the daemon's.
+			rr := api.ReprovisionRequest{AssignRequest: req}
+			if cmd.Flags().Changed("efi") {
+				rr.EFI = &af.efi
+			}
+			res, err := c.Reprovision(ctx, m.Name, rr)
 			if err != nil {
 				rel()
 				return failed(err)
 			}
-			p, err := c.Power(ctx, m.Name, string(bmc.PowerCycle))
-			if err != nil {
+			steps = res.Steps
+		} else {
+			if _, err := c.Assign(ctx, m.Name, req); err != nil {
 				rel()
-				return failed(err)
+				return failed(fmt.Errorf("setting the profile: %w", err))
 			}
-			if p.Note != "" {
-				steps += ", PXE next, powered on"
-			} else {
-				steps += ", PXE next, power-cycled"
-			}
-			if bd.Note != "" {
-				steps += " (" + bd.Note + ")"
+			steps = "profile " + prof
+			if af.once {
+				steps += " once (then " + af.then + ")"
 			}
 		}
 		rel()

@@ -3,7 +3,6 @@
 package api
 
 import (
-	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -112,6 +111,7 @@ func (s *Server) Register(outer *http.ServeMux) {
 	mux.HandleFunc("PUT /api/v1/machines/{name}", s.auth(s.putMachine))
 	mux.HandleFunc("DELETE /api/v1/machines/{name}", s.auth(s.deleteMachine))
 	mux.HandleFunc("POST /api/v1/machines/{name}/assign", s.auth(s.assign))
+	mux.HandleFunc("POST /api/v1/machines/{name}/reprovision", s.auth(s.reprovision))
 	mux.HandleFunc("GET /api/v1/machines/{name}/events", s.machineEvents)
 	mux.HandleFunc("GET /api/v1/machines/{name}/script", s.script)
 	mux.HandleFunc("GET /api/v1/machines/{name}/boot", s.bootInfo)
@@ -380,30 +380,46 @@ func (s *Server) check(m *inventory.Machine) error {
 	return nil
 }
 
-// preflight checks machine m before it boots its profile: the profile's
-// parameter choices, then the Preflight hook. It answers the request and
-// returns false when m may not be stored; a warning goes in a Warning
-// header.
-func (s *Server) preflight(w http.ResponseWriter, r *http.Request, m inventory.Machine) bool {
+// checkAssignment checks machine m before it boots its profile: the
+// profile's parameter choices, then the Preflight hook. An error refuses
+// the change (bad request); a warning is a check that could not be made.
+func (s *Server) checkAssignment(ctx context.Context, m inventory.Machine) (warning string, err error) {
 	if p, ok := s.Renderer.Profiles().Get(m.Profile); ok {
 		if err := p.CheckParams(m.Params); err != nil {
-			writeErr(w, fmt.Errorf("machine %s: %v: %w", m.Name, err, errBadRequest))
-			return false
+			return "", fmt.Errorf("machine %s: %v: %w", m.Name, err, errBadRequest)
 		}
 	}
 	if s.Preflight == nil || m.Profile == "" {
-		return true
+		return "", nil
 	}
-	warning, err := s.Preflight(r.Context(), m)
+	warning, err = s.Preflight(ctx, m)
 	if err != nil {
-		writeErr(w, fmt.Errorf("machine %s, profile %s: %v: %w", m.Name, m.Profile, err, errBadRequest))
-		return false
+		return "", fmt.Errorf("machine %s, profile %s: %v: %w", m.Name, m.Profile, err, errBadRequest)
 	}
 	if warning != "" {
 		s.Log.Warn("assignment not fully checked", "machine", m.Name, "profile", m.Profile, "warning", warning)
-		w.Header().Add("Warning", `299 provisiond "`+strings.NewReplacer(`"`, "'", `\`, "/", "\n", " ").Replace(warning)+`"`)
 	}
+	return warning, nil
+}
+
+// preflight is checkAssignment for a handler: it answers the request and
+// returns false when m may not be stored, and puts a warning in a Warning
+// header.
+func (s *Server) preflight(w http.ResponseWriter, r *http.Request, m inventory.Machine) bool {
+	warning, err := s.checkAssignment(r.Context(), m)
+	if err != nil {
+		writeErr(w, err)
+		return false
+	}
+	warn(w, warning)
 	return true
+}
+
+// warn adds a Warning header (299 provisiond "text") when text is set.
+func warn(w http.ResponseWriter, text string) {
+	if text != "" {
+		w.Header().Add("Warning", `299 provisiond "`+strings.NewReplacer(`"`, "'", `\`, "/", "\n", " ").Replace(text)+`"`)
+	}
 }
 
 // saved logs a stored machine and puts an assignment change (profile,
@@ -421,62 +437,6 @@ func (s *Server) saved(old, saved *inventory.Machine) {
 		}
 		s.Events.Emit(events.Event{Type: events.MachineChanged, Machine: saved.Name, Attrs: attrs})
 	}
-}
-
-// AssignRequest is the body of POST /api/v1/machines/{name}/assign.
-type AssignRequest struct {
-	// Profile is the profile the machine boots.
-	Profile string `json:"profile"`
-	// Once makes it a one-shot assignment: after one boot of Profile the
-	// machine reverts to Then (default local).
-	Once bool   `json:"once,omitempty"`
-	Then string `json:"then,omitempty"`
-}
-
-// assign gives a machine a profile, persistent or once, keeping the rest of
-// its record as stored: one transaction, so nothing a boot or another
-// client writes meanwhile is lost.
-func (s *Server) assign(w http.ResponseWriter, r *http.Request) {
-	var req AssignRequest
-	if err := decodeBody(r, "assignment", 64<<10, &req); err != nil {
-		writeErr(w, err)
-		return
-	}
-	if req.Profile == "" {
-		writeErr(w, fmt.Errorf("name the profile to assign (provisiond profile list shows the profiles): %w", errBadRequest))
-		return
-	}
-	if req.Then != "" && !req.Once {
-		writeErr(w, fmt.Errorf("then (%s) goes with a one-shot assignment (once): %w", req.Then, errBadRequest))
-		return
-	}
-	if _, ok := s.Renderer.Profiles().Get(req.Profile); !ok {
-		writeErr(w, fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles): %w", req.Profile, errBadRequest))
-		return
-	}
-	cur, err := s.Store.Machine(r.PathValue("name"))
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	cand := *cur
-	cand.Profile = req.Profile
-	if !s.preflight(w, r, cand) {
-		return
-	}
-	var once *inventory.Once
-	if req.Once {
-		then := cmp.Or(req.Then, "local")
-		if _, ok := s.Renderer.Profiles().Get(then); !ok {
-			writeErr(w, fmt.Errorf("profile %s (then) does not exist (provisiond profile list shows the profiles): %w", then, errBadRequest))
-			return
-		}
-		once = &inventory.Once{Then: then, Since: time.Now().UTC()}
-	}
-	s.update(w, r.PathValue("name"), func(m *inventory.Machine) error {
-		m.Profile, m.Once, m.Discovered = req.Profile, once, false
-		return nil
-	})
 }
 
 func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) {

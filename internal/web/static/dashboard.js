@@ -121,24 +121,23 @@
       const f = new FormData(assign);
       const req = { profile: f.get("profile") };
       if (f.get("once")) { req.once = true; req.then = f.get("then"); }
-      const steps = [];
+      const reboot = !!f.get("reboot");
       busy(assign, true);
-      show(true, "assigning " + req.profile + "…");
+      show(true, (reboot ? "reprovisioning as " : "assigning ") + req.profile + "…");
       try {
-        const m = await call("POST", base + "/assign", req);
-        steps.push("assigned " + m.profile + (m.once ? " once (then " + m.once.then + ")" : " (persistent)"));
+        // With "PXE next and power-cycle" the daemon does all three in one
+        // operation (as the CLI's assign --reboot): assign, PXE next, cycle.
+        const r = await call("POST", base + (reboot ? "/reprovision" : "/assign"), req);
+        const m = reboot ? r.machine : r;
         $("#profile").textContent = m.profile + (m.once ? " once, then " + m.once.then : " (persistent)");
-        if (f.get("reboot")) {
-          show(true, steps.join(" · ") + " · setting PXE as next boot…");
-          await call("POST", base + "/bootdev", { device: "pxe", efi: root.dataset.uefi === "true" });
-          steps.push("next boot PXE");
-          show(true, steps.join(" · ") + " · power-cycling…");
-          const p = await call("POST", base + "/power", { action: "cycle" });
-          steps.push(p.note ? p.note : "power-cycled (" + p.before + " → " + p.state + ")");
+        const steps = ["assigned " + m.profile + (m.once ? " once (then " + m.once.then + ")" : " (persistent)")];
+        if (reboot) {
+          steps.push("next boot PXE" + (r.bootdev.note ? " (" + r.bootdev.note + ")" : ""));
+          steps.push(r.power.note ? r.power.note : "power-cycled (" + r.power.before + " → " + r.power.state + ")");
         }
         show(true, steps.join(" · "));
       } catch (err) {
-        show(false, (steps.length ? steps.join(" · ") + " · then failed: " : "failed: ") + err.message);
+        show(false, "failed: " + err.message);
       } finally {
         busy(assign, false);
       }
