@@ -213,5 +213,5 @@ func (c *Client) BMCInventory(ctx context.Context, machine string) (*InventoryRe
 // (all machines when the selector is empty).
 func (c *Client) Select(ctx context.Context, sel Selector) ([]inventory.Machine, error) {
 	var out []inventory.Machine
-	return out, c.do(ctx, http.MethodGet, "/api/v1/machines?"+sel.query(url.Values{}).Encode(), nil, &out)
+	return out, c.do(ctx, http.MethodGet, "/api/v1/machines?"+selectorQuery(sel, url.Values{}).Encode(), nil, &out)
 }

@@ -198,47 +198,11 @@ func (s *Server) AuditInput() (audit.Input, error) {
 	return in, nil
 }
 
-// selectMachines keeps the machines named (by name or tag), or in the
-// enclosure, or carrying the label asked for.
+// selectMachines keeps the machines the request's selector picks
+// (?machine=&enclosure=&label=).
 func selectMachines(ms []inventory.Machine, r *http.Request) ([]inventory.Machine, error) {
 	q := r.URL.Query()
-	names := q["machine"]
-	encl := q.Get("enclosure")
-	label := q.Get("label")
-	if len(names) == 0 && encl == "" && label == "" {
-		return ms, nil
-	}
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	lk, lv, _ := strings.Cut(label, "=")
-	var out []inventory.Machine
-	found := map[string]bool{}
-	for _, m := range ms {
-		ok := len(names) == 0 || want[m.Name] || (m.Tag != "" && want[m.Tag])
-		if ok && len(names) > 0 {
-			found[m.Name] = true
-			if m.Tag != "" {
-				found[m.Tag] = true
-			}
-		}
-		if encl != "" && m.Enclosure != encl {
-			ok = false
-		}
-		if label != "" && (m.Labels == nil || m.Labels[lk] != lv) && !(lk == "role" && m.Role == lv) {
-			ok = false
-		}
-		if ok {
-			out = append(out, m)
-		}
-	}
-	for _, n := range names {
-		if !found[n] {
-			return nil, fmt.Errorf("machine %s: %w", n, inventory.ErrNotFound)
-		}
-	}
-	return out, nil
+	return inventory.Selector{Machines: q["machine"], Enclosure: q.Get("enclosure"), Label: q.Get("label")}.Select(ms)
 }
 
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) {

@@ -14,13 +14,9 @@ import (
 
 // Selector picks machines for audit and power: names (or tags), an
 // enclosure, a label (key=value; role=X also matches the role field).
-type Selector struct {
-	Machines  []string
-	Enclosure string
-	Label     string
-}
+type Selector = inventory.Selector
 
-func (s Selector) query(q url.Values) url.Values {
+func selectorQuery(s Selector, q url.Values) url.Values {
 	for _, m := range s.Machines {
 		q.Add("machine", m)
 	}
@@ -80,20 +76,20 @@ func (c *Client) Roles(ctx context.Context) ([]inventory.Role, error) {
 // Audit audits the selected machines.
 func (c *Client) Audit(ctx context.Context, sel Selector) (*audit.Report, error) {
 	var out audit.Report
-	return &out, c.do(ctx, http.MethodGet, "/api/v1/audit?"+sel.query(url.Values{}).Encode(), nil, &out)
+	return &out, c.do(ctx, http.MethodGet, "/api/v1/audit?"+selectorQuery(sel, url.Values{}).Encode(), nil, &out)
 }
 
 // Candidates ranks the selected machines for role.
 func (c *Client) Candidates(ctx context.Context, sel Selector, role string) ([]audit.Candidate, error) {
 	var out []audit.Candidate
-	q := sel.query(url.Values{"role": {role}})
+	q := selectorQuery(sel, url.Values{"role": {role}})
 	return out, c.do(ctx, http.MethodGet, "/api/v1/audit?"+q.Encode(), nil, &out)
 }
 
 // PowerBudget estimates the power of the selected machines running.
 func (c *Client) PowerBudget(ctx context.Context, sel Selector) (*audit.PowerReport, error) {
 	var out audit.PowerReport
-	return &out, c.do(ctx, http.MethodGet, "/api/v1/audit/power?"+sel.query(url.Values{}).Encode(), nil, &out)
+	return &out, c.do(ctx, http.MethodGet, "/api/v1/audit/power?"+selectorQuery(sel, url.Values{}).Encode(), nil, &out)
 }
 
 // Plan proposes how to reach the targets ("talos-worker=3") with spare parts.

@@ -237,13 +237,7 @@ func (f filter) match(r *row) bool {
 	if f.State != "" && r.State != f.State {
 		return false
 	}
-	if f.Label != "" {
-		k, v, _ := strings.Cut(f.Label, "=")
-		if r.M.Labels[k] != v {
-			return false
-		}
-	}
-	return true
+	return inventory.Selector{Label: f.Label}.Matches(&r.M)
 }
 
 // overviewData is the machines page.
