@@ -23,235 +23,13 @@ func Conformance(t *testing.T, open func(t *testing.T) inventory.Backend) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	blade := func(name, mac string) inventory.Machine {
-		return inventory.Machine{Name: name, MACs: []string{mac}, Profile: "linux", Hostname: "h-" + name,
-			Params: map[string]string{"kernel": "vmlinuz"}}
-	}
-
-	t.Run("machines", func(t *testing.T) {
-		s := fresh(t)
-		saved, err := s.PutMachine(blade("BLD-006", "52:54:00:00:00:06"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := s.Machine("BLD-006")
-		if err != nil || got.Hostname != "h-BLD-006" || got.Params["kernel"] != "vmlinuz" || got.Revision != saved.Revision || got.Revision == 0 {
-			t.Fatalf("Machine: %+v, %v (saved revision %d)", got, err, saved.Revision)
-		}
-		if m, err := s.MachineByMAC("52:54:00:00:00:06"); err != nil || m.Name != "BLD-006" {
-			t.Errorf("MachineByMAC: %+v, %v", m, err)
-		}
-		if _, err := s.MachineByMAC("52:54:00:00:00:99"); !errors.Is(err, inventory.ErrNotFound) {
-			t.Errorf("MachineByMAC of an unknown MAC: %v, want ErrNotFound", err)
-		}
-		if _, err := s.PutMachine(blade("BLD-007", "52:54:00:00:00:07")); err != nil {
-			t.Fatal(err)
-		}
-		ms, err := s.Machines()
-		if err != nil || len(ms) != 2 || ms[0].Name != "BLD-006" || ms[1].Name != "BLD-007" {
-			t.Errorf("Machines: %v, %v; want BLD-006 and BLD-007 by name", names(ms), err)
-		}
-		up, err := s.UpdateMachine("BLD-006", func(m *inventory.Machine) error { m.Hostname = "node-006"; return nil })
-		if err != nil || up.Hostname != "node-006" || up.Revision <= saved.Revision {
-			t.Errorf("UpdateMachine: %+v, %v; the revision must grow", up, err)
-		}
-		if err := s.DeleteMachine("BLD-006"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Machine("BLD-006"); !errors.Is(err, inventory.ErrNotFound) {
-			t.Errorf("after DeleteMachine: %v, want ErrNotFound", err)
-		}
-		if _, err := s.MachineByMAC("52:54:00:00:00:06"); !errors.Is(err, inventory.ErrNotFound) {
-			t.Errorf("a deleted machine's MAC still resolves: %v", err)
-		}
-	})
-
-	t.Run("mac-conflict", func(t *testing.T) {
-		s := fresh(t)
-		if _, err := s.PutMachine(blade("BLD-006", "52:54:00:00:00:06")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.PutMachine(blade("BLD-007", "52:54:00:00:00:06")); !errors.Is(err, inventory.ErrConflict) {
-			t.Errorf("two machines with one MAC: %v, want ErrConflict", err)
-		}
-		if m, err := s.MachineByMAC("52:54:00:00:00:06"); err != nil || m.Name != "BLD-006" {
-			t.Errorf("the MAC moved: %+v, %v", m, err)
-		}
-	})
-
-	t.Run("no-lost-updates", func(t *testing.T) {
-		s := fresh(t)
-		if _, err := s.PutMachine(blade("BLD-006", "52:54:00:00:00:06")); err != nil {
-			t.Fatal(err)
-		}
-		const writers, each = 8, 5
-		var wg sync.WaitGroup
-		errs := make(chan error, writers*each)
-		for w := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range each {
-					_, err := s.UpdateMachine("BLD-006", func(m *inventory.Machine) error {
-						if m.Labels == nil {
-							m.Labels = map[string]string{}
-						}
-						m.Labels[fmt.Sprintf("w%d-%d", w, i)] = "1"
-						return nil
-					})
-					errs <- err
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		m, _ := s.Machine("BLD-006")
-		if len(m.Labels) != writers*each {
-			t.Errorf("%d of %d concurrent updates kept", len(m.Labels), writers*each)
-		}
-		boom := errors.New("boom")
-		if _, err := s.UpdateMachine("BLD-006", func(m *inventory.Machine) error { m.Hostname = "lost"; return boom }); !errors.Is(err, boom) {
-			t.Errorf("UpdateMachine's fn error: %v, want it returned", err)
-		}
-		if m, _ := s.Machine("BLD-006"); m.Hostname == "lost" {
-			t.Error("a failed update was stored")
-		}
-	})
-
-	t.Run("one-shot", func(t *testing.T) {
-		s := fresh(t)
-		m := blade("BLD-006", "52:54:00:00:00:06")
-		m.Profile, m.Once = "talos", &inventory.Once{Then: "local", Since: time.Now().UTC()}
-		m.Firmware, m.Params["ipxe_binary"] = inventory.FirmwareBIOS, "snponly.efi"
-		if _, err := s.PutMachine(m); err != nil {
-			t.Fatal(err)
-		}
-		if bs, found, err := s.BootSettingsByMAC("52:54:00:00:00:06"); err != nil || !found || bs.Firmware != inventory.FirmwareBIOS || bs.IPXEBinary != "snponly.efi" {
-			t.Errorf("BootSettingsByMAC: %+v %v %v", bs, found, err)
-		}
-		if _, found, err := s.BootSettingsByMAC("52:54:00:00:00:99"); err != nil || found {
-			t.Errorf("BootSettingsByMAC of an unknown MAC: found %v, %v", found, err)
-		}
-		if then, err := s.ConsumeOnce("BLD-006", "linux"); err != nil || then != "" {
-			t.Errorf("ConsumeOnce of another profile: %q, %v; want nothing done", then, err)
-		}
-		if then, err := s.ConsumeOnce("BLD-006", "talos"); err != nil || then != "local" {
-			t.Errorf("ConsumeOnce: %q, %v; want local", then, err)
-		}
-		got, _ := s.Machine("BLD-006")
-		if got.Profile != "local" || got.Once != nil {
-			t.Errorf("after ConsumeOnce: profile %q once %+v", got.Profile, got.Once)
-		}
-		if then, _ := s.ConsumeOnce("BLD-006", "talos"); then != "" {
-			t.Errorf("a one-shot was used up twice: %q", then)
-		}
-	})
-
-	t.Run("timelines", func(t *testing.T) {
-		s := fresh(t)
-		if _, err := s.PutMachine(blade("BLD-006", "52:54:00:00:00:06")); err != nil {
-			t.Fatal(err)
-		}
-		at := time.Now().UTC()
-		step := func(typ, mac string, i int) events.Event {
-			return events.Event{Type: typ, MAC: mac, Time: at.Add(time.Duration(i) * time.Millisecond), Attrs: map[string]string{"i": fmt.Sprint(i)}}
-		}
-		stored, err := s.AppendEvents([]events.Event{step(events.DHCPOffer, "52:54:00:00:00:06", 0), step(events.Script, "52:54:00:00:00:06", 1)})
-		if err != nil || len(stored) != 2 || stored[0].Machine != "BLD-006" || stored[0].Seq == 0 || stored[1].Seq <= stored[0].Seq {
-			t.Fatalf("AppendEvents: %+v, %v", stored, err)
-		}
-		if _, err := s.AppendEvents([]events.Event{step(events.Asset, "52:54:00:00:00:06", 2), step(events.Asset, "52:54:00:00:00:06", 3)}); err != nil {
-			t.Fatal(err)
-		}
-		all, err := s.Events("BLD-006", 0, 0)
-		if err != nil || len(all) != 4 || all[0].Attrs["i"] != "0" || all[3].Attrs["i"] != "3" {
-			t.Fatalf("Events: %d, %v; want 4, oldest first", len(all), err)
-		}
-		// With a limit, the newest steps after the sequence number, oldest
-		// first (events -n 2, a reconnecting follower).
-		if last, _ := s.Events("BLD-006", 0, 2); len(last) != 2 || last[0].Seq != all[2].Seq || last[1].Seq != all[3].Seq {
-			t.Errorf("Events limit 2: %+v", last)
-		}
-		if after, _ := s.Events("BLD-006", all[1].Seq, 0); len(after) != 2 || after[0].Seq != all[2].Seq {
-			t.Errorf("Events after %d: %+v", all[1].Seq, after)
-		}
-		// A step of an unknown MAC records a discovered machine.
-		if _, err := s.AppendEvents([]events.Event{step(events.DHCPOffer, "52:54:00:00:00:0b", 4)}); err != nil {
-			t.Fatal(err)
-		}
-		if m, err := s.MachineByMAC("52:54:00:00:00:0b"); err != nil || !m.Discovered {
-			t.Errorf("an unknown MAC's step: %+v, %v; want a discovered machine", m, err)
-		}
-		if err := s.DeleteMachine("BLD-006"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Events("BLD-006", 0, 0); !errors.Is(err, inventory.ErrNotFound) {
-			t.Errorf("a deleted machine's timeline: %v, want ErrNotFound", err)
-		}
-	})
-
-	t.Run("secrets", func(t *testing.T) {
-		s := fresh(t)
-		sealed := []byte{0, 1, 2, 0xff, 'x'}
-		if err := s.PutSecret("munge-key", sealed); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.PutSecret("bad name!", sealed); err == nil {
-			t.Error("a bad secret name was stored")
-		}
-		got, err := s.SealedSecret("munge-key")
-		if err != nil || !bytes.Equal(got, sealed) {
-			t.Errorf("SealedSecret: %x, %v", got, err)
-		}
-		list, err := s.Secrets()
-		if err != nil || len(list) != 1 || list[0].Name != "munge-key" || list[0].Updated.IsZero() {
-			t.Errorf("Secrets: %+v, %v", list, err)
-		}
-		if err := s.DeleteSecret("munge-key"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.SealedSecret("munge-key"); !errors.Is(err, inventory.ErrNotFound) {
-			t.Errorf("a deleted secret: %v, want ErrNotFound", err)
-		}
-	})
-
-	t.Run("import-export", func(t *testing.T) {
-		s := fresh(t)
-		doc := &inventory.Document{Version: 2,
-			Systems:  []inventory.System{{Name: "ASGARD", Kind: "enclosure", Model: "BladeSystem c7000", Bays: 16}},
-			Machines: []inventory.Machine{{Name: "BLD-003", Asset: inventory.Asset{Enclosure: "ASGARD", Bay: 3, MemoryGB: 32}}}}
-		res, err := s.Import(doc, false)
-		if err != nil || res.Applied || len(res.Changes) != 2 {
-			t.Fatalf("dry run: %+v, %v", res, err)
-		}
-		if ms, _ := s.Machines(); len(ms) != 0 {
-			t.Fatal("a dry run stored machines")
-		}
-		if _, err := s.Import(doc, true); err != nil {
-			t.Fatal(err)
-		}
-		out, err := s.Export()
-		if err != nil {
-			t.Fatal(err)
-		}
-		again, err := s.Import(out, false)
-		if err != nil || len(again.Changes) != 0 {
-			t.Errorf("importing the export changes %+v, %v; want nothing", again, err)
-		}
-		hist, err := s.History("BLD-003")
-		if err != nil || len(hist) == 0 {
-			t.Errorf("History: %d changes, %v", len(hist), err)
-		}
-		var buf bytes.Buffer
-		if size, n, err := s.WriteSnapshot(&buf); err != nil || n != 1 || size == 0 || int64(buf.Len()) != size {
-			t.Errorf("WriteSnapshot: %d bytes (%d written), %d machines, %v", size, buf.Len(), n, err)
-		}
-	})
+	t.Run("machines", func(t *testing.T) { conformMachines(t, fresh(t)) })
+	t.Run("mac-conflict", func(t *testing.T) { conformMacConflict(t, fresh(t)) })
+	t.Run("no-lost-updates", func(t *testing.T) { conformNoLostUpdates(t, fresh(t)) })
+	t.Run("one-shot", func(t *testing.T) { conformOneShot(t, fresh(t)) })
+	t.Run("timelines", func(t *testing.T) { conformTimelines(t, fresh(t)) })
+	t.Run("secrets", func(t *testing.T) { conformSecrets(t, fresh(t)) })
+	t.Run("import-export", func(t *testing.T) { conformImportExport(t, fresh(t)) })
 }
 
 func names(ms []inventory.Machine) []string {
@@ -260,4 +38,227 @@ func names(ms []inventory.Machine) []string {
 		out = append(out, m.Name)
 	}
 	return out
+}
+
+func blade(name, mac string) inventory.Machine {
+	return inventory.Machine{Name: name, MACs: []string{mac}, Profile: "linux", Hostname: "h-" + name,
+		Params: map[string]string{"kernel": "vmlinuz"}}
+}
+
+func conformMachines(t *testing.T, s inventory.Backend) {
+	saved, err := s.PutMachine(blade("BLD-006", "52:54:00:00:00:06"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Machine("BLD-006")
+	if err != nil || got.Hostname != "h-BLD-006" || got.Params["kernel"] != "vmlinuz" || got.Revision != saved.Revision || got.Revision == 0 {
+		t.Fatalf("Machine: %+v, %v (saved revision %d)", got, err, saved.Revision)
+	}
+	if m, err := s.MachineByMAC("52:54:00:00:00:06"); err != nil || m.Name != "BLD-006" {
+		t.Errorf("MachineByMAC: %+v, %v", m, err)
+	}
+	if _, err := s.MachineByMAC("52:54:00:00:00:99"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Errorf("MachineByMAC of an unknown MAC: %v, want ErrNotFound", err)
+	}
+	if _, err := s.PutMachine(blade("BLD-007", "52:54:00:00:00:07")); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := s.Machines()
+	if err != nil || len(ms) != 2 || ms[0].Name != "BLD-006" || ms[1].Name != "BLD-007" {
+		t.Errorf("Machines: %v, %v; want BLD-006 and BLD-007 by name", names(ms), err)
+	}
+	up, err := s.UpdateMachine("BLD-006", func(m *inventory.Machine) error { m.Hostname = "node-006"; return nil })
+	if err != nil || up.Hostname != "node-006" || up.Revision <= saved.Revision {
+		t.Errorf("UpdateMachine: %+v, %v; the revision must grow", up, err)
+	}
+	if err := s.DeleteMachine("BLD-006"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Machine("BLD-006"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Errorf("after DeleteMachine: %v, want ErrNotFound", err)
+	}
+	if _, err := s.MachineByMAC("52:54:00:00:00:06"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Errorf("a deleted machine's MAC still resolves: %v", err)
+	}
+}
+
+func conformMacConflict(t *testing.T, s inventory.Backend) {
+	if _, err := s.PutMachine(blade("BLD-006", "52:54:00:00:00:06")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutMachine(blade("BLD-007", "52:54:00:00:00:06")); !errors.Is(err, inventory.ErrConflict) {
+		t.Errorf("two machines with one MAC: %v, want ErrConflict", err)
+	}
+	if m, err := s.MachineByMAC("52:54:00:00:00:06"); err != nil || m.Name != "BLD-006" {
+		t.Errorf("the MAC moved: %+v, %v", m, err)
+	}
+}
+
+func conformNoLostUpdates(t *testing.T, s inventory.Backend) {
+	if _, err := s.PutMachine(blade("BLD-006", "52:54:00:00:00:06")); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 8, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				_, err := s.UpdateMachine("BLD-006", func(m *inventory.Machine) error {
+					if m.Labels == nil {
+						m.Labels = map[string]string{}
+					}
+					m.Labels[fmt.Sprintf("w%d-%d", w, i)] = "1"
+					return nil
+				})
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, _ := s.Machine("BLD-006")
+	if len(m.Labels) != writers*each {
+		t.Errorf("%d of %d concurrent updates kept", len(m.Labels), writers*each)
+	}
+	boom := errors.New("boom")
+	if _, err := s.UpdateMachine("BLD-006", func(m *inventory.Machine) error { m.Hostname = "lost"; return boom }); !errors.Is(err, boom) {
+		t.Errorf("UpdateMachine's fn error: %v, want it returned", err)
+	}
+	if m, _ := s.Machine("BLD-006"); m.Hostname == "lost" {
+		t.Error("a failed update was stored")
+	}
+}
+
+func conformOneShot(t *testing.T, s inventory.Backend) {
+	m := blade("BLD-006", "52:54:00:00:00:06")
+	m.Profile, m.Once = "talos", &inventory.Once{Then: "local", Since: time.Now().UTC()}
+	m.Firmware, m.Params["ipxe_binary"] = inventory.FirmwareBIOS, "snponly.efi"
+	if _, err := s.PutMachine(m); err != nil {
+		t.Fatal(err)
+	}
+	if bs, found, err := s.BootSettingsByMAC("52:54:00:00:00:06"); err != nil || !found || bs.Firmware != inventory.FirmwareBIOS || bs.IPXEBinary != "snponly.efi" {
+		t.Errorf("BootSettingsByMAC: %+v %v %v", bs, found, err)
+	}
+	if _, found, err := s.BootSettingsByMAC("52:54:00:00:00:99"); err != nil || found {
+		t.Errorf("BootSettingsByMAC of an unknown MAC: found %v, %v", found, err)
+	}
+	if then, err := s.ConsumeOnce("BLD-006", "linux"); err != nil || then != "" {
+		t.Errorf("ConsumeOnce of another profile: %q, %v; want nothing done", then, err)
+	}
+	if then, err := s.ConsumeOnce("BLD-006", "talos"); err != nil || then != "local" {
+		t.Errorf("ConsumeOnce: %q, %v; want local", then, err)
+	}
+	got, _ := s.Machine("BLD-006")
+	if got.Profile != "local" || got.Once != nil {
+		t.Errorf("after ConsumeOnce: profile %q once %+v", got.Profile, got.Once)
+	}
+	if then, _ := s.ConsumeOnce("BLD-006", "talos"); then != "" {
+		t.Errorf("a one-shot was used up twice: %q", then)
+	}
+}
+
+func conformTimelines(t *testing.T, s inventory.Backend) {
+	if _, err := s.PutMachine(blade("BLD-006", "52:54:00:00:00:06")); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC()
+	step := func(typ, mac string, i int) events.Event {
+		return events.Event{Type: typ, MAC: mac, Time: at.Add(time.Duration(i) * time.Millisecond), Attrs: map[string]string{"i": fmt.Sprint(i)}}
+	}
+	stored, err := s.AppendEvents([]events.Event{step(events.DHCPOffer, "52:54:00:00:00:06", 0), step(events.Script, "52:54:00:00:00:06", 1)})
+	if err != nil || len(stored) != 2 || stored[0].Machine != "BLD-006" || stored[0].Seq == 0 || stored[1].Seq <= stored[0].Seq {
+		t.Fatalf("AppendEvents: %+v, %v", stored, err)
+	}
+	if _, err := s.AppendEvents([]events.Event{step(events.Asset, "52:54:00:00:00:06", 2), step(events.Asset, "52:54:00:00:00:06", 3)}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.Events("BLD-006", 0, 0)
+	if err != nil || len(all) != 4 || all[0].Attrs["i"] != "0" || all[3].Attrs["i"] != "3" {
+		t.Fatalf("Events: %d, %v; want 4, oldest first", len(all), err)
+	}
+	// With a limit, the newest steps after the sequence number, oldest
+	// first (events -n 2, a reconnecting follower).
+	if last, _ := s.Events("BLD-006", 0, 2); len(last) != 2 || last[0].Seq != all[2].Seq || last[1].Seq != all[3].Seq {
+		t.Errorf("Events limit 2: %+v", last)
+	}
+	if after, _ := s.Events("BLD-006", all[1].Seq, 0); len(after) != 2 || after[0].Seq != all[2].Seq {
+		t.Errorf("Events after %d: %+v", all[1].Seq, after)
+	}
+	// A step of an unknown MAC records a discovered machine.
+	if _, err := s.AppendEvents([]events.Event{step(events.DHCPOffer, "52:54:00:00:00:0b", 4)}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.MachineByMAC("52:54:00:00:00:0b"); err != nil || !m.Discovered {
+		t.Errorf("an unknown MAC's step: %+v, %v; want a discovered machine", m, err)
+	}
+	if err := s.DeleteMachine("BLD-006"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Events("BLD-006", 0, 0); !errors.Is(err, inventory.ErrNotFound) {
+		t.Errorf("a deleted machine's timeline: %v, want ErrNotFound", err)
+	}
+}
+
+func conformSecrets(t *testing.T, s inventory.Backend) {
+	sealed := []byte{0, 1, 2, 0xff, 'x'}
+	if err := s.PutSecret("munge-key", sealed); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSecret("bad name!", sealed); err == nil {
+		t.Error("a bad secret name was stored")
+	}
+	got, err := s.SealedSecret("munge-key")
+	if err != nil || !bytes.Equal(got, sealed) {
+		t.Errorf("SealedSecret: %x, %v", got, err)
+	}
+	list, err := s.Secrets()
+	if err != nil || len(list) != 1 || list[0].Name != "munge-key" || list[0].Updated.IsZero() {
+		t.Errorf("Secrets: %+v, %v", list, err)
+	}
+	if err := s.DeleteSecret("munge-key"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SealedSecret("munge-key"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Errorf("a deleted secret: %v, want ErrNotFound", err)
+	}
+}
+
+func conformImportExport(t *testing.T, s inventory.Backend) {
+	doc := &inventory.Document{Version: 2,
+		Systems:  []inventory.System{{Name: "ASGARD", Kind: "enclosure", Model: "BladeSystem c7000", Bays: 16}},
+		Machines: []inventory.Machine{{Name: "BLD-003", Asset: inventory.Asset{Enclosure: "ASGARD", Bay: 3, MemoryGB: 32}}}}
+	res, err := s.Import(doc, false)
+	if err != nil || res.Applied || len(res.Changes) != 2 {
+		t.Fatalf("dry run: %+v, %v", res, err)
+	}
+	if ms, _ := s.Machines(); len(ms) != 0 {
+		t.Fatal("a dry run stored machines")
+	}
+	if _, err := s.Import(doc, true); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Export()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Import(out, false)
+	if err != nil || len(again.Changes) != 0 {
+		t.Errorf("importing the export changes %+v, %v; want nothing", again, err)
+	}
+	hist, err := s.History("BLD-003")
+	if err != nil || len(hist) == 0 {
+		t.Errorf("History: %d changes, %v", len(hist), err)
+	}
+	var buf bytes.Buffer
+	if size, n, err := s.WriteSnapshot(&buf); err != nil || n != 1 || size == 0 || int64(buf.Len()) != size {
+		t.Errorf("WriteSnapshot: %d bytes (%d written), %d machines, %v", size, buf.Len(), n, err)
+	}
 }
