@@ -237,7 +237,13 @@ func (mf *machineFlags) apply(cmd *cobra.Command, m *inventory.Machine) error {
 
 func newMachine(cf *clientFlags, e env) *cobra.Command {
 	cmd := &cobra.Command{Use: "machine", Aliases: []string{"machines", "m"}, Short: "Add, list, show, change and remove machines"}
+	cmd.AddCommand(newMachineAdd(cf, e), newMachineList(cf, e), newMachineShow(cf, e), newMachineSet(cf, e), newMachineRm(cf, e),
+		newHistory(cf, e), newAccept(cf, e))
+	return cmd
+}
 
+// newMachineAdd is machine add.
+func newMachineAdd(cf *clientFlags, e env) *cobra.Command {
 	var addF machineFlags
 	add := &cobra.Command{
 		Use:   "add NAME --mac MAC [flags]",
@@ -262,7 +268,11 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 		},
 	}
 	addF.register(add, false)
+	return add
+}
 
+// newMachineList is machine list.
+func newMachineList(cf *clientFlags, e env) *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List machines",
@@ -288,7 +298,11 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 			})
 		},
 	}
+	return list
+}
 
+// newMachineShow is machine show: the record, how it boots, the last steps.
+func newMachineShow(cf *clientFlags, e env) *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show a machine with its facts and recent timeline",
@@ -321,7 +335,11 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 			return nil
 		},
 	}
+	return show
+}
 
+// newMachineSet is machine set: the flags given change the record as it is now.
+func newMachineSet(cf *clientFlags, e env) *cobra.Command {
 	var setF machineFlags
 	set := &cobra.Command{
 		Use:   "set NAME [flags]",
@@ -362,7 +380,11 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 		},
 	}
 	setF.register(set, true)
+	return set
+}
 
+// newMachineRm is machine rm.
+func newMachineRm(cf *clientFlags, e env) *cobra.Command {
 	rm := &cobra.Command{
 		Use:     "rm NAME...",
 		Aliases: []string{"remove", "delete"},
@@ -379,8 +401,7 @@ func newMachine(cf *clientFlags, e env) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(add, list, show, set, rm, newHistory(cf, e), newAccept(cf, e))
-	return cmd
+	return rm
 }
 
 // printList prints items as JSON/YAML when asked, else as a table with the

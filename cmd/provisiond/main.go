@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/provisiond/provisiond/internal/config"
@@ -98,25 +99,75 @@ func newRoot(ctx context.Context, e env) *cobra.Command {
 	return root
 }
 
+// serveFlags are serve's flags: each given one is put over the config
+// file, at start and again on SIGHUP.
+type serveFlags struct {
+	configPath                               string
+	ifaces                                   []string
+	advertise, listen, ctlListen             string
+	dataDir, ipxeDir, profilesDir, assetsDir string
+	logLevel, logFormat, defProfile          string
+	blksize                                  int
+	bmcTimeout                               time.Duration
+	noDHCP, noTFTP                           bool
+}
+
+func (sf *serveFlags) register(f *pflag.FlagSet) {
+	f.StringVarP(&sf.configPath, "config", "c", defaultConfigPath, "YAML config file")
+	f.StringSliceVarP(&sf.ifaces, "interface", "i", nil, "interface to serve DHCP/TFTP on (repeat or comma-separate; default: all up, non-loopback with IPv4)")
+	f.StringVar(&sf.advertise, "advertise", "", "IPv4 address given to clients for TFTP/HTTP (default: the address of the interface a request came in on)")
+	f.StringVar(&sf.listen, "http-listen", "", "boot plane listen address: iPXE scripts, boot files, callbacks over plain HTTP (default :8080)")
+	f.StringVar(&sf.ctlListen, "control-listen", "", "control plane listen address: API, dashboard, metrics over TLS (default :8443)")
+	f.StringVar(&sf.dataDir, "data-dir", "", "data directory: bbolt database, API token, assets (default /var/lib/provisiond)")
+	f.StringVar(&sf.ipxeDir, "ipxe-dir", "", "directory with the iPXE binaries (default /usr/lib/ipxe)")
+	f.StringVar(&sf.profilesDir, "profiles-dir", "", "directory of profiles that override or add to the built-in ones")
+	f.StringVar(&sf.assetsDir, "assets-dir", "", "directory served under /assets/ (default DATA_DIR/assets)")
+	f.StringVar(&sf.logLevel, "log-level", "", "log level: debug, info, warn, error (default info)")
+	f.StringVar(&sf.logFormat, "log-format", "", "log format: text or json (default text)")
+	f.IntVar(&sf.blksize, "tftp-max-blksize", 0, "largest TFTP block size to negotiate (default 1468)")
+	f.StringVar(&sf.defProfile, "default-profile", "", "profile for unknown machines and machines without one (default menu)")
+	f.DurationVar(&sf.bmcTimeout, "bmc-timeout", 0, "bound on each BMC call: connect, power, boot device, inventory (default 30s)")
+	f.BoolVar(&sf.noDHCP, "no-dhcp", false, "do not run the ProxyDHCP server")
+	f.BoolVar(&sf.noTFTP, "no-tftp", false, "do not run the TFTP server")
+}
+
+// load reads the config file (the default one only if present) and puts
+// the flags given over it.
+func (sf *serveFlags) load(f *pflag.FlagSet) (config.Config, error) {
+	cfg, err := config.Load(sf.configPath, f.Changed("config"))
+	if err != nil {
+		return cfg, err
+	}
+	for flag, set := range map[string]func(){
+		"interface":        func() { cfg.Interfaces = sf.ifaces },
+		"advertise":        func() { cfg.Advertise = sf.advertise },
+		"control-listen":   func() { cfg.Control.Listen = sf.ctlListen },
+		"http-listen":      func() { cfg.HTTP.Listen = sf.listen },
+		"data-dir":         func() { cfg.DataDir = sf.dataDir },
+		"ipxe-dir":         func() { cfg.IPXEDir = sf.ipxeDir },
+		"profiles-dir":     func() { cfg.ProfilesDir = sf.profilesDir },
+		"assets-dir":       func() { cfg.AssetsDir = sf.assetsDir },
+		"log-level":        func() { cfg.Log.Level = sf.logLevel },
+		"log-format":       func() { cfg.Log.Format = sf.logFormat },
+		"tftp-max-blksize": func() { cfg.TFTP.MaxBlockSize = sf.blksize },
+		"default-profile":  func() { cfg.Boot.DefaultProfile = sf.defProfile },
+		"bmc-timeout":      func() { cfg.BMC.Timeout = sf.bmcTimeout.String() },
+	} {
+		if f.Changed(flag) {
+			set()
+		}
+	}
+	if sf.noDHCP {
+		cfg.DHCP.Enabled = false
+	}
+	if sf.noTFTP {
+		cfg.TFTP.Enabled = false
+	}
+	return cfg, nil
+}
+
 func newServe(ctx context.Context, e env) *cobra.Command {
-	var (
-		configPath string
-		ifaces     []string
-		advertise  string
-		listen     string
-		ctlListen  string
-		dataDir    string
-		ipxeDir    string
-		profiles_  string
-		assetsDir  string
-		logLevel   string
-		logFormat  string
-		blksize    int
-		bmcTimeout time.Duration
-		defProfile string
-		noDHCP     bool
-		noTFTP     bool
-	)
+	var sf serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon: ProxyDHCP (67, 4011), TFTP (69), HTTP boot and API",
@@ -126,62 +177,7 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 			"and the profiles (" + config.Reloadable + "), keeping the last good set on error.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// load reads the file and puts the flags over it: at start
-			// and again on SIGHUP.
-			load := func() (config.Config, error) {
-				explicit := cmd.Flags().Changed("config")
-				cfg, err := config.Load(configPath, explicit)
-				if err != nil {
-					return cfg, err
-				}
-				f := cmd.Flags()
-				if f.Changed("interface") {
-					cfg.Interfaces = ifaces
-				}
-				if f.Changed("advertise") {
-					cfg.Advertise = advertise
-				}
-				if f.Changed("control-listen") {
-					cfg.Control.Listen = ctlListen
-				}
-				if f.Changed("http-listen") {
-					cfg.HTTP.Listen = listen
-				}
-				if f.Changed("data-dir") {
-					cfg.DataDir = dataDir
-				}
-				if f.Changed("ipxe-dir") {
-					cfg.IPXEDir = ipxeDir
-				}
-				if f.Changed("profiles-dir") {
-					cfg.ProfilesDir = profiles_
-				}
-				if f.Changed("assets-dir") {
-					cfg.AssetsDir = assetsDir
-				}
-				if f.Changed("log-level") {
-					cfg.Log.Level = logLevel
-				}
-				if f.Changed("log-format") {
-					cfg.Log.Format = logFormat
-				}
-				if f.Changed("tftp-max-blksize") {
-					cfg.TFTP.MaxBlockSize = blksize
-				}
-				if f.Changed("default-profile") {
-					cfg.Boot.DefaultProfile = defProfile
-				}
-				if f.Changed("bmc-timeout") {
-					cfg.BMC.Timeout = bmcTimeout.String()
-				}
-				if noDHCP {
-					cfg.DHCP.Enabled = false
-				}
-				if noTFTP {
-					cfg.TFTP.Enabled = false
-				}
-				return cfg, nil
-			}
+			load := func() (config.Config, error) { return sf.load(cmd.Flags()) }
 			cfg, err := load()
 			if err != nil {
 				return err
@@ -207,23 +203,7 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 				LoadConfig: load, LogLevel: level})
 		},
 	}
-	f := cmd.Flags()
-	f.StringVarP(&configPath, "config", "c", defaultConfigPath, "YAML config file")
-	f.StringSliceVarP(&ifaces, "interface", "i", nil, "interface to serve DHCP/TFTP on (repeat or comma-separate; default: all up, non-loopback with IPv4)")
-	f.StringVar(&advertise, "advertise", "", "IPv4 address given to clients for TFTP/HTTP (default: the address of the interface a request came in on)")
-	f.StringVar(&listen, "http-listen", "", "boot plane listen address: iPXE scripts, boot files, callbacks over plain HTTP (default :8080)")
-	f.StringVar(&ctlListen, "control-listen", "", "control plane listen address: API, dashboard, metrics over TLS (default :8443)")
-	f.StringVar(&dataDir, "data-dir", "", "data directory: bbolt database, API token, assets (default /var/lib/provisiond)")
-	f.StringVar(&ipxeDir, "ipxe-dir", "", "directory with the iPXE binaries (default /usr/lib/ipxe)")
-	f.StringVar(&profiles_, "profiles-dir", "", "directory of profiles that override or add to the built-in ones")
-	f.StringVar(&assetsDir, "assets-dir", "", "directory served under /assets/ (default DATA_DIR/assets)")
-	f.StringVar(&logLevel, "log-level", "", "log level: debug, info, warn, error (default info)")
-	f.StringVar(&logFormat, "log-format", "", "log format: text or json (default text)")
-	f.IntVar(&blksize, "tftp-max-blksize", 0, "largest TFTP block size to negotiate (default 1468)")
-	f.StringVar(&defProfile, "default-profile", "", "profile for unknown machines and machines without one (default menu)")
-	f.DurationVar(&bmcTimeout, "bmc-timeout", 0, "bound on each BMC call: connect, power, boot device, inventory (default 30s)")
-	f.BoolVar(&noDHCP, "no-dhcp", false, "do not run the ProxyDHCP server")
-	f.BoolVar(&noTFTP, "no-tftp", false, "do not run the TFTP server")
+	sf.register(cmd.Flags())
 	return cmd
 }
 
