@@ -340,7 +340,7 @@ func newAgent(cf *clientFlags, e env) *cobra.Command {
 			if done, err := render(e.stdout, cf.output, res); done {
 				return err
 			}
-			m := &inventory.Machine{Asset: hw}
+			m := &inventory.Machine{Hardware: hw}
 			fmt.Fprintf(e.stdout, "reported %s: %s\n", machineLabel(res), strings.Join(nonEmpty(strings.TrimSpace(hw.Vendor+" "+hw.Model), cpuLine(m),
 				fmt.Sprintf("%s RAM (%d DIMMs)", gb(hw.TotalMemoryGB()), len(hw.DIMMs)), fmt.Sprintf("%d disks", len(hw.Disks)), fmt.Sprintf("%d NICs", len(hw.NICs))), ", "))
 			for _, f := range res.Filled {
@@ -488,7 +488,7 @@ func newRoles(cf *clientFlags, e env) *cobra.Command {
 
 // printHardware adds the hardware record (and drift) to machine show.
 func printHardware(w io.Writer, m *inventory.Machine) {
-	a := &m.Asset
+	a := &m.Hardware
 	line := func(k, v string) {
 		if v != "" {
 			fmt.Fprintf(w, "%s:\t%s\n", k, v)

@@ -152,7 +152,7 @@ func TestAgentReportFromThisHost(t *testing.T) {
 }
 
 func TestSlurmNodeLine(t *testing.T) {
-	m := inventory.Machine{Name: "BLD-008", Hostname: "bld-008", Asset: inventory.Asset{
+	m := inventory.Machine{Name: "BLD-008", Hostname: "bld-008", Hardware: inventory.Hardware{
 		CPUs:  []inventory.CPU{{Socket: 1, Model: "E5-2670", Cores: 8, Threads: 16}, {Socket: 2, Model: "E5-2670", Cores: 8, Threads: 16}},
 		DIMMs: []inventory.DIMM{{SizeGB: 16}, {SizeGB: 16}},
 	}}

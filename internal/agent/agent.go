@@ -43,8 +43,8 @@ func (h Host) read(p string) string {
 
 // Gather reads the host's hardware. Missing pieces are left empty; the
 // notes say what could not be read and why.
-func (h Host) Gather() (inventory.Asset, []string) {
-	var a inventory.Asset
+func (h Host) Gather() (inventory.Hardware, []string) {
+	var a inventory.Hardware
 	var notes []string
 	a.Vendor = h.read("sys/class/dmi/id/sys_vendor")
 	a.Model = h.read("sys/class/dmi/id/product_name")

@@ -73,7 +73,7 @@ type BootDeviceResult struct {
 type InventoryResult struct {
 	Machine string                  `json:"machine" yaml:"machine"`
 	Source  string                  `json:"source" yaml:"source"`
-	Found   inventory.Asset         `json:"found" yaml:"found"`
+	Found   inventory.Hardware      `json:"found" yaml:"found"`
 	Filled  []inventory.FieldChange `json:"filled" yaml:"filled"`
 	Seconds float64                 `json:"seconds" yaml:"seconds"`
 }

@@ -39,7 +39,7 @@ type FactsReport struct {
 	// Host is the reporting host's name.
 	Host string `json:"host,omitempty"`
 	// Hardware is what the agent found.
-	Hardware inventory.Asset `json:"hardware"`
+	Hardware inventory.Hardware `json:"hardware"`
 	// BootMAC and BootNonce prove, instead of the API token, that the
 	// report comes from a machine provisiond booted: its boot NIC and the
 	// nonce of that boot (from provisiond.callback= on its kernel command
@@ -326,7 +326,7 @@ func (s *Server) facts(w http.ResponseWriter, r *http.Request) {
 		}
 		rep.Machine = name
 	}
-	obs := inventory.Observed{Asset: rep.Hardware, Source: inventory.ObservedAgent, Time: time.Now(), Host: rep.Host}
+	obs := inventory.Observed{Hardware: rep.Hardware, Source: inventory.ObservedAgent, Time: time.Now(), Host: rep.Host}
 	m, filled, err := s.Hardware.Observe(rep.Machine, obs)
 	if err != nil {
 		if !errors.Is(err, inventory.ErrNotFound) {

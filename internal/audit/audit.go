@@ -518,7 +518,7 @@ func Drift(m *inventory.Machine) []string {
 	cmp("serial", m.Serial, o.Serial, src)
 	cmp("uuid", m.UUID, o.UUID, src)
 	if m.CPUKnown() && o.CPUKnown() {
-		rc, oc := cpuSummary(m), cpuSummary(&inventory.Machine{Asset: o.Asset})
+		rc, oc := cpuSummary(m), cpuSummary(&inventory.Machine{Hardware: o.Hardware})
 		if rc != oc {
 			out = append(out, fmt.Sprintf("CPUs: recorded %s, %s reports %s", rc, src, oc))
 		}

@@ -23,7 +23,7 @@ func homelab(t testing.TB) Input {
 }
 
 func blade(name string, mut func(m *inventory.Machine)) inventory.Machine {
-	m := inventory.Machine{Name: name, Asset: inventory.Asset{
+	m := inventory.Machine{Name: name, Hardware: inventory.Hardware{
 		Vendor: "HP", Model: "ProLiant BL460c Gen8",
 		CPUs:  []inventory.CPU{{Socket: 1, Model: "Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz", Cores: 8, Threads: 16}, {Socket: 2, Model: "Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz", Cores: 8, Threads: 16}},
 		DIMMs: []inventory.DIMM{{Slot: "PROC 1 DIMM 1", SizeGB: 8}, {Slot: "PROC 2 DIMM 1", SizeGB: 8}},
@@ -107,14 +107,14 @@ func TestOtherRules(t *testing.T) {
 		blade("b-03", func(m *inventory.Machine) { m.Disks[0].Use = "osd"; m.Disks[0].Root = true }),
 		blade("b-04", func(m *inventory.Machine) {
 			m.Disks[1].Use = "osd"
-			m.Observed = &inventory.Observed{Source: "agent", Asset: inventory.Asset{Disks: []inventory.Disk{{Device: "sdb", SizeGB: 300, Root: true}, {Device: "sda", SizeGB: 300}}}}
+			m.Observed = &inventory.Observed{Source: "agent", Hardware: inventory.Hardware{Disks: []inventory.Disk{{Device: "sdb", SizeGB: 300, Root: true}, {Device: "sda", SizeGB: 300}}}}
 		}),
 		blade("b-05", func(m *inventory.Machine) { m.MACs = []string{"52:54:00:00:00:06"} }),
 		blade("b-06", nil),
 		blade("b-07", func(m *inventory.Machine) {
 			m.Serial = "CZ1"
 			m.Facts = &inventory.Facts{Serial: "CZ2"}
-			m.Observed = &inventory.Observed{Source: "agent", Asset: inventory.Asset{
+			m.Observed = &inventory.Observed{Source: "agent", Hardware: inventory.Hardware{
 				CPUs:  []inventory.CPU{{Model: "Intel(R) Xeon(R) CPU E5-2603 0 @ 1.80GHz"}, {Model: "Intel(R) Xeon(R) CPU E5-2603 0 @ 1.80GHz"}},
 				DIMMs: []inventory.DIMM{{SizeGB: 8}, {SizeGB: 8}, {SizeGB: 8}, {SizeGB: 8}},
 				Disks: []inventory.Disk{{SizeGB: 300.1}},

@@ -322,7 +322,7 @@ func TestFactsNeedTokenOrBootProof(t *testing.T) {
 		Params: map[string]string{"kernel": "debian/vmlinuz"}}); err != nil {
 		t.Fatal(err)
 	}
-	forged := api.FactsReport{Machine: "BLD-006", Host: "intruder", Hardware: inventory.Asset{Vendor: "Forged", Model: "Forged", Serial: "FORGED"}}
+	forged := api.FactsReport{Machine: "BLD-006", Host: "intruder", Hardware: inventory.Hardware{Vendor: "Forged", Model: "Forged", Serial: "FORGED"}}
 	if _, err := anon.ReportFacts(ctx, forged); err == nil || !strings.Contains(err.Error(), "token") {
 		t.Errorf("facts without token or proof: %v", err)
 	}
@@ -336,7 +336,7 @@ func TestFactsNeedTokenOrBootProof(t *testing.T) {
 	if _, err := anon.ReportFacts(ctx, forged); err == nil {
 		t.Error("facts with a wrong nonce were taken")
 	}
-	rep := api.FactsReport{Host: "bld-006", Hardware: inventory.Asset{Vendor: "HP", Model: "ProLiant BL460c Gen8"}, BootMAC: mac, BootNonce: cb[2]}
+	rep := api.FactsReport{Host: "bld-006", Hardware: inventory.Hardware{Vendor: "HP", Model: "ProLiant BL460c Gen8"}, BootMAC: mac, BootNonce: cb[2]}
 	res, err := anon.ReportFacts(ctx, rep)
 	if err != nil || res.Machine != "BLD-006" {
 		t.Fatalf("facts with the boot's nonce: %+v %v", res, err)
@@ -344,7 +344,7 @@ func TestFactsNeedTokenOrBootProof(t *testing.T) {
 	if _, err := anon.ReportFacts(ctx, rep); err == nil {
 		t.Error("the nonce was taken twice for facts")
 	}
-	if _, err := c.ReportFacts(ctx, api.FactsReport{Machine: "BLD-006", Host: "operator", Hardware: inventory.Asset{Vendor: "HP"}}); err != nil {
+	if _, err := c.ReportFacts(ctx, api.FactsReport{Machine: "BLD-006", Host: "operator", Hardware: inventory.Hardware{Vendor: "HP"}}); err != nil {
 		t.Errorf("facts with the token: %v", err)
 	}
 	m, _ := c.Machine(ctx, "BLD-006")

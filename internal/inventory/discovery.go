@@ -30,7 +30,7 @@ func Usable(s string) bool {
 // first) NIC. What the record leaves empty is filled from the report and
 // kept in the history as discovery; nothing the record holds is changed.
 func (s *Store) Observe(name string, obs Observed) (*Machine, []FieldChange, error) {
-	if err := obs.Asset.validate("report"); err != nil {
+	if err := obs.Hardware.validate("report"); err != nil {
 		return nil, nil, err
 	}
 	obs.Time = obs.Time.UTC()
@@ -47,9 +47,9 @@ func (s *Store) Observe(name string, obs Observed) (*Machine, []FieldChange, err
 		}
 		o := obs
 		m.Observed = &o
-		before := m.Asset
-		fill(&m.Asset, &obs.Asset)
-		changes = DiffAssets(&before, &m.Asset)
+		before := m.Hardware
+		fill(&m.Hardware, &obs.Hardware)
+		changes = DiffAssets(&before, &m.Hardware)
 		m.Updated = obs.Time
 		if err := addHistory(tx, m.Name, Change{Time: obs.Time, Source: SourceDiscovery, Fields: changes}); err != nil {
 			return err
@@ -86,7 +86,7 @@ func (s *Store) locate(tx *bolt.Tx, name string, nics []NIC) (*Machine, error) {
 }
 
 // fill copies into rec what it leaves empty from obs.
-func fill(rec, obs *Asset) {
+func fill(rec, obs *Hardware) {
 	str := func(dst *string, v string) {
 		if !Usable(*dst) && Usable(v) {
 			*dst = v
@@ -120,7 +120,7 @@ func fill(rec, obs *Asset) {
 // fillFromFacts fills the record's empty identity fields from what iPXE
 // reported and returns what it filled. It runs for every event carrying
 // facts, so it compares the four fields directly.
-func fillFromFacts(rec *Asset, f *Facts) []FieldChange {
+func fillFromFacts(rec *Hardware, f *Facts) []FieldChange {
 	var out []FieldChange
 	set := func(path string, dst *string, v string) {
 		if !Usable(*dst) && Usable(v) {
@@ -151,8 +151,8 @@ func (s *Store) AcceptObserved(name string) (*Machine, []FieldChange, error) {
 		if m.Observed == nil {
 			return fmt.Errorf("machine %s has no observed hardware yet: run provisiond agent report on it first", m.Name)
 		}
-		before := m.Asset
-		o := &m.Observed.Asset
+		before := m.Hardware
+		o := &m.Observed.Hardware
 		take := func(dst *string, v string) {
 			if Usable(v) {
 				*dst = v
@@ -196,7 +196,7 @@ func (s *Store) AcceptObserved(name string) (*Machine, []FieldChange, error) {
 			}
 			m.NICs = nics
 		}
-		changes = DiffAssets(&before, &m.Asset)
+		changes = DiffAssets(&before, &m.Hardware)
 		now := s.now().UTC()
 		m.Updated = now
 		if err := addHistory(tx, m.Name, Change{Time: now, Source: SourceManual, Fields: changes}); err != nil {

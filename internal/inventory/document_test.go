@@ -230,7 +230,7 @@ func TestObserveFillsAndNeverOverwrites(t *testing.T) {
 	m, _ := s.Machine("BLD-003")
 	m.MACs = []string{"52:54:00:00:00:03"}
 	s.PutMachine(*m)
-	obs := Observed{Source: "agent", Asset: Asset{
+	obs := Observed{Source: "agent", Hardware: Hardware{
 		Vendor: "HP", Model: "ProLiant BL460c Gen8", Serial: "CZ3333", BIOSVersion: "I31",
 		CPUs:  []CPU{{Socket: 1, Model: "Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz", Cores: 8, Threads: 16}, {Socket: 2, Model: "Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz", Cores: 8, Threads: 16}},
 		DIMMs: []DIMM{{Slot: "PROC 1 DIMM 1", SizeGB: 16}, {Slot: "PROC 2 DIMM 1", SizeGB: 16}, {Slot: "PROC 1 DIMM 4", SizeGB: 8}, {Slot: "PROC 2 DIMM 4", SizeGB: 8}},
@@ -247,7 +247,7 @@ func TestObserveFillsAndNeverOverwrites(t *testing.T) {
 	// Filled: serial, BIOS, CPUs, NICs. Not touched: memory 32 (observed
 	// 48) and the two recorded disks.
 	if got.Serial != "CZ3333" || !got.CPUKnown() || got.MemoryGB != 32 || len(got.DIMMs) != 0 || len(got.Disks) != 2 || len(got.NICs) != 1 {
-		t.Errorf("after observe: %+v", got.Asset)
+		t.Errorf("after observe: %+v", got.Hardware)
 	}
 	if len(changes) == 0 {
 		t.Error("no changes reported")
@@ -262,10 +262,10 @@ func TestObserveFillsAndNeverOverwrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	if acc.TotalMemoryGB() != 48 || len(acc.DIMMs) != 4 || len(acc.Disks) != 1 {
-		t.Errorf("after accept: %+v", acc.Asset)
+		t.Errorf("after accept: %+v", acc.Hardware)
 	}
 	// Unknown MAC: a discovered machine.
-	d, _, err := s.Observe("", Observed{Source: "agent", Asset: Asset{NICs: []NIC{{MAC: "52:54:00:00:00:99"}}}})
+	d, _, err := s.Observe("", Observed{Source: "agent", Hardware: Hardware{NICs: []NIC{{MAC: "52:54:00:00:00:99"}}}})
 	if err != nil || !d.Discovered {
 		t.Errorf("unknown reporter: %+v %v", d, err)
 	}

@@ -46,7 +46,7 @@ type FieldChange struct {
 
 // DiffAssets lists the fields that differ between two hardware records,
 // sorted by path.
-func DiffAssets(a, b *Asset) []FieldChange {
+func DiffAssets(a, b *Hardware) []FieldChange {
 	return diffFlat(Flatten(a), Flatten(b))
 }
 

@@ -59,10 +59,10 @@ type Machine struct {
 	// Discovered is true for machines provisiond recorded on its own
 	// because an unknown MAC PXE-booted.
 	Discovered bool `json:"discovered,omitempty" yaml:"discovered,omitempty"`
-	// Asset is the operator's hardware record: location, CPUs, DIMMs,
+	// Hardware is the operator's hardware record: location, CPUs, DIMMs,
 	// disks, NICs, BMC, role and labels. Changes to it are kept in the
 	// machine's history.
-	Asset `yaml:",inline"`
+	Hardware `yaml:",inline"`
 	// Facts is what the machine told about itself while booting.
 	Facts *Facts `json:"facts,omitempty" yaml:"facts,omitempty"`
 	// Observed is the hardware the agent last reported (provisiond agent
@@ -80,7 +80,7 @@ type Machine struct {
 
 // Observed is hardware as discovery saw it.
 type Observed struct {
-	Asset `yaml:",inline"`
+	Hardware `yaml:",inline"`
 	// Source says who reported it (agent, ipxe, redfish).
 	Source string `json:"source" yaml:"source"`
 	// Time is when it was reported.
@@ -215,7 +215,7 @@ func (m *Machine) Validate() error {
 	if m.Tag != "" && !nameRE.MatchString(m.Tag) {
 		return fmt.Errorf("machine %s: tag %q is invalid: use letters, digits, '.', '_' or '-'", m.Name, m.Tag)
 	}
-	return m.Asset.validate("machine " + m.Name)
+	return m.Hardware.validate("machine " + m.Name)
 }
 
 // Netmask returns the dotted netmask of the machine's static address, or ""

@@ -10,9 +10,9 @@ import (
 // enclosure, label (role=R also matches the role), narrowing each other.
 func TestSelector(t *testing.T) {
 	ms := []Machine{
-		{Name: "BLD-003", Asset: Asset{Enclosure: "ASGARD", Bay: 3, Role: "talos", Tag: "T-3"}},
-		{Name: "BLD-006", Asset: Asset{Enclosure: "ASGARD", Bay: 6, Labels: map[string]string{"role": "slurm"}}},
-		{Name: "ODEN", Asset: Asset{Role: "talos"}},
+		{Name: "BLD-003", Hardware: Hardware{Enclosure: "ASGARD", Bay: 3, Role: "talos", Tag: "T-3"}},
+		{Name: "BLD-006", Hardware: Hardware{Enclosure: "ASGARD", Bay: 6, Labels: map[string]string{"role": "slurm"}}},
+		{Name: "ODEN", Hardware: Hardware{Role: "talos"}},
 	}
 	for _, tc := range []struct {
 		sel  Selector

@@ -510,11 +510,11 @@ func (s *Store) upsert(tx *bolt.Tx, m *Machine, source string) ([]FieldChange, e
 			return nil, err
 		}
 	}
-	var before Asset
+	var before Hardware
 	if old != nil {
-		before = old.Asset
+		before = old.Hardware
 	}
-	changes := DiffAssets(&before, &m.Asset)
+	changes := DiffAssets(&before, &m.Hardware)
 	if err := addHistory(tx, m.Name, Change{Time: now, Source: source, Fields: changes}); err != nil {
 		return nil, err
 	}
@@ -765,7 +765,7 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 					m.Facts = &Facts{}
 				}
 				m.Facts.merge(factsFromMap(ev.Facts, ev.Time))
-				ch := Change{Time: ev.Time.UTC(), Source: SourceDiscovery, Fields: fillFromFacts(&m.Asset, m.Facts)}
+				ch := Change{Time: ev.Time.UTC(), Source: SourceDiscovery, Fields: fillFromFacts(&m.Hardware, m.Facts)}
 				if err := addHistory(tx, m.Name, ch); err != nil {
 					return err
 				}

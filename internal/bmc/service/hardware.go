@@ -9,11 +9,11 @@ import (
 	"github.com/provisiond/provisiond/internal/inventory"
 )
 
-// AssetFromDevice maps a bmclib inventory to a hardware record: identity,
+// HardwareFromDevice maps a bmclib inventory to a hardware record: identity,
 // BIOS version, CPUs, DIMMs, drives and NIC ports. Empty DIMM slots and
 // absent parts are left out.
-func AssetFromDevice(d *common.Device) inventory.Asset {
-	var a inventory.Asset
+func HardwareFromDevice(d *common.Device) inventory.Hardware {
+	var a inventory.Hardware
 	if d == nil {
 		return a
 	}

@@ -303,8 +303,8 @@ func (s *Service) Inventory(ctx context.Context, name string) (*api.InventoryRes
 		if err != nil {
 			return err
 		}
-		res.Found = AssetFromDevice(dev)
-		_, changes, err := s.store.Observe(m.Name, inventory.Observed{Asset: res.Found, Source: inventory.ObservedRedfish, Host: m.BMC.Address})
+		res.Found = HardwareFromDevice(dev)
+		_, changes, err := s.store.Observe(m.Name, inventory.Observed{Hardware: res.Found, Source: inventory.ObservedRedfish, Host: m.BMC.Address})
 		if err != nil {
 			return fmt.Errorf("machine %s: storing the BMC's inventory: %w", m.Name, err)
 		}

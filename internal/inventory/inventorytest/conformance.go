@@ -234,7 +234,7 @@ func conformSecrets(t *testing.T, s inventory.Backend) {
 func conformImportExport(t *testing.T, s inventory.Backend) {
 	doc := &inventory.Document{Version: 2,
 		Systems:  []inventory.System{{Name: "ASGARD", Kind: "enclosure", Model: "BladeSystem c7000", Bays: 16}},
-		Machines: []inventory.Machine{{Name: "BLD-003", Asset: inventory.Asset{Enclosure: "ASGARD", Bay: 3, MemoryGB: 32}}}}
+		Machines: []inventory.Machine{{Name: "BLD-003", Hardware: inventory.Hardware{Enclosure: "ASGARD", Bay: 3, MemoryGB: 32}}}}
 	res, err := s.Import(doc, false)
 	if err != nil || res.Applied || len(res.Changes) != 2 {
 		t.Fatalf("dry run: %+v, %v", res, err)

@@ -19,7 +19,7 @@ func Fleet(n int) []inventory.Machine {
 			MACs:    []string{fmt.Sprintf("52:54:02:%02x:%02x:%02x", i>>16&255, i>>8&255, i&255)},
 			Profile: "linux",
 			Params:  map[string]string{"kernel": "vmlinuz", "initrd": "initrd.img"},
-			Asset: inventory.Asset{
+			Hardware: inventory.Hardware{
 				Vendor: "HP", Model: "ProLiant BL460c Gen8", Role: "slurm",
 				Rack: fmt.Sprintf("R%02d", i/40), Unit: 1 + i%40,
 				Labels: map[string]string{"state": "ready"},

@@ -9,11 +9,11 @@ import (
 	"github.com/provisiond/provisiond/internal/bmc/protocol"
 )
 
-// Asset is what an operator tracks about a piece of hardware: where it is,
+// Hardware is what an operator tracks about a piece of hardware: where it is,
 // what it is made of, how its BMC is reached, and what it is for. A
 // Machine embeds the operator's record; what discovery saw is kept apart
 // (Machine.Observed) so that differences show as drift.
-type Asset struct {
+type Hardware struct {
 	// Tag is the asset tag when it differs from the name (SYS-005 for ODEN).
 	Tag string `json:"tag,omitempty" yaml:"tag,omitempty"`
 	// Enclosure names the enclosure (a System of kind enclosure) the
@@ -153,7 +153,7 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // TotalMemoryGB is the machine's memory: the DIMMs' sum when they are
 // listed, otherwise MemoryGB.
-func (a *Asset) TotalMemoryGB() float64 {
+func (a *Hardware) TotalMemoryGB() float64 {
 	if len(a.DIMMs) == 0 {
 		return a.MemoryGB
 	}
@@ -165,7 +165,7 @@ func (a *Asset) TotalMemoryGB() float64 {
 }
 
 // CPUKnown reports whether at least one CPU model is recorded.
-func (a *Asset) CPUKnown() bool {
+func (a *Hardware) CPUKnown() bool {
 	for _, c := range a.CPUs {
 		if known(c.Model) {
 			return true
@@ -194,7 +194,7 @@ func DIMMSocket(slot string) int {
 	return n
 }
 
-func (a *Asset) validate(what string) error {
+func (a *Hardware) validate(what string) error {
 	if a.Bay < 0 || a.Unit < 0 {
 		return fmt.Errorf("%s: bay and unit cannot be negative", what)
 	}
@@ -330,7 +330,7 @@ func (s *System) Validate() error {
 	if s.Bays < 0 || (s.Kind == KindEnclosure && s.Bays == 0) {
 		return fmt.Errorf("system %s: an enclosure needs its number of bays (bays: 16)", s.Name)
 	}
-	a := Asset{Disks: s.Disks, Components: s.Components, BMC: s.BMC, Labels: s.Labels}
+	a := Hardware{Disks: s.Disks, Components: s.Components, BMC: s.BMC, Labels: s.Labels}
 	return a.validate("system " + s.Name)
 }
 
