@@ -178,10 +178,16 @@ func ModelFor(models []Model, vendor, model string) (Model, bool) {
 // Firmware is the boot firmware machine m is bound to: its own record's,
 // else its model's (""; either), and which of the two said so.
 func Firmware(m *inventory.Machine, models []Model) (fw, why string) {
-	if m.Firmware != "" {
-		return m.Firmware, "the machine's firmware setting"
+	return FirmwareFor(m.Firmware, m.Vendor, m.Model, models)
+}
+
+// FirmwareFor is Firmware on a machine's parts (the DHCP path has only
+// those): its own setting, else its model's.
+func FirmwareFor(own, vendor, model string, models []Model) (fw, why string) {
+	if own != "" {
+		return own, "the machine's firmware setting"
 	}
-	if mod, ok := ModelFor(models, m.Vendor, m.Model); ok && mod.Firmware != "" {
+	if mod, ok := ModelFor(models, vendor, model); ok && mod.Firmware != "" {
 		return mod.Firmware, "models: " + mod.Match + " boots " + mod.Firmware + " only"
 	}
 	return "", ""

@@ -198,12 +198,10 @@ func (b *Booter) DecideDHCP(_ context.Context, req boot.Request) boot.DHCPDecisi
 	case err != nil:
 		b.log.Error("inventory lookup failed", "mac", req.MAC, "err", err)
 	case found:
-		if bs.Firmware == "" && b.models != nil {
+		if b.models != nil {
 			// A model with one boot firmware (BL460c Gen8: BIOS only)
 			// binds its machines as their own setting would.
-			if mod, ok := audit.ModelFor(b.models(), bs.Vendor, bs.Model); ok {
-				bs.Firmware = mod.Firmware
-			}
+			bs.Firmware, _ = audit.FirmwareFor(bs.Firmware, bs.Vendor, bs.Model, b.models())
 		}
 		m = &bs
 	}

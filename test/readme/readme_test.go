@@ -61,7 +61,7 @@ const (
 // docs/ must be listed.
 var pages = []string{"README.md", "docs/inventory.md", "docs/bmc.md", "docs/profiles.md", "docs/talos.md", "docs/slurm.md",
 	"docs/configuration.md", "docs/operations.md", "docs/security.md", "docs/cli.md", "docs/dashboard.md", "docs/benchmarks.md",
-	"docs/testing.md"}
+	"docs/testing.md", "docs/troubleshooting.md"}
 
 // step is one command of a page with what the page prints after it.
 type step struct {
