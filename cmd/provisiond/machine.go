@@ -479,6 +479,7 @@ func printBootInfo(w io.Writer, info *api.BootInfo) {
 		fw = info.Firmware + " (" + info.FirmwareWhy + ")"
 	}
 	fmt.Fprintln(tw)
+	fmt.Fprintf(tw, "State:\t%s\n", info.StateText)
 	fmt.Fprintf(tw, "Boots:\t%s\n", fw)
 	if t := info.Talos; t != nil {
 		fmt.Fprintf(tw, "Talos:\t%s, schematic %s\n", t.Version, t.Schematic)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"time"
+
+	"github.com/provisiond/provisiond/internal/events"
 )
 
 // BootInfo is how a machine boots with its profile now: the firmware
@@ -18,7 +21,17 @@ type BootInfo struct {
 	FirmwareWhy string `json:"firmware_why,omitempty" yaml:"firmware_why,omitempty"`
 	// Talos is the machine's Talos schematic (profiles that use Talos).
 	Talos *TalosBoot `json:"talos,omitempty" yaml:"talos,omitempty"`
+	// State is what its timeline says it is doing (events.States: idle,
+	// booting, stalled, booted, failed, on, off), StateText the same for
+	// people, Power on, off or "" (not known), as the dashboard shows them.
+	State     string `json:"state" yaml:"state"`
+	StateText string `json:"state_text" yaml:"state_text"`
+	Power     string `json:"power,omitempty" yaml:"power,omitempty"`
 }
+
+// timelineForState is how many of a machine's newest steps its state is
+// derived from.
+const timelineForState = 200
 
 // TalosBoot is the Image Factory schematic a machine boots.
 type TalosBoot struct {
@@ -42,6 +55,13 @@ func (s *Server) bootInfo(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	evs, err := s.Store.Events(m.Name, 0, timelineForState)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	st, now := events.DeriveStatus(evs), time.Now()
+	info.State, info.StateText, info.Power = st.At(now, events.StallAfter), st.Text(now, events.StallAfter), st.Power
 	writeJSON(w, http.StatusOK, info)
 }
 

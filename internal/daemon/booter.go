@@ -717,8 +717,7 @@ func (b *Booter) Observe(ev events.Event) {
 	if ev.MAC == "" {
 		return
 	}
-	full := ev.Type == events.Asset && ev.Attrs["status"] == "200" && ev.Attrs["bytes"] == ev.Attrs["size"]
-	if b.isIPXEBinary(ev.Attrs["file"]) && ((ev.Type == events.TFTPTransfer && ev.Attrs["result"] == "ok") || full) {
+	if b.isIPXEBinary(ev.Attrs["file"]) && ev.Delivered() {
 		b.mu.Lock()
 		if len(b.offered) > 65536 {
 			for k, t := range b.offered {
@@ -741,10 +740,10 @@ func (b *Booter) Observe(ev events.Event) {
 	if pb != nil {
 		switch {
 		case pb.on == profile.ConsumedOnScript:
-			done = (ev.Type == events.Script && ev.Attrs["profile"] == pb.profile) || (ev.Type == events.TFTPTransfer && ev.Attrs["result"] == "ok")
+			done = (ev.Type == events.Script && ev.Attrs["profile"] == pb.profile) || (ev.Type == events.TFTPTransfer && ev.OK())
 		case ev.Type == events.Booted:
 			done = true
-		case pb.on == profile.ConsumedOnAssets && full:
+		case pb.on == profile.ConsumedOnAssets && ev.Type == events.Asset && ev.Delivered():
 			delete(pb.want, ev.Attrs["file"])
 			done = len(pb.want) == 0
 		}
@@ -777,7 +776,7 @@ func (b *Booter) startBoots(ev events.Event) {
 			b.guard.Start(ev.MAC, "dhcp")
 		}
 	case events.BMCPower, events.BMCBootDevice:
-		if ev.Attrs["result"] != "ok" || ev.Machine == "" {
+		if !ev.OK() || ev.Machine == "" {
 			return
 		}
 		if ev.Type == events.BMCPower {

@@ -286,6 +286,9 @@ func TestTalosSchematicFollowsTheNICs(t *testing.T) {
 		if err != nil || bi.Talos == nil || bi.Talos.Schematic != id || strings.Join(bi.Talos.Extensions, " ") != strings.Join(tc.exts, " ") || bi.Talos.Why != tc.why {
 			t.Errorf("%s boot info %+v %+v, %v", tc.machine, bi, bi.Talos, err)
 		}
+		if bi.State != events.StateIdle || bi.StateText == "" {
+			t.Errorf("%s's state %q (%q), want idle", tc.machine, bi.State, bi.StateText)
+		}
 		if tc.machine == "BLD-003" && (bi.Firmware != "bios" || bi.FirmwareWhy == "") {
 			t.Errorf("BLD-003 boots %q (%s), want bios and why", bi.Firmware, bi.FirmwareWhy)
 		}

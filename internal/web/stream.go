@@ -57,7 +57,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	// Each machine's status, derived once from its stored timeline and
 	// moved on by every step after.
-	known := map[string]*status{}
+	known := map[string]*events.Status{}
 	send := func(ev events.Event) error {
 		st := known[ev.Machine]
 		if st == nil {
@@ -70,15 +70,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			if ev.Seq > 0 {
 				evs = slices.DeleteFunc(evs, func(e events.Event) bool { return e.Seq >= ev.Seq })
 			}
-			d := deriveStatus(evs)
+			d := events.DeriveStatus(evs)
 			st = &d
 			known[ev.Machine] = st
 		}
-		st.apply(ev)
+		st.Apply(ev)
 		now := time.Now()
 		body, _ := json.Marshal(liveStep{Seq: ev.Seq, Machine: ev.Machine, Time: ev.Time.UTC().Format(time.RFC3339Nano),
 			Clock: ev.Time.Local().Format("2006-01-02 15:04:05.000"), Type: ev.Type, Details: ev.Details(),
-			State: st.at(now, stallAfter), StateText: st.text(now, stallAfter), Power: st.Power})
+			State: st.At(now, stallAfter), StateText: st.Text(now, stallAfter), Power: st.Power})
 		if _, err := w.Write([]byte("id: " + strconv.FormatUint(ev.Seq, 10) + "\nevent: step\ndata: " + string(body) + "\n\n")); err != nil {
 			return err
 		}

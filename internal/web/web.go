@@ -92,7 +92,7 @@ var funcs = template.FuncMap{
 
 // stallAfter is how long a boot may go without a new step before the
 // dashboard calls it stalled.
-const stallAfter = 10 * time.Minute
+const stallAfter = events.StallAfter
 
 // Register adds the dashboard's routes to mux: / redirects to /ui/.
 func (s *Server) Register(mux *http.ServeMux) {
@@ -264,12 +264,12 @@ const timelineDepth = 100
 
 func (s *Server) rowFor(m inventory.Machine, now time.Time) *row {
 	evs, _ := s.API.Store.Events(m.Name, 0, timelineDepth)
-	st := deriveStatus(evs)
+	st := events.DeriveStatus(evs)
 	return s.rowWith(m, &st, now)
 }
 
-func (s *Server) rowWith(m inventory.Machine, st *status, now time.Time) *row {
-	r := &row{M: m, State: st.at(now, stallAfter), StateText: st.text(now, stallAfter), Power: st.Power, Match: true}
+func (s *Server) rowWith(m inventory.Machine, st *events.Status, now time.Time) *row {
+	r := &row{M: m, State: st.At(now, stallAfter), StateText: st.Text(now, stallAfter), Power: st.Power, Match: true}
 	switch {
 	case m.Enclosure != "":
 		r.Location = fmt.Sprintf("%s bay %d", m.Enclosure, m.Bay)
@@ -289,7 +289,7 @@ func (s *Server) overview(r *http.Request, v *view) (string, int, error) {
 		return "", 0, err
 	}
 	q := r.URL.Query()
-	d := &overviewData{Filter: filter{Role: q.Get("role"), Label: q.Get("label"), State: q.Get("state")}, States: States, Total: len(ms)}
+	d := &overviewData{Filter: filter{Role: q.Get("role"), Label: q.Get("label"), State: q.Get("state")}, States: events.States(), Total: len(ms)}
 	d.Filtered = d.Filter.active()
 	now := time.Now()
 	roles, labels, counts := map[string]bool{}, map[string]bool{}, map[string]int{}
@@ -354,7 +354,7 @@ func (s *Server) overview(r *http.Request, v *view) (string, int, error) {
 	}
 	d.Roles = slices.Sorted(maps.Keys(roles))
 	d.Labels = slices.Sorted(maps.Keys(labels))
-	for _, st := range States {
+	for _, st := range events.States() {
 		if counts[st] > 0 {
 			d.Counts = append(d.Counts, stateCount{State: st, N: counts[st]})
 		}
@@ -404,7 +404,7 @@ func (s *Server) machine(r *http.Request, v *view) (string, int, error) {
 		return "", 0, err
 	}
 	now := time.Now()
-	st := deriveStatus(evs)
+	st := events.DeriveStatus(evs)
 	d := &machineData{M: m, Row: s.rowWith(*m, &st, now), Drift: audit.Drift(m)}
 	if len(evs) > 0 {
 		d.LastSeq = evs[len(evs)-1].Seq

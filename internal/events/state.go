@@ -1,0 +1,178 @@
+package events
+
+import (
+	"fmt"
+	"time"
+)
+
+// Machine states, derived from a machine's timeline: the API returns them,
+// the dashboard shows and filters by them.
+const (
+	StateIdle    = "idle"    // nothing on the timeline says what it is doing
+	StateOn      = "on"      // powered on through the BMC, no boot step since
+	StateOff     = "off"     // powered off through the BMC
+	StateBooting = "booting" // boot steps are coming in
+	StateStalled = "stalled" // booting, but no new step for a while
+	StateBooted  = "booted"  // the last boot finished by its profile's rule
+	StateFailed  = "failed"  // the last step was an error
+)
+
+// StallAfter is how long a boot may go without a new step before it is
+// stalled (a machine stuck in PXE, a kernel that never asks for its initrd).
+const StallAfter = 10 * time.Minute
+
+// States lists the states in the order the dashboard shows them.
+func States() []string {
+	return []string{StateBooting, StateStalled, StateFailed, StateBooted, StateOn, StateOff, StateIdle}
+}
+
+// Status is what a machine's timeline says about it now.
+type Status struct {
+	State string
+	// Power is on, off or "" (not known): from BMC power actions, and
+	// "on" from any boot step.
+	Power string
+	// Since is when State began; Step is the step that set it.
+	Since time.Time
+	Step  Event
+	// Last is the newest step of any kind; Seq its sequence number.
+	Last Event
+}
+
+// DeriveStatus folds a machine's timeline (oldest first) into its status.
+func DeriveStatus(evs []Event) Status {
+	st := Status{State: StateIdle}
+	for _, ev := range evs {
+		st.Apply(ev)
+	}
+	return st
+}
+
+// Apply moves the status on by one step.
+func (st *Status) Apply(ev Event) {
+	if ev.Seq != 0 && ev.Seq <= st.Last.Seq {
+		return
+	}
+	st.Last = ev
+	set := func(state string) {
+		if st.State != state {
+			st.Since = ev.Time
+		}
+		st.State, st.Step = state, ev
+	}
+	failed := ev.Failed()
+	switch ev.Type {
+	case BMCPower:
+		switch {
+		case failed:
+			set(StateFailed)
+		case ev.Attrs["state"] == "off":
+			st.Power = "off"
+			set(StateOff)
+		case ev.Attrs["state"] == "on":
+			st.Power = "on"
+			if ev.Attrs["before"] != "on" || ev.Attrs["action"] == "cycle" || ev.Attrs["action"] == "reset" {
+				set(StateOn)
+			}
+		}
+	case BMCBootDevice, BMCInventory:
+		if failed {
+			set(StateFailed)
+		}
+	case DHCPOffer, TFTPTransfer, Script, Asset, BootWaiting:
+		st.Power = "on"
+		if st.State != StateBooting {
+			st.Since = ev.Time
+		}
+		st.State, st.Step = StateBooting, ev
+	case Booted, BootDone:
+		st.Power = "on"
+		set(StateBooted)
+	case ScriptError:
+		set(StateFailed)
+	}
+}
+
+// At returns the state as of now: a boot without a new step for
+// stallAfter is stalled.
+func (st *Status) At(now time.Time, stallAfter time.Duration) string {
+	if st.State == StateBooting && now.Sub(st.Step.Time) > stallAfter {
+		return StateStalled
+	}
+	return st.State
+}
+
+// Text says the state in a few words for people.
+func (st *Status) Text(now time.Time, stallAfter time.Duration) string {
+	switch st.At(now, stallAfter) {
+	case StateBooting:
+		return fmt.Sprintf("booting: %s %s", st.Step.Type, ago(now, st.Step.Time))
+	case StateStalled:
+		return fmt.Sprintf("stalled at %s for %s", st.Step.Type, Span(now.Sub(st.Step.Time)))
+	case StateBooted:
+		if p := st.Step.Attrs["profile"]; p != "" {
+			return fmt.Sprintf("booted %s %s", p, ago(now, st.Step.Time))
+		}
+		return "booted " + ago(now, st.Step.Time)
+	case StateFailed:
+		msg := st.Step.Attrs["error"]
+		if len(msg) > 80 {
+			msg = msg[:77] + "..."
+		}
+		return fmt.Sprintf("%s failed %s: %s", st.Step.Type, ago(now, st.Step.Time), msg)
+	case StateOn:
+		return "powered on " + ago(now, st.Since)
+	case StateOff:
+		return "powered off " + ago(now, st.Since)
+	}
+	if st.Last.Type == "" {
+		return "no steps yet"
+	}
+	return "idle"
+}
+
+// ago says how long before now t was ("12 s ago").
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t)
+	if d < time.Second {
+		return "just now"
+	}
+	return Span(d) + " ago"
+}
+
+// Span writes a duration as people read it: 12 s, 4 min, 3 h 5 min, 2 d.
+func Span(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%d s", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(d.Minutes()))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%d h %d min", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%d d", int(d.Hours()/24))
+}
+
+// OK reports whether the step says it succeeded (result=ok: a TFTP
+// transfer, a BMC action).
+func (ev Event) OK() bool { return ev.Attrs["result"] == "ok" }
+
+// Delivered reports whether the step delivered a whole file: a TFTP
+// transfer that succeeded, or an HTTP asset served in full (200, every
+// byte of its size).
+func (ev Event) Delivered() bool {
+	switch ev.Type {
+	case TFTPTransfer:
+		return ev.OK()
+	case Asset:
+		return ev.Attrs["status"] == "200" && ev.Attrs["bytes"] == ev.Attrs["size"]
+	}
+	return false
+}
+
+// Failed reports whether the step is a failure (result=error, or a
+// script that could not be rendered).
+func (ev Event) Failed() bool { return ev.Attrs["result"] == "error" || ev.Type == ScriptError }
