@@ -27,6 +27,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/bounded"
 )
 
 // Reasons a request is refused; they are metric labels and timeline words.
@@ -90,7 +92,7 @@ type Guard struct {
 	cfg Config
 
 	mu    sync.Mutex
-	boots map[string]*bootState
+	boots *bounded.Map[*bootState]
 
 	alarms atomic.Uint64
 }
@@ -118,7 +120,7 @@ func New(cfg Config) *Guard {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Guard{cfg: cfg, boots: map[string]*bootState{}}
+	return &Guard{cfg: cfg, boots: bounded.New[*bootState](cfg.MaxBoots, cfg.NonceTTL)}
 }
 
 // SetRules replaces the window (when positive) and the trusted source
@@ -138,38 +140,18 @@ func (g *Guard) Start(mac, cause string) {
 	now := g.cfg.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, ok := g.boots[mac]; !ok && len(g.boots) >= g.cfg.MaxBoots {
-		g.evictLocked(now)
-	}
-	g.boots[mac] = &bootState{started: now, cause: cause, nonce: newNonce(), granted: map[string]bool{}, used: map[string]bool{}, served: map[string]bool{}}
+	g.boots.Put(mac, &bootState{started: now, cause: cause, nonce: newNonce(), granted: map[string]bool{}, used: map[string]bool{}, served: map[string]bool{}}, now, now)
 }
 
 // StartIfIdle starts a boot of mac unless one is in its window (an iPXE
 // DHCP exchange that continues a boot the ROM started).
 func (g *Guard) StartIfIdle(mac, cause string) {
 	g.mu.Lock()
-	b, ok := g.boots[mac]
+	b, _, ok := g.boots.Get(mac)
 	open := ok && g.cfg.Now().Sub(b.started) < g.cfg.Window
 	g.mu.Unlock()
 	if !open {
 		g.Start(mac, cause)
-	}
-}
-
-// evictLocked drops boots past their nonce's life, or else the oldest.
-func (g *Guard) evictLocked(now time.Time) {
-	var oldest string
-	for k, b := range g.boots {
-		if now.Sub(b.started) >= g.cfg.NonceTTL {
-			delete(g.boots, k)
-			continue
-		}
-		if oldest == "" || b.started.Before(g.boots[oldest].started) {
-			oldest = k
-		}
-	}
-	if len(g.boots) >= g.cfg.MaxBoots && oldest != "" {
-		delete(g.boots, oldest)
 	}
 }
 
@@ -191,7 +173,7 @@ func (g *Guard) Bound(mac string, src netip.Addr) error {
 	g.mu.Lock()
 	trusted := g.cfg.Trusted
 	var started time.Time
-	if b, ok := g.boots[mac]; ok {
+	if b, _, ok := g.boots.Get(mac); ok {
 		started = b.started
 	}
 	g.mu.Unlock()
@@ -230,7 +212,7 @@ func (g *Guard) Admit(mac string, src netip.Addr) (string, error) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	b, ok := g.boots[mac]
+	b, _, ok := g.boots.Get(mac)
 	if !ok {
 		return "", &Refusal{Reason: ReasonNoBoot, Detail: "provisiond saw no boot of this machine start (no PXE DHCP, no BMC action)"}
 	}
@@ -247,7 +229,7 @@ func (g *Guard) Admit(mac string, src netip.Addr) (string, error) {
 func (g *Guard) Grant(mac string, uses ...string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if b, ok := g.boots[mac]; ok {
+	if b, _, ok := g.boots.Get(mac); ok {
 		for _, u := range uses {
 			b.granted[u] = true
 		}
@@ -260,7 +242,7 @@ func (g *Guard) Grant(mac string, uses ...string) {
 func (g *Guard) Once(mac, what string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	b, ok := g.boots[mac]
+	b, _, ok := g.boots.Get(mac)
 	if !ok {
 		return &Refusal{Reason: ReasonNoBoot, Detail: "no boot in progress"}
 	}
@@ -282,7 +264,7 @@ func (g *Guard) Redeem(mac, nonce, use string, src netip.Addr) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	b, ok := g.boots[mac]
+	b, _, ok := g.boots.Get(mac)
 	if !ok || nonce == "" || subtle.ConstantTimeCompare([]byte(nonce), []byte(b.nonce)) != 1 {
 		return &Refusal{Reason: ReasonNonce, Detail: "no nonce of this machine's current boot"}
 	}

@@ -215,8 +215,8 @@ func TestBootsAreBounded(t *testing.T) {
 		l.now = l.now.Add(time.Second)
 	}
 	l.g.mu.Lock()
-	n := len(l.g.boots)
-	_, first := l.g.boots["52:54:00:00:00:01"]
+	n := l.g.boots.Len()
+	_, _, first := l.g.boots.Get("52:54:00:00:00:01")
 	l.g.mu.Unlock()
 	if n != 3 || first {
 		t.Errorf("%d boots held (max 3), oldest kept: %v", n, first)

@@ -21,6 +21,7 @@ import (
 	"github.com/provisiond/provisiond/internal/audit"
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/bootguard"
+	"github.com/provisiond/provisiond/internal/bounded"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/initramfs"
@@ -47,8 +48,8 @@ type Booter struct {
 	models   func() []audit.Model
 
 	mu      sync.Mutex
-	offered map[string]time.Time // MAC -> when it last fetched an iPXE binary
-	pending map[string]*pendingBoot
+	offered *bounded.Map[struct{}]     // MAC -> when it last fetched an iPXE binary
+	pending *bounded.Map[*pendingBoot] // MAC -> the boot being followed
 	steps   stepBudget
 }
 
@@ -120,7 +121,7 @@ func NewBooter(o BooterOptions) *Booter {
 	}
 	b := &Booter{store: o.Store, ipxeDir: o.IPXEDir, files: o.IPXEFiles, secrets: o.Secrets, extras: o.Extras,
 		sink: o.Events, log: o.Log, guard: o.Guard, observer: o.Refusals, models: o.Models,
-		offered: map[string]time.Time{}, pending: map[string]*pendingBoot{}}
+		offered: bounded.New[struct{}](65536, chainWindow), pending: bounded.New[*pendingBoot](maxPending, time.Hour)}
 	b.profiles.Store(o.Profiles)
 	b.SetBoot(o.Boot)
 	return b
@@ -151,7 +152,7 @@ const chainWindow = 2 * time.Minute
 func (b *Booter) chained(mac string, now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	t, ok := b.offered[mac]
+	_, t, ok := b.offered.Get(mac)
 	return ok && now.Sub(t) < chainWindow
 }
 
@@ -669,18 +670,8 @@ func (b *Booter) follow(m *inventory.Machine, name, mac string, assets []string,
 		pb.want[a] = true
 	}
 	b.mu.Lock()
-	if _, again := b.pending[mac]; !again && len(b.pending) >= maxPending {
-		// A flood of boots that never finish must not grow without
-		// bound: forget the oldest.
-		var oldest string
-		for k, v := range b.pending {
-			if oldest == "" || v.at.Before(b.pending[oldest].at) {
-				oldest = k
-			}
-		}
-		delete(b.pending, oldest)
-	}
-	b.pending[mac] = pb
+	// A flood of boots that never finish must not grow without bound.
+	b.pending.Put(mac, pb, pb.at, pb.at)
 	b.mu.Unlock()
 }
 
@@ -719,14 +710,8 @@ func (b *Booter) Observe(ev events.Event) {
 	}
 	if b.isIPXEBinary(ev.Attrs["file"]) && ev.Delivered() {
 		b.mu.Lock()
-		if len(b.offered) > 65536 {
-			for k, t := range b.offered {
-				if time.Since(t) >= chainWindow {
-					delete(b.offered, k)
-				}
-			}
-		}
-		b.offered[ev.MAC] = time.Now()
+		now := time.Now()
+		b.offered.Put(ev.MAC, struct{}{}, now, now)
 		b.mu.Unlock()
 	}
 	switch ev.Type {
@@ -735,7 +720,7 @@ func (b *Booter) Observe(ev events.Event) {
 		return
 	}
 	b.mu.Lock()
-	pb := b.pending[ev.MAC]
+	pb, _, _ := b.pending.Get(ev.MAC)
 	done := false
 	if pb != nil {
 		switch {
@@ -748,7 +733,7 @@ func (b *Booter) Observe(ev events.Event) {
 			done = len(pb.want) == 0
 		}
 		if done {
-			delete(b.pending, ev.MAC)
+			b.pending.Delete(ev.MAC)
 		}
 	}
 	b.mu.Unlock()

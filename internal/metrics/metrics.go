@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/provisiond/provisiond/internal/bounded"
 	"github.com/provisiond/provisiond/internal/events"
 )
 
@@ -37,7 +38,7 @@ type Metrics struct {
 	refused     *prometheus.CounterVec
 
 	mu    sync.Mutex
-	boots map[string]*bootStart // MAC -> the boot in progress
+	boots *bounded.Map[*bootStart] // MAC -> the boot in progress
 }
 
 type bootStart struct {
@@ -57,7 +58,7 @@ const bootWindow = time.Hour
 // metrics. Values read at scrape time are added with Func once their source
 // exists.
 func New() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), boots: map[string]*bootStart{}}
+	m := &Metrics{reg: prometheus.NewRegistry(), boots: bounded.New[*bootStart](maxBoots, bootWindow)}
 	m.dhcp = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_dhcp_requests_total",
 		Help: "DHCP packets received, by message type and decision (offer, ack, ignored_non_pxe, ignored_not_ours, ignored_decision, malformed)."},
 		[]string{"type", "decision"})
@@ -162,48 +163,26 @@ func (m *Metrics) Emit(ev events.Event) {
 		// A boot starts with the firmware's request (stage rom or http);
 		// iPXE's own request continues it, unless that boot already got
 		// its script (then this is a new boot by an iPXE ROM).
-		b, ok := m.boots[ev.MAC]
+		b, _, ok := m.boots.Get(ev.MAC)
 		if !ok || b.profile != "" || ev.Attrs["stage"] != "ipxe" || ev.Time.Sub(b.at) > bootWindow {
-			m.evict()
-			m.boots[ev.MAC] = &bootStart{at: ev.Time}
+			m.boots.Put(ev.MAC, &bootStart{at: ev.Time}, ev.Time, time.Now())
 		}
 		m.mu.Unlock()
 	case events.Script:
 		m.mu.Lock()
-		if b := m.boots[ev.MAC]; b != nil {
+		if b, _, ok := m.boots.Get(ev.MAC); ok {
 			b.profile = ev.Attrs["profile"]
 		}
 		m.mu.Unlock()
 	case events.Booted:
 		m.mu.Lock()
-		b := m.boots[ev.MAC]
-		delete(m.boots, ev.MAC)
+		b, _, _ := m.boots.Get(ev.MAC)
+		m.boots.Delete(ev.MAC)
 		m.mu.Unlock()
 		if b != nil && b.profile != "" {
 			m.bootSeconds.WithLabelValues(b.profile).Observe(ev.Time.Sub(b.at).Seconds())
 		}
 	case events.BootDone:
 		m.bootsDone.WithLabelValues(ev.Attrs["profile"], ev.Attrs["on"]).Inc()
-	}
-}
-
-// evict makes room for one more boot: stale boots go first, then the
-// oldest. Called with mu held.
-func (m *Metrics) evict() {
-	if len(m.boots) < maxBoots {
-		return
-	}
-	var oldest string
-	for mac, b := range m.boots {
-		if time.Since(b.at) > bootWindow {
-			delete(m.boots, mac)
-			continue
-		}
-		if oldest == "" || b.at.Before(m.boots[oldest].at) {
-			oldest = mac
-		}
-	}
-	if len(m.boots) >= maxBoots {
-		delete(m.boots, oldest)
 	}
 }

@@ -68,7 +68,7 @@ func TestBootsBounded(t *testing.T) {
 	for i := range maxBoots + 500 {
 		m.Emit(events.Event{Type: events.DHCPOffer, MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff), Attrs: map[string]string{"stage": "rom"}})
 	}
-	if n := len(m.boots); n > maxBoots {
+	if n := m.boots.Len(); n > maxBoots {
 		t.Fatalf("%d boots followed, bound %d", n, maxBoots)
 	}
 }
