@@ -388,6 +388,7 @@ type NotReadyError struct {
 	RetryAfter time.Duration
 }
 
+// Error says what the boot waits for.
 func (e *NotReadyError) Error() string { return e.What }
 
 // Rendered is a rendered script and what it needs from provisiond.
