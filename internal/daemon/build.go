@@ -18,6 +18,7 @@ import (
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/bmc/protocol"
 	bmcsvc "github.com/provisiond/provisiond/internal/bmc/service"
+	"github.com/provisiond/provisiond/internal/boot/booter"
 	"github.com/provisiond/provisiond/internal/bootguard"
 	"github.com/provisiond/provisiond/internal/events/recorder"
 	"github.com/provisiond/provisiond/internal/inventory"
@@ -55,8 +56,8 @@ func (d *instance) buildBoot(ctx context.Context) error {
 		Neighbor: d.neighbors.Kernel, Learned: d.neighbors.Learned})
 	d.mets.Func("provisiond_boot_spoof_alarms_total", "Secret-bearing boot responses asked for twice in one boot, or nonces used twice: another host may be using a machine's MAC.",
 		func() float64 { return float64(d.guard.Alarms()) })
-	d.booter = NewBooter(BooterOptions{Store: d.store, Profiles: set, Boot: cfg.Boot, IPXEDir: cfg.IPXEDir, IPXEFiles: d.ipxeFiles,
-		Secrets: d.secrets, Extras: []Extra{d.talos}, Events: d.late, Log: d.log, Guard: d.guard, Refusals: d.mets, Models: d.models})
+	d.booter = booter.New(booter.Options{Store: d.store, Profiles: set, Boot: cfg.Boot, IPXEDir: cfg.IPXEDir, IPXEFiles: d.ipxeFiles,
+		Secrets: d.secrets, Extras: []booter.Extra{d.talos}, Events: d.late, Log: d.log, Guard: d.guard, Refusals: d.mets, Models: d.models})
 
 	recCtx, stopRec := context.WithCancel(context.Background())
 	d.rec = recorder.New(d.store, d.broker, 8192, d.log)

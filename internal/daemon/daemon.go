@@ -22,6 +22,7 @@ import (
 	"github.com/provisiond/provisiond/internal/assets"
 	"github.com/provisiond/provisiond/internal/bmc"
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/boot/booter"
 	"github.com/provisiond/provisiond/internal/bootguard"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
@@ -134,7 +135,7 @@ type instance struct {
 	cache    *assets.Cache
 	talos    *talos.Provider
 	guard    *bootguard.Guard
-	booter   *Booter
+	booter   *booter.Booter
 	rec      *recorder.Recorder
 	stopRec  context.CancelFunc
 	httpBoot *pxe.HTTPBoot
@@ -182,7 +183,7 @@ func (d *instance) plan(context.Context) error {
 	if cfg.Advertise != "" {
 		d.advertise = net.ParseIP(cfg.Advertise).To4()
 	}
-	d.ipxeFiles = IPXEFiles(cfg.IPXEDir, cfg.Boot)
+	d.ipxeFiles = booter.IPXEFiles(cfg.IPXEDir, cfg.Boot)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/boot/booter"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/events/recorder"
 	"github.com/provisiond/provisiond/internal/metrics"
@@ -15,7 +16,7 @@ import (
 // Booter and the Recorder once they exist. Until then events are dropped
 // and no request is served (the servers are not started before).
 type late struct {
-	booter  atomic.Pointer[Booter]
+	booter  atomic.Pointer[booter.Booter]
 	rec     atomic.Pointer[recorder.Recorder]
 	metrics *metrics.Metrics
 }

@@ -1,4 +1,4 @@
-package daemon
+package booter
 
 import (
 	"context"
@@ -94,7 +94,7 @@ func newTestBooter(t *testing.T, extra Extra) (*Booter, *inventory.Store, *secre
 		}
 		return "", false
 	}})
-	b := NewBooter(BooterOptions{Store: store, Profiles: set, Boot: config.Default().Boot, Secrets: ss, Extras: extras, Events: sink,
+	b := New(Options{Store: store, Profiles: set, Boot: config.Default().Boot, Secrets: ss, Extras: extras, Events: sink,
 		Log: slog.New(slog.DiscardHandler), Guard: guard})
 	return b, store, ss, sink
 }

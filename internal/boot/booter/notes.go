@@ -1,4 +1,4 @@
-package daemon
+package booter
 
 import (
 	"sync"

@@ -1,4 +1,9 @@
-package daemon
+// Package booter is the boot tracker: it answers the protocol servers'
+// questions for the machines in the inventory (the DHCP decision, the
+// scripts, overlays and config documents, guarded by bootguard), follows
+// each boot until its profile's rule says it is done, and uses up one-shot
+// assignments.
+package booter
 
 import (
 	"bytes"
@@ -85,8 +90,8 @@ type pendingBoot struct {
 	at   time.Time
 }
 
-// BooterOptions are the Booter's collaborators.
-type BooterOptions struct {
+// Options are the Booter's collaborators.
+type Options struct {
 	Store    inventory.Machines
 	Profiles *profile.Set
 	Boot     config.Boot
@@ -109,7 +114,7 @@ type BooterOptions struct {
 }
 
 // NewBooter returns a Booter.
-func NewBooter(o BooterOptions) *Booter {
+func New(o Options) *Booter {
 	if o.Events == nil {
 		o.Events = events.SinkFunc(func(events.Event) {})
 	}
