@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -328,8 +330,13 @@ func (s *Server) putMachine(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	if !s.preflight(w, r, m) {
-		return
+	// What the boot depends on is checked again only when it changes (a
+	// hostname or a label asks the Image Factory nothing).
+	if cur, err := s.Store.Machine(m.Name); err != nil || cur.Profile != m.Profile ||
+		!maps.Equal(cur.Params, m.Params) || !reflect.DeepEqual(cur.NICs, m.NICs) {
+		if !s.preflight(w, r, m) {
+			return
+		}
 	}
 	s.update(w, m.Name, func(cur *inventory.Machine) error {
 		if m.Revision != cur.Revision {

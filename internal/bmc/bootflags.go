@@ -1,6 +1,7 @@
 package bmc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,7 +40,7 @@ func (f BootFlags) String() string {
 	} else {
 		b.WriteString("not valid ")
 	}
-	b.WriteString(string(cmpDevice(f.Device)))
+	b.WriteString(cmp.Or(string(f.Device), "none"))
 	if f.Persistent {
 		b.WriteString(" persistent")
 	} else {
@@ -56,13 +57,6 @@ func (f BootFlags) String() string {
 		b.WriteString(", expires 60 s after set")
 	}
 	return b.String()
-}
-
-func cmpDevice(d BootDevice) BootDevice {
-	if d == "" {
-		return "none"
-	}
-	return d
 }
 
 // ipmiDevices maps the boot device selector (boot flags data 2, bits 5:2)

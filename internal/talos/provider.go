@@ -36,15 +36,22 @@ type Provider struct {
 	official map[string]officialList // by Talos version
 }
 
-// officialList is a factory's list of official extensions, as fetched.
+// officialList is a factory's list of official extensions as fetched, or
+// why it could not be.
 type officialList struct {
 	names []string
+	err   error
 	at    time.Time
 }
 
 // officialTTL is how long a factory's list of official extensions is
-// reused (new extensions appear with Talos releases, not by the hour).
-const officialTTL = 10 * time.Minute
+// reused (new extensions appear with Talos releases, not by the hour);
+// failedTTL how long a factory that could not list them is not asked again
+// (each assignment would otherwise wait for it).
+const (
+	officialTTL = 10 * time.Minute
+	failedTTL   = time.Minute
+)
 
 // NewProvider returns the provider; root is the assets directory.
 func NewProvider(cfg config.Talos, factory *Factory, cache *assets.Cache, root string) *Provider {
@@ -206,25 +213,29 @@ func (t *Provider) Schematic(m *inventory.Machine, params map[string]string) (ve
 }
 
 // officialExtensions is the factory's list for version, fetched at most
-// once per officialTTL.
+// once per officialTTL (a factory that cannot list them: once per
+// failedTTL).
 func (t *Provider) officialExtensions(ctx context.Context, version string) ([]string, error) {
 	t.mu.Lock()
 	l, ok := t.official[version]
 	t.mu.Unlock()
-	if ok && time.Since(l.at) < officialTTL {
+	switch {
+	case ok && l.err == nil && time.Since(l.at) < officialTTL:
 		return l.names, nil
+	case ok && l.err != nil && time.Since(l.at) < failedTTL:
+		return nil, l.err
 	}
 	names, err := t.factory.OfficialExtensions(ctx, version)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrCannotCheck) {
 		return nil, err
 	}
 	t.mu.Lock()
 	if t.official == nil {
 		t.official = map[string]officialList{}
 	}
-	t.official[version] = officialList{names: names, at: time.Now()}
+	t.official[version] = officialList{names: names, err: err, at: time.Now()}
 	t.mu.Unlock()
-	return names, nil
+	return names, err
 }
 
 // CheckMachine checks the extension names machine m's schematic would
