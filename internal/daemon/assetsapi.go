@@ -26,20 +26,14 @@ func (a *assetsAPI) Pull(_ context.Context, req api.PullRequest) (*assets.Job, m
 	if req.Kind != "talos" {
 		return nil, nil, fmt.Errorf("unknown asset kind %q: provisiond pulls talos", req.Kind)
 	}
-	params := map[string]string{}
-	for k, v := range a.boot() {
-		params[k] = v
-	}
 	var m *inventory.Machine
 	if req.Machine != "" {
 		var err error
 		if m, err = a.store.Machine(req.Machine); err != nil {
 			return nil, nil, err
 		}
-		for k, v := range m.Params {
-			params[k] = v
-		}
 	}
+	params := machineParams(a.boot(), m)
 	r, why := a.talos.RequestFor(m, params)
 	if req.Version != "" {
 		r.Version = req.Version

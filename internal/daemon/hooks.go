@@ -32,7 +32,7 @@ func (d *instance) bootInfo(m inventory.Machine) (api.BootInfo, error) {
 	info.Firmware, info.FirmwareWhy = audit.Firmware(&m, cfg.Models)
 	p, ok := d.booter.Profiles().Get(boot.ProfileFor(&m, cfg.Boot.DefaultProfile))
 	if ok && d.talos.Wants(p) {
-		v, id, exts, why, err := d.talos.Schematic(&m, machineParams(cfg, &m))
+		v, id, exts, why, err := d.talos.Schematic(&m, machineParams(cfg.Boot.DefaultParams, &m))
 		if err != nil {
 			return info, err
 		}
@@ -50,5 +50,5 @@ func (d *instance) preflight(ctx context.Context, m inventory.Machine) (string, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	return d.talos.CheckMachine(ctx, &m, machineParams(d.live.Load(), &m))
+	return d.talos.CheckMachine(ctx, &m, machineParams(d.live.Load().Boot.DefaultParams, &m))
 }

@@ -9,13 +9,16 @@ import (
 	"github.com/provisiond/provisiond/internal/profile"
 )
 
-// machineParams are machine m's parameters over the config's defaults.
-func machineParams(cfg *config.Config, m *inventory.Machine) map[string]string {
-	out := maps.Clone(cfg.Boot.DefaultParams)
+// machineParams are machine m's parameters (none for nil) over the
+// config's defaults.
+func machineParams(defaults map[string]string, m *inventory.Machine) map[string]string {
+	out := maps.Clone(defaults)
 	if out == nil {
 		out = map[string]string{}
 	}
-	maps.Copy(out, m.Params)
+	if m != nil {
+		maps.Copy(out, m.Params)
+	}
 	return out
 }
 
