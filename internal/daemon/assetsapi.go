@@ -16,7 +16,7 @@ import (
 type assetsAPI struct {
 	cache *assets.Cache
 	talos *talos.Provider
-	store *inventory.Store
+	store inventory.Machines
 	boot  func() map[string]string // config default params
 }
 

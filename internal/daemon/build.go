@@ -57,7 +57,7 @@ func (d *instance) buildBoot(ctx context.Context) error {
 	d.mets.Func("provisiond_boot_spoof_alarms_total", "Secret-bearing boot responses asked for twice in one boot, or nonces used twice: another host may be using a machine's MAC.",
 		func() float64 { return float64(d.guard.Alarms()) })
 	d.booter = booter.New(booter.Options{Store: d.store, Profiles: set, Boot: cfg.Boot, IPXEDir: cfg.IPXEDir, IPXEFiles: d.ipxeFiles,
-		Secrets: d.secrets, Extras: []booter.Extra{d.talos}, Events: d.late, Log: d.log, Guard: d.guard, Refusals: d.mets, Models: d.models})
+		Secrets: d.secrets, Extras: []booter.Extra{d.talos}, Events: d.late, Boots: d.mets, Log: d.log, Guard: d.guard, Refusals: d.mets, Models: d.models})
 
 	recCtx, stopRec := context.WithCancel(context.Background())
 	d.rec = recorder.New(d.store, d.broker, 8192, d.log)
@@ -73,7 +73,7 @@ func (d *instance) buildBoot(ctx context.Context) error {
 
 	d.httpBoot, err = pxe.NewHTTPBoot(pxe.HTTPConfig{
 		AssetsDir: cfg.AssetDir(), IPXEDir: cfg.IPXEDir, IPXEFiles: d.ipxeFiles, Scripts: d.late,
-		Neighbors: d.neighbors, Events: d.late, Observer: d.mets, Log: d.log, RatePerSource: cfg.HTTP.RatePerSource,
+		Neighbors: d.neighbors, Steps: d.late, Observer: d.mets, Log: d.log, RatePerSource: cfg.HTTP.RatePerSource,
 	})
 	return err
 }
@@ -112,7 +112,7 @@ func (d *instance) buildControl(context.Context) error {
 	}
 	d.api = &api.Server{
 		BMC: bmcsvc.New(bmcsvc.Options{Store: d.store, Secrets: d.secrets, Dialer: dialer, Getenv: d.opts.Getenv,
-			Events: d.late, Log: d.log, MaxConcurrent: cfg.BMC.MaxConcurrent, Observer: d.mets, Models: d.models}),
+			Steps: d.late, Log: d.log, MaxConcurrent: cfg.BMC.MaxConcurrent, Observer: d.mets, Models: d.models}),
 		Store: d.store, Hardware: d.store, AuditConfig: func() ([]inventory.Role, []audit.Model) { c := d.live.Load(); return c.Roles, c.Models },
 		Renderer: d.booter, Secrets: d.secrets, Broker: d.broker, Events: d.late, Token: d.token, ReadAccess: cfg.HTTP.ReadAccess,
 		BaseURL: d.baseURL, Log: d.log, Closing: d.closing,

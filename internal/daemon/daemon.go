@@ -124,7 +124,7 @@ type instance struct {
 	httpLn    net.Listener
 	ctlLn     net.Listener
 	// open
-	store       *inventory.Store
+	store       inventory.Backend
 	token       string
 	cert        tls.Certificate
 	hosts       []string

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/boot/booter"
@@ -21,8 +22,8 @@ type late struct {
 	metrics *metrics.Metrics
 }
 
-// Emit implements events.Sink: the event is stored and published, and the
-// Booter follows the boot (chainloads, one-shot assignments).
+// Emit implements events.Sink: the event is counted and stored (and
+// published to followers).
 func (l *late) Emit(ev events.Event) {
 	r := l.rec.Load()
 	if r == nil {
@@ -30,8 +31,18 @@ func (l *late) Emit(ev events.Event) {
 	}
 	l.metrics.Emit(ev)
 	r.Emit(ev)
+}
+
+// Report implements events.Reporter: a boot step from a protocol server or
+// the BMC service is stored like any event, and the boot tracker acts on it
+// (chainloads, the boot guard, boot.done, one-shot assignments).
+func (l *late) Report(s events.Step) {
+	if s.Time.IsZero() {
+		s.Time = time.Now().UTC()
+	}
+	l.Emit(s.Event())
 	if b := l.booter.Load(); b != nil {
-		b.Observe(ev)
+		b.Report(s)
 	}
 }
 

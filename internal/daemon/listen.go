@@ -19,7 +19,7 @@ func (d *instance) listen(context.Context) error {
 	if cfg.DHCP.Enabled {
 		d.dhcp = pxe.NewDHCPServer(pxe.DHCPConfig{
 			Interfaces: d.ifaces, Port: cfg.DHCP.Port, ProxyPort: cfg.DHCP.ProxyPort, Advertise: d.advertise,
-			HTTPPort: d.httpPort, Decider: d.late, Events: d.late, Neighbors: d.neighbors, Observer: d.mets, Log: d.log,
+			HTTPPort: d.httpPort, Decider: d.late, Steps: d.late, Neighbors: d.neighbors, Observer: d.mets, Log: d.log,
 		})
 		if err := d.dhcp.Listen(); err != nil {
 			return err
@@ -29,7 +29,7 @@ func (d *instance) listen(context.Context) error {
 	if cfg.TFTP.Enabled {
 		srv, err := pxe.NewTFTPServer(pxe.TFTPConfig{
 			Root: cfg.IPXEDir, Files: d.ipxeFiles, Port: cfg.TFTP.Port, Interfaces: d.ifaces, MaxBlockSize: cfg.TFTP.MaxBlockSize,
-			Scripts: d.late, Neighbors: d.neighbors, Events: d.late, Log: d.log, MaxTransfers: cfg.TFTP.MaxTransfers, Observer: d.mets,
+			Scripts: d.late, Neighbors: d.neighbors, Steps: d.late, Log: d.log, MaxTransfers: cfg.TFTP.MaxTransfers, Observer: d.mets,
 			HTTPBase: func(local net.IP) string {
 				if d.advertise != nil || local == nil {
 					return d.baseURL()

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/provisiond/provisiond/internal/certs"
+	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/inventory"
 	"github.com/provisiond/provisiond/internal/secrets"
 )
@@ -23,11 +24,7 @@ func (d *instance) open(context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory %s: %w", cfg.DataDir, err)
 	}
-	maxDisc := cfg.MaxDiscovered
-	if maxDisc == 0 {
-		maxDisc = -1 // none
-	}
-	store, err := inventory.Open(filepath.Join(cfg.DataDir, DBFile), inventory.Options{MaxEventsPerMachine: cfg.MaxEventsPerMachine, MaxDiscovered: maxDisc})
+	store, err := openStore(cfg)
 	if err != nil {
 		return err
 	}
@@ -49,6 +46,17 @@ func (d *instance) open(context.Context) error {
 	}
 	d.secrets = secrets.NewStore(store, box)
 	return nil
+}
+
+// openStore opens the inventory: the one place that names a backend. The
+// rest of the daemon holds an inventory.Backend (bbolt today, one file in
+// the data directory; another backend implements the same contract).
+func openStore(cfg *config.Config) (inventory.Backend, error) {
+	maxDisc := cfg.MaxDiscovered
+	if maxDisc == 0 {
+		maxDisc = -1 // none
+	}
+	return inventory.Open(filepath.Join(cfg.DataDir, DBFile), inventory.Options{MaxEventsPerMachine: cfg.MaxEventsPerMachine, MaxDiscovered: maxDisc})
 }
 
 // loadOrCreateToken reads the API token, creating it (mode 0600) on first start.

@@ -34,7 +34,7 @@ const (
 	// host, filled, drift).
 	FactsReported = "facts.reported"
 	// BootDone: a boot finished by its profile's rule (attrs: profile, on
-	// script|assets|callback, seconds since the script was served).
+	// script|assets|callback, seconds since the boot's first DHCP answer).
 	BootDone = "boot.done"
 	// OnceConsumed: a one-shot assignment was used up (attrs: profile, then, on).
 	OnceConsumed = "assignment.consumed"
@@ -102,8 +102,9 @@ func (ev Event) Details() string {
 	return b.String()
 }
 
-// Sink receives events from the protocol servers. Emit must not block for
-// long: implementations queue.
+// Sink receives events for the timeline (the recorder, the metrics): the
+// steps the servers report, rendered (Step.Event), and the API's and the
+// boot tracker's own. Emit must not block for long: implementations queue.
 type Sink interface {
 	Emit(ev Event)
 }

@@ -156,23 +156,6 @@ func Span(d time.Duration) string {
 	return fmt.Sprintf("%d d", int(d.Hours()/24))
 }
 
-// OK reports whether the step says it succeeded (result=ok: a TFTP
-// transfer, a BMC action).
-func (ev Event) OK() bool { return ev.Attrs["result"] == "ok" }
-
-// Delivered reports whether the step delivered a whole file: a TFTP
-// transfer that succeeded, or an HTTP asset served in full (200, every
-// byte of its size).
-func (ev Event) Delivered() bool {
-	switch ev.Type {
-	case TFTPTransfer:
-		return ev.OK()
-	case Asset:
-		return ev.Attrs["status"] == "200" && ev.Attrs["bytes"] == ev.Attrs["size"]
-	}
-	return false
-}
-
 // Failed reports whether the step is a failure (result=error, or a
 // script that could not be rendered).
 func (ev Event) Failed() bool { return ev.Attrs["result"] == "error" || ev.Type == ScriptError }

@@ -1,20 +1,18 @@
 // Package metrics is provisiond's Prometheus instrumentation: what the
 // protocol servers did (they report through pxe.Observer), how long boots
-// take (read from the event stream) and how BMC calls end.
+// take (the boot tracker tells it) and how BMC calls end.
 package metrics
 
 import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/provisiond/provisiond/internal/bounded"
 	"github.com/provisiond/provisiond/internal/events"
 )
 
@@ -36,29 +34,13 @@ type Metrics struct {
 	bmcSeconds  *prometheus.HistogramVec
 	events      *prometheus.CounterVec
 	refused     *prometheus.CounterVec
-
-	mu    sync.Mutex
-	boots *bounded.Map[*bootStart] // MAC -> the boot in progress
 }
-
-type bootStart struct {
-	at      time.Time
-	profile string
-}
-
-// maxBoots bounds the boots followed for their duration (a flood of MACs
-// that never call back must not grow the map).
-const maxBoots = 4096
-
-// bootWindow is how long a boot may take from its first DHCP request to
-// its callback before it is forgotten.
-const bootWindow = time.Hour
 
 // New returns the collectors, registered with Go runtime and process
 // metrics. Values read at scrape time are added with Func once their source
 // exists.
 func New() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), boots: bounded.New[*bootStart](maxBoots, bootWindow)}
+	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.dhcp = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_dhcp_requests_total",
 		Help: "DHCP packets received, by message type and decision (offer, ack, ignored_non_pxe, ignored_not_ours, ignored_decision, malformed)."},
 		[]string{"type", "decision"})
@@ -77,7 +59,7 @@ func New() *Metrics {
 	m.httpSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "provisiond_http_boot_seconds",
 		Help: "Duration of boot endpoint requests, by kind.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, []string{"kind"})
 	m.bootSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "provisiond_boot_seconds",
-		Help:    "Boot duration from a machine's first DHCP request to its booted callback, by profile.",
+		Help:    "Boot duration from a machine's first DHCP answer to the end of its boot by its profile's rule (script, assets, callback), by profile.",
 		Buckets: []float64{5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200}}, []string{"profile"})
 	m.bootsDone = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_boots_done_total",
 		Help: "Boots done by their profile's rule (script, assets, callback), by profile."}, []string{"profile", "on"})
@@ -150,39 +132,14 @@ func (m *Metrics) BMC(op, result string, d time.Duration) {
 	m.bmcSeconds.WithLabelValues(op).Observe(d.Seconds())
 }
 
-// Emit implements events.Sink: boot durations come from the timeline's
-// events.
+// Emit implements events.Sink: every timeline event is counted by type.
 func (m *Metrics) Emit(ev events.Event) {
 	m.events.WithLabelValues(ev.Type).Inc()
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
-	}
-	switch ev.Type {
-	case events.DHCPOffer:
-		m.mu.Lock()
-		// A boot starts with the firmware's request (stage rom or http);
-		// iPXE's own request continues it, unless that boot already got
-		// its script (then this is a new boot by an iPXE ROM).
-		b, _, ok := m.boots.Get(ev.MAC)
-		if !ok || b.profile != "" || ev.Attrs["stage"] != "ipxe" || ev.Time.Sub(b.at) > bootWindow {
-			m.boots.Put(ev.MAC, &bootStart{at: ev.Time}, ev.Time, time.Now())
-		}
-		m.mu.Unlock()
-	case events.Script:
-		m.mu.Lock()
-		if b, _, ok := m.boots.Get(ev.MAC); ok {
-			b.profile = ev.Attrs["profile"]
-		}
-		m.mu.Unlock()
-	case events.Booted:
-		m.mu.Lock()
-		b, _, _ := m.boots.Get(ev.MAC)
-		m.boots.Delete(ev.MAC)
-		m.mu.Unlock()
-		if b != nil && b.profile != "" {
-			m.bootSeconds.WithLabelValues(b.profile).Observe(ev.Time.Sub(b.at).Seconds())
-		}
-	case events.BootDone:
-		m.bootsDone.WithLabelValues(ev.Attrs["profile"], ev.Attrs["on"]).Inc()
-	}
+}
+
+// BootDone implements booter.BootObserver: a boot of profile finished by
+// rule on, took after its first DHCP answer.
+func (m *Metrics) BootDone(profile, on string, took time.Duration) {
+	m.bootsDone.WithLabelValues(profile, on).Inc()
+	m.bootSeconds.WithLabelValues(profile).Observe(took.Seconds())
 }

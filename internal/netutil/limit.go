@@ -91,10 +91,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if l.take(src) {
 			break
 		}
-		c.Close()
+		// Counted before the close: whoever sees the close sees the count.
 		if l.refused != nil {
 			l.refused()
 		}
+		c.Close()
 	}
 	r := &releaser{release: func() { l.give(src); <-l.sem }}
 	if tc, ok := c.(*net.TCPConn); ok {

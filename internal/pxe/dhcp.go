@@ -42,8 +42,8 @@ type DHCPConfig struct {
 	HTTPPort int
 	// Decider makes the boot decision.
 	Decider Decider
-	// Events receives the timeline steps.
-	Events events.Sink
+	// Steps receives the timeline steps (offers, clients not answered).
+	Steps events.Reporter
 	// Neighbors learns which IP each MAC uses (for TFTP attribution).
 	Neighbors *Neighbors
 	// Observer is told every packet's type and decision (nil: nobody).
@@ -78,8 +78,8 @@ func NewDHCPServer(cfg DHCPConfig) *DHCPServer {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Events == nil {
-		cfg.Events = events.SinkFunc(func(events.Event) {})
+	if cfg.Steps == nil {
+		cfg.Steps = events.ReporterFunc(func(events.Step) {})
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
@@ -245,7 +245,7 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 		s.ignoredOther.Add(1)
 		s.cfg.Observer.DHCP(typ, "ignored_decision")
 		s.cfg.Log.Info("PXE client not answered", "mac", mac, "reason", d.Reason)
-		s.cfg.Events.Emit(events.Event{Type: events.DHCPIgnored, MAC: mac, Attrs: map[string]string{
+		s.cfg.Steps.Report(events.Step{Type: events.DHCPIgnored, MAC: mac, Attrs: map[string]string{
 			"reason": d.Reason, "arch": archString(breq), "port": strconv.Itoa(port), "interface": ifc.Name,
 		}})
 		return nil, nil
@@ -289,9 +289,8 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 	// Every offer is a step on the machine's timeline and in the metrics;
 	// the log has it at debug level, so a PXE storm does not flood it.
 	s.cfg.Log.Debug("PXE boot offered", "mac", mac, "file", d.BootFile, "firmware", d.Firmware, "port", port, "interface", ifc.Name)
-	s.cfg.Events.Emit(events.Event{Type: events.DHCPOffer, MAC: mac, Attrs: map[string]string{
-		"port": strconv.Itoa(port), "file": d.BootFile, "firmware": d.Firmware, "stage": d.Stage,
-		"arch": archString(breq), "interface": ifc.Name, "server": serverIP.String(),
+	s.cfg.Steps.Report(events.Step{Type: events.DHCPOffer, MAC: mac, File: d.BootFile, Stage: d.Stage, Attrs: map[string]string{
+		"port": strconv.Itoa(port), "firmware": d.Firmware, "arch": archString(breq), "interface": ifc.Name, "server": serverIP.String(),
 	}, Facts: map[string]string{"client_arch": archString(breq)}})
 	return reply, to
 }

@@ -25,7 +25,8 @@ type sinkRec struct {
 	evs []events.Event
 }
 
-func (s *sinkRec) Emit(ev events.Event) {
+func (s *sinkRec) Report(st events.Step) {
+	ev := st.Event()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.evs = append(s.evs, ev)
@@ -40,7 +41,7 @@ func newTestServer(sink *sinkRec) *DHCPServer {
 	return NewDHCPServer(DHCPConfig{
 		Interfaces: []netutil.Interface{ifc}, Port: 67, ProxyPort: 4011, HTTPPort: 8080,
 		Decider:   pureDecider{boot.Options{BIOS: "undionly.kpxe", UEFIx64: "ipxe.efi", ChainIPXE: false}},
-		Events:    sink,
+		Steps:     sink,
 		Neighbors: NewNeighbors(""),
 	})
 }

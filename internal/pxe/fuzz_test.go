@@ -36,7 +36,7 @@ func FuzzDHCP(f *testing.F) {
 	s := NewDHCPServer(DHCPConfig{
 		Interfaces: []netutil.Interface{ifc}, Port: 67, ProxyPort: 4011, HTTPPort: 8080,
 		Decider:   pureDecider{boot.Options{BIOS: "undionly.kpxe", UEFIx64: "ipxe.efi", ChainIPXE: true}},
-		Events:    &discardSink{},
+		Steps:     &discardSink{},
 		Neighbors: NewNeighbors(""),
 	})
 	peer := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 50), Port: 68}
@@ -74,7 +74,7 @@ func FuzzDHCP(f *testing.F) {
 
 type discardSink struct{}
 
-func (discardSink) Emit(events.Event) {}
+func (discardSink) Report(events.Step) {}
 
 // FuzzTFTPPath checks file-name resolution: whatever a client asks for,
 // the name resolved is below the root, and opening it never reads a file

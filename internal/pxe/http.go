@@ -36,8 +36,8 @@ type HTTPConfig struct {
 	Scripts Scripter
 	// Neighbors maps client IPs to MACs for asset requests without ?mac=.
 	Neighbors *Neighbors
-	// Events receives timeline steps.
-	Events events.Sink
+	// Steps receives the timeline steps (scripts, files, callbacks).
+	Steps events.Reporter
 	// Observer is told every request's kind, status, size and duration
 	// (nil: nobody).
 	Observer Observer
@@ -70,8 +70,8 @@ func NewHTTPBoot(cfg HTTPConfig) (*HTTPBoot, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Events == nil {
-		cfg.Events = events.SinkFunc(func(events.Event) {})
+	if cfg.Steps == nil {
+		cfg.Steps = events.ReporterFunc(func(events.Step) {})
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
@@ -268,23 +268,23 @@ func (h *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.scriptErrors.Add(1)
 		h.cfg.Log.Warn("boot script failed", "mac", mac, "profile", prof, "err", err)
-		h.cfg.Events.Emit(events.Event{Type: events.ScriptError, MAC: mac, Attrs: map[string]string{"profile": prof, "error": err.Error()}, Facts: facts})
+		h.cfg.Steps.Report(events.Step{Type: events.ScriptError, MAC: mac, Profile: prof, Attrs: map[string]string{"error": err.Error()}, Facts: facts})
 		http.Error(w, "provisiond: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	h.scripts.Add(1)
 	h.cfg.Log.Info("boot script served", "mac", mac, "profile", prof, "record_facts", rep.RecordFacts)
-	ev := events.Event{Type: events.Script, MAC: mac, Attrs: map[string]string{"profile": prof, "client": src.String()}}
+	step := events.Step{Type: events.Script, MAC: mac, Profile: prof, OK: true, Attrs: map[string]string{"client": src.String()}}
 	// The asset tag is a key the boot guard checks: never recorded.
 	delete(facts, "asset")
 	if rep.RecordFacts {
 		// Only the machine's own boot may fill in its hardware facts.
-		ev.Facts = facts
+		step.Facts = facts
 	} else {
-		ev.Attrs["bound"] = "false" // not the machine's own boot
+		step.Attrs["bound"] = "false" // not the machine's own boot
 	}
 	if rep.RecordStep {
-		h.cfg.Events.Emit(ev)
+		h.cfg.Steps.Report(step)
 	}
 	scriptReply(w, rep.Body)
 }
@@ -312,7 +312,7 @@ func (h *HTTPBoot) machineFile(file, contentType string, render func(context.Con
 			// oracle for which MACs are machines.
 			if !errors.Is(err, ErrRefused) {
 				h.cfg.Log.Warn(file+" failed", "mac", mac, "profile", prof, "err", err)
-				h.cfg.Events.Emit(events.Event{Type: events.ScriptError, MAC: mac, Attrs: map[string]string{"profile": prof, "file": file, "error": err.Error()}})
+				h.cfg.Steps.Report(events.Step{Type: events.ScriptError, MAC: mac, Profile: prof, File: file, Attrs: map[string]string{"error": err.Error()}})
 			}
 			notFound(w)
 			return
@@ -321,8 +321,8 @@ func (h *HTTPBoot) machineFile(file, contentType string, render func(context.Con
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
-		h.cfg.Events.Emit(events.Event{Type: events.Asset, MAC: mac, Attrs: map[string]string{
-			"file": file, "profile": prof, "bytes": strconv.Itoa(len(body)), "size": strconv.Itoa(len(body)), "status": "200",
+		h.cfg.Steps.Report(events.Step{Type: events.Asset, MAC: mac, File: file, Profile: prof, OK: true, Attrs: map[string]string{
+			"bytes": strconv.Itoa(len(body)), "size": strconv.Itoa(len(body)), "status": "200",
 			"duration": time.Since(start).Round(time.Millisecond).String(),
 		}})
 	}
@@ -350,7 +350,7 @@ func (h *HTTPBoot) booted(w http.ResponseWriter, r *http.Request) {
 	}
 	h.callbacks.Add(1)
 	h.cfg.Log.Info("machine reported booted", "mac", mac)
-	h.cfg.Events.Emit(events.Event{Type: events.Booted, MAC: mac, Attrs: attrs})
+	h.cfg.Steps.Report(events.Step{Type: events.Booted, MAC: mac, OK: true, Attrs: attrs})
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintln(w, "ok")
 }
@@ -441,7 +441,7 @@ func (h *HTTPBoot) asset(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.cfg.Log.Info("asset not found", "file", p, "mac", mac, "err", err)
 		if mac != "" {
-			h.cfg.Events.Emit(events.Event{Type: events.Asset, MAC: mac, Attrs: map[string]string{"file": p, "status": "404", "error": "not found"}})
+			h.cfg.Steps.Report(events.Step{Type: events.Asset, MAC: mac, File: p, Attrs: map[string]string{"status": "404", "error": "not found"}})
 		}
 		status := http.StatusNotFound
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -458,13 +458,13 @@ func (h *HTTPBoot) asset(w http.ResponseWriter, r *http.Request) {
 	h.assetBytes.Add(uint64(cw.n))
 	if mac != "" {
 		attrs := map[string]string{
-			"file": p, "bytes": strconv.FormatInt(cw.n, 10), "size": strconv.FormatInt(st.Size(), 10),
+			"bytes": strconv.FormatInt(cw.n, 10), "size": strconv.FormatInt(st.Size(), 10),
 			"status": strconv.Itoa(cw.status), "duration": time.Since(start).Round(time.Millisecond).String(),
 		}
 		if rg := r.Header.Get("Range"); rg != "" {
 			attrs["range"] = rg
 		}
-		h.cfg.Events.Emit(events.Event{Type: events.Asset, MAC: mac, Attrs: attrs})
+		h.cfg.Steps.Report(events.Step{Type: events.Asset, MAC: mac, File: p, OK: whole(cw, st), Attrs: attrs})
 	}
 }
 
@@ -507,9 +507,14 @@ func (h *HTTPBoot) ipxeFile(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w}
 	http.ServeContent(cw, r, st.Name(), st.ModTime(), f)
 	if mac := h.attribute(r); mac != "" {
-		h.cfg.Events.Emit(events.Event{Type: events.Asset, MAC: mac, Attrs: map[string]string{
-			"file": p, "bytes": strconv.FormatInt(cw.n, 10), "size": strconv.FormatInt(st.Size(), 10),
+		h.cfg.Steps.Report(events.Step{Type: events.Asset, MAC: mac, File: p, OK: whole(cw, st), Attrs: map[string]string{
+			"bytes": strconv.FormatInt(cw.n, 10), "size": strconv.FormatInt(st.Size(), 10),
 			"status": strconv.Itoa(cw.status), "duration": time.Since(start).Round(time.Millisecond).String(),
 		}})
 	}
+}
+
+// whole reports whether a file went out in full: status 200, every byte.
+func whole(cw *countingWriter, st fs.FileInfo) bool {
+	return cw.status == http.StatusOK && cw.n == st.Size()
 }

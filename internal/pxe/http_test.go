@@ -51,9 +51,9 @@ func TestAssetGoneAndPartialNotServed(t *testing.T) {
 
 // bootMux serves the boot endpoints with dir as both the assets and the
 // iPXE directory.
-func bootMux(tb testing.TB, dir string, sink events.Sink) *http.ServeMux {
+func bootMux(tb testing.TB, dir string, sink events.Reporter) *http.ServeMux {
 	tb.Helper()
-	h, err := NewHTTPBoot(HTTPConfig{AssetsDir: dir, IPXEDir: dir, Scripts: fakeScripts{}, Neighbors: NewNeighbors(""), Events: sink})
+	h, err := NewHTTPBoot(HTTPConfig{AssetsDir: dir, IPXEDir: dir, Scripts: fakeScripts{}, Neighbors: NewNeighbors(""), Steps: sink})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -101,8 +101,8 @@ type TFTPConfig struct {
 	HTTPBase func(local net.IP) string
 	// Neighbors maps client IPs to MACs.
 	Neighbors *Neighbors
-	// Events receives one event per transfer.
-	Events events.Sink
+	// Steps receives one step per transfer.
+	Steps events.Reporter
 	// MaxTransfers bounds the transfers in flight (each holds a socket
 	// and a goroutine until its client acknowledges or times out). Up to
 	// four times as many requests beyond it wait for a slot, each at most
@@ -147,8 +147,8 @@ func NewTFTPServer(cfg TFTPConfig) (*TFTPServer, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Events == nil {
-		cfg.Events = events.SinkFunc(func(events.Event) {})
+	if cfg.Steps == nil {
+		cfg.Steps = events.ReporterFunc(func(events.Step) {})
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
@@ -325,7 +325,7 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 	notFound := false
 	emit := func(n int64, err error, opts map[string]string) {
 		attrs := map[string]string{
-			"file": filename, "bytes": strconv.FormatInt(n, 10),
+			"bytes":    strconv.FormatInt(n, 10),
 			"duration": time.Since(start).Round(time.Millisecond).String(),
 			"client":   raddr.IP.String(),
 		}
@@ -365,7 +365,7 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 		s.cfg.Observer.TFTP(res, n, time.Since(start))
 		s.cfg.Log.Info("TFTP transfer", "mac", mac, "file", filename, "bytes", n, "client", raddr.IP, "err", err)
 		if mac != "" {
-			s.cfg.Events.Emit(events.Event{Type: events.TFTPTransfer, MAC: mac, Attrs: attrs})
+			s.cfg.Steps.Report(events.Step{Type: events.TFTPTransfer, MAC: mac, File: filename, OK: attrs["result"] == "ok", Attrs: attrs})
 		}
 	}
 	p, err := CleanTFTPPath(filename)

@@ -65,11 +65,11 @@ func (fakeScripts) Script(_ context.Context, r ScriptRequest) (ScriptReply, erro
 func (fakeScripts) Callback(context.Context, ScriptRequest) error { return nil }
 
 // startTFTP runs a real TFTP server on a loopback port.
-func startTFTP(t *testing.T, root string, files map[string]string, sink events.Sink) (string, *TFTPServer) {
+func startTFTP(t *testing.T, root string, files map[string]string, sink events.Reporter) (string, *TFTPServer) {
 	t.Helper()
 	nb := NewNeighbors("")
 	nb.Learn(net.IPv4(127, 0, 0, 1), "52:54:00:12:34:56")
-	return serveTFTP(t, TFTPConfig{Root: root, Files: files, MaxBlockSize: 1468, Scripts: fakeScripts{}, Neighbors: nb, Events: sink,
+	return serveTFTP(t, TFTPConfig{Root: root, Files: files, MaxBlockSize: 1468, Scripts: fakeScripts{}, Neighbors: nb, Steps: sink,
 		HTTPBase: func(net.IP) string { return "http://192.0.2.2:8080" }})
 }
 

@@ -33,7 +33,7 @@ type Service struct {
 	secrets Secrets
 	dialer  bmc.Dialer
 	getenv  func(string) string
-	sink    events.Sink
+	steps   events.Reporter
 	log     *slog.Logger
 	obs     Observer
 	models  func() []audit.Model
@@ -50,8 +50,10 @@ type Options struct {
 	Dialer  bmc.Dialer
 	// Getenv reads the daemon's environment (for password_env).
 	Getenv func(string) string
-	Events events.Sink
-	Log    *slog.Logger
+	// Steps receives a step per power, boot device and inventory call
+	// (the boot tracker: a machine powered on starts a boot).
+	Steps events.Reporter
+	Log   *slog.Logger
 	// MaxConcurrent bounds the BMC calls in flight.
 	MaxConcurrent int
 	// Observer is told how every BMC session ended (nil: nobody).
@@ -89,7 +91,7 @@ func New(o Options) *Service {
 	if o.Getenv == nil {
 		o.Getenv = func(string) string { return "" }
 	}
-	return &Service{store: o.Store, secrets: o.Secrets, dialer: o.Dialer, getenv: o.Getenv, sink: o.Events, log: o.Log, obs: o.Observer, models: o.Models,
+	return &Service{store: o.Store, secrets: o.Secrets, dialer: o.Dialer, getenv: o.Getenv, steps: o.Steps, log: o.Log, obs: o.Observer, models: o.Models,
 		sem: make(chan struct{}, o.MaxConcurrent), locks: map[string]*sync.Mutex{}}
 }
 
@@ -178,18 +180,19 @@ func (s *Service) with(ctx context.Context, name, op string, fn func(ctx context
 	return m.Name, err
 }
 
-func (s *Service) emit(machine, typ string, attrs map[string]string, err error, start time.Time) {
-	attrs["seconds"] = strconv.FormatFloat(time.Since(start).Seconds(), 'f', 1, 64)
-	attrs["result"] = "ok"
+func (s *Service) emit(st events.Step, err error, start time.Time) {
+	st.Attrs["seconds"] = strconv.FormatFloat(time.Since(start).Seconds(), 'f', 1, 64)
+	st.Attrs["result"] = "ok"
+	st.OK = err == nil
 	if err != nil {
-		attrs["result"] = "error"
-		attrs["error"] = err.Error()
-		s.log.Warn("BMC call failed", "machine", machine, "type", typ, "err", err)
+		st.Attrs["result"] = "error"
+		st.Attrs["error"] = err.Error()
+		s.log.Warn("BMC call failed", "machine", st.Machine, "type", st.Type, "err", err)
 	} else {
-		s.log.Info("BMC call", "machine", machine, "type", typ, "attrs", attrs)
+		s.log.Info("BMC call", "machine", st.Machine, "type", st.Type, "action", st.Action, "attrs", st.Attrs)
 	}
-	if s.sink != nil {
-		s.sink.Emit(events.Event{Type: typ, Machine: machine, Attrs: attrs})
+	if s.steps != nil {
+		s.steps.Report(st)
 	}
 }
 
@@ -236,11 +239,11 @@ func (s *Service) Power(ctx context.Context, name, action string) (*api.PowerRes
 	res.Machine = cmp.Or(stored, name)
 	res.Seconds = time.Since(start).Seconds()
 	if action != "status" && stored != "" {
-		attrs := map[string]string{"action": action, "before": res.Before, "state": res.State}
+		attrs := map[string]string{"before": res.Before, "state": res.State}
 		if res.Note != "" {
 			attrs["note"] = res.Note
 		}
-		s.emit(stored, events.BMCPower, attrs, err, start)
+		s.emit(events.Step{Type: events.BMCPower, Machine: stored, Action: action, Attrs: attrs}, err, start)
 	}
 	if err != nil {
 		return nil, err
@@ -284,7 +287,7 @@ func (s *Service) BootDevice(ctx context.Context, name string, req api.BootDevic
 		if res.Note != "" {
 			attrs["note"] = res.Note
 		}
-		s.emit(stored, events.BMCBootDevice, attrs, err, start)
+		s.emit(events.Step{Type: events.BMCBootDevice, Machine: stored, Attrs: attrs}, err, start)
 	}
 	if err != nil {
 		return nil, err
@@ -314,7 +317,7 @@ func (s *Service) Inventory(ctx context.Context, name string) (*api.InventoryRes
 	res.Machine = cmp.Or(stored, name)
 	res.Seconds = time.Since(start).Seconds()
 	if stored != "" {
-		s.emit(stored, events.BMCInventory, map[string]string{"filled": strconv.Itoa(len(res.Filled))}, err, start)
+		s.emit(events.Step{Type: events.BMCInventory, Machine: stored, Attrs: map[string]string{"filled": strconv.Itoa(len(res.Filled))}}, err, start)
 	}
 	if err != nil {
 		return nil, err

@@ -52,10 +52,11 @@ type Booter struct {
 	observer RefusalObserver
 	models   func() []audit.Model
 
-	mu      sync.Mutex
-	offered *bounded.Map[struct{}]     // MAC -> when it last fetched an iPXE binary
-	pending *bounded.Map[*pendingBoot] // MAC -> the boot being followed
-	steps   stepBudget
+	boots BootObserver
+
+	mu     sync.Mutex
+	tracks *bounded.Map[*track] // MAC -> its boot (see track.go)
+	steps  stepBudget
 }
 
 // RefusalObserver counts refused boot-plane requests (metrics).
@@ -81,15 +82,6 @@ type Extra interface {
 	Values(ctx context.Context, m *inventory.Machine, params map[string]string) (map[string]string, error)
 }
 
-// pendingBoot follows a boot until it is done.
-type pendingBoot struct {
-	machine, profile, on string
-	// once is set when the boot uses up a one-shot assignment.
-	once bool
-	want map[string]bool
-	at   time.Time
-}
-
 // Options are the Booter's collaborators.
 type Options struct {
 	Store    inventory.Machines
@@ -100,8 +92,12 @@ type Options struct {
 	IPXEFiles map[string]string
 	Secrets   SecretSource
 	Extras    []Extra
-	Events    events.Sink
-	Log       *slog.Logger
+	// Events receives the timeline's events: the steps reported, and the
+	// tracker's own (boot.done, assignment.consumed, refusals).
+	Events events.Sink
+	// Boots is told every boot that finished (metrics; nil: nobody).
+	Boots BootObserver
+	Log   *slog.Logger
 	// Guard decides which requests get secrets and change state (nil:
 	// one with the default rules and no neighbour table, which admits
 	// nothing but trusted sources).
@@ -113,7 +109,7 @@ type Options struct {
 	Models func() []audit.Model
 }
 
-// NewBooter returns a Booter.
+// New returns a Booter.
 func New(o Options) *Booter {
 	if o.Events == nil {
 		o.Events = events.SinkFunc(func(events.Event) {})
@@ -124,9 +120,12 @@ func New(o Options) *Booter {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if o.Boots == nil {
+		o.Boots = nopBoots{}
+	}
 	b := &Booter{store: o.Store, ipxeDir: o.IPXEDir, files: o.IPXEFiles, secrets: o.Secrets, extras: o.Extras,
 		sink: o.Events, log: o.Log, guard: o.Guard, observer: o.Refusals, models: o.Models,
-		offered: bounded.New[struct{}](65536, chainWindow), pending: bounded.New[*pendingBoot](maxPending, time.Hour)}
+		boots: o.Boots, tracks: bounded.New[*track](maxTracks, bootWindow)}
 	b.profiles.Store(o.Profiles)
 	b.SetBoot(o.Boot)
 	return b
@@ -147,18 +146,6 @@ func (b *Booter) Profiles() *profile.Set { return b.profiles.Load() }
 func (b *Booter) options() boot.Options {
 	bc := b.boot()
 	return boot.Options{BIOS: bc.BIOS, UEFIx86: bc.UEFIx86, UEFIx64: bc.UEFIx64, UEFIARM64: bc.UEFIARM64, ChainIPXE: bc.ChainIPXE}
-}
-
-// chainWindow is how long after delivering an iPXE binary to a MAC
-// provisiond takes that MAC's iPXE requests to come from that binary.
-const chainWindow = 2 * time.Minute
-
-// chained reports whether mac was sent an iPXE binary within the window.
-func (b *Booter) chained(mac string, now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	_, t, ok := b.offered.Get(mac)
-	return ok && now.Sub(t) < chainWindow
 }
 
 // IPXEFiles resolves the configured iPXE binaries that exist in the iPXE
@@ -655,133 +642,4 @@ func (b *Booter) menu(set *profile.Set, params map[string]string) []profile.Menu
 		out = append(out, profile.MenuItem{Name: p.Name, Description: p.Description})
 	}
 	return out
-}
-
-// follow starts watching a boot of a machine in the inventory: by the
-// profile's rule it is done now (script), when its assets were served in
-// full, or on the booted callback. A done boot is a boot.done event in the
-// timeline, and uses up a one-shot assignment (once).
-func (b *Booter) follow(m *inventory.Machine, name, mac string, assets []string, once bool) {
-	p, _ := b.profiles.Load().Get(name)
-	on := p.ConsumedOn
-	if on == profile.ConsumedOnAssets && len(assets) == 0 {
-		on = profile.ConsumedOnScript
-	}
-	// A boot done on its script is done once the script went out (the
-	// server's http.script or TFTP transfer event), so the timeline reads
-	// in order.
-	pb := &pendingBoot{machine: m.Name, profile: name, on: on, once: once, want: map[string]bool{}, at: time.Now()}
-	for _, a := range assets {
-		pb.want[a] = true
-	}
-	b.mu.Lock()
-	// A flood of boots that never finish must not grow without bound.
-	b.pending.Put(mac, pb, pb.at, pb.at)
-	b.mu.Unlock()
-}
-
-// maxPending bounds the boots followed at once.
-const maxPending = 4096
-
-// done records a finished boot and ends a one-shot assignment.
-func (b *Booter) done(pb *pendingBoot, mac, on string) {
-	b.sink.Emit(events.Event{Type: events.BootDone, Machine: pb.machine, MAC: mac, Attrs: map[string]string{
-		"profile": pb.profile, "on": on, "seconds": strconv.FormatFloat(time.Since(pb.at).Seconds(), 'f', 1, 64)}})
-	if pb.once {
-		b.consume(pb.machine, pb.profile, mac, on)
-	}
-}
-
-func (b *Booter) consume(machine, name, mac, on string) {
-	then, err := b.store.ConsumeOnce(machine, name)
-	if err != nil {
-		b.log.Error("ending a one-shot assignment failed", "machine", machine, "profile", name, "err", err)
-		return
-	}
-	if then == "" {
-		return
-	}
-	b.log.Info("one-shot assignment consumed", "machine", machine, "profile", name, "then", then)
-	b.sink.Emit(events.Event{Type: events.OnceConsumed, Machine: machine, MAC: mac, Attrs: map[string]string{"profile": name, "then": then, "on": on}})
-}
-
-// Observe follows the boot steps the servers report: a delivered iPXE
-// binary means the next iPXE request from that MAC is ours (no second
-// chainload), and assets or a callback may use up a one-shot assignment.
-func (b *Booter) Observe(ev events.Event) {
-	b.startBoots(ev)
-	if ev.MAC == "" {
-		return
-	}
-	if b.isIPXEBinary(ev.Attrs["file"]) && ev.Delivered() {
-		b.mu.Lock()
-		now := time.Now()
-		b.offered.Put(ev.MAC, struct{}{}, now, now)
-		b.mu.Unlock()
-	}
-	switch ev.Type {
-	case events.Asset, events.Booted, events.Script, events.TFTPTransfer:
-	default:
-		return
-	}
-	b.mu.Lock()
-	pb, _, _ := b.pending.Get(ev.MAC)
-	done := false
-	if pb != nil {
-		switch {
-		case pb.on == profile.ConsumedOnScript:
-			done = (ev.Type == events.Script && ev.Attrs["profile"] == pb.profile) || (ev.Type == events.TFTPTransfer && ev.OK())
-		case ev.Type == events.Booted:
-			done = true
-		case pb.on == profile.ConsumedOnAssets && ev.Type == events.Asset && ev.Delivered():
-			delete(pb.want, ev.Attrs["file"])
-			done = len(pb.want) == 0
-		}
-		if done {
-			b.pending.Delete(ev.MAC)
-		}
-	}
-	b.mu.Unlock()
-	if done {
-		on := pb.on
-		if ev.Type == events.Booted {
-			on = profile.ConsumedOnCallback
-		}
-		b.done(pb, ev.MAC, on)
-	}
-}
-
-// startBoots tells the guard which boots of machines in the inventory
-// start: the firmware's PXE DHCP (iPXE's own continues a boot the ROM
-// started), or a BMC action that powers or points a machine at the network.
-func (b *Booter) startBoots(ev events.Event) {
-	switch ev.Type {
-	case events.DHCPOffer:
-		if _, found, err := b.store.BootSettingsByMAC(ev.MAC); err != nil || !found {
-			return
-		}
-		if ev.Attrs["stage"] == "ipxe" {
-			b.guard.StartIfIdle(ev.MAC, "dhcp")
-		} else {
-			b.guard.Start(ev.MAC, "dhcp")
-		}
-	case events.BMCPower, events.BMCBootDevice:
-		if !ev.OK() || ev.Machine == "" {
-			return
-		}
-		if ev.Type == events.BMCPower {
-			switch ev.Attrs["action"] {
-			case "on", "cycle", "reset":
-			default:
-				return
-			}
-		}
-		m, err := b.store.Machine(ev.Machine)
-		if err != nil {
-			return
-		}
-		for _, mac := range m.MACs {
-			b.guard.Start(mac, "bmc")
-		}
-	}
 }

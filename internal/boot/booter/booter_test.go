@@ -109,7 +109,7 @@ var (
 // pxeStart is the ROM's DHCP exchange as the ProxyDHCP server reports it:
 // a boot of testMAC starts.
 func pxeStart(b *Booter) {
-	b.Observe(events.Event{Type: events.DHCPOffer, MAC: testMAC, Attrs: map[string]string{"stage": "rom"}})
+	b.Report(events.Step{Type: events.DHCPOffer, MAC: testMAC, Stage: "rom"})
 }
 
 // machineReq is a script request from the machine itself.
@@ -126,12 +126,13 @@ func script(t *testing.T, b *Booter, profile string) (string, string) {
 		t.Fatal(err)
 	}
 	// The HTTP server reports the script it served, as in the daemon.
-	b.Observe(events.Event{Type: events.Script, MAC: testMAC, Attrs: map[string]string{"profile": rep.Profile}})
+	b.Report(events.Step{Type: events.Script, MAC: testMAC, Profile: rep.Profile, OK: true})
 	return string(rep.Body), rep.Profile
 }
 
-func assetEvent(file, size string) events.Event {
-	return events.Event{Type: events.Asset, MAC: testMAC, Attrs: map[string]string{"file": file, "status": "200", "bytes": size, "size": size}}
+// assetStep is a file served in full over HTTP.
+func assetStep(file string) events.Step {
+	return events.Step{Type: events.Asset, MAC: testMAC, File: file, OK: true}
 }
 
 func TestOneShotConsumedWhenAssetsServed(t *testing.T) {
@@ -142,12 +143,12 @@ func TestOneShotConsumedWhenAssetsServed(t *testing.T) {
 		t.Fatalf("first boot got %s", name)
 	}
 	// A partial download does not count; the kernel alone does not either.
-	b.Observe(events.Event{Type: events.Asset, MAC: testMAC, Attrs: map[string]string{"file": "vmlinuz", "status": "206", "bytes": "10", "size": "100"}})
-	b.Observe(assetEvent("vmlinuz", "100"))
+	b.Report(events.Step{Type: events.Asset, MAC: testMAC, File: "vmlinuz", Attrs: map[string]string{"status": "206", "bytes": "10", "size": "100"}})
+	b.Report(assetStep("vmlinuz"))
 	if m, _ := store.Machine("BLD-006"); m.Profile != "linux" || m.Once == nil {
 		t.Fatalf("consumed too early: %+v", m)
 	}
-	b.Observe(assetEvent("initrd.img", "50"))
+	b.Report(assetStep("initrd.img"))
 	m, _ := store.Machine("BLD-006")
 	if m.Profile != "local" || m.Once != nil {
 		t.Fatalf("not consumed after kernel and initrd: %+v", m)
@@ -169,11 +170,11 @@ func TestOneShotConsumedOnScriptAndCallback(t *testing.T) {
 	}
 	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "callbackonly", Once: &inventory.Once{Then: "local"}})
 	script(t, b, "")
-	b.Observe(assetEvent("k", "5"))
+	b.Report(assetStep("k"))
 	if m, _ := store.Machine("m"); m.Profile != "callbackonly" {
 		t.Fatalf("callback profile consumed by assets: %+v", m)
 	}
-	b.Observe(events.Event{Type: events.Booted, MAC: testMAC})
+	b.Report(events.Step{Type: events.Booted, MAC: testMAC, OK: true})
 	if m, _ := store.Machine("m"); m.Profile != "local" {
 		t.Fatalf("callback profile not consumed by the callback: %+v", m)
 	}
@@ -183,8 +184,8 @@ func TestPersistentProfileStays(t *testing.T) {
 	b, store, _, sink := newTestBooter(t, nil)
 	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "linux", Params: map[string]string{"kernel": "vmlinuz"}})
 	script(t, b, "")
-	b.Observe(assetEvent("vmlinuz", "100"))
-	b.Observe(events.Event{Type: events.Booted, MAC: testMAC})
+	b.Report(assetStep("vmlinuz"))
+	b.Report(events.Step{Type: events.Booted, MAC: testMAC, OK: true})
 	if m, _ := store.Machine("m"); m.Profile != "linux" {
 		t.Fatalf("persistent profile changed: %+v", m)
 	}
@@ -452,8 +453,8 @@ func TestOverlayAfterTheOneShotIsUsedUp(t *testing.T) {
 	if nonce == nil {
 		t.Fatalf("no overlay nonce:\n%s", body)
 	}
-	b.Observe(assetEvent("vmlinuz", "100"))
-	b.Observe(assetEvent("base.img", "100"))
+	b.Report(assetStep("vmlinuz"))
+	b.Report(assetStep("base.img"))
 	if m, _ := store.Machine("m"); m.Profile != "local" {
 		t.Fatalf("the one-shot was not used up by kernel and initrd: %+v", m)
 	}
