@@ -290,8 +290,19 @@ func Load(path string, mustExist bool) (Config, error) {
 	return c, nil
 }
 
-// Validate checks the configuration and says what to fix.
+// Validate checks the configuration and says what to fix: section by
+// section, the first fault found.
 func (c *Config) Validate() error {
+	for _, check := range []func() error{c.validateListeners, c.validateBoot, c.validateLog, c.validateBMCTalos, c.validateRolesModels} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateListeners checks data_dir, advertise, http and control.
+func (c *Config) validateListeners() error {
 	if c.DataDir == "" {
 		return errors.New("data_dir is empty: set it to a directory provisiond may write (e.g. /var/lib/provisiond)")
 	}
@@ -333,6 +344,11 @@ func (c *Config) Validate() error {
 	if c.HTTP.RatePerSource < 0 || c.HTTP.RatePerSource > 1e6 {
 		return fmt.Errorf("http.rate_per_source %g is outside 0..1000000 requests a second (0: no bound)", c.HTTP.RatePerSource)
 	}
+	return nil
+}
+
+// validateBoot checks boot, tftp and max_discovered.
+func (c *Config) validateBoot() error {
 	if d, err := time.ParseDuration(c.Boot.SecretWindow); err != nil || d < 30*time.Second || d > 24*time.Hour {
 		return fmt.Errorf("boot.secret_window %q is not a duration between 30s and 24h (e.g. 10m)", c.Boot.SecretWindow)
 	}
@@ -350,6 +366,14 @@ func (c *Config) Validate() error {
 	if c.TFTP.MaxBlockSize < 512 || c.TFTP.MaxBlockSize > 65464 {
 		return fmt.Errorf("tftp.max_block_size %d is outside 512..65464", c.TFTP.MaxBlockSize)
 	}
+	if c.Boot.DefaultProfile == "" {
+		return errors.New("boot.default_profile is empty: name a profile such as menu or local")
+	}
+	return nil
+}
+
+// validateLog checks log.
+func (c *Config) validateLog() error {
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -360,6 +384,11 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("log.format %q is not text or json", c.Log.Format)
 	}
+	return nil
+}
+
+// validateBMCTalos checks bmc and talos.
+func (c *Config) validateBMCTalos() error {
 	if d, err := time.ParseDuration(c.BMC.Timeout); err != nil || d < time.Second || d > 10*time.Minute {
 		return fmt.Errorf("bmc.timeout %q is not a duration between 1s and 10m (e.g. 30s)", c.BMC.Timeout)
 	}
@@ -372,6 +401,11 @@ func (c *Config) Validate() error {
 	if c.Talos.FactoryURL == "" {
 		return errors.New("talos.factory_url is empty: set it to https://factory.talos.dev or a mirror")
 	}
+	return nil
+}
+
+// validateRolesModels checks roles and models.
+func (c *Config) validateRolesModels() error {
 	for i := range c.Roles {
 		if err := c.Roles[i].Validate(); err != nil {
 			return fmt.Errorf("roles: %w", err)
@@ -381,9 +415,6 @@ func (c *Config) Validate() error {
 		if m.Match == "" {
 			return errors.New("models: every model needs match (a part of its vendor and model name, e.g. \"BL460c Gen8\")")
 		}
-	}
-	if c.Boot.DefaultProfile == "" {
-		return errors.New("boot.default_profile is empty: name a profile such as menu or local")
 	}
 	return nil
 }

@@ -21,11 +21,20 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"text/template"
 	"time"
 )
 
 //go:embed module/bootflags.c
 var bootflagsSource []byte
+
+// chassisHook is ipmi_sim's chassis control script for a test machine
+// (Options: Dir, Running, Start, Stop).
+//
+//go:embed chassis.sh
+var chassisText string
+
+var chassisHook = template.Must(template.New("chassis.sh").Parse(chassisText))
 
 // mcservHeader is the OpenIPMI header the boot-flags module is built with.
 const mcservHeader = "/usr/include/OpenIPMI/mcserv.h"
@@ -87,75 +96,10 @@ func Start(t testing.TB, o Options) *Sim {
 	if err := os.MkdirAll(filepath.Join(o.Dir, "state"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// ipmi_sim calls the hook as: HOOK DEVICE get|set PARM [VALUE]...
-	// power 1/0 runs Start/Stop. The boot-flags module keeps the next boot
-	// device in $D/boot (and, unless the 60 s timeout was disabled, its
-	// expiry in $D/boot.expires); a power-on POSTs after the delay in
-	// $D/poweron-delay and uses the device once, if still valid.
-	hook := fmt.Sprintf(`#!/bin/sh
-D=%s
-log() { echo "$(date +%%T) $*" >>$D/chassis.log; }
-running() { [ -f $D/posting ] || { %s; }; }
-takeboot() {
-	boot=$(cat $D/boot 2>/dev/null || echo default)
-	if [ "$boot" != default ] && [ -f $D/boot.expires ] && [ "$(date +%%s)" -gt "$(cat $D/boot.expires)" ]; then
-		log "boot flags expired before POST (set more than 60 s earlier): boot default"
-		boot=default
-	fi
-	echo default >$D/boot
-	rm -f $D/boot.expires
-}
-post() {
-	takeboot
-	log "power on: boot $boot"
-	%s
-}
-start() {
-	delay=$(cat $D/poweron-delay 2>/dev/null || echo 0)
-	if [ "$delay" -gt 0 ]; then
-		log "power on: POST in ${delay}s"
-		( sleep "$delay"; post; rm -f $D/posting ) </dev/null >/dev/null 2>&1 &
-		echo $! >$D/posting
-		return
-	fi
-	post
-}
-stop() {
-	if [ -f $D/posting ]; then
-		kill "$(cat $D/posting)" 2>/dev/null
-		rm -f $D/posting
-		log "power off (before POST)"
-		return
-	fi
-	if running; then
-		%s
-		log "power off"
-	fi
-}
-shift
-op=$1; shift
-case $op in
-get)
-	for p in "$@"; do
-		case $p in
-		power) if running; then echo power:1; else echo power:0; fi ;;
-		boot) echo "boot:$(cat $D/boot 2>/dev/null || echo default)" ;;
-		*) echo "Invalid parameter: $p"; exit 1 ;;
-		esac
-	done ;;
-set)
-	while [ $# -ge 2 ]; do
-		case $1 in
-		power) if [ "$2" = 1 ]; then running || start; else stop; fi ;;
-		reset) stop; start ;;
-		identify|shutdown|boot) ;;
-		*) echo "Invalid parameter: $1"; exit 1 ;;
-		esac
-		shift 2
-	done ;;
-*) echo "Unknown operation: $op"; exit 1 ;;
-esac
-`, o.Dir, o.Running, o.Start, o.Stop)
+	var hook bytes.Buffer
+	if err := chassisHook.Execute(&hook, o); err != nil {
+		t.Fatal(err)
+	}
 	module := filepath.Join(o.Dir, "bootflags.so")
 	src := filepath.Join(o.Dir, "bootflags.c")
 	if err := os.WriteFile(src, bootflagsSource, 0o600); err != nil {
@@ -180,7 +124,7 @@ set_working_mc 0x20
   user 2 true "%s" "%s" admin 10 md5
 `, module, o.Dir, o.Addr, o.Port, filepath.Join(o.Dir, "chassis.sh"), o.User, o.Password)
 	emu := "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nmc_enable 0x20\n"
-	for name, body := range map[string]string{"chassis.sh": hook, "lan.conf": conf, "sim.emu": emu} {
+	for name, body := range map[string]string{"chassis.sh": hook.String(), "lan.conf": conf, "sim.emu": emu} {
 		if err := os.WriteFile(filepath.Join(o.Dir, name), []byte(body), 0o700); err != nil {
 			t.Fatal(err)
 		}
