@@ -30,11 +30,14 @@ func (nopBoots) BootDone(string, string, time.Duration) {}
 
 // track is what the tracker knows of one MAC's boot.
 type track struct {
-	// start is when the boot began: the firmware's DHCP answer, or iPXE's
-	// when it is not a continuation (see began).
+	// start is when the boot began: the firmware's first DHCP answer, or
+	// iPXE's when it is not a continuation (see began).
 	start time.Time
-	// scripted: the boot got its script; an iPXE DHCP request after it
-	// is a new boot (an iPXE ROM booting again).
+	// ipxe: iPXE has asked in this boot; a firmware request after it is
+	// a new boot (the machine was reset before its script).
+	ipxe bool
+	// scripted: the boot got its script; any DHCP request after it is a
+	// new boot (an iPXE ROM booting again).
 	scripted bool
 	// chained is when the MAC last fetched an iPXE binary in full.
 	chained time.Time
@@ -84,8 +87,9 @@ func (b *Booter) Report(s events.Step) {
 	switch s.Type {
 	case events.DHCPOffer:
 		if began(tr, s) {
-			tr.start, tr.scripted = s.Time, false
+			tr.start, tr.ipxe, tr.scripted = s.Time, false, false
 		}
+		tr.ipxe = tr.ipxe || s.Stage == "ipxe"
 	case events.Script:
 		if tr.start.IsZero() || s.Time.Sub(tr.start) > bootWindow {
 			tr.start = s.Time // a boot whose DHCP went elsewhere
@@ -108,11 +112,12 @@ func (b *Booter) Report(s events.Step) {
 	}
 }
 
-// began reports whether a DHCP answer begins a new boot: the firmware's
-// request always does; iPXE's continues the boot the firmware began,
-// unless that boot already got its script or is too old.
+// began reports whether a DHCP answer begins a new boot: none is under
+// way, it already got its script, or it is too old; or the firmware asks
+// after iPXE did. The firmware's repeated requests (DISCOVER and REQUEST,
+// port 4011) and iPXE's continue the boot.
 func began(tr *track, s events.Step) bool {
-	return tr.start.IsZero() || s.Stage != "ipxe" || tr.scripted || s.Time.Sub(tr.start) > bootWindow
+	return tr.start.IsZero() || tr.scripted || s.Time.Sub(tr.start) > bootWindow || (s.Stage != "ipxe" && tr.ipxe)
 }
 
 // doneBy says by which rule step s ends the followed boot pb ("" if it

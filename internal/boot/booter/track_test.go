@@ -38,6 +38,7 @@ func TestBootDuration(t *testing.T) {
 		b.Report(events.Step{Type: events.Booted, MAC: mac, Time: at(s), OK: true})
 	}
 	dhcp(0, "rom")
+	dhcp(1, "rom") // the ROM's DHCPREQUEST after its DISCOVER
 	dhcp(2, "ipxe")
 	scriptAt(3)
 	callback(30, testMAC)
@@ -50,6 +51,15 @@ func TestBootDuration(t *testing.T) {
 	dhcp(200, "ipxe")
 	scriptAt(201)
 	callback(260, testMAC)
+	// Reset before its script: the firmware's request after iPXE's
+	// begins a new boot.
+	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "callbackonly"})
+	dhcp(400, "rom")
+	dhcp(402, "ipxe")
+	dhcp(450, "rom")
+	dhcp(452, "ipxe")
+	scriptAt(453)
+	callback(470, testMAC)
 	// A callback without a boot seen is not a duration.
 	callback(300, "52:54:00:00:00:01")
 
@@ -60,8 +70,8 @@ func TestBootDuration(t *testing.T) {
 	for _, want := range []string{
 		`provisiond_boot_seconds_sum{profile="linux"} 30`,
 		`provisiond_boot_seconds_count{profile="linux"} 1`,
-		`provisiond_boot_seconds_sum{profile="callbackonly"} 60`,
-		`provisiond_boots_done_total{on="callback",profile="callbackonly"} 1`,
+		`provisiond_boot_seconds_sum{profile="callbackonly"} 80`,
+		`provisiond_boots_done_total{on="callback",profile="callbackonly"} 2`,
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("missing %q", want)
@@ -73,7 +83,7 @@ func TestBootDuration(t *testing.T) {
 			secs = append(secs, ev.Attrs["profile"]+"="+ev.Attrs["seconds"])
 		}
 	}
-	if got := strings.Join(secs, " "); got != "linux=30.0 callbackonly=60.0" {
+	if got := strings.Join(secs, " "); got != "linux=30.0 callbackonly=60.0 callbackonly=20.0" {
 		t.Errorf("boot.done seconds: %s", got)
 	}
 }
