@@ -22,6 +22,9 @@ type Machines interface {
 	Machines() ([]Machine, error)
 	PutMachine(m Machine) (*Machine, error)
 	UpdateMachine(name string, fn func(m *Machine) error) (*Machine, error)
+	// SyncMachine is UpdateMachine on behalf of source (the history names
+	// it); with create, a missing machine starts empty.
+	SyncMachine(name, source string, create bool, fn func(m *Machine) error) (*Machine, error)
 	DeleteMachine(name string) error
 	// ConsumeOnce ends a one-shot assignment of profile and returns the
 	// profile the machine reverts to ("" when there was none any more).

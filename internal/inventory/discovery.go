@@ -48,7 +48,7 @@ func (s *Store) Observe(name string, obs Observed) (*Machine, []FieldChange, err
 		o := obs
 		m.Observed = &o
 		before := m.Hardware
-		fill(&m.Hardware, &obs.Hardware)
+		FillEmpty(&m.Hardware, &obs.Hardware)
 		changes = DiffAssets(&before, &m.Hardware)
 		m.Updated = obs.Time
 		if err := addHistory(tx, m.Name, Change{Time: obs.Time, Source: SourceDiscovery, Fields: changes}); err != nil {
@@ -85,8 +85,9 @@ func (s *Store) locate(tx *bolt.Tx, name string, nics []NIC) (*Machine, error) {
 	return s.discover(tx, first)
 }
 
-// fill copies into rec what it leaves empty from obs.
-func fill(rec, obs *Hardware) {
+// FillEmpty copies into rec what it leaves empty from obs (identity,
+// firmware, CPUs, memory, disks, NICs); nothing rec holds changes.
+func FillEmpty(rec, obs *Hardware) {
 	str := func(dst *string, v string) {
 		if !Usable(*dst) && Usable(v) {
 			*dst = v

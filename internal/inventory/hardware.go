@@ -308,10 +308,18 @@ type System struct {
 	Disks      []Disk      `json:"disks,omitempty" yaml:"disks,omitempty"`
 	Components []Component `json:"components,omitempty" yaml:"components,omitempty"`
 	// BMC is the management processor (a C7000's Onboard Administrator).
-	BMC    *BMC              `json:"bmc,omitempty" yaml:"bmc,omitempty"`
-	Role   string            `json:"role,omitempty" yaml:"role,omitempty"`
-	Labels map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
-	Notes  string            `json:"notes,omitempty" yaml:"notes,omitempty"`
+	BMC *BMC `json:"bmc,omitempty" yaml:"bmc,omitempty"`
+	// OALegacyTLS lets provisiond reach an Onboard Administrator whose
+	// firmware offers only TLS 1.0 or old ciphers (before OA 4.x), which
+	// Go refuses otherwise. Off by default: turn it on for that OA only.
+	OALegacyTLS bool `json:"oa_legacy_tls,omitempty" yaml:"oa_legacy_tls,omitempty"`
+	// BladeNames is the pattern of the machines an enclosure sync
+	// creates for blades it finds no record of: {bay}, {bay:03},
+	// {enclosure} (default BLD-{bay:03}).
+	BladeNames string            `json:"blade_names,omitempty" yaml:"blade_names,omitempty"`
+	Role       string            `json:"role,omitempty" yaml:"role,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	Notes      string            `json:"notes,omitempty" yaml:"notes,omitempty"`
 }
 
 // System kinds.

@@ -15,6 +15,8 @@ const (
 	SourceManual    = "manual"
 	SourceImport    = "import"
 	SourceDiscovery = "discovery"
+	// SourceOA is an enclosure's Onboard Administrator (enclosure sync).
+	SourceOA = "oa"
 )
 
 // Who reported observed hardware (Observed.Source).

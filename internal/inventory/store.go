@@ -415,9 +415,19 @@ func (s *Store) PutMachine(m Machine) (*Machine, error) {
 // and stored as PutMachine stores. An error from fn changes nothing and is
 // returned as it is.
 func (s *Store) UpdateMachine(name string, fn func(m *Machine) error) (*Machine, error) {
+	return s.SyncMachine(name, SourceManual, false, fn)
+}
+
+// SyncMachine is UpdateMachine for a source other than the operator (an
+// enclosure's OA): the history says who changed what; with create, a
+// machine that does not exist starts empty (fn fills it in).
+func (s *Store) SyncMachine(name, source string, create bool, fn func(m *Machine) error) (*Machine, error) {
 	var out *Machine
 	err := s.update(func(tx *bolt.Tx) error {
 		m, err := getMachine(tx, name)
+		if errors.Is(err, ErrNotFound) && create {
+			m, err = &Machine{Name: name}, nil
+		}
 		if err != nil {
 			return err
 		}
@@ -427,7 +437,7 @@ func (s *Store) UpdateMachine(name string, fn func(m *Machine) error) (*Machine,
 		if err := m.Validate(); err != nil {
 			return err
 		}
-		if _, err := s.upsert(tx, m, SourceManual); err != nil {
+		if _, err := s.upsert(tx, m, source); err != nil {
 			return err
 		}
 		out = m

@@ -30,6 +30,7 @@ func Conformance(t *testing.T, open func(t *testing.T) inventory.Backend) {
 	t.Run("timelines", func(t *testing.T) { conformTimelines(t, fresh(t)) })
 	t.Run("secrets", func(t *testing.T) { conformSecrets(t, fresh(t)) })
 	t.Run("import-export", func(t *testing.T) { conformImportExport(t, fresh(t)) })
+	t.Run("sync", func(t *testing.T) { conformSync(t, fresh(t)) })
 }
 
 func names(ms []inventory.Machine) []string {
@@ -260,5 +261,29 @@ func conformImportExport(t *testing.T, s inventory.Backend) {
 	var buf bytes.Buffer
 	if size, n, err := s.WriteSnapshot(&buf); err != nil || n != 1 || size == 0 || int64(buf.Len()) != size {
 		t.Errorf("WriteSnapshot: %d bytes (%d written), %d machines, %v", size, buf.Len(), n, err)
+	}
+}
+
+// conformSync: SyncMachine creates a missing machine only when asked,
+// indexes its MACs, and the history names the source.
+func conformSync(t *testing.T, s inventory.Backend) {
+	fill := func(m *inventory.Machine) error {
+		m.MACs = []string{"52:54:00:00:00:03"}
+		m.Enclosure, m.Bay, m.Serial = "", 0, "CZ3403YLMV"
+		return nil
+	}
+	if _, err := s.SyncMachine("BLD-003", inventory.SourceOA, false, fill); !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("SyncMachine without create on a missing machine: %v, want ErrNotFound", err)
+	}
+	m, err := s.SyncMachine("BLD-003", inventory.SourceOA, true, fill)
+	if err != nil || m.Serial != "CZ3403YLMV" {
+		t.Fatalf("SyncMachine with create: %+v, %v", m, err)
+	}
+	if got, err := s.MachineByMAC("52:54:00:00:00:03"); err != nil || got.Name != "BLD-003" {
+		t.Errorf("the synced machine's MAC: %+v, %v", got, err)
+	}
+	hist, err := s.History("BLD-003")
+	if err != nil || len(hist) == 0 || hist[len(hist)-1].Source != inventory.SourceOA {
+		t.Errorf("History: %+v, %v; want the last change from %s", hist, err, inventory.SourceOA)
 	}
 }
