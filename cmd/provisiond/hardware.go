@@ -373,6 +373,10 @@ func cpuLine(m *inventory.Machine) string {
 	for _, c := range m.CPUs {
 		t += c.Threads
 	}
+	if t == 0 {
+		// Thread counts unknown (an enclosure's OA reports models only).
+		return fmt.Sprintf("%dx %s", len(m.CPUs), audit.ShortCPU(m.CPUs[0].Model))
+	}
 	return fmt.Sprintf("%dx %s (%d threads)", len(m.CPUs), audit.ShortCPU(m.CPUs[0].Model), t)
 }
 

@@ -62,8 +62,10 @@ type Server struct {
 	Secrets     Secrets
 	Assets      Assets
 	// BMC runs power, boot-device and inventory calls (nil: none).
-	BMC    BMC
-	Broker *events.Broker
+	BMC BMC
+	// Enclosures syncs enclosures from their OAs (nil: not offered).
+	Enclosures Enclosures
+	Broker     *events.Broker
 	// Events receives operator actions for the machines' timelines.
 	Events events.Sink
 	// Token authorises mutating calls.
@@ -126,6 +128,7 @@ func (s *Server) Register(outer *http.ServeMux) {
 	mux.HandleFunc("PUT /api/v1/secrets/{name}", s.auth(s.putSecret))
 	mux.HandleFunc("DELETE /api/v1/secrets/{name}", s.auth(s.deleteSecret))
 	mux.HandleFunc("GET /api/v1/backup", s.auth(s.backup))
+	mux.HandleFunc("POST /api/v1/enclosures/{name}/sync", s.auth(s.syncEnclosure))
 	s.registerHardware(mux)
 	s.registerBMC(mux)
 	// Go's profiler, for finding out where time and memory go (BENCHMARKS.md):

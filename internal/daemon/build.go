@@ -20,6 +20,7 @@ import (
 	bmcsvc "github.com/provisiond/provisiond/internal/bmc/service"
 	"github.com/provisiond/provisiond/internal/boot/booter"
 	"github.com/provisiond/provisiond/internal/bootguard"
+	"github.com/provisiond/provisiond/internal/enclosure"
 	"github.com/provisiond/provisiond/internal/events/recorder"
 	"github.com/provisiond/provisiond/internal/inventory"
 	"github.com/provisiond/provisiond/internal/profile"
@@ -110,10 +111,12 @@ func (d *instance) buildControl(context.Context) error {
 		}
 		dialer = reg
 	}
+	bmcs := bmcsvc.New(bmcsvc.Options{Store: d.store, Secrets: d.secrets, Dialer: dialer, Getenv: d.opts.Getenv,
+		Steps: d.late, Log: d.log, MaxConcurrent: cfg.BMC.MaxConcurrent, Observer: d.mets, Models: d.models})
 	d.api = &api.Server{
-		BMC: bmcsvc.New(bmcsvc.Options{Store: d.store, Secrets: d.secrets, Dialer: dialer, Getenv: d.opts.Getenv,
-			Steps: d.late, Log: d.log, MaxConcurrent: cfg.BMC.MaxConcurrent, Observer: d.mets, Models: d.models}),
-		Store: d.store, Hardware: d.store, AuditConfig: func() ([]inventory.Role, []audit.Model) { c := d.live.Load(); return c.Roles, c.Models },
+		BMC:        bmcs,
+		Enclosures: &enclosure.Syncer{Store: d.store, Password: bmcs.Password},
+		Store:      d.store, Hardware: d.store, AuditConfig: func() ([]inventory.Role, []audit.Model) { c := d.live.Load(); return c.Roles, c.Models },
 		Renderer: d.booter, Secrets: d.secrets, Broker: d.broker, Events: d.late, Token: d.token, ReadAccess: cfg.HTTP.ReadAccess,
 		BaseURL: d.baseURL, Log: d.log, Closing: d.closing,
 		Assets:    &assetsAPI{cache: d.cache, talos: d.talos, store: d.store, boot: func() map[string]string { return d.live.Load().Boot.DefaultParams }},

@@ -341,10 +341,14 @@ func merge(m *inventory.Machine, encl string, b oa.Blade, obs inventory.Hardware
 	if m.BMC != nil && b.ILOAddress != "" {
 		differs("bmc.address", m.BMC.Address, b.ILOAddress)
 	}
+	var missing []string
 	for _, n := range obs.NICs {
 		if !slices.Contains(m.MACs, n.MAC) {
-			drift = append(drift, inventory.FieldChange{Path: "macs", Old: strings.Join(m.MACs, ","), New: n.MAC})
+			missing = append(missing, n.MAC)
 		}
+	}
+	if len(missing) > 0 {
+		drift = append(drift, inventory.FieldChange{Path: "macs", Old: strings.Join(m.MACs, ","), New: strings.Join(missing, ",")})
 	}
 	if len(obs.CPUs) > 0 && m.CPUKnown() && len(m.CPUs) != len(obs.CPUs) {
 		drift = append(drift, inventory.FieldChange{Path: "cpus", Old: strconv.Itoa(len(m.CPUs)), New: strconv.Itoa(len(obs.CPUs))})

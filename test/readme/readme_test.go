@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -40,6 +41,7 @@ import (
 
 	"github.com/provisiond/provisiond/internal/bmc/ipmisim"
 	"github.com/provisiond/provisiond/internal/bmc/redfishtest"
+	"github.com/provisiond/provisiond/internal/enclosure/oa/oatest"
 	"github.com/provisiond/provisiond/internal/talos/talostest"
 )
 
@@ -51,6 +53,8 @@ const (
 	omniJoinToken  = "v1:omni-join-token-for-the-readme-test-0000" // 44 bytes with the newline
 	factoryAddr    = "127.0.0.1:18090"
 	redfishAddr    = "127.0.0.1:8444"
+	oaAddr         = "127.0.0.1:8445"
+	oaPassword     = "OA-pw-asgard"
 	helperEnv      = "PROVISIOND_README_HELPER"
 	fixturesEnv    = "PROVISIOND_README_FIXTURES"
 	followDuration = 3 * time.Second
@@ -59,7 +63,7 @@ const (
 // pages are the README and the docs, in the order a newcomer reads them:
 // their sessions run one after another on one daemon. Every page under
 // docs/ must be listed.
-var pages = []string{"README.md", "docs/inventory.md", "docs/bmc.md", "docs/profiles.md", "docs/talos.md", "docs/slurm.md",
+var pages = []string{"README.md", "docs/inventory.md", "docs/bmc.md", "docs/enclosures.md", "docs/profiles.md", "docs/talos.md", "docs/slurm.md",
 	"docs/configuration.md", "docs/operations.md", "docs/security.md", "docs/cli.md", "docs/dashboard.md", "docs/benchmarks.md",
 	"docs/testing.md", "docs/troubleshooting.md"}
 
@@ -139,6 +143,7 @@ func TestReadmeHelper(t *testing.T) {
 		}
 		go http.Serve(l, factory)
 		redfishtest.Start(t, os.Getenv(fixturesEnv), redfishtest.DellR6515, redfishAddr, "root", idracPassword)
+		serveOA(t)
 		fmt.Println("serving")
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -335,6 +340,9 @@ func (w *world) files() {
 		"ilo-bld-006.txt":       bladePassword,
 		"ilo-bld-009.txt":       otherPassword,
 		"idrac-r6515.txt":       idracPassword,
+		"asgard-oa.txt":         oaPassword,
+		"asgard-oa.yaml": "systems:\n  - name: ASGARD\n    kind: enclosure\n    bays: 16\n" +
+			"    bmc: {address: 127.0.0.1, port: 8445, username: Administrator, password_secret: asgard-oa}\n",
 	} {
 		p := filepath.Join(w.work, name)
 		os.MkdirAll(filepath.Dir(p), 0o755)
@@ -610,4 +618,27 @@ func firstDiff(want, got []string) string {
 		}
 	}
 	return ""
+}
+
+// serveOA is ASGARD's Onboard Administrator for the docs: three BL460c
+// Gen8 blades (bays 3, 6 and 7; the serials and MACs of bay 3 are those of
+// a real OA's recorded answer), over TLS on oaAddr.
+func serveOA(t *testing.T) {
+	gen8 := func(bay int, serial, cuuid string, macs []string, cpu string, mhz, mb int, on bool) *oatest.Blade {
+		return &oatest.Blade{Bay: bay, Product: "ProLiant BL460c Gen8", PartNumber: "641016-B21", Serial: serial, UUID: "641016" + serial,
+			CUUID: cuuid, ILOAddress: fmt.Sprintf("192.0.2.%d", 200+bay), MACs: macs, CPUs: []string{cpu, cpu}, CPUMHz: mhz, MemoryMB: mb, On: on}
+	}
+	oa := oatest.New("ASGARD", "CZ372137H3", "Administrator", oaPassword,
+		gen8(3, "CZ3403YLMV", "30313436-3631-5A43-3334-3033594C4D56", []string{"9c:b6:54:88:fc:b0", "9c:b6:54:88:fc:b4"}, "Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz", 2600, 32768, true),
+		gen8(6, "CZ3403YLN2", "30313436-3631-5A43-3334-3033594C4E32", []string{"9c:b6:54:88:fd:30", "9c:b6:54:88:fd:34"}, "Intel(R) Xeon(R) CPU E5-2650 0 @ 2.00GHz", 2000, 65536, false),
+		gen8(7, "CZ3403YLN5", "30313436-3631-5A43-3334-3033594C4E35", []string{"9c:b6:54:88:fd:50", "9c:b6:54:88:fd:54"}, "Intel(R) Xeon(R) CPU E5-2603 0 @ 1.80GHz", 1800, 16384, false))
+	oa.Managers = [2]string{"127.0.0.1", ""}
+	l, err := net.Listen("tcp", oaAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(oa.Handler())
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.StartTLS()
 }

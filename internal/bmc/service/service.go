@@ -102,29 +102,42 @@ func (s *Service) endpoint(m *inventory.Machine) (bmc.Endpoint, error) {
 	}
 	b := m.BMC
 	ep := bmc.Endpoint{Machine: m.Name, Host: b.Address, Port: b.Port, Protocol: b.Protocol, CipherSuite: b.CipherSuite, Username: b.Username}
+	pw, err := s.Password("machine "+m.Name, b)
+	ep.Password = pw
+	return ep, err
+}
+
+// Password resolves the password of a management processor (a machine's
+// BMC, an enclosure's OA) from where its record says it is: a stored
+// secret, a file on the daemon's host or the daemon's environment. owner
+// names the record in errors ("machine BLD-006", "enclosure ASGARD").
+func (s *Service) Password(owner string, b *inventory.BMC) (string, error) {
 	switch {
+	case b == nil:
+		return "", fmt.Errorf("%s has no management processor recorded: %w", owner, api.ErrBadRequest)
 	case b.PasswordSecret != "":
 		pw, err := s.secrets.Secret(b.PasswordSecret)
 		if errors.Is(err, inventory.ErrNotFound) {
-			return ep, fmt.Errorf("machine %s: the BMC password secret %s is not stored: store it with provisiond secret set %s: %w", m.Name, b.PasswordSecret, b.PasswordSecret, api.ErrBadRequest)
+			return "", fmt.Errorf("%s: the password secret %s is not stored: store it with provisiond secret set %s: %w", owner, b.PasswordSecret, b.PasswordSecret, api.ErrBadRequest)
 		}
 		if err != nil {
-			return ep, fmt.Errorf("machine %s: reading the BMC password secret %s: %w", m.Name, b.PasswordSecret, err)
+			return "", fmt.Errorf("%s: reading the password secret %s: %w", owner, b.PasswordSecret, err)
 		}
-		ep.Password = pw
+		return pw, nil
 	case b.PasswordFile != "":
 		raw, err := os.ReadFile(b.PasswordFile)
 		if err != nil {
-			return ep, fmt.Errorf("machine %s: reading the BMC password file: %v (it must be readable by the daemon): %w", m.Name, err, api.ErrBadRequest)
+			return "", fmt.Errorf("%s: reading the password file: %v (it must be readable by the daemon): %w", owner, err, api.ErrBadRequest)
 		}
-		ep.Password = strings.TrimRight(string(raw), "\r\n")
+		return strings.TrimRight(string(raw), "\r\n"), nil
 	case b.PasswordEnv != "":
-		ep.Password = s.getenv(b.PasswordEnv)
-		if ep.Password == "" {
-			return ep, fmt.Errorf("machine %s: the daemon's environment has no %s for the BMC password (set it where provisiond serve starts): %w", m.Name, b.PasswordEnv, api.ErrBadRequest)
+		pw := s.getenv(b.PasswordEnv)
+		if pw == "" {
+			return "", fmt.Errorf("%s: the daemon's environment has no %s for the password (set it where provisiond serve starts): %w", owner, b.PasswordEnv, api.ErrBadRequest)
 		}
+		return pw, nil
 	}
-	return ep, nil
+	return "", nil
 }
 
 // lock serialises BMC work on one machine (a power cycle must not

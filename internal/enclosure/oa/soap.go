@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -189,12 +190,19 @@ func (c *Client) Login(ctx context.Context) (*Session, error) {
 }
 
 // activeFirst orders the addresses with the active OA's first, as /xmldata
-// reports the roles (unchanged when it cannot be read).
+// reports the roles, and adds the OAs /xmldata names that the record does
+// not (the second OA of a pair); unchanged when /xmldata cannot be read.
 func (c *Client) activeFirst(ctx context.Context) []string {
 	order := append([]string(nil), c.Addresses...)
 	e, _, err := c.XMLData(ctx)
 	if err != nil {
 		return order
+	}
+	for _, m := range e.Managers {
+		if m.Address == "" || slices.ContainsFunc(order, func(a string) bool { return host(a) == m.Address }) {
+			continue
+		}
+		order = append(order, m.Address)
 	}
 	for _, m := range e.Managers {
 		if m.Role != "ACTIVE" {
