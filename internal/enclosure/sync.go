@@ -325,6 +325,11 @@ func merge(m *inventory.Machine, encl string, b oa.Blade, obs inventory.Hardware
 	if !slices.Equal(beforeMACs, m.MACs) {
 		filled = append(filled, inventory.FieldChange{Path: "macs", Old: strings.Join(beforeMACs, ","), New: strings.Join(m.MACs, ",")})
 	}
+	return filled, driftOf(m, encl, b, obs)
+}
+
+// driftOf lists where the record m and the OA's view disagree.
+func driftOf(m *inventory.Machine, encl string, b oa.Blade, obs inventory.Hardware) (drift []inventory.FieldChange) {
 	differs := func(path, rec, oa string) {
 		if inventory.Usable(rec) && inventory.Usable(oa) && !strings.EqualFold(strings.TrimSpace(rec), oa) {
 			drift = append(drift, inventory.FieldChange{Path: path, Old: rec, New: oa})
@@ -356,7 +361,7 @@ func merge(m *inventory.Machine, encl string, b oa.Blade, obs inventory.Hardware
 	if obs.MemoryGB > 0 && m.TotalMemoryGB() > 0 && math.Abs(m.TotalMemoryGB()-obs.MemoryGB) >= 0.5 {
 		drift = append(drift, inventory.FieldChange{Path: "memory_gb", Old: strconv.FormatFloat(m.TotalMemoryGB(), 'f', -1, 64), New: strconv.FormatFloat(obs.MemoryGB, 'f', -1, 64)})
 	}
-	return filled, drift
+	return drift
 }
 
 // bladeName renders a blade-name pattern: {bay}, {bay:03} (zero-padded
