@@ -202,3 +202,31 @@ func drawBays(w io.Writer, sys *inventory.System, ms []inventory.Machine) {
 	}
 	fmt.Fprint(w, line(n))
 }
+
+func newLocate(cf *clientFlags, e env) *cobra.Command {
+	var off bool
+	cmd := &cobra.Command{
+		Use:   "locate MACHINE… [--off]",
+		Short: "Blink a blade's locator (UID) LED through its enclosure's Onboard Administrator, or turn it off",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := cf.client(e)
+			failed := 0
+			for _, name := range args {
+				res, err := c.Locate(cmd.Context(), name, !off)
+				if err != nil {
+					failed++
+					fmt.Fprintf(e.stderr, "provisiond: %s: %v\n", name, err)
+					continue
+				}
+				fmt.Fprintf(e.stdout, "%s: locator LED %s (through the %s)\n", res.Machine, res.State, strings.ToUpper(res.Via))
+			}
+			if failed > 0 {
+				return exitError{code: 1, err: fmt.Errorf("%d of %d machines failed", failed, len(args))}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&off, "off", false, "turn the LED off")
+	return cmd
+}

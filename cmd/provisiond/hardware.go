@@ -549,6 +549,9 @@ func printHardware(w io.Writer, m *inventory.Machine) {
 		line("BMC", strings.Join(nonEmpty(cmp.Or(b.Protocol, protocol.IPMI), addr, kv("user", b.Username), kv("cipher-suite", cipher),
 			kv("password-secret", b.PasswordSecret), kv("password-file", b.PasswordFile), kv("password-env", b.PasswordEnv)), " "))
 	}
+	if a.Control != "" {
+		line("Control", a.Control)
+	}
 	for _, c := range a.Components {
 		line("Component", strings.Join(nonEmpty(c.Kind, c.Model, c.Part, c.Mode), " "))
 	}

@@ -39,6 +39,7 @@ type machineFlags struct {
 	then                      string
 	// Hardware record fields.
 	tag, role, enclosure    string
+	control                 string
 	bay                     int
 	labels, unsetLabels     []string
 	bmcAddress, bmcProtocol string
@@ -72,6 +73,7 @@ func (mf *machineFlags) register(cmd *cobra.Command, set bool) {
 	f.StringVar(&mf.role, "role", "", "role the machine serves (talos-worker, slurm-compute, ...)")
 	f.StringVar(&mf.enclosure, "enclosure", "", "enclosure the machine sits in (a system from the inventory)")
 	f.IntVar(&mf.bay, "bay", 0, "bay in the enclosure")
+	f.StringVar(&mf.control, "control", "", "what powers it and sets its next boot: bmc (its own), oa (its enclosure's Onboard Administrator, falling back to the BMC), \"\" (the enclosure's blade_control)")
 	f.StringArrayVar(&mf.labels, "label", nil, "label KEY=VALUE (repeat)")
 	f.StringVar(&mf.bmcAddress, "bmc-address", "", "BMC address (IP or host name)")
 	f.IntVar(&mf.bmcPort, "bmc-port", 0, "BMC port (default 623 for IPMI, 443 for Redfish)")
@@ -116,6 +118,9 @@ func (mf *machineFlags) applyHardware(cmd *cobra.Command, m *inventory.Machine) 
 	}
 	if f.Changed("bay") {
 		m.Bay = mf.bay
+	}
+	if f.Changed("control") {
+		m.Control = mf.control
 	}
 	if err := setPairs(&m.Labels, "label", mf.labels); err != nil {
 		return err

@@ -25,6 +25,24 @@ type BMC interface {
 	// Inventory reads the hardware a Redfish BMC reports into the
 	// machine's observed hardware.
 	Inventory(ctx context.Context, machine string) (*InventoryResult, error)
+	// Locate makes a blade's locator LED blink (on) or go off, through
+	// its enclosure's OA.
+	Locate(ctx context.Context, machine string, on bool) (*LocateResult, error)
+}
+
+// LocateRequest is the body of POST /api/v1/machines/{name}/locate.
+type LocateRequest struct {
+	// On makes the LED blink; false turns it off.
+	On bool `json:"on"`
+}
+
+// LocateResult is what a locate did.
+type LocateResult struct {
+	Machine string `json:"machine"`
+	// State is blink or off.
+	State   string  `json:"state"`
+	Via     string  `json:"via"`
+	Seconds float64 `json:"seconds"`
 }
 
 // PowerRequest is the body of POST /api/v1/machines/{name}/power.
@@ -83,6 +101,7 @@ func (s *Server) registerBMC(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/machines/{name}/power", s.auth(s.powerAction))
 	mux.HandleFunc("POST /api/v1/machines/{name}/bootdev", s.auth(s.bootDevice))
 	mux.HandleFunc("POST /api/v1/machines/{name}/bmc/inventory", s.auth(s.bmcInventory))
+	mux.HandleFunc("POST /api/v1/machines/{name}/locate", s.auth(s.locate))
 }
 
 // writeBMCErr answers 502 for a BMC that failed or did not answer, and as
@@ -214,4 +233,27 @@ func (c *Client) BMCInventory(ctx context.Context, machine string) (*InventoryRe
 func (c *Client) Select(ctx context.Context, sel Selector) ([]inventory.Machine, error) {
 	var out []inventory.Machine
 	return out, c.do(ctx, http.MethodGet, "/api/v1/machines?"+selectorQuery(sel, url.Values{}).Encode(), nil, &out)
+}
+
+func (s *Server) locate(w http.ResponseWriter, r *http.Request) {
+	if s.noBMC(w) {
+		return
+	}
+	var req LocateRequest
+	if err := decodeBody(r, "request", 64<<10, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	res, err := s.BMC.Locate(r.Context(), r.PathValue("name"), req.On)
+	if err != nil {
+		writeBMCErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// Locate asks the daemon to blink (on) or stop a blade's locator LED.
+func (c *Client) Locate(ctx context.Context, machine string, on bool) (*LocateResult, error) {
+	var out LocateResult
+	return &out, c.do(ctx, http.MethodPost, "/api/v1/machines/"+url.PathEscape(machine)+"/locate", LocateRequest{On: on}, &out)
 }

@@ -122,6 +122,13 @@ type Controller interface {
 	Close(ctx context.Context) error
 }
 
+// Locator is a Controller that can light the machine's locator (UID) LED:
+// an enclosure's OA for its blades.
+type Locator interface {
+	// Locate makes the LED blink (on) or turns it off.
+	Locate(ctx context.Context, on bool) error
+}
+
 // Endpoint says how to reach one BMC. Password is the resolved secret: it
 // never appears in an error or a log line.
 type Endpoint struct {
@@ -134,6 +141,10 @@ type Endpoint struct {
 	CipherSuite int
 	Username    string
 	Password    string
+	// Bay is the blade's bay, when the endpoint is its enclosure's OA.
+	Bay int
+	// LegacyTLS lets an OA endpoint speak TLS 1.0 (old OA firmware).
+	LegacyTLS bool
 }
 
 func (ep Endpoint) where() string {

@@ -21,6 +21,7 @@ import (
 	"github.com/provisiond/provisiond/internal/boot/booter"
 	"github.com/provisiond/provisiond/internal/bootguard"
 	"github.com/provisiond/provisiond/internal/enclosure"
+	"github.com/provisiond/provisiond/internal/enclosure/oa"
 	"github.com/provisiond/provisiond/internal/events/recorder"
 	"github.com/provisiond/provisiond/internal/inventory"
 	"github.com/provisiond/provisiond/internal/profile"
@@ -101,13 +102,18 @@ func (d *instance) buildControl(context.Context) error {
 	ctl := http.NewServeMux()
 	dialer := d.opts.BMCDialer
 	if dialer == nil {
-		// One Dialer per protocol: bmclib speaks IPMI and Redfish.
+		// One Dialer per protocol: bmclib speaks IPMI and Redfish, oa.Dialer
+		// an enclosure's Onboard Administrator.
 		reg := bmc.NewRegistry()
 		bl := bmc.NewBmclib(bmc.Options{Timeout: cfg.BMCTimeout(), IpmitoolPath: cfg.BMC.IpmitoolPath})
 		for _, p := range []string{protocol.IPMI, protocol.Redfish} {
 			if err := reg.Register(p, bl); err != nil {
 				return err
 			}
+		}
+		// A blade's enclosure OA, for blades controlled through it.
+		if err := reg.Register(protocol.OA, oa.Dialer{}); err != nil {
+			return err
 		}
 		dialer = reg
 	}

@@ -177,6 +177,9 @@ func (s *Syncer) system(name string) (*inventory.System, error) {
 		if sys.BMC == nil || sys.BMC.Address == "" {
 			return nil, fmt.Errorf("enclosure %s has no Onboard Administrator recorded: add bmc: {address: OA-ADDRESS, username: USER, password_secret: NAME} to its record (provisiond import)", sys.Name)
 		}
+		if sys.BMC.Protocol != "" && sys.BMC.Protocol != protocol.OA {
+			return nil, fmt.Errorf("enclosure %s: its bmc speaks %s; a sync needs its Onboard Administrator (protocol: oa)", sys.Name, sys.BMC.Protocol)
+		}
 		return sys, nil
 	}
 	return nil, fmt.Errorf("no enclosure %s in the inventory: add it under systems (kind: enclosure) with provisiond import: %w", name, inventory.ErrNotFound)

@@ -59,6 +59,9 @@ const (
 	// BMCInventory: the BMC's hardware inventory was read (attrs: filled,
 	// result, error).
 	BMCInventory = "bmc.inventory"
+	// BMCLocate: the machine's locator LED was set blinking or off
+	// through its enclosure's OA (attrs: state, result, error).
+	BMCLocate = "bmc.locate"
 )
 
 // Event is one step in a machine's boot timeline.

@@ -75,7 +75,7 @@ func (st *Status) Apply(ev Event) {
 				set(StateOn)
 			}
 		}
-	case BMCBootDevice, BMCInventory:
+	case BMCBootDevice, BMCInventory, BMCLocate:
 		if failed {
 			set(StateFailed)
 		}

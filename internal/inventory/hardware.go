@@ -42,6 +42,11 @@ type Hardware struct {
 	// HBAs, GPUs.
 	Components []Component `json:"components,omitempty" yaml:"components,omitempty"`
 	BMC        *BMC        `json:"bmc,omitempty" yaml:"bmc,omitempty"`
+	// Control says what powers the machine and sets its next boot: bmc
+	// (its own BMC), oa (its enclosure's Onboard Administrator, falling
+	// back to the BMC when the OA does not answer), or empty: the
+	// enclosure's blade_control.
+	Control string `json:"control,omitempty" yaml:"control,omitempty"`
 
 	// Role is what the machine is used for today (talos, slurm, proxmox).
 	Role string `json:"role,omitempty" yaml:"role,omitempty"`
@@ -248,12 +253,21 @@ func (a *Hardware) validate(what string) error {
 			return fmt.Errorf("%s: every component needs a kind (controller, hba, gpu, ...)", what)
 		}
 	}
+	switch a.Control {
+	case "", ControlBMC, ControlOA:
+	default:
+		return fmt.Errorf("%s: control %q is not bmc or oa", what, a.Control)
+	}
 	if a.BMC != nil {
 		if a.BMC.Address == "" {
 			return fmt.Errorf("%s: the BMC needs an address", what)
 		}
-		if _, err := protocol.Lookup(a.BMC.Protocol); err != nil {
+		p, err := protocol.Lookup(a.BMC.Protocol)
+		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
+		}
+		if p.Enclosure && !strings.HasPrefix(what, "system ") {
+			return fmt.Errorf("%s: %s is an enclosure's manager, not a machine's BMC: record it on the enclosure, and set control: oa on the machine (or blade_control: oa on the enclosure)", what, p.Name)
 		}
 		if a.BMC.Port < 0 || a.BMC.Port > 65535 {
 			return fmt.Errorf("%s: BMC port %d is out of range", what, a.BMC.Port)
@@ -313,6 +327,10 @@ type System struct {
 	// firmware offers only TLS 1.0 or old ciphers (before OA 4.x), which
 	// Go refuses otherwise. Off by default: turn it on for that OA only.
 	OALegacyTLS bool `json:"oa_legacy_tls,omitempty" yaml:"oa_legacy_tls,omitempty"`
+	// BladeControl is how the enclosure's blades are powered and set to
+	// PXE unless a machine says otherwise: bmc (each blade's own BMC, the
+	// default) or oa (the enclosure's BMC, its Onboard Administrator).
+	BladeControl string `json:"blade_control,omitempty" yaml:"blade_control,omitempty"`
 	// BladeNames is the pattern of the machines an enclosure sync
 	// creates for blades it finds no record of: {bay}, {bay:03},
 	// {enclosure} (default BLD-{bay:03}).
@@ -321,6 +339,12 @@ type System struct {
 	Labels     map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
 	Notes      string            `json:"notes,omitempty" yaml:"notes,omitempty"`
 }
+
+// What controls a blade (Hardware.Control, System.BladeControl).
+const (
+	ControlBMC = "bmc"
+	ControlOA  = "oa"
+)
 
 // System kinds.
 const (
@@ -337,6 +361,15 @@ func (s *System) Validate() error {
 	}
 	if s.Bays < 0 || (s.Kind == KindEnclosure && s.Bays == 0) {
 		return fmt.Errorf("system %s: an enclosure needs its number of bays (bays: 16)", s.Name)
+	}
+	switch s.BladeControl {
+	case "", ControlBMC:
+	case ControlOA:
+		if s.BMC == nil || s.BMC.Protocol != protocol.OA {
+			return fmt.Errorf("system %s: blade_control: oa needs the enclosure's bmc to be its Onboard Administrator (protocol: oa)", s.Name)
+		}
+	default:
+		return fmt.Errorf("system %s: blade_control %q is not bmc or oa", s.Name, s.BladeControl)
 	}
 	a := Hardware{Disks: s.Disks, Components: s.Components, BMC: s.BMC, Labels: s.Labels}
 	return a.validate("system " + s.Name)

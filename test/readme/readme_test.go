@@ -341,8 +341,8 @@ func (w *world) files() {
 		"ilo-bld-009.txt":       otherPassword,
 		"idrac-r6515.txt":       idracPassword,
 		"asgard-oa.txt":         oaPassword,
-		"asgard-oa.yaml": "systems:\n  - name: ASGARD\n    kind: enclosure\n    bays: 16\n" +
-			"    bmc: {address: 127.0.0.1, port: 8445, username: Administrator, password_secret: asgard-oa}\n",
+		"asgard-oa.yaml": "systems:\n  - name: ASGARD\n    kind: enclosure\n    bays: 16\n    blade_control: oa\n" +
+			"    bmc: {protocol: oa, address: 127.0.0.1, port: 8445, username: Administrator, password_secret: asgard-oa}\n",
 	} {
 		p := filepath.Join(w.work, name)
 		os.MkdirAll(filepath.Dir(p), 0o755)

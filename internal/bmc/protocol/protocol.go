@@ -13,6 +13,9 @@ import (
 const (
 	IPMI    = "ipmi"
 	Redfish = "redfish"
+	// OA is a blade enclosure's Onboard Administrator: the record of the
+	// enclosure names it, and its blades may be controlled through it.
+	OA = "oa"
 )
 
 // Protocol is one way to reach a controller.
@@ -25,6 +28,9 @@ type Protocol struct {
 	Inventory bool
 	// Description says what it is, for help texts.
 	Description string
+	// Enclosure says it is an enclosure's manager, not a machine's BMC:
+	// only enclosure records name it.
+	Enclosure bool
 }
 
 // All lists the protocols, the default first.
@@ -32,6 +38,7 @@ func All() []Protocol {
 	return []Protocol{
 		{Name: IPMI, DefaultPort: 623, Description: "IPMI over LAN (lanplus, through ipmitool)"},
 		{Name: Redfish, DefaultPort: 443, Inventory: true, Description: "Redfish over HTTPS"},
+		{Name: OA, DefaultPort: 443, Enclosure: true, Description: "an HP BladeSystem Onboard Administrator (SOAP over HTTPS), for the blades in its bays"},
 	}
 }
 
@@ -48,11 +55,14 @@ func Lookup(name string) (Protocol, error) {
 	return Protocol{}, fmt.Errorf("BMC protocol %q is not %s", name, Names())
 }
 
-// Names is the protocols' names for messages: "ipmi or redfish".
+// Names is the machine BMC protocols' names for messages: "ipmi or
+// redfish".
 func Names() string {
 	var n []string
 	for _, p := range All() {
-		n = append(n, p.Name)
+		if !p.Enclosure {
+			n = append(n, p.Name)
+		}
 	}
 	if len(n) < 2 {
 		return strings.Join(n, "")

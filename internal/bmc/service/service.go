@@ -20,6 +20,7 @@ import (
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/audit"
 	"github.com/provisiond/provisiond/internal/bmc"
+	"github.com/provisiond/provisiond/internal/bmc/protocol"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
 )
@@ -66,6 +67,8 @@ type Options struct {
 // Machines is the inventory as the service reads and updates it.
 type Machines interface {
 	Machine(name string) (*inventory.Machine, error)
+	// Systems are the enclosures (a blade controlled through its OA).
+	Systems() ([]inventory.System, error)
 	// Observe records hardware a BMC reported as the machine's observed
 	// hardware; it returns the fields it filled.
 	Observe(name string, obs inventory.Observed) (*inventory.Machine, []inventory.FieldChange, error)
@@ -93,6 +96,62 @@ func New(o Options) *Service {
 	}
 	return &Service{store: o.Store, secrets: o.Secrets, dialer: o.Dialer, getenv: o.Getenv, steps: o.Steps, log: o.Log, obs: o.Observer, models: o.Models,
 		sem: make(chan struct{}, o.MaxConcurrent), locks: map[string]*sync.Mutex{}}
+}
+
+// endpoints resolves what controls the machine, in the order to try: its
+// enclosure's OA when the machine (or its enclosure) says control: oa,
+// then its own BMC (the fallback); only the BMC for an inventory read.
+func (s *Service) endpoints(m *inventory.Machine, op string) ([]bmc.Endpoint, error) {
+	var eps []bmc.Endpoint
+	if op != "inventory" {
+		ep, ok, err := s.viaOA(m)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			eps = append(eps, ep)
+		}
+	}
+	if m.BMC != nil && m.BMC.Address != "" || len(eps) == 0 {
+		ep, err := s.endpoint(m)
+		if err != nil && len(eps) == 0 {
+			return nil, err
+		}
+		if err == nil {
+			eps = append(eps, ep)
+		}
+	}
+	return eps, nil
+}
+
+// viaOA is the endpoint of the machine's enclosure's OA, when the machine
+// is controlled through it.
+func (s *Service) viaOA(m *inventory.Machine) (bmc.Endpoint, bool, error) {
+	if m.Enclosure == "" || m.Bay == 0 || m.Control == inventory.ControlBMC {
+		return bmc.Endpoint{}, false, nil
+	}
+	systems, err := s.store.Systems()
+	if err != nil {
+		return bmc.Endpoint{}, false, err
+	}
+	for _, sys := range systems {
+		if !strings.EqualFold(sys.Name, m.Enclosure) {
+			continue
+		}
+		if m.Control != inventory.ControlOA && sys.BladeControl != inventory.ControlOA {
+			return bmc.Endpoint{}, false, nil
+		}
+		if sys.BMC == nil || sys.BMC.Protocol != protocol.OA {
+			return bmc.Endpoint{}, false, fmt.Errorf("machine %s is controlled through its enclosure's OA, but enclosure %s records no Onboard Administrator (bmc with protocol: oa): %w", m.Name, sys.Name, api.ErrBadRequest)
+		}
+		pw, err := s.Password("enclosure "+sys.Name, sys.BMC)
+		if err != nil {
+			return bmc.Endpoint{}, false, err
+		}
+		return bmc.Endpoint{Machine: m.Name, Host: sys.BMC.Address, Port: sys.BMC.Port, Protocol: protocol.OA, Username: sys.BMC.Username,
+			Password: pw, Bay: m.Bay, LegacyTLS: sys.OALegacyTLS}, true, nil
+	}
+	return bmc.Endpoint{}, false, nil
 }
 
 // endpoint resolves how to reach the machine's BMC, password included.
@@ -154,28 +213,45 @@ func (s *Service) lock(name string) func() {
 	return l.Unlock
 }
 
-// with opens a session with the machine's BMC, runs fn (operation op) and
-// closes it. It returns the machine's name as stored ("" when there is no
-// such machine: nothing goes to a timeline then).
-func (s *Service) with(ctx context.Context, name, op string, fn func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error) (string, error) {
+// with opens a session with what controls the machine (its enclosure's OA
+// first when it is controlled through it, else or then its BMC), runs fn
+// (operation op) and closes it. It returns the machine's name as stored
+// ("" when there is no such machine: nothing goes to a timeline then) and
+// how it was reached when not simply through its BMC ("oa", or "bmc" with
+// why the OA was passed over).
+func (s *Service) with(ctx context.Context, name, op string, fn func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error) (string, string, error) {
 	m, err := s.store.Machine(name)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	ep, err := s.endpoint(m)
+	eps, err := s.endpoints(m, op)
 	if err != nil {
-		return m.Name, err
+		return m.Name, "", err
 	}
 	unlock := s.lock(m.Name)
 	defer unlock()
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
-		return m.Name, fmt.Errorf("machine %s: waiting for a free BMC slot: %w", m.Name, ctx.Err())
+		return m.Name, "", fmt.Errorf("machine %s: waiting for a free BMC slot: %w", m.Name, ctx.Err())
 	}
 	defer func() { <-s.sem }()
 	start := time.Now()
-	c, err := s.dialer.Dial(ctx, ep)
+	var c bmc.Controller
+	via := ""
+	for i, ep := range eps {
+		if c, err = s.dialer.Dial(ctx, ep); err == nil {
+			if ep.Protocol == protocol.OA {
+				via = protocol.OA
+			}
+			break
+		}
+		if i+1 < len(eps) {
+			// The OA did not answer: the blade's own BMC can.
+			s.log.Warn("the enclosure's OA did not answer: using the machine's BMC", "machine", m.Name, "err", err)
+			via = "bmc (the OA did not answer: " + err.Error() + ")"
+		}
+	}
 	if err == nil {
 		err = fn(ctx, m, c)
 		c.Close(ctx)
@@ -190,7 +266,7 @@ func (s *Service) with(ctx context.Context, name, op string, fn func(ctx context
 		}
 		s.obs.BMC(op, result, time.Since(start))
 	}
-	return m.Name, err
+	return m.Name, via, err
 }
 
 func (s *Service) emit(st events.Step, err error, start time.Time) {
@@ -225,7 +301,7 @@ func (s *Service) Power(ctx context.Context, name, action string) (*api.PowerRes
 	if action == "status" {
 		op = "power_status"
 	}
-	stored, err := s.with(ctx, name, op, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
+	stored, via, err := s.with(ctx, name, op, func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
 		st, err := c.PowerState(ctx)
 		if err != nil {
 			return err
@@ -256,6 +332,9 @@ func (s *Service) Power(ctx context.Context, name, action string) (*api.PowerRes
 		if res.Note != "" {
 			attrs["note"] = res.Note
 		}
+		if via != "" {
+			attrs["via"] = via
+		}
 		s.emit(events.Step{Type: events.BMCPower, Machine: stored, Action: action, Attrs: attrs}, err, start)
 	}
 	if err != nil {
@@ -272,7 +351,7 @@ func (s *Service) BootDevice(ctx context.Context, name string, req api.BootDevic
 		return nil, fmt.Errorf("%v: %w", err, api.ErrBadRequest)
 	}
 	res := &api.BootDeviceResult{Machine: name, Device: string(dev), Persistent: req.Persistent, EFI: req.EFI}
-	stored, err := s.with(ctx, name, "bootdev", func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
+	stored, via, err := s.with(ctx, name, "bootdev", func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
 		if req.EFI {
 			var models []audit.Model
 			if s.models != nil {
@@ -300,6 +379,9 @@ func (s *Service) BootDevice(ctx context.Context, name string, req api.BootDevic
 		if res.Note != "" {
 			attrs["note"] = res.Note
 		}
+		if via != "" {
+			attrs["via"] = via
+		}
 		s.emit(events.Step{Type: events.BMCBootDevice, Machine: stored, Attrs: attrs}, err, start)
 	}
 	if err != nil {
@@ -314,7 +396,7 @@ func (s *Service) BootDevice(ctx context.Context, name string, req api.BootDevic
 func (s *Service) Inventory(ctx context.Context, name string) (*api.InventoryResult, error) {
 	start := time.Now()
 	res := &api.InventoryResult{Machine: name, Source: inventory.ObservedRedfish}
-	stored, err := s.with(ctx, name, "inventory", func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
+	stored, _, err := s.with(ctx, name, "inventory", func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
 		dev, err := c.Inventory(ctx)
 		if err != nil {
 			return err
@@ -336,4 +418,44 @@ func (s *Service) Inventory(ctx context.Context, name string) (*api.InventoryRes
 		return nil, err
 	}
 	return res, nil
+}
+
+// Locate implements api.BMC: the blade's locator LED blinks (on) or goes
+// off, through its enclosure's OA (whatever controls its power: the LED is
+// the OA's); the step goes on its timeline.
+func (s *Service) Locate(ctx context.Context, name string, on bool) (*api.LocateResult, error) {
+	start := time.Now()
+	state := "off"
+	if on {
+		state = "blink"
+	}
+	m, err := s.store.Machine(name)
+	if err != nil {
+		return nil, err
+	}
+	forced := *m
+	forced.Control = inventory.ControlOA
+	ep, ok, err := s.viaOA(&forced)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("machine %s is not in a bay of an enclosure with an Onboard Administrator (enclosure, bay, and the enclosure's bmc with protocol: oa): %w", m.Name, api.ErrBadRequest)
+	}
+	unlock := s.lock(m.Name)
+	defer unlock()
+	c, err := s.dialer.Dial(ctx, ep)
+	if err == nil {
+		if l, ok := c.(bmc.Locator); ok {
+			err = l.Locate(ctx, on)
+		} else {
+			err = fmt.Errorf("machine %s: %w", m.Name, bmc.ErrUnsupported)
+		}
+		c.Close(ctx)
+	}
+	s.emit(events.Step{Type: events.BMCLocate, Machine: m.Name, Attrs: map[string]string{"state": state, "via": protocol.OA}}, err, start)
+	if err != nil {
+		return nil, err
+	}
+	return &api.LocateResult{Machine: m.Name, State: state, Via: protocol.OA, Seconds: time.Since(start).Seconds()}, nil
 }
