@@ -54,10 +54,14 @@ func (b *bulkFlags) targets(ctx context.Context, c *api.Client, names []string, 
 	for _, n := range names {
 		named[n] = true
 	}
+	viaOA, err := oaControlled(ctx, c, ms, needBMC)
+	if err != nil {
+		return nil, 0, err
+	}
 	var out []inventory.Machine
 	skipped := 0
 	for _, m := range ms {
-		if needBMC && m.BMC == nil && !named[m.Name] && !(m.Tag != "" && named[m.Tag]) {
+		if needBMC && m.BMC == nil && !viaOA(&m) && !named[m.Name] && !(m.Tag != "" && named[m.Tag]) {
 			skipped++
 			continue
 		}
@@ -499,4 +503,30 @@ func newBMCCmd(cf *clientFlags, e env) *cobra.Command {
 	bf.register(inv)
 	cmd.AddCommand(inv)
 	return cmd
+}
+
+// oaControlled says which machines their enclosure's OA controls (they need
+// no BMC of their own): control: oa, or their enclosure's blade_control.
+// The systems are read only when a machine without a BMC asks for it.
+func oaControlled(ctx context.Context, c *api.Client, ms []inventory.Machine, needBMC bool) (func(m *inventory.Machine) bool, error) {
+	byOA := map[string]bool{}
+	need := false
+	for _, m := range ms {
+		need = need || (needBMC && m.BMC == nil && m.Enclosure != "")
+	}
+	if need {
+		systems, err := c.Systems(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range systems {
+			byOA[strings.ToLower(s.Name)] = s.BladeControl == inventory.ControlOA
+		}
+	}
+	return func(m *inventory.Machine) bool {
+		if m.Enclosure == "" || m.Bay == 0 || m.Control == inventory.ControlBMC {
+			return false
+		}
+		return m.Control == inventory.ControlOA || byOA[strings.ToLower(m.Enclosure)]
+	}, nil
 }
