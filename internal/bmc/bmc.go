@@ -210,6 +210,9 @@ type Error struct {
 	Timeout time.Duration
 	// Detail is the provider's message, with the password removed.
 	Detail string
+	// Unreachable is set when the request never reached the controller
+	// (no connection): another way to the machine may be tried.
+	Unreachable bool
 }
 
 // Error implements error.
@@ -225,6 +228,13 @@ func (e *Error) Error() string {
 	}
 	b.WriteString(e.Detail)
 	return b.String()
+}
+
+// IsUnreachable reports whether err is a BMC call that never reached its
+// controller.
+func IsUnreachable(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Unreachable
 }
 
 // IsTimeout reports whether err is a BMC call that timed out.

@@ -112,9 +112,15 @@ func (d *instance) buildControl(context.Context) error {
 			}
 		}
 		// A blade's enclosure OA, for blades controlled through it.
-		if err := reg.Register(protocol.OA, oa.Dialer{}); err != nil {
+		oaDialer := &oa.Dialer{}
+		if err := reg.Register(protocol.OA, oaDialer); err != nil {
 			return err
 		}
+		d.closers = append(d.closers, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			oaDialer.Close(ctx)
+		})
 		dialer = reg
 	}
 	bmcs := bmcsvc.New(bmcsvc.Options{Store: d.store, Secrets: d.secrets, Dialer: dialer, Getenv: d.opts.Getenv,

@@ -237,24 +237,25 @@ func (s *Service) with(ctx context.Context, name, op string, fn func(ctx context
 	}
 	defer func() { <-s.sem }()
 	start := time.Now()
-	var c bmc.Controller
 	via := ""
 	for i, ep := range eps {
-		if c, err = s.dialer.Dial(ctx, ep); err == nil {
-			if ep.Protocol == protocol.OA {
-				via = protocol.OA
-			}
+		c, dialErr := s.dialer.Dial(ctx, ep)
+		err = dialErr
+		if err == nil {
+			err = fn(ctx, m, c)
+			c.Close(ctx)
+		}
+		if err == nil && ep.Protocol == protocol.OA {
+			via = protocol.OA
+		}
+		// The OA could not act (no login, or no connection: nothing
+		// reached it): the blade's own BMC can.
+		fallback := ep.Protocol == protocol.OA && i+1 < len(eps) && (dialErr != nil || bmc.IsUnreachable(err))
+		if !fallback {
 			break
 		}
-		if i+1 < len(eps) {
-			// The OA did not answer: the blade's own BMC can.
-			s.log.Warn("the enclosure's OA did not answer: using the machine's BMC", "machine", m.Name, "err", err)
-			via = "bmc (the OA did not answer: " + err.Error() + ")"
-		}
-	}
-	if err == nil {
-		err = fn(ctx, m, c)
-		c.Close(ctx)
+		s.log.Warn("the enclosure's OA could not act: using the machine's BMC", "machine", m.Name, "err", err)
+		via = "bmc (the OA did not answer: " + err.Error() + ")"
 	}
 	if s.obs != nil {
 		result := "ok"
