@@ -506,27 +506,21 @@ func newBMCCmd(cf *clientFlags, e env) *cobra.Command {
 }
 
 // oaControlled says which machines their enclosure's OA controls (they need
-// no BMC of their own): control: oa, or their enclosure's blade_control.
-// The systems are read only when a machine without a BMC asks for it.
+// no BMC of their own): inventory.ControlledBy. The systems are read only
+// when a machine without a BMC asks for it.
 func oaControlled(ctx context.Context, c *api.Client, ms []inventory.Machine, needBMC bool) (func(m *inventory.Machine) bool, error) {
-	byOA := map[string]bool{}
-	need := false
+	var systems []inventory.System
 	for _, m := range ms {
-		need = need || (needBMC && m.BMC == nil && m.Enclosure != "")
-	}
-	if need {
-		systems, err := c.Systems(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range systems {
-			byOA[strings.ToLower(s.Name)] = s.BladeControl == inventory.ControlOA
+		if needBMC && m.BMC == nil && m.Enclosure != "" {
+			var err error
+			if systems, err = c.Systems(ctx); err != nil {
+				return nil, err
+			}
+			break
 		}
 	}
 	return func(m *inventory.Machine) bool {
-		if m.Enclosure == "" || m.Bay == 0 || m.Control == inventory.ControlBMC {
-			return false
-		}
-		return m.Control == inventory.ControlOA || byOA[strings.ToLower(m.Enclosure)]
+		by, _ := inventory.ControlledBy(m, systems)
+		return by == inventory.ControlOA
 	}, nil
 }

@@ -15,6 +15,8 @@ import (
 // Enclosures syncs enclosures from their Onboard Administrators.
 type Enclosures interface {
 	Sync(ctx context.Context, name string, apply bool) (*enclosure.Report, error)
+	// Last is what the enclosure's OA said at its last sync (nil: none).
+	Last(name string) *enclosure.Report
 }
 
 // SyncRequest is the body of POST /api/v1/enclosures/{name}/sync.

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/bmc/protocol"
@@ -41,11 +42,33 @@ type Syncer struct {
 	Client func(sys *inventory.System, password string) *oa.Client
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+
+	mu   sync.Mutex
+	last map[string]*Report // enclosure -> what its OA said last
+}
+
+// Last is what enclosure name's OA reported at its last sync (nil: none
+// since the daemon started): power and health for the dashboard.
+func (s *Syncer) Last(name string) *Report {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last[strings.ToLower(name)]
+}
+
+func (s *Syncer) remember(rep *Report) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil {
+		s.last = map[string]*Report{}
+	}
+	s.last[strings.ToLower(rep.Enclosure)] = rep
 }
 
 // Report is what a sync found and, applied, did.
 type Report struct {
 	Enclosure string `json:"enclosure"`
+	// Time is when the OA was read.
+	Time time.Time `json:"time"`
 	// OA is the address that answered; Firmware its version.
 	OA       string `json:"oa"`
 	Firmware string `json:"firmware,omitempty"`
@@ -105,7 +128,7 @@ func (s *Syncer) Sync(ctx context.Context, name string, apply bool) (*Report, er
 	if err != nil {
 		return nil, fmt.Errorf("enclosure %s: %w", sys.Name, err)
 	}
-	rep := &Report{Enclosure: sys.Name, OA: addr, Model: view.Product, Serial: view.Serial, Status: view.Status,
+	rep := &Report{Enclosure: sys.Name, Time: s.now().UTC(), OA: addr, Model: view.Product, Serial: view.Serial, Status: view.Status,
 		PowerConsumed: view.PowerConsumed, PowerCapacity: view.PowerCapacity, Applied: apply, Bays: []Bay{}}
 	for _, m := range view.Managers {
 		if m.Role == "ACTIVE" {
@@ -133,6 +156,7 @@ func (s *Syncer) Sync(ctx context.Context, name string, apply bool) (*Report, er
 		}
 		rep.Bays = append(rep.Bays, bay)
 	}
+	s.remember(rep)
 	return rep, nil
 }
 

@@ -461,3 +461,27 @@ func (r *Role) Validate() error {
 	}
 	return nil
 }
+
+// ControlledBy says what powers machine m and sets its next boot, with the
+// enclosures systems: ControlOA when it sits in a bay of an enclosure whose
+// Onboard Administrator controls it (its control: oa, or the enclosure's
+// blade_control: oa, unless its control is bmc), ControlBMC when it has a
+// BMC of its own, "" when nothing can. The OA's record, when used, is
+// returned with it.
+func ControlledBy(m *Machine, systems []System) (string, *System) {
+	if m.Enclosure != "" && m.Bay > 0 && m.Control != ControlBMC {
+		for i := range systems {
+			sys := &systems[i]
+			if !strings.EqualFold(sys.Name, m.Enclosure) {
+				continue
+			}
+			if m.Control == ControlOA || sys.BladeControl == ControlOA {
+				return ControlOA, sys
+			}
+		}
+	}
+	if m.BMC != nil && m.BMC.Address != "" {
+		return ControlBMC, nil
+	}
+	return "", nil
+}

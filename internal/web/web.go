@@ -24,6 +24,8 @@ import (
 
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/audit"
+	"github.com/provisiond/provisiond/internal/bmc/protocol"
+	enclsync "github.com/provisiond/provisiond/internal/enclosure"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
 )
@@ -71,8 +73,9 @@ var funcs = template.FuncMap{
 		}
 		return strconv.FormatFloat(v, 'g', -1, 64) + " GB"
 	},
-	"dash": func(s string) string { return cmp.Or(s, "—") },
-	"join": strings.Join,
+	"dash":  func(s string) string { return cmp.Or(s, "—") },
+	"join":  strings.Join,
+	"lower": strings.ToLower,
 	"clock": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"
@@ -213,6 +216,8 @@ type row struct {
 type bay struct {
 	Bay int
 	Row *row
+	// OA is the blade as the OA reported it at the last sync.
+	OA *enclsync.Bay
 }
 
 // enclosure is an enclosure drawn as its front: rows of bays.
@@ -221,6 +226,9 @@ type enclosure struct {
 	Rows    [][]bay
 	Running int
 	Fitted  int
+	// OA is what its Onboard Administrator said at the last sync (nil:
+	// no sync since the daemon started).
+	OA *enclsync.Report
 }
 
 // filter is the overview's selection.
@@ -331,6 +339,14 @@ func (s *Server) overview(r *http.Request, v *view) (string, int, error) {
 			continue
 		}
 		e := enclosure{System: sys}
+		oaBays := map[int]*enclsync.Bay{}
+		if s.API.Enclosures != nil {
+			if e.OA = s.API.Enclosures.Last(sys.Name); e.OA != nil {
+				for i := range e.OA.Bays {
+					oaBays[e.OA.Bays[i].Bay] = &e.OA.Bays[i]
+				}
+			}
+		}
 		// A c7000 has 16 half-height bays in two rows of eight; an
 		// enclosure of more than eight bays is drawn in two rows.
 		perRow := sys.Bays
@@ -348,7 +364,7 @@ func (s *Server) overview(r *http.Request, v *view) (string, int, error) {
 					e.Running++
 				}
 			}
-			e.Rows[len(e.Rows)-1] = append(e.Rows[len(e.Rows)-1], bay{Bay: b, Row: rw})
+			e.Rows[len(e.Rows)-1] = append(e.Rows[len(e.Rows)-1], bay{Bay: b, Row: rw, OA: oaBays[b]})
 		}
 		d.Enclosures = append(d.Enclosures, e)
 	}
@@ -384,6 +400,10 @@ type machineData struct {
 	History   []inventory.Change
 	// Boot is how it boots now: firmware (and why), Talos schematic.
 	Boot *api.BootInfo
+	// Control is what powers it and sets its next boot (bmc, oa, "":
+	// nothing); Locate says its enclosure's OA can blink its UID LED.
+	Control string
+	Locate  bool
 }
 
 type profileChoice struct {
@@ -424,6 +444,13 @@ func (s *Server) machine(r *http.Request, v *view) (string, int, error) {
 		if bi, err := s.API.BootInfo(*m); err == nil {
 			d.Boot = &bi
 		}
+	}
+	if systems, err := s.API.Hardware.Systems(); err == nil {
+		d.Control, _ = inventory.ControlledBy(m, systems)
+		forced := *m
+		forced.Control = inventory.ControlOA
+		_, sys := inventory.ControlledBy(&forced, systems)
+		d.Locate = sys != nil && sys.BMC != nil && sys.BMC.Protocol == protocol.OA
 	}
 	if m.BMC != nil {
 		switch {

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
@@ -19,6 +21,7 @@ import (
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
 	"github.com/provisiond/provisiond/internal/daemon/daemontest"
+	"github.com/provisiond/provisiond/internal/enclosure/oa/oatest"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
 )
@@ -436,5 +439,51 @@ func TestSignOutEndsTheSession(t *testing.T) {
 	b.c.Jar.SetCookies(u, []*http.Cookie{{Name: kept.Name, Value: kept.Value, Path: "/"}})
 	if code, _ := b.assign("linux"); code != http.StatusUnauthorized {
 		t.Errorf("assign with the cookie kept from before signing out: %d, want 401", code)
+	}
+}
+
+// A blade whose enclosure's OA controls it needs no BMC of its own: its
+// page offers power, PXE-and-cycle (through the OA) and the locator LED;
+// a rack server without a BMC offers none of them.
+func TestBladeThroughTheOA(t *testing.T) {
+	d, c := homelab(t, nil)
+	ts := oatest.New("ASGARD", "CZ372137H3", "Administrator", "oa-pw",
+		&oatest.Blade{Bay: 3, Product: "ProLiant BL460c Gen8", Serial: "CZ3403YLMV", MACs: []string{"9c:b6:54:88:fc:b0"}, On: true})
+	ts.Managers = [2]string{"127.0.0.1", ""}
+	srv := httptest.NewTLSServer(ts.Handler())
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))
+	doc := []byte("systems:\n  - name: ASGARD\n    kind: enclosure\n    bays: 16\n    blade_control: oa\n" +
+		"    bmc: {protocol: oa, address: " + host + ", port: " + port + ", username: Administrator, password_secret: asgard-oa}\n")
+	ctx := context.Background()
+	if _, err := c.Import(ctx, doc, false, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetSecret(ctx, "asgard-oa", "oa-pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SyncEnclosure(ctx, "ASGARD", false); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, d)
+	if b.signIn(d.Token(t)) != http.StatusSeeOther {
+		t.Fatal("sign-in")
+	}
+	_, page := b.get("/ui/machines/BLD-003")
+	for _, want := range []string{`id="assign-reboot"> PXE next and power-cycle (through the OA)`, `id="power-on">on</button>`, `id="locate-on">blink</button>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("BLD-003's page lacks %q", want)
+		}
+	}
+	// The front shows what the OA said at the sync.
+	_, page = b.get("/ui/")
+	for _, want := range []string{"Onboard Administrator " + host + ":" + port + " (firmware 4.70): OK, 380 W of 4900 W", "OA: on 180 W"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the overview lacks %q", want)
+		}
+	}
+	_, page = b.get("/ui/machines/ODEN")
+	if !strings.Contains(page, `id="power-on" disabled>`) || strings.Contains(page, `id="locate"`) {
+		t.Error("ODEN (no BMC, no enclosure) offers power or locate")
 	}
 }

@@ -127,31 +127,26 @@ func (s *Service) endpoints(m *inventory.Machine, op string) ([]bmc.Endpoint, er
 // viaOA is the endpoint of the machine's enclosure's OA, when the machine
 // is controlled through it.
 func (s *Service) viaOA(m *inventory.Machine) (bmc.Endpoint, bool, error) {
-	if m.Enclosure == "" || m.Bay == 0 || m.Control == inventory.ControlBMC {
+	if m.Enclosure == "" {
 		return bmc.Endpoint{}, false, nil
 	}
 	systems, err := s.store.Systems()
 	if err != nil {
 		return bmc.Endpoint{}, false, err
 	}
-	for _, sys := range systems {
-		if !strings.EqualFold(sys.Name, m.Enclosure) {
-			continue
-		}
-		if m.Control != inventory.ControlOA && sys.BladeControl != inventory.ControlOA {
-			return bmc.Endpoint{}, false, nil
-		}
-		if sys.BMC == nil || sys.BMC.Protocol != protocol.OA {
-			return bmc.Endpoint{}, false, fmt.Errorf("machine %s is controlled through its enclosure's OA, but enclosure %s records no Onboard Administrator (bmc with protocol: oa): %w", m.Name, sys.Name, api.ErrBadRequest)
-		}
-		pw, err := s.Password("enclosure "+sys.Name, sys.BMC)
-		if err != nil {
-			return bmc.Endpoint{}, false, err
-		}
-		return bmc.Endpoint{Machine: m.Name, Host: sys.BMC.Address, Port: sys.BMC.Port, Protocol: protocol.OA, Username: sys.BMC.Username,
-			Password: pw, Bay: m.Bay, LegacyTLS: sys.OALegacyTLS}, true, nil
+	by, sys := inventory.ControlledBy(m, systems)
+	if by != inventory.ControlOA {
+		return bmc.Endpoint{}, false, nil
 	}
-	return bmc.Endpoint{}, false, nil
+	if sys.BMC == nil || sys.BMC.Protocol != protocol.OA {
+		return bmc.Endpoint{}, false, fmt.Errorf("machine %s is controlled through its enclosure's OA, but enclosure %s records no Onboard Administrator (bmc with protocol: oa): %w", m.Name, sys.Name, api.ErrBadRequest)
+	}
+	pw, err := s.Password("enclosure "+sys.Name, sys.BMC)
+	if err != nil {
+		return bmc.Endpoint{}, false, err
+	}
+	return bmc.Endpoint{Machine: m.Name, Host: sys.BMC.Address, Port: sys.BMC.Port, Protocol: protocol.OA, Username: sys.BMC.Username,
+		Password: pw, Bay: m.Bay, LegacyTLS: sys.OALegacyTLS}, true, nil
 }
 
 // endpoint resolves how to reach the machine's BMC, password included.

@@ -171,6 +171,25 @@
       }
     });
 
+    // The locator LED, through the enclosure's OA (blades only).
+    const locate = $("#locate");
+    if (locate) {
+      locate.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        const on = e.submitter && e.submitter.value === "1";
+        busy(locate, true);
+        show(true, on ? "blinking the locator LED…" : "turning the locator LED off…");
+        try {
+          const r = await call("POST", base + "/locate", { on: on });
+          show(true, "locator LED " + r.state + " (through the " + r.via.toUpperCase() + ")");
+        } catch (err) {
+          show(false, "locate failed: " + err.message);
+        } finally {
+          busy(locate, false);
+        }
+      });
+    }
+
     const bootdev = $("#bootdev");
     bootdev.addEventListener("submit", async (e) => {
       e.preventDefault();
