@@ -508,11 +508,17 @@ func Drift(m *inventory.Machine) []string {
 			out = append(out, fmt.Sprintf("%s: recorded %q, %s reports %q", what, rec, src, obs))
 		}
 	}
+	// An SMBIOS UUID in the other byte order is the same UUID.
+	cmpUUID := func(rec, obs, src string) {
+		if !inventory.SameUUID(rec, obs) {
+			cmp("uuid", rec, obs, src)
+		}
+	}
 	if f := m.Facts; f != nil {
 		cmp("vendor", m.Vendor, f.Manufacturer, "iPXE")
 		cmp("model", m.Model, f.Product, "iPXE")
 		cmp("serial", m.Serial, f.Serial, "iPXE")
-		cmp("uuid", m.UUID, f.UUID, "iPXE")
+		cmpUUID(m.UUID, f.UUID, "iPXE")
 	}
 	o := m.Observed
 	if o == nil {
@@ -522,7 +528,7 @@ func Drift(m *inventory.Machine) []string {
 	cmp("vendor", m.Vendor, o.Vendor, src)
 	cmp("model", m.Model, o.Model, src)
 	cmp("serial", m.Serial, o.Serial, src)
-	cmp("uuid", m.UUID, o.UUID, src)
+	cmpUUID(m.UUID, o.UUID, src)
 	if m.CPUKnown() && o.CPUKnown() {
 		rc, oc := cpuSummary(m), cpuSummary(&inventory.Machine{Hardware: o.Hardware})
 		if rc != oc {

@@ -294,7 +294,7 @@ func match(encl string, b oa.Blade, machines []inventory.Machine) *inventory.Mac
 		},
 		func(m *inventory.Machine) bool { return b.Serial != "" && strings.EqualFold(m.Serial, b.Serial) },
 		func(m *inventory.Machine) bool {
-			return m.UUID != "" && slices.Contains(b.UUIDs(), strings.ToLower(m.UUID))
+			return m.UUID != "" && b.SMBIOSUUID != "" && inventory.SameUUID(m.UUID, b.SMBIOSUUID)
 		},
 	} {
 		for i := range machines {
@@ -364,7 +364,7 @@ func driftOf(m *inventory.Machine, encl string, b oa.Blade, obs inventory.Hardwa
 	}
 	differs("model", m.Model, obs.Model)
 	differs("serial", m.Serial, obs.Serial)
-	if m.UUID != "" && len(b.UUIDs()) > 0 && !slices.Contains(b.UUIDs(), strings.ToLower(m.UUID)) {
+	if m.UUID != "" && obs.UUID != "" && !inventory.SameUUID(m.UUID, obs.UUID) {
 		drift = append(drift, inventory.FieldChange{Path: "uuid", Old: m.UUID, New: obs.UUID})
 	}
 	if !strings.EqualFold(m.Enclosure, encl) || m.Bay != b.Bay {

@@ -148,3 +148,26 @@ func TestBladeNames(t *testing.T) {
 		}
 	}
 }
+
+// A record that holds the blade's SMBIOS UUID in the other byte order (as
+// a booted OS printed it) is the blade's: matched, and no uuid drift.
+func TestSyncMatchesEitherUUIDOrder(t *testing.T) {
+	bl := blades()[0] // cUUID 30313436-3631-5A43-3334-303330303003
+	s, store, _ := newSync(t, bl)
+	store.PutMachine(inventory.Machine{Name: "from-the-os", Hardware: inventory.Hardware{UUID: "36343130-3136-435a-3334-303330303003"}})
+	rep, err := s.Sync(t.Context(), "ASGARD", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := rep.Bays[0]; b.Machine != "from-the-os" || b.Action != "update" {
+		t.Fatalf("bay 3: %+v", b)
+	}
+	for _, d := range rep.Bays[0].Drift {
+		if d.Path == "uuid" {
+			t.Errorf("the swapped UUID is drift: %+v", d)
+		}
+	}
+	if !inventory.SameUUID("30313436-3631-5A43-3334-303330303003", "36343130-3136-435a-3334-303330303003") || inventory.SameUUID("30313436-3631-5A43-3334-303330303003", "30313436-3631-5A43-3334-303330303004") {
+		t.Error("SameUUID")
+	}
+}

@@ -485,3 +485,32 @@ func ControlledBy(m *Machine, systems []System) (string, *System) {
 	}
 	return "", nil
 }
+
+// SwapUUID byte-swaps the first three groups of a UUID: SMBIOS stores them
+// little-endian, and firmware, tools and an enclosure's OA disagree on the
+// order they print.
+func SwapUUID(u string) (string, error) {
+	g := strings.Split(u, "-")
+	if len(g) != 5 || len(g[0]) != 8 || len(g[1]) != 4 || len(g[2]) != 4 || len(g[3]) != 4 || len(g[4]) != 12 {
+		return "", fmt.Errorf("%q is not a UUID (8-4-4-4-12 hex digits)", u)
+	}
+	rev := func(s string) string {
+		var b strings.Builder
+		for i := len(s) - 2; i >= 0; i -= 2 {
+			b.WriteString(s[i : i+2])
+		}
+		return b.String()
+	}
+	return strings.Join([]string{rev(g[0]), rev(g[1]), rev(g[2]), g[3], g[4]}, "-"), nil
+}
+
+// SameUUID reports whether two UUIDs name the same machine, in either byte
+// order of their first three groups, case aside.
+func SameUUID(a, b string) bool {
+	a, b = strings.ToLower(strings.TrimSpace(a)), strings.ToLower(strings.TrimSpace(b))
+	if a == b {
+		return true
+	}
+	s, err := SwapUUID(a)
+	return err == nil && s == b
+}

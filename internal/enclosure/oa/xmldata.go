@@ -96,28 +96,11 @@ func (b Blade) UUIDs() []string {
 	if u == "" {
 		return nil
 	}
-	s, err := SwapUUID(u)
+	s, err := inventory.SwapUUID(u)
 	if err != nil || s == u {
 		return []string{u}
 	}
 	return []string{u, s}
-}
-
-// SwapUUID byte-swaps the first three groups of a UUID (the other SMBIOS
-// byte order).
-func SwapUUID(u string) (string, error) {
-	g := strings.Split(u, "-")
-	if len(g) != 5 || len(g[0]) != 8 || len(g[1]) != 4 || len(g[2]) != 4 || len(g[3]) != 4 || len(g[4]) != 12 {
-		return "", fmt.Errorf("%q is not a UUID (8-4-4-4-12 hex digits)", u)
-	}
-	rev := func(s string) string {
-		var b strings.Builder
-		for i := len(s) - 2; i >= 0; i -= 2 {
-			b.WriteString(s[i : i+2])
-		}
-		return b.String()
-	}
-	return strings.Join([]string{rev(g[0]), rev(g[1]), rev(g[2]), g[3], g[4]}, "-"), nil
 }
 
 // The XML of /xmldata?item=all, as far as it is read.
