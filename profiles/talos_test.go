@@ -2,22 +2,20 @@ package profiles_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"maps"
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/provisiond/provisiond/internal/profile"
+	"github.com/provisiond/provisiond/internal/testmod"
 	"github.com/provisiond/provisiond/profiles"
 )
 
@@ -30,21 +28,10 @@ const talosMachinery = "github.com/siderolabs/talos/pkg/machinery@v1.9.5"
 // EventSinkConfig and KmsgLogConfig as Talos's own tests write them.
 func talosTestDocuments(t *testing.T) map[string]map[string]any {
 	t.Helper()
-	out, err := exec.Command("go", "mod", "download", "-json", talosMachinery).Output()
-	var mod struct{ Dir, Error string }
-	if err == nil {
-		err = json.Unmarshal(out, &mod)
-	}
-	if err != nil || mod.Dir == "" {
-		msg := "Talos's test documents are not in the module cache and cannot be downloaded (go mod download " + talosMachinery + "): " + strings.TrimSpace(mod.Error)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	dir := testmod.Dir(t, talosMachinery)
 	docs := map[string]map[string]any{}
 	for _, f := range []string{"config/types/siderolink/testdata/document.yaml", "config/types/runtime/testdata/eventsink.yaml", "config/types/runtime/testdata/kmsglog.yaml"} {
-		raw, err := os.ReadFile(filepath.Join(mod.Dir, f))
+		raw, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)
 		}

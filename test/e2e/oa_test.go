@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -77,14 +75,9 @@ func TestOAHelper(t *testing.T) {
 		}
 		say("bay %d: power on: boot %s", bay, boot)
 	}
-	l, err := net.Listen("tcp", oaIP+":443")
-	if err != nil {
+	if _, err := ts.ServeTLS(oaIP + ":443"); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(ts.Handler())
-	srv.Listener.Close()
-	srv.Listener = l
-	srv.StartTLS()
 	fmt.Println("serving")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -642,14 +641,9 @@ func serveOA(t *testing.T) {
 		gen8(6, "CZ3403YLN2", "30313436-3631-5A43-3334-3033594C4E32", []string{"9c:b6:54:88:fd:30", "9c:b6:54:88:fd:34"}, "Intel(R) Xeon(R) CPU E5-2650 0 @ 2.00GHz", 2000, 65536, false),
 		gen8(7, "CZ3403YLN5", "30313436-3631-5A43-3334-3033594C4E35", []string{"9c:b6:54:88:fd:50", "9c:b6:54:88:fd:54"}, "Intel(R) Xeon(R) CPU E5-2603 0 @ 1.80GHz", 1800, 16384, false))
 	oa.Managers = [2]string{"127.0.0.1", ""}
-	l, err := net.Listen("tcp", oaAddr)
-	if err != nil {
+	if _, err := oa.ServeTLS(oaAddr); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(oa.Handler())
-	srv.Listener.Close()
-	srv.Listener = l
-	srv.StartTLS()
 }
 
 // A download's progress on the way depends on the machine's speed: the

@@ -1,18 +1,17 @@
 package oa
 
 import (
-	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/provisiond/provisiond/internal/testmod"
 )
 
 // bmclibV1 holds recorded answers of real c7000 Onboard Administrators in
@@ -24,22 +23,8 @@ const bmclibV1 = "github.com/bmc-toolbox/bmclib@v0.5.7"
 // (the string literals of the map entries keyed path).
 func recorded(t *testing.T, file, path string) []string {
 	t.Helper()
-	cmd := exec.Command("go", "mod", "download", "-json", bmclibV1)
-	cmd.Dir = t.TempDir() // outside this module: nothing is added to go.mod
-	cmd.Env = append(os.Environ(), "GONOSUMDB=github.com/bmc-toolbox", "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
-	var mod struct{ Dir, Error string }
-	if err == nil {
-		err = json.Unmarshal(out, &mod)
-	}
-	if err != nil || mod.Dir == "" {
-		msg := "the recorded OA answers are not in the module cache and cannot be downloaded (go mod download " + bmclibV1 + "): " + strings.TrimSpace(mod.Error)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(mod.Dir, file), nil, 0)
+	dir := testmod.Dir(t, bmclibV1, "GONOSUMDB=github.com/bmc-toolbox")
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(dir, file), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

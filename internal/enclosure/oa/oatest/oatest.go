@@ -12,7 +12,9 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,6 +113,20 @@ func (s *Server) Sessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.sessions)
+}
+
+// ServeTLS serves Handler over TLS (a self-signed certificate, as an OA
+// has) on addr, until the returned server is closed.
+func (s *Server) ServeTLS(addr string) (*httptest.Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.StartTLS()
+	return srv, nil
 }
 
 // Handler serves /xmldata and /hpoa.
