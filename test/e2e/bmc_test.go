@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,15 +50,7 @@ func (l *lab) startIPMISim(t *testing.T) *ipmiBMC {
 	l.sh(l.lan, "ip", "link", "set", tap, "master", "br0", "up")
 
 	serial := filepath.Join(l.dir, ipmiVMName+".serial")
-	// The machine: SeaBIOS; with PXE as boot device the NIC keeps its iPXE
-	// option ROM and boots first, otherwise the ROM is dropped and the
-	// machine looks for a disk it does not have (no network boot).
-	qemu := fmt.Sprintf(`#!/bin/sh
-if [ "$1" = pxe ]; then nic="virtio-net-pci,netdev=n0,mac=%[1]s,bootindex=1"; else nic="virtio-net-pci,netdev=n0,mac=%[1]s,romfile="; fi
-exec ip netns exec %[2]s qemu-system-x86_64 -accel tcg -m 512 -smp 1 -machine pc -display none -monitor none -no-reboot \
-  -uuid %[3]s -chardev file,id=ser,path=%[4]s,append=on -serial chardev:ser \
-  -netdev tap,id=n0,ifname=%[5]s,script=no,downscript=no -device "$nic"
-`, ipmiVMMAC, l.lan, vmUUID(ipmiVMMAC), serial, tap)
+	qemu := l.machineScript(ipmiVMMAC, serial, tap)
 	if err := os.MkdirAll(b.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -465,3 +465,17 @@ func serialLine(console, prefix string) string {
 	}
 	return ""
 }
+
+// machineScript is the shell script a test BMC's power-on runs: a SeaBIOS
+// machine on the lab's bridge; with "pxe" as its argument (the boot device
+// was set to PXE, once) its NIC keeps its iPXE option ROM and boots first,
+// otherwise the ROM is dropped and it looks for a disk it does not have
+// (no network boot).
+func (l *lab) machineScript(mac, serial, tap string) string {
+	return fmt.Sprintf(`#!/bin/sh
+if [ "$1" = pxe ]; then nic="virtio-net-pci,netdev=n0,mac=%[1]s,bootindex=1"; else nic="virtio-net-pci,netdev=n0,mac=%[1]s,romfile="; fi
+exec ip netns exec %[2]s qemu-system-x86_64 -accel tcg -m 512 -smp 1 -machine pc -display none -monitor none -no-reboot \
+  -uuid %[3]s -chardev file,id=ser,path=%[4]s,append=on -serial chardev:ser \
+  -netdev tap,id=n0,ifname=%[5]s,script=no,downscript=no -device "$nic"
+`, mac, l.lan, vmUUID(mac), serial, tap)
+}

@@ -108,15 +108,7 @@ func (l *lab) startOA(t *testing.T) string {
 	l.sh(l.lan, "ip", "tuntap", "add", tap, "mode", "tap")
 	l.sh(l.lan, "ip", "link", "set", tap, "master", "br0", "up")
 	serial := filepath.Join(l.dir, "bld003.serial")
-	// The blade: SeaBIOS; told to PXE-boot once, its NIC keeps its iPXE
-	// option ROM and boots first, otherwise the ROM is dropped and it
-	// looks for a disk it does not have.
-	qemu := fmt.Sprintf(`#!/bin/sh
-if [ "$1" = pxe ]; then nic="virtio-net-pci,netdev=n0,mac=%[1]s,bootindex=1"; else nic="virtio-net-pci,netdev=n0,mac=%[1]s,romfile="; fi
-exec ip netns exec %[2]s qemu-system-x86_64 -accel tcg -m 512 -smp 1 -machine pc -display none -monitor none -no-reboot \
-  -uuid %[3]s -chardev file,id=ser,path=%[4]s,append=on -serial chardev:ser \
-  -netdev tap,id=n0,ifname=%[5]s,script=no,downscript=no -device "$nic"
-`, oaVMMAC, l.lan, vmUUID(oaVMMAC), serial, tap)
+	qemu := l.machineScript(oaVMMAC, serial, tap)
 	if err := os.WriteFile(filepath.Join(dir, "qemu.sh"), []byte(qemu), 0o700); err != nil {
 		t.Fatal(err)
 	}
