@@ -34,7 +34,7 @@ DEB_PACKAGES := ipxe ipmitool openipmi gcc libc6-dev libopenipmi-dev iproute2 dn
 # Benchmarks only: perfdhcp (kea-admin), nginx, tftpd-hpa, curl, xxd.
 BENCH_PACKAGES := kea-admin nginx-light tftpd-hpa curl xxd
 
-.PHONY: all build deps run-deps bench-deps toolchain test vet fmt-check unit e2e e2e-slurm fuzz bench run install clean
+.PHONY: all build deps run-deps bench-deps toolchain test vet fmt-check unit e2e e2e-slurm fuzz bench run install clean kernel-tree
 
 all: build
 
@@ -78,8 +78,19 @@ fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # The end-to-end tests need root; as another user they skip and say why.
-test: deps toolchain vet fmt-check
-	$(GO) test -count=1 -timeout 20m ./...
+test: deps toolchain vet fmt-check kernel-tree
+	PROVISIOND_TEST_KERNEL=$(KERNEL_TREE) $(GO) test -count=1 -timeout 20m ./...
+
+# Debian's kernel modules, unpacked from linux-image-amd64 (not installed:
+# nothing runs), for the commissioning image's build test.
+KERNEL_CACHE := test/e2e/.cache/kernel
+KERNEL_TREE = $(firstword $(wildcard $(CURDIR)/$(KERNEL_CACHE)/lib/modules/*))
+kernel-tree:
+	@if [ -n "$(KERNEL_TREE)" ]; then exit 0; fi; \
+	pkg=$$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image/ {print $$2; exit}'); \
+	if [ -z "$$pkg" ]; then echo "provisiond: cannot resolve linux-image-amd64 (apt-get update first): the Debian kernel build test will skip"; exit 0; fi; \
+	tmp=$$(mktemp -d) && (cd $$tmp && apt-get download -q $$pkg >/dev/null 2>&1) && \
+	mkdir -p $(KERNEL_CACHE) && dpkg-deb -x $$tmp/*.deb $(KERNEL_CACHE) && rm -rf $(KERNEL_CACHE)/boot $(KERNEL_CACHE)/usr; rm -rf $$tmp
 
 unit:
 	$(GO) test -count=1 ./internal/... ./cmd/...

@@ -1,0 +1,125 @@
+package commission
+
+import (
+	"compress/gzip"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/provisiond/provisiond/internal/initramfs"
+)
+
+// ImageOptions say what goes into a commissioning image.
+type ImageOptions struct {
+	// Binary is provisiond's own static binary: the image's /init.
+	Binary string
+	// Tree is the kernel's modules (OpenTree).
+	Tree *Tree
+	// Modules are the drivers to carry, with their dependencies
+	// (DefaultModules when empty).
+	Modules []string
+	// FirmwareDirs are searched, in order, for the firmware the modules
+	// name (Debian's /lib/firmware with the firmware-* packages).
+	FirmwareDirs []string
+}
+
+// Manifest says what an image holds and lacks.
+type Manifest struct {
+	// Kernel is the modules' kernel version.
+	Kernel string `json:"kernel"`
+	// Modules are loaded in this order by /init.
+	Modules []string `json:"modules"`
+	// Missing are drivers asked for that this kernel has no module of.
+	Missing []string `json:"missing,omitempty"`
+	// Firmware are the firmware files carried.
+	Firmware []string `json:"firmware,omitempty"`
+	// NoFirmware are the firmware files modules name that were not
+	// found (a NIC that needs one will not come up: install Debian's
+	// firmware-* package for it).
+	NoFirmware []string `json:"no_firmware,omitempty"`
+	// Bytes is the compressed image's size.
+	Bytes int64 `json:"bytes"`
+}
+
+// ModulesList is where the image keeps the load order, one module path
+// (under /lib/modules/VERSION) per line.
+const ModulesList = "/etc/provisiond/modules"
+
+// BuildImage writes the commissioning initramfs (newc cpio, gzip) to w:
+// /init is the binary; the modules (each after its dependencies) and
+// their firmware as the kernel expects them under /lib; the load order in
+// ModulesList.
+func BuildImage(w io.Writer, o ImageOptions) (*Manifest, error) {
+	if o.Binary == "" {
+		return nil, fmt.Errorf("building the commissioning image: no provisiond binary for /init")
+	}
+	bin, err := os.ReadFile(o.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("building the commissioning image: reading provisiond's binary: %w", err)
+	}
+	names := o.Modules
+	if len(names) == 0 {
+		names = DefaultModules()
+	}
+	res, err := o.Tree.Resolve(names)
+	if err != nil {
+		return nil, fmt.Errorf("building the commissioning image: %w", err)
+	}
+	man := &Manifest{Kernel: o.Tree.Version, Missing: res.Missing}
+	files := []initramfs.File{{Path: "/init", Mode: 0o755, Data: bin}}
+	var order []string
+	seenFW := map[string]bool{}
+	for _, m := range res.Modules {
+		data, err := os.ReadFile(path.Join(o.Tree.Dir, m.Path))
+		if err != nil {
+			return nil, fmt.Errorf("building the commissioning image: %w", err)
+		}
+		files = append(files, initramfs.File{Path: path.Join("/lib/modules", o.Tree.Version, m.Path), Mode: 0o644, Data: data})
+		order = append(order, m.Path)
+		man.Modules = append(man.Modules, m.Name)
+		for _, fw := range m.Firmware {
+			if seenFW[fw] {
+				continue
+			}
+			seenFW[fw] = true
+			p, ok := findFirmware(o.FirmwareDirs, fw)
+			if !ok {
+				man.NoFirmware = append(man.NoFirmware, fw)
+				continue
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return nil, fmt.Errorf("building the commissioning image: %w", err)
+			}
+			files = append(files, initramfs.File{Path: path.Join("/lib/firmware", fw), Mode: 0o644, Data: data})
+			man.Firmware = append(man.Firmware, fw)
+		}
+	}
+	files = append(files, initramfs.File{Path: ModulesList, Mode: 0o644, Data: []byte(strings.Join(order, "\n") + "\n")})
+	cw := &countWriter{w: w}
+	zw, err := gzip.NewWriterLevel(cw, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if err := initramfs.Write(zw, files); err != nil {
+		return nil, fmt.Errorf("building the commissioning image: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("building the commissioning image: %w", err)
+	}
+	man.Bytes = cw.n
+	return man, nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,166 @@
+package commission
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// fakeModule compiles an ELF object whose .modinfo section holds info, as
+// a kernel module's does: the C compiler makes it, nothing is faked in Go.
+func fakeModule(t *testing.T, path string, info ...string) {
+	t.Helper()
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		msg := "building test kernel modules needs a C compiler: apt-get install gcc"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	var src strings.Builder
+	for i, kv := range info {
+		fmt.Fprintf(&src, "static const char __attribute__((section(\".modinfo\"), used, aligned(1))) m%d[] = %s;\n", i, strconv.Quote(kv))
+	}
+	c := filepath.Join(t.TempDir(), "m.c")
+	os.WriteFile(c, []byte(src.String()), 0o644)
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	if out, err := exec.Command(cc, "-c", "-o", path, c).CombinedOutput(); err != nil {
+		t.Fatalf("cc: %v\n%s", err, out)
+	}
+}
+
+// unpack reads a gzip'd newc archive into path -> content.
+func unpack(t *testing.T, gz []byte) map[string][]byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for off := 0; off+110 <= len(raw); {
+		if string(raw[off:off+6]) != "070701" {
+			t.Fatalf("bad cpio magic at %d", off)
+		}
+		field := func(i int) int {
+			v, _ := strconv.ParseUint(string(raw[off+6+8*i:off+14+8*i]), 16, 32)
+			return int(v)
+		}
+		size, nameLen := field(6), field(11)
+		name := string(raw[off+110 : off+110+nameLen-1])
+		data := off + 110 + nameLen
+		data += (4 - data%4) % 4
+		if name == "TRAILER!!!" {
+			break
+		}
+		out["/"+name] = raw[data : data+size]
+		off = data + size
+		off += (4 - off%4) % 4
+	}
+	return out
+}
+
+// A modules tree as Debian's package unpacks it (no modules.dep): the
+// drivers asked for come with what they depend on, dependencies first;
+// firmware found goes in, firmware not found and drivers the kernel lacks
+// are listed; /init is the binary.
+func TestBuildImage(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "6.1.0-57-amd64")
+	fakeModule(t, filepath.Join(dir, "kernel/drivers/net/ethernet/broadcom/bnx2x/bnx2x.ko"), "license=GPL",
+		"firmware=bnx2x/bnx2x-e2-7.13.15.0.fw", "firmware=bnx2x/bnx2x-e1-7.13.15.0.fw", "depends=libcrc32c,mdio", "name=bnx2x")
+	fakeModule(t, filepath.Join(dir, "kernel/lib/libcrc32c.ko"), "depends=", "name=libcrc32c")
+	fakeModule(t, filepath.Join(dir, "kernel/drivers/net/mdio.ko"), "name=mdio")
+	fakeModule(t, filepath.Join(dir, "kernel/drivers/net/ethernet/emulex/benet/be2net.ko"), "depends=", "name=be2net")
+	fakeModule(t, filepath.Join(dir, "kernel/drivers/scsi/hpsa.ko"), "depends=scsi_transport_sas", "name=hpsa")
+	fakeModule(t, filepath.Join(dir, "kernel/drivers/scsi/scsi_transport_sas.ko"), "depends=", "name=scsi_transport_sas")
+	fw := t.TempDir()
+	os.MkdirAll(filepath.Join(fw, "bnx2x"), 0o755)
+	os.WriteFile(filepath.Join(fw, "bnx2x/bnx2x-e2-7.13.15.0.fw"), []byte("FIRMWARE"), 0o644)
+	bin := filepath.Join(t.TempDir(), "provisiond")
+	os.WriteFile(bin, []byte("\x7fELF provisiond"), 0o755)
+
+	tree, err := OpenTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	man, err := BuildImage(&buf, ImageOptions{Binary: bin, Tree: tree, Modules: []string{"be2net", "bnx2x", "hpsa", "tg3"}, FirmwareDirs: []string{fw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(man.Modules, " "); got != "be2net libcrc32c mdio bnx2x scsi_transport_sas hpsa" {
+		t.Errorf("load order %s", got)
+	}
+	if man.Kernel != "6.1.0-57-amd64" || !slices.Equal(man.Missing, []string{"tg3"}) || !slices.Equal(man.Firmware, []string{"bnx2x/bnx2x-e2-7.13.15.0.fw"}) ||
+		!slices.Equal(man.NoFirmware, []string{"bnx2x/bnx2x-e1-7.13.15.0.fw"}) || man.Bytes != int64(buf.Len()) {
+		t.Errorf("manifest %+v", man)
+	}
+	files := unpack(t, buf.Bytes())
+	if string(files["/init"]) != "\x7fELF provisiond" || string(files["/lib/firmware/bnx2x/bnx2x-e2-7.13.15.0.fw"]) != "FIRMWARE" {
+		t.Errorf("init or firmware wrong: %d files", len(files))
+	}
+	if _, ok := files["/lib/modules/6.1.0-57-amd64/kernel/drivers/net/ethernet/broadcom/bnx2x/bnx2x.ko"]; !ok {
+		t.Error("bnx2x.ko not in the image")
+	}
+	order := strings.Fields(string(files[ModulesList]))
+	if len(order) != 6 || !strings.HasSuffix(order[1], "libcrc32c.ko") || !strings.HasSuffix(order[3], "bnx2x.ko") {
+		t.Errorf("load order file: %v", order)
+	}
+
+	// A dependency the kernel does not have is an error that names both.
+	fakeModule(t, filepath.Join(dir, "kernel/drivers/net/broken.ko"), "depends=nosuchmod", "name=broken")
+	tree, _ = OpenTree(dir)
+	if _, err := BuildImage(io.Discard, ImageOptions{Binary: bin, Tree: tree, Modules: []string{"broken"}}); err == nil || !strings.Contains(err.Error(), "broken needs nosuchmod") {
+		t.Errorf("missing dependency: %v", err)
+	}
+	if _, err := OpenTree(t.TempDir()); err == nil || !strings.Contains(err.Error(), "no kernel module") {
+		t.Errorf("an empty tree: %v", err)
+	}
+}
+
+// With Debian's own kernel (PROVISIOND_TEST_KERNEL names its unpacked
+// /lib/modules/VERSION; make test unpacks it), the homelab's drivers
+// resolve with their dependencies and the image with a Go binary of
+// provisiond's size stays under 40 MiB.
+func TestBuildImageDebianKernel(t *testing.T) {
+	dir := os.Getenv("PROVISIOND_TEST_KERNEL")
+	if dir == "" {
+		t.Skip("set PROVISIOND_TEST_KERNEL to an unpacked linux-image-amd64's lib/modules/VERSION to build with Debian's kernel")
+	}
+	tree, err := OpenTree(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This test's own binary stands in for provisiond's: a Go binary of
+	// about the same size.
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	man, err := BuildImage(&buf, ImageOptions{Binary: bin, Tree: tree, FirmwareDirs: []string{"/lib/firmware"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d modules (%s), missing %v, firmware %d, not found %d, %.1f MiB", len(man.Modules), strings.Join(man.Modules, " "), man.Missing, len(man.Firmware), len(man.NoFirmware), float64(man.Bytes)/(1<<20))
+	for _, want := range []string{"be2net", "bnx2", "bnx2x", "tg3", "e1000e", "igb", "ixgbe", "virtio_net", "hpsa", "megaraid_sas", "mpt3sas", "ahci", "nvme"} {
+		if !slices.Contains(man.Modules, want) {
+			t.Errorf("%s not in the image", want)
+		}
+	}
+	if man.Bytes >= 40<<20 {
+		t.Errorf("image is %d bytes, over 40 MiB", man.Bytes)
+	}
+}
