@@ -325,3 +325,17 @@ func BenchmarkAudit10k(b *testing.B) {
 		Audit(in)
 	}
 }
+
+// An SMBIOS UUID that iPXE or the agent prints in the other byte order of
+// its first three groups is the recorded UUID, not drift; another UUID is.
+func TestDriftUUIDByteOrder(t *testing.T) {
+	m := &inventory.Machine{Hardware: inventory.Hardware{UUID: "30313436-3631-5a43-3334-3033594c4d56"},
+		Facts: &inventory.Facts{UUID: "36343130-3136-435A-3334-3033594C4D56"}}
+	if d := Drift(m); len(d) != 0 {
+		t.Errorf("the swapped UUID is drift: %v", d)
+	}
+	m.Facts.UUID = "36343130-3136-435a-3334-3033594c4d57"
+	if d := Drift(m); len(d) != 1 || !strings.Contains(d[0], "uuid") {
+		t.Errorf("another UUID: %v", d)
+	}
+}

@@ -64,6 +64,9 @@ func TestSyncCreates(t *testing.T) {
 	if ms, _ := store.Machines(); len(ms) != 0 {
 		t.Fatalf("a dry run wrote %d machines", len(ms))
 	}
+	if n := ts.XMLReads(); n != 1 {
+		t.Errorf("a sync read /xmldata %d times, want once (the login orders the OAs by that read)", n)
+	}
 	if _, err = s.Sync(t.Context(), "ASGARD", true); err != nil {
 		t.Fatal(err)
 	}

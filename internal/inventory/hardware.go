@@ -462,23 +462,41 @@ func (r *Role) Validate() error {
 	return nil
 }
 
+// EnclosureOf is the enclosure whose bay machine m sits in (nil: none in
+// systems, or m is in no bay).
+func EnclosureOf(m *Machine, systems []System) *System {
+	if m.Enclosure == "" || m.Bay < 1 {
+		return nil
+	}
+	for i := range systems {
+		if strings.EqualFold(systems[i].Name, m.Enclosure) {
+			return &systems[i]
+		}
+	}
+	return nil
+}
+
+// ManagedBy is the Onboard Administrator that manages machine m's bay: its
+// enclosure, when that records its OA (bmc with protocol oa); nil
+// otherwise. The OA can light the blade's locator LED whatever controls
+// its power.
+func ManagedBy(m *Machine, systems []System) *System {
+	if sys := EnclosureOf(m, systems); sys != nil && sys.BMC != nil && sys.BMC.Protocol == protocol.OA {
+		return sys
+	}
+	return nil
+}
+
 // ControlledBy says what powers machine m and sets its next boot, with the
 // enclosures systems: ControlOA when it sits in a bay of an enclosure whose
 // Onboard Administrator controls it (its control: oa, or the enclosure's
 // blade_control: oa, unless its control is bmc), ControlBMC when it has a
-// BMC of its own, "" when nothing can. The OA's record, when used, is
-// returned with it.
+// BMC of its own, "" when nothing can. The enclosure, when it is the OA's,
+// is returned with it.
 func ControlledBy(m *Machine, systems []System) (string, *System) {
-	if m.Enclosure != "" && m.Bay > 0 && m.Control != ControlBMC {
-		for i := range systems {
-			sys := &systems[i]
-			if !strings.EqualFold(sys.Name, m.Enclosure) {
-				continue
-			}
-			if m.Control == ControlOA || sys.BladeControl == ControlOA {
-				return ControlOA, sys
-			}
-		}
+	if sys := EnclosureOf(m, systems); sys != nil && m.Control != ControlBMC &&
+		(m.Control == ControlOA || sys.BladeControl == ControlOA) {
+		return ControlOA, sys
 	}
 	if m.BMC != nil && m.BMC.Address != "" {
 		return ControlBMC, nil

@@ -64,7 +64,7 @@ func New() *Metrics {
 	m.bootsDone = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_boots_done_total",
 		Help: "Boots done by their profile's rule (script, assets, callback), by profile."}, []string{"profile", "on"})
 	m.bmcCalls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_bmc_calls_total",
-		Help: "BMC sessions (power_status, power, bootdev, inventory), by operation and result (ok, error, timeout)."}, []string{"op", "result"})
+		Help: "BMC sessions (power_status, power, bootdev, inventory, locate), by operation and result (ok, error, timeout)."}, []string{"op", "result"})
 	m.bmcSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "provisiond_bmc_call_seconds",
 		Help: "Duration of BMC operations, by operation.", Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60}}, []string{"op"})
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_events_total",

@@ -24,7 +24,6 @@ import (
 
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/audit"
-	"github.com/provisiond/provisiond/internal/bmc/protocol"
 	enclsync "github.com/provisiond/provisiond/internal/enclosure"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
@@ -447,10 +446,7 @@ func (s *Server) machine(r *http.Request, v *view) (string, int, error) {
 	}
 	if systems, err := s.API.Hardware.Systems(); err == nil {
 		d.Control, _ = inventory.ControlledBy(m, systems)
-		forced := *m
-		forced.Control = inventory.ControlOA
-		_, sys := inventory.ControlledBy(&forced, systems)
-		d.Locate = sys != nil && sys.BMC != nil && sys.BMC.Protocol == protocol.OA
+		d.Locate = inventory.ManagedBy(m, systems) != nil
 	}
 	if m.BMC != nil {
 		switch {

@@ -80,7 +80,7 @@ type Secrets interface {
 }
 
 // Observer is told how each BMC session ended: the operation
-// (power_status, power, bootdev, inventory), its result (ok, error,
+// (power_status, power, bootdev, inventory, locate), its result (ok, error,
 // timeout) and how long it took, for metrics.
 type Observer interface {
 	BMC(op, result string, d time.Duration)
@@ -98,55 +98,53 @@ func New(o Options) *Service {
 		sem: make(chan struct{}, o.MaxConcurrent), locks: map[string]*sync.Mutex{}}
 }
 
-// endpoints resolves what controls the machine, in the order to try: its
-// enclosure's OA when the machine (or its enclosure) says control: oa,
-// then its own BMC (the fallback); only the BMC for an inventory read.
+// endpoints resolves what to reach for op on the machine, in the order to
+// try: for power and boot devices its enclosure's OA when the machine (or
+// its enclosure) says control: oa, then its own BMC (the fallback); for an
+// inventory read its BMC only; for the locator LED the OA only.
 func (s *Service) endpoints(m *inventory.Machine, op string) ([]bmc.Endpoint, error) {
+	var systems []inventory.System
+	if m.Enclosure != "" && op != "inventory" {
+		var err error
+		if systems, err = s.store.Systems(); err != nil {
+			return nil, err
+		}
+	}
+	var oa *inventory.System
+	switch op {
+	case "inventory":
+	case "locate":
+		if oa = inventory.ManagedBy(m, systems); oa == nil {
+			return nil, fmt.Errorf("machine %s is not in a bay of an enclosure with an Onboard Administrator (enclosure, bay, and the enclosure's bmc with protocol: oa): %w", m.Name, api.ErrBadRequest)
+		}
+	default:
+		if by, sys := inventory.ControlledBy(m, systems); by == inventory.ControlOA {
+			if inventory.ManagedBy(m, systems) == nil {
+				return nil, fmt.Errorf("machine %s is controlled through its enclosure's OA, but enclosure %s records no Onboard Administrator (bmc with protocol: oa): %w", m.Name, sys.Name, api.ErrBadRequest)
+			}
+			oa = sys
+		}
+	}
 	var eps []bmc.Endpoint
-	if op != "inventory" {
-		ep, ok, err := s.viaOA(m)
+	if oa != nil {
+		pw, err := s.Password("enclosure "+oa.Name, oa.BMC)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			eps = append(eps, ep)
+		eps = append(eps, bmc.Endpoint{Machine: m.Name, Host: oa.BMC.Address, Port: oa.BMC.Port, Protocol: protocol.OA,
+			Username: oa.BMC.Username, Password: pw, Bay: m.Bay, LegacyTLS: oa.OALegacyTLS})
+		if op == "locate" || m.BMC == nil || m.BMC.Address == "" {
+			return eps, nil // nothing to fall back to
 		}
 	}
-	if m.BMC != nil && m.BMC.Address != "" || len(eps) == 0 {
-		ep, err := s.endpoint(m)
-		if err != nil && len(eps) == 0 {
-			return nil, err
-		}
-		if err == nil {
-			eps = append(eps, ep)
-		}
-	}
-	return eps, nil
-}
-
-// viaOA is the endpoint of the machine's enclosure's OA, when the machine
-// is controlled through it.
-func (s *Service) viaOA(m *inventory.Machine) (bmc.Endpoint, bool, error) {
-	if m.Enclosure == "" {
-		return bmc.Endpoint{}, false, nil
-	}
-	systems, err := s.store.Systems()
+	ep, err := s.endpoint(m)
 	if err != nil {
-		return bmc.Endpoint{}, false, err
+		if len(eps) > 0 {
+			return eps, nil // the BMC is only the fallback: the OA may do
+		}
+		return nil, err
 	}
-	by, sys := inventory.ControlledBy(m, systems)
-	if by != inventory.ControlOA {
-		return bmc.Endpoint{}, false, nil
-	}
-	if sys.BMC == nil || sys.BMC.Protocol != protocol.OA {
-		return bmc.Endpoint{}, false, fmt.Errorf("machine %s is controlled through its enclosure's OA, but enclosure %s records no Onboard Administrator (bmc with protocol: oa): %w", m.Name, sys.Name, api.ErrBadRequest)
-	}
-	pw, err := s.Password("enclosure "+sys.Name, sys.BMC)
-	if err != nil {
-		return bmc.Endpoint{}, false, err
-	}
-	return bmc.Endpoint{Machine: m.Name, Host: sys.BMC.Address, Port: sys.BMC.Port, Protocol: protocol.OA, Username: sys.BMC.Username,
-		Password: pw, Bay: m.Bay, LegacyTLS: sys.OALegacyTLS}, true, nil
+	return append(eps, ep), nil
 }
 
 // endpoint resolves how to reach the machine's BMC, password included.
@@ -425,33 +423,18 @@ func (s *Service) Locate(ctx context.Context, name string, on bool) (*api.Locate
 	if on {
 		state = "blink"
 	}
-	m, err := s.store.Machine(name)
-	if err != nil {
-		return nil, err
-	}
-	forced := *m
-	forced.Control = inventory.ControlOA
-	ep, ok, err := s.viaOA(&forced)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("machine %s is not in a bay of an enclosure with an Onboard Administrator (enclosure, bay, and the enclosure's bmc with protocol: oa): %w", m.Name, api.ErrBadRequest)
-	}
-	unlock := s.lock(m.Name)
-	defer unlock()
-	c, err := s.dialer.Dial(ctx, ep)
-	if err == nil {
-		if l, ok := c.(bmc.Locator); ok {
-			err = l.Locate(ctx, on)
-		} else {
-			err = fmt.Errorf("machine %s: %w", m.Name, bmc.ErrUnsupported)
+	stored, _, err := s.with(ctx, name, "locate", func(ctx context.Context, m *inventory.Machine, c bmc.Controller) error {
+		l, ok := c.(bmc.Locator)
+		if !ok {
+			return fmt.Errorf("machine %s: locate: %w", m.Name, bmc.ErrUnsupported)
 		}
-		c.Close(ctx)
+		return l.Locate(ctx, on)
+	})
+	if stored != "" {
+		s.emit(events.Step{Type: events.BMCLocate, Machine: stored, Attrs: map[string]string{"state": state, "via": protocol.OA}}, err, start)
 	}
-	s.emit(events.Step{Type: events.BMCLocate, Machine: m.Name, Attrs: map[string]string{"state": state, "via": protocol.OA}}, err, start)
 	if err != nil {
 		return nil, err
 	}
-	return &api.LocateResult{Machine: m.Name, State: state, Via: protocol.OA, Seconds: time.Since(start).Seconds()}, nil
+	return &api.LocateResult{Machine: stored, State: state, Via: protocol.OA, Seconds: time.Since(start).Seconds()}, nil
 }

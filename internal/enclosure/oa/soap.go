@@ -37,6 +37,9 @@ type Client struct {
 	BusyBackoff time.Duration
 
 	http *http.Client
+	// view is the last /xmldata read: Login orders the OAs by it instead
+	// of asking again.
+	view *Enclosure
 }
 
 // Fault is an error the OA answered with: a SOAP fault, with the OA's own
@@ -140,6 +143,7 @@ func (c *Client) XMLData(ctx context.Context) (*Enclosure, string, error) {
 	for _, a := range c.Addresses {
 		e, err := c.xmlData(ctx, a)
 		if err == nil {
+			c.view = e
 			return e, a, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", a, err))
@@ -190,13 +194,17 @@ func (c *Client) Login(ctx context.Context) (*Session, error) {
 }
 
 // activeFirst orders the addresses with the active OA's first, as /xmldata
-// reports the roles, and adds the OAs /xmldata names that the record does
-// not (the second OA of a pair); unchanged when /xmldata cannot be read.
+// reports the roles (the client's last read, else a new one), and adds the
+// OAs /xmldata names that the record does not (the second OA of a pair);
+// unchanged when /xmldata cannot be read.
 func (c *Client) activeFirst(ctx context.Context) []string {
 	order := append([]string(nil), c.Addresses...)
-	e, _, err := c.XMLData(ctx)
-	if err != nil {
-		return order
+	e := c.view
+	if e == nil {
+		var err error
+		if e, _, err = c.XMLData(ctx); err != nil {
+			return order
+		}
 	}
 	for _, m := range e.Managers {
 		if m.Address == "" || slices.ContainsFunc(order, func(a string) bool { return host(a) == m.Address }) {

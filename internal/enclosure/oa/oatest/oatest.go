@@ -58,6 +58,7 @@ type Server struct {
 	sessions map[string]bool
 	busy     int
 	calls    []string
+	xmlReads int
 }
 
 // New returns a test OA holding blades.
@@ -106,6 +107,13 @@ func (s *Server) Calls() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.calls...)
+}
+
+// XMLReads is how often /xmldata was read.
+func (s *Server) XMLReads() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.xmlReads
 }
 
 // Sessions is the number of sessions logged in and not logged out.

@@ -13,6 +13,7 @@ import (
 func (s *Server) xmldata(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.xmlReads++
 	var x strings.Builder
 	x.WriteString("<RIMP><MP><ST>1</ST><PRIM>true</PRIM><PN>BladeSystem c7000 DDR2 Onboard Administrator with KVM</PN><FWRI>4.70</FWRI></MP><INFRA2>")
 	fmt.Fprintf(&x, "<RACK>UnnamedRack</RACK><ENCL>%s</ENCL><PN>BladeSystem c7000 Enclosure G2</PN><STATUS>OK</STATUS><ENCL_SN>%s</ENCL_SN><PART>507019-B21</PART><UUID>09%s</UUID><BLADES>",
