@@ -39,7 +39,7 @@ BENCH_PACKAGES := kea-admin nginx-light tftpd-hpa curl xxd
 all: build
 
 build: toolchain
-	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/provisiond
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/provisiond
 
 # apt installs the packages in $(1) that are missing (nothing to do, no
 # apt-get update, when all are there).
@@ -85,11 +85,11 @@ test: deps toolchain vet fmt-check kernel-tree
 # nothing runs), for the commissioning image's build test.
 KERNEL_CACHE := test/e2e/.cache/kernel
 kernel-tree:
-	@if ls -d $(KERNEL_CACHE)/lib/modules/* >/dev/null 2>&1; then exit 0; fi; \
+	@if ls -d $(KERNEL_CACHE)/lib/modules/* $(KERNEL_CACHE)/boot/vmlinuz-* >/dev/null 2>&1; then exit 0; fi; \
 	pkg=$$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image/ {print $$2; exit}'); \
 	if [ -z "$$pkg" ]; then echo "provisiond: cannot resolve linux-image-amd64 (apt-get update first): the Debian kernel build test will skip"; exit 0; fi; \
 	tmp=$$(mktemp -d) && (cd $$tmp && apt-get download -q $$pkg >/dev/null 2>&1) && \
-	mkdir -p $(KERNEL_CACHE) && dpkg-deb -x $$tmp/*.deb $(KERNEL_CACHE) && rm -rf $(KERNEL_CACHE)/boot $(KERNEL_CACHE)/usr; rm -rf $$tmp
+	mkdir -p $(KERNEL_CACHE) && dpkg-deb -x $$tmp/*.deb $(KERNEL_CACHE) && rm -rf $(KERNEL_CACHE)/usr $(KERNEL_CACHE)/boot/System.map-* $(KERNEL_CACHE)/boot/config-*; rm -rf $$tmp
 
 unit:
 	$(GO) test -count=1 ./internal/... ./cmd/...

@@ -243,7 +243,7 @@ func (mf *machineFlags) apply(cmd *cobra.Command, m *inventory.Machine) error {
 func newMachine(cf *clientFlags, e env) *cobra.Command {
 	cmd := &cobra.Command{Use: "machine", Aliases: []string{"machines", "m"}, Short: "Add, list, show, change and remove machines"}
 	cmd.AddCommand(newMachineAdd(cf, e), newMachineList(cf, e), newMachineShow(cf, e), newMachineSet(cf, e), newMachineRm(cf, e),
-		newHistory(cf, e), newAccept(cf, e))
+		newHistory(cf, e), newAccept(cf, e), newAdopt(cf, e))
 	return cmd
 }
 

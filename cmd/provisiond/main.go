@@ -49,6 +49,10 @@ type clientFlags struct {
 const defaultConfigPath = "/etc/provisiond/provisiond.yaml"
 
 func main() {
+	if os.Getpid() == 1 {
+		// Process 1: provisiond is a commissioning image's /init.
+		commissionInit()
+	}
 	e := env{get: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -92,7 +96,7 @@ func newRoot(ctx context.Context, e env) *cobra.Command {
 	root.AddCommand(newServe(ctx, e), newMachine(cf, e), newEvents(cf, e), newProfile(cf, e), newSecret(cf, e), newAssets(cf, e), newStatus(cf, e),
 		newImport(cf, e), newExport(cf, e), newAudit(cf, e), newPlan(cf, e), newAgent(cf, e),
 		newSystems(cf, e), newEnclosure(cf, e), newLocate(cf, e), newParts(cf, e), newRoles(cf, e), newSlurm(cf, e),
-		newPower(cf, e), newBootdev(cf, e), newAssign(cf, e), newBMCCmd(cf, e), newBackup(cf, e), newRestore(e), newTrust(cf, e))
+		newPower(cf, e), newBootdev(cf, e), newAssign(cf, e), newCommission(cf, e), newBMCCmd(cf, e), newBackup(cf, e), newRestore(e), newTrust(cf, e))
 	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
 		cf.tokenFileSet = cmd.Flags().Changed("token-file") || e.get("PROVISIOND_TOKEN_FILE") != ""
 	}
@@ -199,8 +203,12 @@ func newServe(ctx context.Context, e env) *cobra.Command {
 					}
 				}
 			}()
+			self, err := os.Executable()
+			if err != nil {
+				log.Warn("cannot find provisiond's own binary: commissioning is not available", "err", err)
+			}
 			return daemon.Run(ctx, cfg, daemon.Options{Builtin: profiles.FS, Version: version, Log: log, Reload: reload, Getenv: e.get,
-				LoadConfig: load, LogLevel: level})
+				LoadConfig: load, LogLevel: level, Binary: self})
 		},
 	}
 	sf.register(cmd.Flags())

@@ -20,6 +20,8 @@ type AssignRequest struct {
 	// machine reverts to Then (default local).
 	Once bool   `json:"once,omitempty"`
 	Then string `json:"then,omitempty"`
+	// Params are parameters for the one-shot boot only (with Once).
+	Params map[string]string `json:"params,omitempty"`
 }
 
 // ReprovisionRequest is the body of POST /api/v1/machines/{name}/reprovision:
@@ -53,6 +55,9 @@ func (s *Server) assignMachine(ctx context.Context, name string, req AssignReque
 	if req.Then != "" && !req.Once {
 		return nil, "", fmt.Errorf("then (%s) goes with a one-shot assignment (once): %w", req.Then, errBadRequest)
 	}
+	if len(req.Params) > 0 && !req.Once {
+		return nil, "", fmt.Errorf("params go with a one-shot assignment (once); a machine's own are set with provisiond machine set --param: %w", errBadRequest)
+	}
 	if _, ok := s.Renderer.Profiles().Get(req.Profile); !ok {
 		return nil, "", fmt.Errorf("profile %s does not exist (provisiond profile list shows the profiles): %w", req.Profile, errBadRequest)
 	}
@@ -62,7 +67,7 @@ func (s *Server) assignMachine(ctx context.Context, name string, req AssignReque
 		if _, ok := s.Renderer.Profiles().Get(then); !ok {
 			return nil, "", fmt.Errorf("profile %s (then) does not exist (provisiond profile list shows the profiles): %w", then, errBadRequest)
 		}
-		once = &inventory.Once{Then: then, Since: time.Now().UTC()}
+		once = &inventory.Once{Then: then, Since: time.Now().UTC(), Params: req.Params}
 	}
 	cur, err := s.Store.Machine(name)
 	if err != nil {

@@ -2,11 +2,13 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +28,7 @@ type Hardware interface {
 	Roles() ([]inventory.Role, error)
 	History(name string) ([]inventory.Change, error)
 	AcceptObserved(name string) (*inventory.Machine, []inventory.FieldChange, error)
+	Adopt(discovered, name string) (*inventory.Machine, []inventory.FieldChange, error)
 	Observe(name string, obs inventory.Observed) (*inventory.Machine, []inventory.FieldChange, error)
 }
 
@@ -70,6 +73,7 @@ func (s *Server) registerHardware(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/plan", s.plan)
 	mux.HandleFunc("GET /api/v1/machines/{name}/history", s.history)
 	mux.HandleFunc("POST /api/v1/machines/{name}/accept", s.auth(s.accept))
+	mux.HandleFunc("POST /api/v1/machines/{name}/adopt", s.auth(s.adopt))
 	// Open like the boot endpoints: a freshly booted machine has no token.
 	// Reports only ever fill empty fields and record what was observed.
 	mux.HandleFunc("POST /api/v1/facts", s.facts)
@@ -287,6 +291,60 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, h)
+}
+
+// AdoptRequest is the body of POST /api/v1/machines/{discovered}/adopt.
+type AdoptRequest struct {
+	// Into is the machine the discovered one becomes part of (a new
+	// name makes it a machine of its own).
+	Into string `json:"into"`
+}
+
+// AdoptResult is what an adoption did.
+type AdoptResult struct {
+	Machine *inventory.Machine      `json:"machine"`
+	Filled  []inventory.FieldChange `json:"filled"`
+	Drift   []string                `json:"drift"`
+}
+
+// adopt merges a discovered machine into a machine of the inventory.
+func (s *Server) adopt(w http.ResponseWriter, r *http.Request) {
+	var req AdoptRequest
+	if err := decodeBody(r, "adopt request", 4096, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if req.Into == "" {
+		writeErr(w, fmt.Errorf("name the machine to adopt into: %w", errBadRequest))
+		return
+	}
+	name := r.PathValue("name")
+	m, filled, err := s.Hardware.Adopt(name, req.Into)
+	if err != nil {
+		if !errors.Is(err, inventory.ErrConflict) && !errors.Is(err, inventory.ErrNotFound) {
+			err = fmt.Errorf("%w: %w", err, errBadRequest)
+		}
+		writeErr(w, err)
+		return
+	}
+	s.Log.Info("discovered machine adopted", "discovered", name, "machine", m.Name, "filled", len(filled))
+	if s.Events != nil {
+		s.Events.Emit(events.Event{Type: events.MachineChanged, Machine: m.Name, Attrs: map[string]string{"source": "adopt", "action": "adopted " + name, "fields": strconv.Itoa(len(filled))}})
+	}
+	if filled == nil {
+		filled = []inventory.FieldChange{}
+	}
+	drift := audit.Drift(m)
+	if drift == nil {
+		drift = []string{}
+	}
+	writeJSON(w, http.StatusOK, AdoptResult{Machine: m, Filled: filled, Drift: drift})
+}
+
+// Adopt merges discovered machine discovered into machine into.
+func (c *Client) Adopt(ctx context.Context, discovered, into string) (*AdoptResult, error) {
+	var out AdoptResult
+	return &out, c.do(ctx, http.MethodPost, "/api/v1/machines/"+url.PathEscape(discovered)+"/adopt", AdoptRequest{Into: into}, &out)
 }
 
 func (s *Server) accept(w http.ResponseWriter, r *http.Request) {

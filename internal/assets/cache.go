@@ -203,12 +203,12 @@ func (c *Cache) Fetch(entry string, files []Source, meta map[string]string, prep
 	}
 	j := &Job{Entry: entry, done: make(chan struct{}), files: files}
 	c.jobs[entry] = j
-	go c.run(j, meta, prepare)
+	go c.run(j, meta, func() error { return c.fetch(j, meta, prepare) })
 	return j
 }
 
-func (c *Cache) run(j *Job, meta map[string]string, prepare func(ctx context.Context) error) {
-	err := c.fetch(j, meta, prepare)
+func (c *Cache) run(j *Job, meta map[string]string, work func() error) {
+	err := work()
 	c.mu.Lock()
 	delete(c.jobs, j.Entry)
 	if err != nil {
@@ -220,7 +220,7 @@ func (c *Cache) run(j *Job, meta map[string]string, prepare func(ctx context.Con
 	c.mu.Unlock()
 	j.finish(err)
 	if err != nil {
-		c.log.Error("asset download failed", "entry", j.Entry, "err", err)
+		c.log.Error("caching assets failed", "entry", j.Entry, "err", err)
 	} else {
 		c.log.Info("assets cached", "entry", j.Entry)
 	}
@@ -254,11 +254,15 @@ func (c *Cache) fetch(j *Job, meta map[string]string, prepare func(ctx context.C
 		}
 		m.Files[src.Name] = fi
 	}
-	dir := filepath.Join(c.root, filepath.FromSlash(j.Entry))
+	return c.writeManifest(filepath.Join(c.root, filepath.FromSlash(j.Entry)), m)
+}
+
+// writeManifest completes an entry: its manifest, written last.
+func (c *Cache) writeManifest(dir string, m Manifest) error {
 	raw, _ := json.MarshalIndent(m, "", "  ")
 	tmp := filepath.Join(dir, "."+ManifestFile+".tmp")
 	if err := os.WriteFile(tmp, raw, 0o644); err != nil {
-		return fmt.Errorf("writing the manifest of %s: %w", j.Entry, err)
+		return fmt.Errorf("writing the manifest of %s: %w", m.Entry, err)
 	}
 	return os.Rename(tmp, filepath.Join(dir, ManifestFile))
 }

@@ -70,6 +70,7 @@ func ScriptData(m *inventory.Machine, mac, baseURL, profileName string, defaults
 		Profile:     profileName,
 		BaseURL:     baseURL,
 		CallbackURL: baseURL + "/boot/" + mac + "/booted",
+		FactsURL:    baseURL + "/boot/" + mac + "/facts",
 		ScriptURL:   baseURL + "/" + ScriptPath(mac),
 		ProfileURL:  baseURL + "/boot/" + mac + "/script?profile=",
 		OverlayURL:  baseURL + "/boot/" + mac + "/overlay.cpio?profile=" + profileName,
@@ -92,6 +93,11 @@ func ScriptData(m *inventory.Machine, mac, baseURL, profileName string, defaults
 	d.Once = m.Once != nil && m.Profile == profileName
 	for k, v := range m.Params {
 		d.Params[k] = v
+	}
+	if d.Once {
+		for k, v := range m.Once.Params {
+			d.Params[k] = v
+		}
 	}
 	return d
 }

@@ -2,6 +2,7 @@ package commission
 
 import (
 	"compress/gzip"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
@@ -23,6 +24,9 @@ type ImageOptions struct {
 	// FirmwareDirs are searched, in order, for the firmware the modules
 	// name (Debian's /lib/firmware with the firmware-* packages).
 	FirmwareDirs []string
+	// Shell is a static busybox, carried as /bin/busybox for holds ("":
+	// none).
+	Shell string
 }
 
 // Manifest says what an image holds and lacks.
@@ -39,6 +43,9 @@ type Manifest struct {
 	// found (a NIC that needs one will not come up: install Debian's
 	// firmware-* package for it).
 	NoFirmware []string `json:"no_firmware,omitempty"`
+	// Shell says whether the image carries a shell for holds, or why
+	// not.
+	Shell string `json:"shell,omitempty"`
 	// Bytes is the compressed image's size.
 	Bytes int64 `json:"bytes"`
 }
@@ -54,6 +61,9 @@ const ModulesList = "/etc/provisiond/modules"
 func BuildImage(w io.Writer, o ImageOptions) (*Manifest, error) {
 	if o.Binary == "" {
 		return nil, fmt.Errorf("building the commissioning image: no provisiond binary for /init")
+	}
+	if err := Static(o.Binary); err != nil {
+		return nil, fmt.Errorf("building the commissioning image: %w", err)
 	}
 	bin, err := os.ReadFile(o.Binary)
 	if err != nil {
@@ -97,6 +107,16 @@ func BuildImage(w io.Writer, o ImageOptions) (*Manifest, error) {
 			man.Firmware = append(man.Firmware, fw)
 		}
 	}
+	if o.Shell != "" {
+		if err := Static(o.Shell); err != nil {
+			man.Shell = "none: " + err.Error()
+		} else if data, err := os.ReadFile(o.Shell); err != nil {
+			man.Shell = "none: " + err.Error()
+		} else {
+			files = append(files, initramfs.File{Path: "/bin/busybox", Mode: 0o755, Data: data})
+			man.Shell = "/bin/busybox from " + o.Shell
+		}
+	}
 	files = append(files, initramfs.File{Path: ModulesList, Mode: 0o644, Data: []byte(strings.Join(order, "\n") + "\n")})
 	cw := &countWriter{w: w}
 	zw, err := gzip.NewWriterLevel(cw, gzip.BestCompression)
@@ -111,6 +131,22 @@ func BuildImage(w io.Writer, o ImageOptions) (*Manifest, error) {
 	}
 	man.Bytes = cw.n
 	return man, nil
+}
+
+// Static checks that path is a statically linked executable (no program
+// interpreter): in the image there is no C library to load.
+func Static(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked: the commissioning image needs a static binary (build provisiond with CGO_ENABLED=0, as make build does; for the shell, apt-get install busybox-static)", path)
+		}
+	}
+	return nil
 }
 
 type countWriter struct {

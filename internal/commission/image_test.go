@@ -38,6 +38,21 @@ func fakeModule(t *testing.T, path string, info ...string) {
 	}
 }
 
+// program compiles a C program into path: static (no program
+// interpreter) or as cc links by default (dynamic).
+func program(t *testing.T, path string, static bool) {
+	t.Helper()
+	c := filepath.Join(t.TempDir(), "p.c")
+	os.WriteFile(c, []byte("int main(void) { return 0; }\n"), 0o644)
+	args := []string{"-o", path, c}
+	if static {
+		args = append([]string{"-static"}, args...)
+	}
+	if out, err := exec.Command("cc", args...).CombinedOutput(); err != nil {
+		t.Fatalf("cc: %v\n%s", err, out)
+	}
+}
+
 // unpack reads a gzip'd newc archive into path -> content.
 func unpack(t *testing.T, gz []byte) map[string][]byte {
 	t.Helper()
@@ -80,7 +95,10 @@ func TestBuildImage(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "6.1.0-57-amd64")
 	fakeModule(t, filepath.Join(dir, "kernel/drivers/net/ethernet/broadcom/bnx2x/bnx2x.ko"), "license=GPL",
 		"firmware=bnx2x/bnx2x-e2-7.13.15.0.fw", "firmware=bnx2x/bnx2x-e1-7.13.15.0.fw", "depends=libcrc32c,mdio", "name=bnx2x")
-	fakeModule(t, filepath.Join(dir, "kernel/lib/libcrc32c.ko"), "depends=", "name=libcrc32c")
+	// libcrc32c wants a crc32c implementation, named by an alias.
+	fakeModule(t, filepath.Join(dir, "kernel/lib/libcrc32c.ko"), "depends=", "softdep=pre: crc32c", "name=libcrc32c")
+	fakeModule(t, filepath.Join(dir, "kernel/arch/x86/crypto/crc32c-intel.ko"), "alias=crc32c", "alias=crypto-crc32c", "name=crc32c_intel")
+	fakeModule(t, filepath.Join(dir, "kernel/crypto/crc32c_generic.ko"), "alias=crc32c", "alias=crypto-crc32c", "name=crc32c_generic")
 	fakeModule(t, filepath.Join(dir, "kernel/drivers/net/mdio.ko"), "name=mdio")
 	fakeModule(t, filepath.Join(dir, "kernel/drivers/net/ethernet/emulex/benet/be2net.ko"), "depends=", "name=be2net")
 	fakeModule(t, filepath.Join(dir, "kernel/drivers/scsi/hpsa.ko"), "depends=scsi_transport_sas", "name=hpsa")
@@ -89,18 +107,20 @@ func TestBuildImage(t *testing.T) {
 	os.MkdirAll(filepath.Join(fw, "bnx2x"), 0o755)
 	os.WriteFile(filepath.Join(fw, "bnx2x/bnx2x-e2-7.13.15.0.fw"), []byte("FIRMWARE"), 0o644)
 	bin := filepath.Join(t.TempDir(), "provisiond")
-	os.WriteFile(bin, []byte("\x7fELF provisiond"), 0o755)
+	program(t, bin, true)
+	shell := filepath.Join(t.TempDir(), "busybox")
+	program(t, shell, true)
 
 	tree, err := OpenTree(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	man, err := BuildImage(&buf, ImageOptions{Binary: bin, Tree: tree, Modules: []string{"be2net", "bnx2x", "hpsa", "tg3"}, FirmwareDirs: []string{fw}})
+	man, err := BuildImage(&buf, ImageOptions{Binary: bin, Tree: tree, Modules: []string{"be2net", "bnx2x", "hpsa", "tg3"}, FirmwareDirs: []string{fw}, Shell: shell})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(man.Modules, " "); got != "be2net libcrc32c mdio bnx2x scsi_transport_sas hpsa" {
+	if got := strings.Join(man.Modules, " "); got != "be2net crc32c_generic libcrc32c mdio bnx2x scsi_transport_sas hpsa" {
 		t.Errorf("load order %s", got)
 	}
 	if man.Kernel != "6.1.0-57-amd64" || !slices.Equal(man.Missing, []string{"tg3"}) || !slices.Equal(man.Firmware, []string{"bnx2x/bnx2x-e2-7.13.15.0.fw"}) ||
@@ -108,14 +128,18 @@ func TestBuildImage(t *testing.T) {
 		t.Errorf("manifest %+v", man)
 	}
 	files := unpack(t, buf.Bytes())
-	if string(files["/init"]) != "\x7fELF provisiond" || string(files["/lib/firmware/bnx2x/bnx2x-e2-7.13.15.0.fw"]) != "FIRMWARE" {
+	want, _ := os.ReadFile(bin)
+	if !bytes.Equal(files["/init"], want) || string(files["/lib/firmware/bnx2x/bnx2x-e2-7.13.15.0.fw"]) != "FIRMWARE" {
 		t.Errorf("init or firmware wrong: %d files", len(files))
+	}
+	if _, ok := files["/bin/busybox"]; !ok || !strings.HasPrefix(man.Shell, "/bin/busybox") {
+		t.Errorf("the shell is not in the image: %q", man.Shell)
 	}
 	if _, ok := files["/lib/modules/6.1.0-57-amd64/kernel/drivers/net/ethernet/broadcom/bnx2x/bnx2x.ko"]; !ok {
 		t.Error("bnx2x.ko not in the image")
 	}
 	order := strings.Fields(string(files[ModulesList]))
-	if len(order) != 6 || !strings.HasSuffix(order[1], "libcrc32c.ko") || !strings.HasSuffix(order[3], "bnx2x.ko") {
+	if len(order) != 7 || !strings.HasSuffix(order[1], "crc32c_generic.ko") || !strings.HasSuffix(order[2], "libcrc32c.ko") || !strings.HasSuffix(order[4], "bnx2x.ko") {
 		t.Errorf("load order file: %v", order)
 	}
 
@@ -127,6 +151,17 @@ func TestBuildImage(t *testing.T) {
 	}
 	if _, err := OpenTree(t.TempDir()); err == nil || !strings.Contains(err.Error(), "no kernel module") {
 		t.Errorf("an empty tree: %v", err)
+	}
+	// A dynamically linked binary cannot be /init; a dynamic shell is
+	// left out and said so.
+	dyn := filepath.Join(t.TempDir(), "dynamic")
+	program(t, dyn, false)
+	if _, err := BuildImage(io.Discard, ImageOptions{Binary: dyn, Tree: tree, Modules: []string{"be2net"}}); err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		t.Errorf("a dynamic binary: %v", err)
+	}
+	man, err = BuildImage(io.Discard, ImageOptions{Binary: bin, Tree: tree, Modules: []string{"be2net"}, Shell: dyn})
+	if err != nil || !strings.HasPrefix(man.Shell, "none: ") {
+		t.Errorf("a dynamic shell: %v %q", err, man.Shell)
 	}
 }
 
@@ -147,11 +182,12 @@ func TestBuildImageDebianKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// This test's own binary stands in for provisiond's: a Go binary of
-	// about the same size.
-	bin, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
+	// provisiond itself, built as make build does (static).
+	bin := filepath.Join(t.TempDir(), "provisiond")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "github.com/provisiond/provisiond/cmd/provisiond")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building provisiond: %v\n%s", err, out)
 	}
 	var buf bytes.Buffer
 	man, err := BuildImage(&buf, ImageOptions{Binary: bin, Tree: tree, FirmwareDirs: []string{"/lib/firmware"}})

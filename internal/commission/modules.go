@@ -17,11 +17,12 @@ import (
 // DefaultModules are the drivers of this homelab's NICs and disk
 // controllers (homelab.md): Emulex be2net (BL460c Gen8 554FLB), Broadcom
 // bnx2 (x3550 M3), bnx2x and tg3, Intel e1000e, igb and ixgbe, virtio (the
-// lab's QEMU machines), HP Smart Array (hpsa: P220i), LSI megaraid_sas and
+// lab's QEMU machines, with their RNG: the DHCP client needs random
+// numbers, and a CPU without RDRAND has few so early), HP Smart Array (hpsa: P220i), LSI megaraid_sas and
 // mpt3sas, AHCI and NVMe.
 func DefaultModules() []string {
 	return []string{"be2net", "bnx2", "bnx2x", "tg3", "e1000e", "igb", "ixgbe",
-		"virtio_net", "virtio_blk", "virtio_scsi", "virtio_pci", "hpsa", "megaraid_sas", "mpt3sas", "ahci", "sd_mod", "nvme"}
+		"virtio_net", "virtio_blk", "virtio_scsi", "virtio_pci", "virtio_rng", "hpsa", "megaraid_sas", "mpt3sas", "ahci", "sd_mod", "nvme"}
 }
 
 // Module is one kernel module as the image carries it.
@@ -35,6 +36,12 @@ type Module struct {
 	// Firmware are the firmware files it may ask for (relative to
 	// /lib/firmware).
 	Firmware []string
+	// SoftDeps are what it wants loaded first without linking to it
+	// (softdep=pre:), by module name or alias: libcrc32c needs a crc32c
+	// implementation, which the kernel would load through modprobe.
+	SoftDeps []string
+	// Aliases are the names it also answers to (alias=).
+	Aliases []string
 }
 
 // modName normalises a module name as the kernel does: - and _ are one.
@@ -46,6 +53,7 @@ type Tree struct {
 	// Dir is the directory; Version its base name.
 	Dir, Version string
 	files        map[string]string // name -> path relative to Dir
+	aliases      map[string]string // alias -> name, read when first needed
 }
 
 // OpenTree indexes the .ko files under dir by name. It reads no module
@@ -115,6 +123,13 @@ func (t *Tree) Info(name string) (*Module, error) {
 			}
 		case "firmware":
 			m.Firmware = append(m.Firmware, v)
+		case "softdep":
+			if pre, ok := strings.CutPrefix(strings.TrimSpace(v), "pre:"); ok {
+				pre, _, _ = strings.Cut(pre, "post:")
+				m.SoftDeps = append(m.SoftDeps, strings.Fields(pre)...)
+			}
+		case "alias":
+			m.Aliases = append(m.Aliases, v)
 		}
 	}
 	return m, nil
@@ -161,6 +176,13 @@ func (t *Tree) Resolve(names []string) (*Resolution, error) {
 				return err
 			}
 		}
+		for _, d := range m.SoftDeps {
+			if real, ok := t.lookup(d); ok && state[real] == 0 {
+				if err := visit(real, append(path, name)); err != nil {
+					return err
+				}
+			}
+		}
 		state[name] = 2
 		res.Modules = append(res.Modules, m)
 		return nil
@@ -171,6 +193,30 @@ func (t *Tree) Resolve(names []string) (*Resolution, error) {
 		}
 	}
 	return res, nil
+}
+
+// lookup finds a module by name, else by alias (the aliases of every
+// module are read the first time one is needed).
+func (t *Tree) lookup(name string) (string, bool) {
+	if _, ok := t.files[modName(name)]; ok {
+		return modName(name), true
+	}
+	if t.aliases == nil {
+		t.aliases = map[string]string{}
+		for n := range t.files {
+			m, err := t.Info(n)
+			if err != nil {
+				continue
+			}
+			for _, a := range m.Aliases {
+				if _, taken := t.aliases[a]; !taken || strings.HasSuffix(n, "_generic") {
+					t.aliases[a] = n
+				}
+			}
+		}
+	}
+	n, ok := t.aliases[name]
+	return n, ok
 }
 
 // findFirmware looks a firmware file up in dirs (the first that has it).

@@ -48,6 +48,8 @@ type Config struct {
 	Log     Log     `yaml:"log"`
 	BMC     BMC     `yaml:"bmc"`
 
+	Commission Commission `yaml:"commission"`
+
 	// Roles are the role requirements audit and plan use (built in: the
 	// homelab's table). A roles list here replaces the built-in list; roles
 	// imported into the inventory take precedence over both, by name.
@@ -223,6 +225,40 @@ type Talos struct {
 	Arch string `yaml:"arch"`
 }
 
+// Commission configures commissioning: the image provisiond builds from
+// its own binary and a Debian kernel, and what happens to unknown
+// machines.
+type Commission struct {
+	// KernelDir holds boot/vmlinuz-VERSION and lib/modules/VERSION: "/"
+	// (the default) is the Debian kernel installed on this host (apt-get
+	// install linux-image-amd64); or a linux-image package unpacked with
+	// dpkg-deb -x, in the assets directory or anywhere.
+	KernelDir string `yaml:"kernel_dir"`
+	// Drivers are the kernel modules the image carries, with their
+	// dependencies (empty: the homelab's NIC and disk drivers).
+	Drivers []string `yaml:"drivers"`
+	// FirmwareDirs are searched for the firmware the drivers name
+	// (default /lib/firmware: Debian's firmware-* packages).
+	FirmwareDirs []string `yaml:"firmware_dirs"`
+	// Shell is a static busybox carried for holds (default /bin/busybox
+	// when it is static: apt-get install busybox-static).
+	Shell string `yaml:"shell"`
+	// Auto commissions machines provisiond does not know when they
+	// PXE-boot (default false: they get boot.default_profile).
+	Auto bool `yaml:"auto"`
+	// ReportWithin is how long after its image went out a commissioning
+	// machine has to report before its timeline says it failed (default
+	// 5m).
+	ReportWithin string `yaml:"report_within"`
+}
+
+// ReportWithinDuration is commission.report_within parsed (Validate
+// checks it).
+func (c Commission) ReportWithinDuration() time.Duration {
+	d, _ := time.ParseDuration(c.ReportWithin)
+	return d
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -250,6 +286,7 @@ func Default() Config {
 			DefaultProfile: "menu",
 			SecretWindow:   "10m",
 		},
+		Commission: Commission{KernelDir: "/", FirmwareDirs: []string{"/lib/firmware"}, Shell: "/bin/busybox", ReportWithin: "5m"},
 		Talos: Talos{
 			FactoryURL: "https://factory.talos.dev",
 			Extensions: []string{"siderolabs/intel-ucode"},
@@ -293,7 +330,7 @@ func Load(path string, mustExist bool) (Config, error) {
 // Validate checks the configuration and says what to fix: section by
 // section, the first fault found.
 func (c *Config) Validate() error {
-	for _, check := range []func() error{c.validateListeners, c.validateBoot, c.validateLog, c.validateBMCTalos, c.validateRolesModels} {
+	for _, check := range []func() error{c.validateListeners, c.validateBoot, c.validateLog, c.validateBMCTalos, c.validateRolesModels, c.validateCommission} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -404,6 +441,22 @@ func (c *Config) validateBMCTalos() error {
 	return nil
 }
 
+// validateCommission checks the commission section.
+func (c *Config) validateCommission() error {
+	if d, err := time.ParseDuration(c.Commission.ReportWithin); err != nil || d < 30*time.Second || d > 2*time.Hour {
+		return fmt.Errorf("commission.report_within %q is not a duration between 30s and 2h (e.g. 5m)", c.Commission.ReportWithin)
+	}
+	if c.Commission.KernelDir == "" {
+		return errors.New("commission.kernel_dir is empty: / for the installed Debian kernel, or a linux-image package unpacked with dpkg-deb -x")
+	}
+	for _, d := range c.Commission.Drivers {
+		if d == "" || strings.ContainsAny(d, "/ \t") {
+			return fmt.Errorf("commission.drivers: %q is not a kernel module name (e.g. bnx2)", d)
+		}
+	}
+	return nil
+}
+
 // validateRolesModels checks roles and models.
 func (c *Config) validateRolesModels() error {
 	for i := range c.Roles {
@@ -447,8 +500,9 @@ func (c *Config) AssetDir() string {
 }
 
 // Reloadable names what a reload (SIGHUP) applies: boot, profiles_dir,
-// roles, models and log.level. Everything else is bound at start.
-const Reloadable = "boot, profiles_dir, roles, models, log.level"
+// roles, models, log.level and commissioning's auto and report_within.
+// Everything else is bound at start.
+const Reloadable = "boot, profiles_dir, roles, models, log.level, commission.auto, commission.report_within"
 
 // NeedRestart lists the settings that differ between c and next but only
 // take effect on restart.
@@ -470,6 +524,9 @@ func (c *Config) NeedRestart(next *Config) []string {
 	check("tftp", c.TFTP, next.TFTP)
 	check("talos", c.Talos, next.Talos)
 	check("bmc", c.BMC, next.BMC)
+	a, b := c.Commission, next.Commission
+	a.Auto, a.ReportWithin, b.Auto, b.ReportWithin = false, "", false, ""
+	check("commission", a, b)
 	check("log.format", c.Log.Format, next.Log.Format)
 	check("max_events_per_machine", c.MaxEventsPerMachine, next.MaxEventsPerMachine)
 	check("max_discovered", c.MaxDiscovered, next.MaxDiscovered)

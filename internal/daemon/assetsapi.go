@@ -8,23 +8,29 @@ import (
 
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/assets"
+	"github.com/provisiond/provisiond/internal/commission"
 	"github.com/provisiond/provisiond/internal/inventory"
 	"github.com/provisiond/provisiond/internal/talos"
 )
 
 // assetsAPI serves the API's asset calls from the cache and the providers.
 type assetsAPI struct {
-	cache *assets.Cache
-	talos *talos.Provider
-	store inventory.Machines
-	boot  func() map[string]string // config default params
+	cache      *assets.Cache
+	talos      *talos.Provider
+	commission *commission.Provider
+	store      inventory.Machines
+	boot       func() map[string]string // config default params
 }
 
 func (a *assetsAPI) Entries() ([]assets.Manifest, error) { return a.cache.Entries("") }
 
 func (a *assetsAPI) Pull(_ context.Context, req api.PullRequest) (*assets.Job, map[string]string, error) {
-	if req.Kind != "talos" {
-		return nil, nil, fmt.Errorf("unknown asset kind %q: provisiond pulls talos", req.Kind)
+	switch req.Kind {
+	case "commission":
+		return a.commission.Pull()
+	case "talos":
+	default:
+		return nil, nil, fmt.Errorf("unknown asset kind %q: provisiond pulls talos or commission", req.Kind)
 	}
 	var m *inventory.Machine
 	if req.Machine != "" {

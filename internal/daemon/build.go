@@ -20,6 +20,8 @@ import (
 	bmcsvc "github.com/provisiond/provisiond/internal/bmc/service"
 	"github.com/provisiond/provisiond/internal/boot/booter"
 	"github.com/provisiond/provisiond/internal/bootguard"
+	"github.com/provisiond/provisiond/internal/commission"
+	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/enclosure"
 	"github.com/provisiond/provisiond/internal/enclosure/oa"
 	"github.com/provisiond/provisiond/internal/events/recorder"
@@ -58,8 +60,11 @@ func (d *instance) buildBoot(ctx context.Context) error {
 		Neighbor: d.neighbors.Kernel, Learned: d.neighbors.Learned})
 	d.mets.Func("provisiond_boot_spoof_alarms_total", "Secret-bearing boot responses asked for twice in one boot, or nonces used twice: another host may be using a machine's MAC.",
 		func() float64 { return float64(d.guard.Alarms()) })
+	d.commish = commission.NewProvider(commission.Source{KernelDir: cfg.Commission.KernelDir, Binary: d.opts.Binary, Drivers: cfg.Commission.Drivers,
+		FirmwareDirs: cfg.Commission.FirmwareDirs, Shell: cfg.Commission.Shell}, d.cache, d.log)
 	d.booter = booter.New(booter.Options{Store: d.store, Profiles: set, Boot: cfg.Boot, IPXEDir: cfg.IPXEDir, IPXEFiles: d.ipxeFiles,
-		Secrets: d.secrets, Extras: []booter.Extra{d.talos}, Events: d.late, Boots: d.mets, Log: d.log, Guard: d.guard, Refusals: d.mets, Models: d.models})
+		Secrets: d.secrets, Extras: []booter.Extra{d.talos, d.commish}, Events: d.late, Boots: d.mets, Log: d.log, Guard: d.guard, Refusals: d.mets, Models: d.models,
+		Facts: d.store, Commission: commissionRules(cfg.Commission)})
 
 	recCtx, stopRec := context.WithCancel(context.Background())
 	d.rec = recorder.New(d.store, d.broker, 8192, d.log)
@@ -131,7 +136,7 @@ func (d *instance) buildControl(context.Context) error {
 		Store:      d.store, Hardware: d.store, AuditConfig: func() ([]inventory.Role, []audit.Model) { c := d.live.Load(); return c.Roles, c.Models },
 		Renderer: d.booter, Secrets: d.secrets, Broker: d.broker, Events: d.late, Token: d.token, ReadAccess: cfg.HTTP.ReadAccess,
 		BaseURL: d.baseURL, Log: d.log, Closing: d.closing,
-		Assets:    &assetsAPI{cache: d.cache, talos: d.talos, store: d.store, boot: func() map[string]string { return d.live.Load().Boot.DefaultParams }},
+		Assets:    &assetsAPI{cache: d.cache, talos: d.talos, commission: d.commish, store: d.store, boot: func() map[string]string { return d.live.Load().Boot.DefaultParams }},
 		Status:    d.status,
 		BootProof: d.booter.BootProof,
 		BootInfo:  d.bootInfo,
@@ -169,4 +174,9 @@ func (d *instance) buildControl(context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: srvLog,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{d.cert}, MinVersion: tls.VersionTLS12}}
 	return nil
+}
+
+// commissionRules are the booter's commissioning rules from the config.
+func commissionRules(c config.Commission) booter.CommissionRules {
+	return booter.CommissionRules{Auto: c.Auto, ReportWithin: c.ReportWithinDuration()}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/boot/booter"
 	"github.com/provisiond/provisiond/internal/bootguard"
+	"github.com/provisiond/provisiond/internal/commission"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/events/recorder"
@@ -58,6 +59,9 @@ type Options struct {
 	Getenv func(string) string
 	// BMCDialer reaches BMCs (nil: bmclib with the configured timeout).
 	BMCDialer bmc.Dialer
+	// Binary is provisiond's own executable: the commissioning image's
+	// /init ("": commissioning is not available).
+	Binary string
 }
 
 // Addrs are the addresses the daemon serves on, once bound.
@@ -134,6 +138,7 @@ type instance struct {
 	profiles *profile.Set
 	cache    *assets.Cache
 	talos    *talos.Provider
+	commish  *commission.Provider
 	guard    *bootguard.Guard
 	booter   *booter.Booter
 	rec      *recorder.Recorder

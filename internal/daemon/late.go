@@ -66,6 +66,11 @@ func (l *late) Callback(ctx context.Context, req pxe.ScriptRequest) error {
 	return l.booter.Load().Callback(ctx, req)
 }
 
+// Facts implements pxe.Scripter.
+func (l *late) Facts(ctx context.Context, req pxe.ScriptRequest, body []byte) ([]byte, error) {
+	return l.booter.Load().Facts(ctx, req, body)
+}
+
 // Overlay implements pxe.Scripter.
 func (l *late) Overlay(ctx context.Context, req pxe.ScriptRequest) ([]byte, string, error) {
 	return l.booter.Load().Overlay(ctx, req)

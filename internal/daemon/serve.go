@@ -77,6 +77,7 @@ func (d *instance) reload() {
 	}
 	d.booter.SetProfiles(set)
 	d.booter.SetBoot(next.Boot)
+	d.booter.SetCommission(commissionRules(next.Commission))
 	d.guard.SetRules(next.Boot.SecretWindowDuration(), next.Boot.TrustedPrefixes())
 	if d.opts.LogLevel != nil {
 		var lvl slog.Level

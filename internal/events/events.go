@@ -30,9 +30,18 @@ const (
 	Booted = "boot.callback"
 	// MachineChanged: an operator changed the machine record (attrs: change).
 	MachineChanged = "machine.changed"
-	// FactsReported: the agent reported the machine's hardware (attrs:
-	// host, filled, drift).
+	// FactsReported: the agent or the commissioning OS reported the
+	// machine's hardware (attrs: host or source=commission, filled,
+	// drift, cpus, memory_gb, dimms, disks, nics, then: poweroff|hold,
+	// matches: a record the facts match, for machine adopt).
 	FactsReported = "facts.reported"
+	// CommissionStep: a step of the commissioning OS did not do all it
+	// should (attrs: step, detail, seconds); the report follows.
+	CommissionStep = "commission.step"
+	// CommissionFailed: a commissioning machine did not report within
+	// commission.report_within of getting its image (attrs: reason,
+	// within).
+	CommissionFailed = "commission.failed"
 	// BootDone: a boot finished by its profile's rule (attrs: profile, on
 	// script|assets|callback, seconds since the boot's first DHCP answer).
 	BootDone = "boot.done"

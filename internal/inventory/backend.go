@@ -55,6 +55,8 @@ type SealedSecrets interface {
 type HardwareRecords interface {
 	Observe(name string, obs Observed) (*Machine, []FieldChange, error)
 	AcceptObserved(name string) (*Machine, []FieldChange, error)
+	// Adopt merges a discovered machine into a machine (or a new one).
+	Adopt(discovered, name string) (*Machine, []FieldChange, error)
 	Import(doc *Document, apply bool) (*ImportResult, error)
 	Export() (*Document, error)
 	Systems() ([]System, error)

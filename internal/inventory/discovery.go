@@ -173,7 +173,7 @@ func (s *Store) AcceptObserved(name string) (*Machine, []FieldChange, error) {
 		} else if o.MemoryGB > 0 {
 			m.DIMMs, m.MemoryGB = nil, o.MemoryGB
 		}
-		if len(o.Disks) > 0 || m.Observed.Source == "agent" {
+		if len(o.Disks) > 0 || m.Observed.Source == ObservedAgent || m.Observed.Source == ObservedCommission {
 			disks := make([]Disk, len(o.Disks))
 			for i, d := range o.Disks {
 				for _, r := range before.Disks {

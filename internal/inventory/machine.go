@@ -95,6 +95,9 @@ type Once struct {
 	Then string `json:"then" yaml:"then"`
 	// Since is when the assignment was made.
 	Since time.Time `json:"since" yaml:"since"`
+	// Params are parameters for this one boot only, over the machine's
+	// own (commission --hold: hold=true).
+	Params map[string]string `json:"params,omitempty" yaml:"params,omitempty"`
 }
 
 // Facts is what a booting machine reported about itself (from iPXE's

@@ -353,6 +353,8 @@ type Data struct {
 	BaseURL string
 	// CallbackURL is where the booted OS reports that it is up.
 	CallbackURL string
+	// FactsURL is where a commissioning OS posts its report.
+	FactsURL string
 	// ScriptURL is the machine's first-stage script (menus chain to it).
 	ScriptURL string
 	// ProfileURL, with a profile's name appended, is the URL of that

@@ -102,6 +102,7 @@ func (h *HTTPBoot) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /boot/{file}", h.instrument("first_stage", h.firstStage))
 	mux.HandleFunc("GET /boot/{mac}/script", h.instrument("script", h.script))
 	mux.HandleFunc("POST /boot/{mac}/booted", h.instrument("callback", h.booted))
+	mux.HandleFunc("POST /boot/{mac}/facts", h.instrument("facts", h.facts))
 	mux.HandleFunc("GET /boot/{mac}/overlay.cpio", h.instrument("overlay", h.machineFile("overlay.cpio", "application/octet-stream", h.cfg.Scripts.Overlay)))
 	mux.HandleFunc("GET /boot/{mac}/config", h.instrument("config", h.machineFile("config", "application/yaml", h.cfg.Scripts.Config)))
 	mux.HandleFunc("GET /assets/{path...}", h.instrument("asset", h.asset))
@@ -353,6 +354,38 @@ func (h *HTTPBoot) booted(w http.ResponseWriter, r *http.Request) {
 	h.cfg.Steps.Report(events.Step{Type: events.Booted, MAC: mac, OK: true, Attrs: attrs})
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintln(w, "ok")
+}
+
+// maxReport bounds a commissioning report (a machine with many disks and
+// DIMMs stays far below it).
+const maxReport = 1 << 20
+
+// facts takes a commissioning machine's report.
+func (h *HTTPBoot) facts(w http.ResponseWriter, r *http.Request) {
+	mac, err := inventory.NormalizeMAC(r.PathValue("mac"))
+	if err != nil {
+		h.bad(w, r, "not a MAC address")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReport))
+	if err != nil {
+		h.bad(w, r, "report too large or cut short")
+		return
+	}
+	src := netutil.SourceAddr(r)
+	answer, err := h.cfg.Scripts.Facts(r.Context(), ScriptRequest{MAC: mac, Source: src, Nonce: r.URL.Query().Get("nonce")}, body)
+	switch {
+	case errors.Is(err, ErrBadReport):
+		h.bad(w, r, err.Error())
+		return
+	case err != nil:
+		h.refusedCallbacks.Add(1)
+		h.cfg.Log.Debug("facts report refused", "mac", mac, "client", src, "err", err)
+		notFound(w)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(answer)
 }
 
 // notFound is the one answer for unknown machines and refused requests.

@@ -42,7 +42,15 @@ type Scripter interface {
 	// Callback checks a booted OS's report (its nonce and source); an
 	// error means it is refused and changes nothing.
 	Callback(ctx context.Context, req ScriptRequest) error
+	// Facts takes a commissioning machine's report (its nonce and
+	// source checked as for Callback) and returns the answer for it. An
+	// error wrapping ErrRefused is answered as for an unknown machine;
+	// one wrapping ErrBadReport with 400.
+	Facts(ctx context.Context, req ScriptRequest, body []byte) ([]byte, error)
 }
+
+// ErrBadReport marks a report that could not be read.
+var ErrBadReport = errors.New("bad report")
 
 // ErrRefused marks a request answered as if its machine were unknown: the
 // Scripter already recorded why.

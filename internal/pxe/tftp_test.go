@@ -64,6 +64,10 @@ func (fakeScripts) Script(_ context.Context, r ScriptRequest) (ScriptReply, erro
 
 func (fakeScripts) Callback(context.Context, ScriptRequest) error { return nil }
 
+func (fakeScripts) Facts(context.Context, ScriptRequest, []byte) ([]byte, error) {
+	return nil, ErrRefused
+}
+
 // startTFTP runs a real TFTP server on a loopback port.
 func startTFTP(t *testing.T, root string, files map[string]string, sink events.Reporter) (string, *TFTPServer) {
 	t.Helper()

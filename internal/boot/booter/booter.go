@@ -52,7 +52,9 @@ type Booter struct {
 	observer RefusalObserver
 	models   func() []audit.Model
 
-	boots BootObserver
+	boots      BootObserver
+	facts      FactsStore
+	commission atomic.Pointer[CommissionRules]
 
 	mu     sync.Mutex
 	tracks *bounded.Map[*track] // MAC -> its boot (see track.go)
@@ -107,6 +109,10 @@ type Options struct {
 	// Models gives the configured model figures, for the boot firmware a
 	// model is bound to (nil: none).
 	Models func() []audit.Model
+	// Facts records commissioning reports (nil: they are refused).
+	Facts FactsStore
+	// Commission are the commissioning rules.
+	Commission CommissionRules
 }
 
 // New returns a Booter.
@@ -125,8 +131,9 @@ func New(o Options) *Booter {
 	}
 	b := &Booter{store: o.Store, ipxeDir: o.IPXEDir, files: o.IPXEFiles, secrets: o.Secrets, extras: o.Extras,
 		sink: o.Events, log: o.Log, guard: o.Guard, observer: o.Refusals, models: o.Models,
-		boots: o.Boots, tracks: bounded.New[*track](maxTracks, bootWindow)}
+		boots: o.Boots, facts: o.Facts, tracks: bounded.New[*track](maxTracks, bootWindow)}
 	b.profiles.Store(o.Profiles)
+	b.SetCommission(o.Commission)
 	b.SetBoot(o.Boot)
 	return b
 }
@@ -252,6 +259,9 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 		}
 		name = req.Profile
 	}
+	if !known && b.commissionRules().Auto {
+		return b.commissionUnknown(ctx, req)
+	}
 	if !known {
 		// Discovery: what an unknown MAC reports is all that is known of
 		// it (max_discovered bounds how many are kept).
@@ -315,6 +325,10 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 	// assignment meanwhile (a one-shot is used up by the kernel and
 	// initrd, before the overlay is fetched).
 	b.guard.Grant(req.MAC, "overlay:"+name, "config:"+name, "callback", "facts")
+	if b.usesCommission(name) {
+		// A report from the commissioning OS comes with this nonce.
+		b.reported(req.MAC)
+	}
 	b.follow(m, name, req.MAC, r.Assets, m.Once != nil && m.Profile == name)
 	return pxe.ScriptReply{Body: r.Script, Profile: name, RecordFacts: true, RecordStep: true}, nil
 }
@@ -562,6 +576,7 @@ func (b *Booter) scriptData(m *inventory.Machine, mac, baseURL, name, nonce stri
 		q := "nonce=" + url.QueryEscape(nonce)
 		d.OverlayURL += "&" + q
 		d.CallbackURL += "?" + q
+		d.FactsURL += "?" + q
 	}
 	return d
 }

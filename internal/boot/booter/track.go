@@ -44,6 +44,8 @@ type track struct {
 	// follow is the boot followed until its profile's rule says it is
 	// done (nil: none).
 	follow *pendingBoot
+	// report is a commissioning boot waiting for its report (nil: none).
+	report *reportWait
 }
 
 // pendingBoot follows a boot until it is done.
@@ -181,6 +183,9 @@ func (b *Booter) done(pb *pendingBoot, mac, on string, took time.Duration) {
 	b.sink.Emit(events.Event{Type: events.BootDone, Machine: pb.machine, MAC: mac, Attrs: map[string]string{
 		"profile": pb.profile, "on": on, "seconds": strconv.FormatFloat(took.Seconds(), 'f', 1, 64)}})
 	b.boots.BootDone(pb.profile, on, took)
+	if b.usesCommission(pb.profile) {
+		b.awaitReport(pb.machine, mac)
+	}
 	if pb.once {
 		b.consume(pb.machine, pb.profile, mac, on)
 	}
@@ -206,7 +211,8 @@ func (b *Booter) consume(machine, name, mac, on string) {
 func (b *Booter) startGuard(s events.Step) {
 	switch s.Type {
 	case events.DHCPOffer:
-		if _, found, err := b.store.BootSettingsByMAC(s.MAC); err != nil || !found {
+		if _, found, err := b.store.BootSettingsByMAC(s.MAC); err != nil || (!found && !b.commissionRules().Auto) {
+			// Unknown MACs have boots only when they are commissioned.
 			return
 		}
 		if s.Stage == "ipxe" {
