@@ -18,17 +18,23 @@ func newAssets(cf *clientFlags, e env) *cobra.Command {
 	cmd := &cobra.Command{Use: "assets", Short: "Fill and list the daemon's cache of remote boot assets (Talos from the Image Factory)"}
 	var req api.PullRequest
 	pull := &cobra.Command{
-		Use:   "pull talos [--version V] [--extensions LIST] [--machine NAME]",
-		Short: "Download Talos' kernel, initramfs and command line for a version and schematic into the daemon's cache",
-		Long: "Registers the schematic with the Image Factory, then downloads kernel, initramfs and kernel command line\n" +
+		Use:   "pull talos|commission [--version V] [--extensions LIST] [--machine NAME]",
+		Short: "Download Talos' kernel, initramfs and command line, or build the commissioning image, into the daemon's cache",
+		Long: "talos registers the schematic with the Image Factory, then downloads kernel, initramfs and kernel command line\n" +
 			"into the daemon's asset cache (resumable; checked against size; sha256 recorded). Machines booting the\n" +
-			"talos profile are then served from the cache over plain HTTP. Without flags it pulls what the config names.",
+			"talos profile are then served from the cache over plain HTTP. Without flags it pulls what the config names.\n" +
+			"commission builds the commissioning image (provisiond's binary as /init, Debian's kernel and its drivers)\n" +
+			"now rather than on the first commissioning boot.",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"talos"},
+		ValidArgs: []string{"talos", "commission"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Kind = args[0]
 			bar := newBar(e.stderr)
 			err := cf.client(e).Pull(cmd.Context(), req, func(info map[string]string) {
+				if req.Kind == "commission" {
+					fmt.Fprintf(e.stdout, "commissioning image for kernel %s (modules from %s)\ninto %s\n", info["kernel"], info["modules_from"], info["path"])
+					return
+				}
 				fmt.Fprintf(e.stdout, "Talos %s, schematic %s\nfrom %s into %s\n", info["version"], info["schematic"], info["factory"], info["path"])
 			}, bar.update)
 			bar.finish()

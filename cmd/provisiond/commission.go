@@ -116,6 +116,11 @@ func waitCommission(ctx context.Context, c *api.Client, live *syncWriter, name s
 		case events.CommissionFailed:
 			res = outcome{Result: "failed", Detail: ev.Attrs["reason"]}
 			return errBootDone
+		case events.SecretRefused, events.SpoofAlarm:
+			if ev.Attrs["what"] == "facts" {
+				res = outcome{Result: "report refused", Detail: ev.Attrs["reason"] + ": " + ev.Attrs["detail"] + " (the machine powers itself off)"}
+				return errBootDone
+			}
 		case events.ScriptError:
 			res = failed(fmt.Errorf("the commission script failed: %s", ev.Attrs["error"]))
 			return errBootDone
@@ -167,13 +172,45 @@ func learnedLine(h *inventory.Hardware) string {
 	for _, d := range h.Disks {
 		disks = append(disks, strings.Join(nonEmpty(d.Device, fmt.Sprintf("%g GB", d.SizeGB), d.Bus), " "))
 	}
-	parts = append(parts, fmt.Sprintf("%d disks (%s)", len(h.Disks), strings.Join(disks, ", ")))
+	if len(disks) == 0 {
+		parts = append(parts, "no disks")
+	} else {
+		parts = append(parts, fmt.Sprintf("%d disks (%s)", len(h.Disks), strings.Join(disks, ", ")))
+	}
 	for _, n := range h.NICs {
 		if n.Boot {
 			parts = append(parts, "boot NIC "+strings.Join(nonEmpty(n.Name, n.Driver), " "))
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// filledSummary names the fields filled, a list once with its count
+// (cpus (2)), in order of first appearance.
+func filledSummary(fs []inventory.FieldChange) string {
+	var order []string
+	items := map[string]map[string]bool{}
+	for _, f := range fs {
+		top, rest := f.Path, ""
+		if i := strings.IndexAny(f.Path, "[."); i > 0 {
+			top, rest = f.Path[:i], f.Path[i:]
+		}
+		if _, ok := items[top]; !ok {
+			order = append(order, top)
+			items[top] = map[string]bool{}
+		}
+		if strings.HasPrefix(rest, "[") {
+			items[top][rest[:strings.Index(rest, "]")+1]] = true
+		}
+	}
+	out := make([]string, len(order))
+	for i, top := range order {
+		out[i] = top
+		if n := len(items[top]); n > 0 {
+			out[i] = fmt.Sprintf("%s (%d)", top, n)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func newAdopt(cf *clientFlags, e env) *cobra.Command {
@@ -194,8 +231,11 @@ func newAdopt(cf *clientFlags, e env) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "adopted %s as %s (MACs %s)\n", args[0], r.Machine.Name, strings.Join(r.Machine.MACs, ", "))
-			for _, f := range r.Filled {
-				fmt.Fprintf(e.stdout, "  recorded %s: %s\n", f.Path, f.New)
+			if len(r.Filled) > 0 {
+				fmt.Fprintf(e.stdout, "  recorded %s\n", filledSummary(r.Filled))
+			}
+			if r.Machine.Observed != nil {
+				fmt.Fprintf(e.stdout, "  %s\n", learnedLine(&r.Machine.Hardware))
 			}
 			for _, d := range r.Drift {
 				fmt.Fprintf(e.stdout, "  drift: %s\n", d)

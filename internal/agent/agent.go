@@ -51,7 +51,7 @@ func (h Host) Gather() (inventory.Hardware, []string) {
 	a.Serial = h.read("sys/class/dmi/id/product_serial")
 	a.UUID = strings.ToLower(h.read("sys/class/dmi/id/product_uuid"))
 	a.BIOSVersion = h.read("sys/class/dmi/id/bios_version")
-	if a.Serial == "" && a.Vendor != "" {
+	if a.Serial == "" && a.Vendor != "" && os.Geteuid() != 0 {
 		notes = append(notes, "serial and UUID need root (DMI)")
 	}
 	a.CPUs = h.cpus()
@@ -220,6 +220,9 @@ func ParseDIMMs(t []byte) []inventory.DIMM {
 					if s := str(0x18); inventory.Usable(s) {
 						d.Serial = s
 					}
+					if s := str(0x1A); inventory.Usable(s) {
+						d.PartNumber = s
+					}
 				}
 				out = append(out, d)
 			}
@@ -270,6 +273,8 @@ func (h Host) disks() []inventory.Disk {
 		d.Model = h.read("sys/block/" + name + "/device/model")
 		if s := h.read("sys/block/" + name + "/device/serial"); inventory.Usable(s) {
 			d.Serial = s
+		} else if s := h.read("sys/block/" + name + "/serial"); inventory.Usable(s) {
+			d.Serial = s // virtio-blk
 		}
 		real, _ := filepath.EvalSymlinks(h.path("sys/block/" + name))
 		switch {

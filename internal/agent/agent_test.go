@@ -19,6 +19,9 @@ func dimm17(handle uint16, sizeField uint16, ext uint32, memType byte, detail, s
 	if len(strs) > 1 {
 		f[0x18] = 2 // serial: string 2
 	}
+	if len(strs) > 2 {
+		f[0x1A] = 3 // part number: string 3
+	}
 	binary.LittleEndian.PutUint32(f[0x1C:], ext)
 	for _, s := range strs {
 		f = append(f, s...)
@@ -35,13 +38,13 @@ func TestParseDIMMs(t *testing.T) {
 	table = append(table, 0, 0x18, 0, 0) // a type-0 header...
 	table = append(table, make([]byte, 0x14)...)
 	table = append(table, "HP\x00I31\x00\x00"...)
-	table = append(table, dimm17(0x1100, 8192, 0, 0x18, 1<<13, 1600, "PROC 1 DIMM 1", "0F1E2D3C")...)
+	table = append(table, dimm17(0x1100, 8192, 0, 0x18, 1<<13, 1600, "PROC 1 DIMM 1", "0F1E2D3C", "  664690-001  ")...)
 	table = append(table, dimm17(0x1101, 0, 0, 0x02, 0, 0, "PROC 1 DIMM 2")...) // empty slot
 	table = append(table, dimm17(0x1102, 0x7FFF, 65536, 0x1A, 1<<13, 2400, "CPU2_DIMM_A1", "Not Specified")...)
 	table = append(table, dimm17(0x1103, 0x8000|16384, 0, 0x18, 0, 1333)...) // size in KB, no strings
 	table = append(table, 127, 4, 0xff, 0xfe, 0, 0)
 	got := ParseDIMMs(table)
-	want := "[{PROC 1 DIMM 1 8 DDR3 registered 1600  0F1E2D3C} {CPU2_DIMM_A1 64 DDR4 registered 2400  } { 0.015625 DDR3 1333  }]"
+	want := "[{PROC 1 DIMM 1 8 DDR3 registered 1600  0F1E2D3C 664690-001} {CPU2_DIMM_A1 64 DDR4 registered 2400   } { 0.015625 DDR3 1333   }]"
 	if fmt.Sprint(got) != want {
 		t.Errorf("got  %v\nwant %s", got, want)
 	}

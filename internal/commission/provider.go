@@ -178,7 +178,7 @@ func (p *Provider) binarySum() (string, error) {
 }
 
 func (p *Provider) start(k key) *assets.Job {
-	meta := map[string]string{"kind": "commission", "kernel": k.version, "modules_from": k.modules}
+	meta := map[string]string{"kind": "commission", "version": k.version, "kernel": k.version, "modules_from": k.modules}
 	return p.cache.Build(k.entry, meta, func(dir string) error {
 		t0 := time.Now()
 		tree, err := OpenTree(k.modules)

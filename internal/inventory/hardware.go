@@ -76,6 +76,9 @@ type DIMM struct {
 	// Part is the spare-parts tag of this kind of module (RAM-007).
 	Part   string `json:"part,omitempty" yaml:"part,omitempty"`
 	Serial string `json:"serial,omitempty" yaml:"serial,omitempty"`
+	// PartNumber is the maker's part number as the module's SPD gives it
+	// to SMBIOS (HP 647899-B21 sells as 664690-001 modules).
+	PartNumber string `json:"part_number,omitempty" yaml:"part_number,omitempty"`
 }
 
 // Disk uses.

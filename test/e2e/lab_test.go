@@ -53,6 +53,10 @@ type lab struct {
 	dmasq   *exec.Cmd
 	logBuf  *lockedBuffer
 	cleanup []func()
+	// conf is added to the daemon's config file; dnsmasqArgs to the home
+	// router's command line.
+	conf        string
+	dnsmasqArgs []string
 }
 
 type lockedBuffer struct {
@@ -127,7 +131,10 @@ func buildAssets(t testing.TB) string {
 func buildBinary(t testing.TB, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "provisiond")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/provisiond")
+	// Static, as make build makes it: it is also the commissioning
+	// image's /init.
+	cmd := exec.Command("go", "build", "-ldflags", "-s -w", "-o", bin, "./cmd/provisiond")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Dir = repoRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building provisiond: %v\n%s", err, out)
@@ -151,12 +158,18 @@ func (l *lab) sh(ns string, args ...string) string {
 // newLab builds the namespaces, starts dnsmasq as the home router and
 // provisiond as ProxyDHCP, with extra serve flags if given.
 func newLab(t testing.TB, serveArgs ...string) *lab {
+	return newLabWith(t, "", nil, serveArgs...)
+}
+
+// newLabWith is newLab with YAML added to the daemon's config file and
+// arguments to dnsmasq's.
+func newLabWith(t testing.TB, conf string, dnsmasqArgs []string, serveArgs ...string) *lab {
 	requireLab(t)
 	assets := buildAssets(t)
 	dir := t.TempDir()
 	p := fmt.Sprintf("pd%d", os.Getpid()%100000)
 	l := &lab{t: t, prefix: p, dir: dir, assets: assets,
-		lan: p + "-lan", router: p + "-rtr", server: p + "-srv", client: p + "-cli", logBuf: &lockedBuffer{}}
+		lan: p + "-lan", router: p + "-rtr", server: p + "-srv", client: p + "-cli", logBuf: &lockedBuffer{}, conf: conf, dnsmasqArgs: dnsmasqArgs}
 	l.bin = buildBinary(t, dir)
 	// provisiond gets an assets directory of its own for each run (the
 	// Talos cache must start empty); the test OS is copied in.
@@ -248,6 +261,7 @@ func (l *lab) startDnsmasq() {
 		"--dhcp-range=192.0.2.100,192.0.2.126,255.255.255.128,10m", "--dhcp-option=option:router,"+routerIP,
 		"--dhcp-host="+slurmNodeMAC+","+slurmNodeIP,
 		"--dhcp-leasefile="+lease, "--log-dhcp", "--pid-file=")
+	cmd.Args = append(cmd.Args, l.dnsmasqArgs...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -264,7 +278,7 @@ func (l *lab) startDnsmasq() {
 func (l *lab) startDaemon(extra ...string) {
 	data := filepath.Join(l.dir, "data")
 	conf := filepath.Join(l.dir, "provisiond.yaml")
-	os.WriteFile(conf, []byte("talos:\n  factory_url: http://"+factoryAddr+"\n  version: v1.9.5\n"), 0o644)
+	os.WriteFile(conf, []byte("talos:\n  factory_url: http://"+factoryAddr+"\n  version: v1.9.5\n"+l.conf), 0o644)
 	cmd := exec.Command("ip", "netns", "exec", l.server, l.bin, "serve", "--config", conf,
 		"--interface", "s0,s1", "--data-dir", data, "--assets-dir", l.served, "--log-level", "debug")
 	cmd.Args = append(cmd.Args, extra...)
@@ -475,7 +489,7 @@ func (l *lab) machineScript(mac, serial, tap string) string {
 	return fmt.Sprintf(`#!/bin/sh
 if [ "$1" = pxe ]; then nic="virtio-net-pci,netdev=n0,mac=%[1]s,bootindex=1"; else nic="virtio-net-pci,netdev=n0,mac=%[1]s,romfile="; fi
 exec ip netns exec %[2]s qemu-system-x86_64 -accel tcg -m 512 -smp 1 -machine pc -display none -monitor none -no-reboot \
-  -uuid %[3]s -chardev file,id=ser,path=%[4]s,append=on -serial chardev:ser \
+  -device virtio-rng-pci -uuid %[3]s -chardev file,id=ser,path=%[4]s,append=on -serial chardev:ser \
   -netdev tap,id=n0,ifname=%[5]s,script=no,downscript=no -device "$nic"
 `, mac, l.lan, vmUUID(mac), serial, tap)
 }

@@ -124,7 +124,7 @@ func (b *Booter) awaitReport(machine, mac string) {
 		b.log.Warn("commissioning machine did not report", "machine", machine, "mac", mac, "within", within)
 		b.sink.Emit(events.Event{Type: events.CommissionFailed, Machine: machine, MAC: mac, Attrs: map[string]string{
 			"within": within.String(),
-			"reason": "no report within " + within.String() + " of the image going out: the machine's console says why (its boot NIC has no driver in the image, or it found no network); it powers itself off at its deadline",
+			"reason": "no report within " + within.String() + " of the image going out: its console says why (no driver in the image for its boot NIC, or no network at all); it powers itself off once it has said so, at the latest at its deadline",
 		}})
 	})
 }
@@ -174,7 +174,7 @@ func (b *Booter) Facts(_ context.Context, req pxe.ScriptRequest, body []byte) ([
 				"step": s.Name, "detail": s.Detail, "seconds": strconv.FormatFloat(s.Seconds, 'f', 1, 64)}})
 		}
 	}
-	obs := inventory.Observed{Hardware: rep.Hardware, Source: inventory.ObservedCommission, Time: time.Now()}
+	obs := inventory.Observed{Hardware: rep.Hardware, Source: inventory.ObservedCommission, Time: time.Now(), Host: req.Source.String()}
 	got, filled, err := b.facts.Observe(m.Name, obs)
 	if err != nil {
 		b.log.Error("recording a commissioning report failed", "machine", m.Name, "mac", req.MAC, "err", err)

@@ -10,6 +10,7 @@ package osinit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -89,13 +90,18 @@ func Run(ctx context.Context, cmdline string, sys System, post Poster, console i
 	select {}
 }
 
+// errSaid fails a step whose detail says why.
+var errSaid = errors.New("failed")
+
 // steps runs everything before the report. ok false means there is no
 // network to report over: the console has said why.
 func steps(ctx context.Context, p commission.Params, perr error, sys System, say func(string, ...any)) (*commission.Report, bool) {
 	rep := &commission.Report{}
 	step := func(name string, start time.Time, err error, detail string) {
 		s := commission.Step{Name: name, OK: err == nil, Detail: detail, Seconds: time.Since(start).Round(10 * time.Millisecond).Seconds()}
-		if err != nil {
+		if errors.Is(err, errSaid) {
+			// The detail already says what went wrong.
+		} else if err != nil {
 			s.Detail = err.Error()
 			if detail != "" {
 				s.Detail = detail + ": " + err.Error()
@@ -135,7 +141,7 @@ func steps(ctx context.Context, p commission.Params, perr error, sys System, say
 	}
 	var dhcpErr error
 	if !dhcpOK {
-		dhcpErr = fmt.Errorf("no DHCP answer")
+		dhcpErr = errSaid
 	}
 	step("dhcp", t, dhcpErr, detail)
 	t = time.Now()
