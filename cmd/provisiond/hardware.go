@@ -220,8 +220,11 @@ func newAuditPower(cf *clientFlags, e env) *cobra.Command {
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "WHAT\tMODEL\tWATTS")
 			watts := func(l audit.PowerLine) string {
-				if !l.Known {
+				switch {
+				case !l.Known:
 					return "?"
+				case l.CPUTDPW > 0 && l.MinW == l.MaxW:
+					return fmt.Sprintf("%.0f (CPUs %g W TDP)", l.MinW, l.CPUTDPW)
 				}
 				return fmt.Sprintf("%g-%g", l.MinW, l.MaxW)
 			}
@@ -231,7 +234,7 @@ func newAuditPower(cf *clientFlags, e env) *cobra.Command {
 			for _, l := range rep.Machines {
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Name, dash(l.Model), watts(l))
 			}
-			fmt.Fprintf(tw, "total\t\t%g-%g\n", rep.MinW, rep.MaxW)
+			fmt.Fprintf(tw, "total\t\t%.0f-%.0f\n", rep.MinW, rep.MaxW)
 			tw.Flush()
 			for _, n := range rep.Notes {
 				fmt.Fprintln(e.stdout, "note: "+n)
@@ -475,7 +478,7 @@ func newRoles(cf *clientFlags, e env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printList(e.stdout, cf.output, v, "ROLE\tMEMORY\tBOOT DISK\tOSD\tSCRATCH\tRANK\tDESCRIPTION", func(r inventory.Role) []string {
+			return printList(e.stdout, cf.output, v, "ROLE\tMEMORY\tBOOT DISK\tOSD\tSCRATCH\tCPU\tRANK\tDESCRIPTION", func(r inventory.Role) []string {
 				mem := fmt.Sprintf("%g+ GB", r.MemoryGB.Min)
 				if r.MemoryGB.Max > 0 {
 					mem = fmt.Sprintf("%g-%g GB", r.MemoryGB.Min, r.MemoryGB.Max)
@@ -484,7 +487,14 @@ func newRoles(cf *clientFlags, e env) *cobra.Command {
 				if r.BootDisk {
 					boot = "yes"
 				}
-				return []string{r.Name, mem, boot, fmt.Sprint(r.OSDDisks), fmt.Sprint(r.ScratchDisks), dash(r.Rank), r.Description}
+				var cpu []string
+				if r.MinCores > 0 {
+					cpu = append(cpu, fmt.Sprintf("%d+ cores", r.MinCores))
+				}
+				if len(r.CPUModels) > 0 {
+					cpu = append(cpu, strings.Join(r.CPUModels, "|"))
+				}
+				return []string{r.Name, mem, boot, fmt.Sprint(r.OSDDisks), fmt.Sprint(r.ScratchDisks), dash(strings.Join(cpu, " ")), dash(r.Rank), r.Description}
 			})
 		},
 	}
@@ -519,7 +529,7 @@ func printHardware(w io.Writer, m *inventory.Machine) {
 	if mem := a.TotalMemoryGB(); mem > 0 {
 		var d []string
 		for _, x := range a.DIMMs {
-			d = append(d, strings.TrimSpace(fmt.Sprintf("%s %g GB %s", x.Slot, x.SizeGB, x.Part)))
+			d = append(d, strings.Join(nonEmpty(x.Slot, fmt.Sprintf("%g GB", x.SizeGB), x.PartNumber, x.Part), " "))
 		}
 		v := fmt.Sprintf("%g GB", mem)
 		if len(d) > 0 {

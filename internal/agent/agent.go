@@ -60,6 +60,13 @@ func (h Host) Gather() (inventory.Hardware, []string) {
 		notes = append(notes, "DIMMs: "+err.Error())
 	}
 	a.DIMMs = dimms
+	if raw, err := h.smbios(); err == nil {
+		if loc, ok := ParseLocator(raw); ok {
+			// The OA's name for the enclosure: machine adopt's and
+			// matching's bay.
+			a.Enclosure, a.Bay = loc.Enclosure, loc.Bay
+		}
+	}
 	if len(a.DIMMs) == 0 {
 		a.MemoryGB = h.memTotalGB()
 	}
@@ -146,6 +153,14 @@ func (h Host) memTotalGB() float64 {
 
 // dimms reads SMBIOS type 17 (Memory Device) structures.
 func (h Host) dimms() ([]inventory.DIMM, error) {
+	raw, err := h.smbios()
+	if err != nil {
+		return nil, err
+	}
+	return ParseDIMMs(raw), nil
+}
+
+func (h Host) smbios() ([]byte, error) {
 	raw, err := os.ReadFile(h.path("sys/firmware/dmi/tables/DMI"))
 	if err != nil {
 		if os.IsPermission(err) {
@@ -153,17 +168,17 @@ func (h Host) dimms() ([]inventory.DIMM, error) {
 		}
 		return nil, fmt.Errorf("no SMBIOS table (%v)", err)
 	}
-	return ParseDIMMs(raw), nil
+	return raw, nil
 }
 
-// ParseDIMMs decodes the installed memory devices of a raw SMBIOS table.
-// Malformed structures end the walk; what was read before is kept.
-func ParseDIMMs(t []byte) []inventory.DIMM {
-	var out []inventory.DIMM
+// walkSMBIOS calls fn for each structure of a raw SMBIOS table, with its
+// formatted area and a lookup of its strings. Malformed structures end the
+// walk.
+func walkSMBIOS(t []byte, fn func(typ byte, f []byte, str func(off int) string)) {
 	for i := 0; i+4 <= len(t); {
 		typ, n := t[i], int(t[i+1])
 		if n < 4 || i+n > len(t) {
-			break
+			return
 		}
 		f := t[i : i+n]
 		// Strings follow the formatted area, ending with a double NUL.
@@ -184,52 +199,89 @@ func ParseDIMMs(t []byte) []inventory.DIMM {
 		if len(strs) == 0 && j < len(t) && t[j] == 0 {
 			j++
 		}
-		str := func(off int) string {
+		if typ == 127 {
+			return
+		}
+		fn(typ, f, func(off int) string {
 			if off >= len(f) || f[off] == 0 || int(f[off]) > len(strs) {
 				return ""
 			}
 			return strings.TrimSpace(strs[f[off]-1])
-		}
+		})
+		i = j
+	}
+}
+
+// ParseDIMMs decodes the installed memory devices of a raw SMBIOS table.
+// Malformed structures end the walk; what was read before is kept.
+func ParseDIMMs(t []byte) []inventory.DIMM {
+	var out []inventory.DIMM
+	walkSMBIOS(t, func(typ byte, f []byte, str func(int) string) {
+		n := len(f)
 		u16 := func(off int) int {
 			if off+2 > len(f) {
 				return 0
 			}
 			return int(binary.LittleEndian.Uint16(f[off:]))
 		}
-		if typ == 127 {
-			break
+		if typ != 17 || n < 0x15 {
+			return
 		}
-		if typ == 17 && n >= 0x15 {
-			size := u16(0x0C)
-			var mb float64
-			switch {
-			case size == 0 || size == 0xFFFF:
-			case size == 0x7FFF && n >= 0x20:
-				mb = float64(binary.LittleEndian.Uint32(f[0x1C:]) & 0x7FFFFFFF)
-			case size&0x8000 != 0:
-				mb = float64(size&0x7FFF) / 1024
-			default:
-				mb = float64(size)
+		size := u16(0x0C)
+		var mb float64
+		switch {
+		case size == 0 || size == 0xFFFF:
+		case size == 0x7FFF && n >= 0x20:
+			mb = float64(binary.LittleEndian.Uint32(f[0x1C:]) & 0x7FFFFFFF)
+		case size&0x8000 != 0:
+			mb = float64(size&0x7FFF) / 1024
+		default:
+			mb = float64(size)
+		}
+		if mb <= 0 {
+			return
+		}
+		d := inventory.DIMM{Slot: str(0x10), SizeGB: mb / 1024, Type: memType(f[0x12], u16(0x13))}
+		if n >= 0x17 {
+			d.SpeedMTs = u16(0x15)
+		}
+		if n >= 0x1B {
+			if s := str(0x18); inventory.Usable(s) {
+				d.Serial = s
 			}
-			if mb > 0 {
-				d := inventory.DIMM{Slot: str(0x10), SizeGB: mb / 1024, Type: memType(f[0x12], u16(0x13))}
-				if n >= 0x17 {
-					d.SpeedMTs = u16(0x15)
-				}
-				if n >= 0x1B {
-					if s := str(0x18); inventory.Usable(s) {
-						d.Serial = s
-					}
-					if s := str(0x1A); inventory.Usable(s) {
-						d.PartNumber = s
-					}
-				}
-				out = append(out, d)
+			if s := str(0x1A); inventory.Usable(s) {
+				d.PartNumber = s
 			}
 		}
-		i = j
-	}
+		out = append(out, d)
+	})
 	return out
+}
+
+// Locator is where an HP blade sits, as its firmware tells it (SMBIOS
+// type 204, "HP ProLiant System/Rack Locator", filled in from the
+// enclosure's Onboard Administrator).
+type Locator struct {
+	Enclosure, EnclosureSerial string
+	Bay                        int
+}
+
+// ParseLocator reads the HP System/Rack Locator of a raw SMBIOS table:
+// the enclosure's name (string at 0x05), the server's bay (string at
+// 0x07) and the enclosure's serial (string at 0x0A). ok is false when the
+// table has none (not an HP blade).
+func ParseLocator(t []byte) (loc Locator, ok bool) {
+	walkSMBIOS(t, func(typ byte, f []byte, str func(int) string) {
+		if typ != 204 || len(f) < 0x0B || ok {
+			return
+		}
+		bay, err := strconv.Atoi(str(0x07))
+		if err != nil || bay <= 0 || !inventory.Usable(str(0x05)) {
+			return
+		}
+		loc, ok = Locator{Enclosure: str(0x05), EnclosureSerial: str(0x0A), Bay: bay}, true
+	})
+	return loc, ok
 }
 
 func memType(t byte, detail int) string {

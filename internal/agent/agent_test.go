@@ -55,3 +55,36 @@ func TestParseDIMMs(t *testing.T) {
 	ParseDIMMs([]byte{17, 2, 0, 0})
 	ParseDIMMs([]byte{17, 0xff, 0, 0, 1})
 }
+
+// hpLocator builds an HP type-204 structure (System/Rack Locator) as a
+// c7000's blade reports it: strings for rack, enclosure, model, bay and
+// serial; byte fields for the enclosure's bays and how many are filled.
+func hpLocator(rack, enclosure, model, bay, serial string, bays, filled byte) []byte {
+	f := make([]byte, 0x0B)
+	f[0], f[1] = 204, 0x0B
+	binary.LittleEndian.PutUint16(f[2:], 0xCC00)
+	f[0x04], f[0x05], f[0x06], f[0x07], f[0x0A] = 1, 2, 3, 4, 5
+	f[0x08], f[0x09] = bays, filled
+	for _, s := range []string{rack, enclosure, model, bay, serial} {
+		f = append(f, s...)
+		f = append(f, 0)
+	}
+	return append(f, 0)
+}
+
+func TestParseLocator(t *testing.T) {
+	var table []byte
+	table = append(table, dimm17(0x1100, 8192, 0, 0x18, 1<<13, 1600, "PROC 1 DIMM 1")...)
+	table = append(table, hpLocator("Rack_208", "ASGARD                          ", "BladeSystem c7000 Enclosure G2", "7                               ", "GB8925V2C9", 16, 1)...)
+	table = append(table, 127, 4, 0xff, 0xfe, 0, 0)
+	loc, ok := ParseLocator(table)
+	if !ok || loc.Enclosure != "ASGARD" || loc.Bay != 7 || loc.EnclosureSerial != "GB8925V2C9" {
+		t.Errorf("locator %+v %v", loc, ok)
+	}
+	// A rack server (no type 204), an empty bay string, a cut structure.
+	for _, bad := range [][]byte{dimm17(0x1100, 8192, 0, 0x18, 0, 1600, "DIMM"), hpLocator("", "ASGARD", "", "", "", 16, 1), hpLocator("r", "ASGARD", "m", "3", "s", 16, 1)[:9]} {
+		if loc, ok := ParseLocator(bad); ok {
+			t.Errorf("found %+v in %x", loc, bad)
+		}
+	}
+}

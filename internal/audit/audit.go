@@ -82,6 +82,10 @@ type Model struct {
 	DIMMSizesGB []float64 `json:"dimm_sizes_gb,omitempty" yaml:"dimm_sizes_gb,omitempty"`
 	// PowerW is the power drawn running (for an enclosure: with no blades).
 	PowerW inventory.Range `json:"power_w,omitzero" yaml:"power_w,omitempty"`
+	// CPUTDPW is the per-CPU TDP range PowerW spans: its lightest CPU
+	// runs at PowerW.Min, its heaviest at PowerW.Max. With every CPU's
+	// TDP known, the estimate is read off that line.
+	CPUTDPW inventory.Range `json:"cpu_tdp_w,omitzero" yaml:"cpu_tdp_w,omitempty"`
 	// Firmware is the only boot firmware the model network-boots with
 	// (bios or uefi; empty: either). A BL460c Gen8 has no UEFI: its
 	// machines get no answer to a UEFI PXE request and no EFI boot flag.

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -337,5 +338,67 @@ func TestDriftUUIDByteOrder(t *testing.T) {
 	m.Facts.UUID = "36343130-3136-435a-3334-3033594c4d57"
 	if d := Drift(m); len(d) != 1 || !strings.Contains(d[0], "uuid") {
 		t.Errorf("another UUID: %v", d)
+	}
+}
+
+// A commissioned blade's CPUs set its power figure: on the model's line
+// from its lightest CPU's TDP to its heaviest's; a CPU not in the table
+// leaves the model's range.
+func TestPowerByCPUTDP(t *testing.T) {
+	for _, c := range []struct {
+		model      string
+		min, max   float64
+		tdp        float64
+		wantTDPsum bool
+	}{
+		{"Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz", 131.8, 131.8, 230, true}, // 115 W: 100 + 35/55 of 50
+		{"Intel(R) Xeon(R) CPU E5-2603 0 @ 1.80GHz", 100, 100, 160, true},
+		{"Intel(R) Xeon(R) CPU E5-2690 0 @ 2.90GHz", 150, 150, 270, true},
+		{"Intel(R) Xeon(R) CPU E5-2650 v2 @ 2.60GHz", 113.6, 113.6, 190, true},
+		{"QEMU Virtual CPU version 2.5+", 100, 150, 0, false},
+	} {
+		m := blade("BLD-003", func(m *inventory.Machine) {
+			for i := range m.CPUs {
+				m.CPUs[i].Model = c.model
+			}
+		})
+		rep, err := Power(Input{Machines: []inventory.Machine{m}, Models: DefaultModels()}, []string{"BLD-003"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := rep.Machines[0]
+		if math.Abs(l.MinW-c.min) > 0.1 || math.Abs(l.MaxW-c.max) > 0.1 || l.CPUTDPW != c.tdp {
+			t.Errorf("%s: %.1f-%.1f W, TDP %g; want %g-%g, %g", c.model, l.MinW, l.MaxW, l.CPUTDPW, c.min, c.max, c.tdp)
+		}
+	}
+}
+
+// A role that names CPU models takes only machines with them; a machine
+// whose CPUs are unknown is told to be commissioned.
+func TestRoleCPUModels(t *testing.T) {
+	r := inventory.Role{Name: "fat", MemoryGB: inventory.Range{Min: 8}, CPUModels: []string{"E5-2670", "e5-2680"}}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ok := blade("BLD-003", nil)
+	slow := blade("BLD-004", func(m *inventory.Machine) { m.CPUs[1].Model = "Intel(R) Xeon(R) CPU E5-2603 0 @ 1.80GHz" })
+	unknown := blade("BLD-005", func(m *inventory.Machine) { m.CPUs = nil })
+	in := Input{Machines: []inventory.Machine{ok, slow, unknown}, Roles: []inventory.Role{r}, Models: DefaultModels()}
+	q := map[string][]string{}
+	for _, m := range Audit(in).Machines {
+		q[m.Name] = m.Qualifies
+	}
+	if fmt.Sprint(q) != "map[BLD-003:[fat] BLD-004:[] BLD-005:[]]" {
+		t.Errorf("qualifies: %v", q)
+	}
+	c, err := Candidates(in, "fat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(fmt.Sprint(c), "E5-2603") || !strings.Contains(fmt.Sprint(c), "commission it") {
+		t.Errorf("candidates: %+v", c)
+	}
+	if err := (&inventory.Role{Name: "x", CPUModels: []string{" "}}).Validate(); err == nil {
+		t.Error("an empty CPU model accepted")
 	}
 }

@@ -26,14 +26,15 @@ func DefaultRoles() []inventory.Role {
 // DefaultModels are figures for the homelab's hardware: sockets, DIMM
 // slots, disk bays and running power (homelab.md's measurements: a C7000
 // alone 200-400 W, each BL460c Gen8 blade 100-150 W more, the x3550 M3
-// 100-150 W, the X4150 150-200 W).
+// 100-150 W, the X4150 150-200 W). A Gen8 blade's range spans its CPUs,
+// the E5-2600 family from 80 W (E5-2603) to 135 W (E5-2690).
 func DefaultModels() []Model {
 	return []Model{
 		// Gen8 has no UEFI; the x3550 M3's UEFI cannot network-boot
 		// iPXE (ipxe.efi is too large for the NIC's PXE buffer), so it
 		// boots legacy BIOS too.
 		{Match: "BL460c Gen8", Sockets: 2, DIMMSlots: 16, DiskBays: 2, DIMMSizesGB: []float64{2, 4, 8, 16, 32},
-			PowerW: inventory.Range{Min: 100, Max: 150}, Firmware: inventory.FirmwareBIOS},
+			PowerW: inventory.Range{Min: 100, Max: 150}, CPUTDPW: inventory.Range{Min: 80, Max: 135}, Firmware: inventory.FirmwareBIOS},
 		{Match: "x3550 M3", Sockets: 2, DIMMSlots: 18, DIMMSizesGB: []float64{1, 2, 4, 8, 16},
 			PowerW: inventory.Range{Min: 100, Max: 150}, Firmware: inventory.FirmwareBIOS},
 		{Match: "X4150", Sockets: 2, DIMMSlots: 16, PowerW: inventory.Range{Min: 150, Max: 200}},

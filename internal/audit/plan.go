@@ -41,14 +41,54 @@ func Needs(m *inventory.Machine, r inventory.Role, models []Model) []Need {
 	if scratch > 0 {
 		out = append(out, Need{Kind: "scratch-disk", Amount: float64(scratch), Text: plural(scratch, "scratch disk")})
 	}
-	if r.MinCores > 0 {
-		if !m.CPUKnown() {
-			out = append(out, Need{Kind: "cpu-unknown", Text: fmt.Sprintf("CPU unknown (needs %d cores)", r.MinCores)})
-		} else if c := cores(m); c < r.MinCores {
-			out = append(out, Need{Kind: "cores", Amount: float64(r.MinCores - c), Text: fmt.Sprintf("%d cores (has %d)", r.MinCores, c)})
+	if r.MinCores > 0 || len(r.CPUModels) > 0 {
+		switch {
+		case !m.CPUKnown():
+			out = append(out, Need{Kind: "cpu-unknown", Text: "CPU unknown (" + cpuWants(r) + "): commission it"})
+		case r.MinCores > 0 && cores(m) < r.MinCores:
+			out = append(out, Need{Kind: "cores", Amount: float64(r.MinCores - cores(m)), Text: fmt.Sprintf("%d cores (has %d)", r.MinCores, cores(m))})
+		}
+		if m.CPUKnown() && !CPUModelFits(m, r) {
+			out = append(out, Need{Kind: "cpu-model", Text: fmt.Sprintf("a CPU of %s (has %s)", strings.Join(r.CPUModels, ", "), ShortCPU(m.CPUs[0].Model))})
 		}
 	}
 	return out
+}
+
+// cpuWants says what role r asks of the CPUs.
+func cpuWants(r inventory.Role) string {
+	var w []string
+	if r.MinCores > 0 {
+		w = append(w, fmt.Sprintf("needs %d cores", r.MinCores))
+	}
+	if len(r.CPUModels) > 0 {
+		w = append(w, "needs "+strings.Join(r.CPUModels, " or "))
+	}
+	return strings.Join(w, ", ")
+}
+
+// CPUModelFits reports whether m's CPUs are of a model role r takes (any,
+// when the role names none). Unknown CPUs do not fit a role that names
+// models.
+func CPUModelFits(m *inventory.Machine, r inventory.Role) bool {
+	if len(r.CPUModels) == 0 {
+		return true
+	}
+	if !m.CPUKnown() {
+		return false
+	}
+	for _, c := range m.CPUs {
+		ok := false
+		for _, want := range r.CPUModels {
+			if strings.Contains(strings.ToLower(ShortCPU(c.Model)), strings.ToLower(strings.TrimSpace(want))) {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func plural(n int, what string) string {
@@ -361,8 +401,11 @@ func fit(m *inventory.Machine, r inventory.Role, models []Model, parts map[strin
 	if r.MinCores > 0 && m.CPUKnown() && cores(m) < r.MinCores {
 		return nil, fmt.Sprintf("%d cores, needs %d", cores(m), r.MinCores)
 	}
-	if r.MinCores > 0 && !m.CPUKnown() {
-		o.notes = append(o.notes, "CPU unknown: check it has the cores")
+	if m.CPUKnown() && !CPUModelFits(m, r) {
+		return nil, fmt.Sprintf("CPU %s, needs %s", ShortCPU(m.CPUs[0].Model), strings.Join(r.CPUModels, " or "))
+	}
+	if (r.MinCores > 0 || len(r.CPUModels) > 0) && !m.CPUKnown() {
+		o.notes = append(o.notes, "CPU unknown ("+cpuWants(r)+"): commission it")
 	}
 	if d := r.MemoryGB.Min - mem; d > 0 {
 		if msg := dimmRuleBroken(m, models); msg != "" {

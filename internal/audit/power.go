@@ -17,6 +17,9 @@ type PowerLine struct {
 	Known bool `json:"known" yaml:"known"`
 	// Blades is, for an enclosure, how many of the machines run in it.
 	Blades int `json:"blades,omitempty" yaml:"blades,omitempty"`
+	// CPUTDPW is the machine's CPUs' TDP, summed, when every one is
+	// known (the estimate then comes from it: Model.CPUTDPW).
+	CPUTDPW float64 `json:"cpu_tdp_w,omitempty" yaml:"cpu_tdp_w,omitempty"`
 }
 
 // PowerReport estimates the power of a set of running machines.
@@ -63,6 +66,7 @@ func Power(in Input, names []string) (*PowerReport, error) {
 		line := PowerLine{Name: m.Name, Model: m.Model}
 		if md, ok := ModelFor(in.Models, m.Vendor, m.Model); ok && md.PowerW.Max > 0 {
 			line.MinW, line.MaxW, line.Known = md.PowerW.Min, md.PowerW.Max, true
+			byTDP(&line, m, md)
 		} else {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: no power figure for model %q: add one under models in the config", m.Name, m.Model))
 		}
@@ -101,4 +105,29 @@ func Power(in Input, names []string) (*PowerReport, error) {
 		rep.MaxW += line.MaxW
 	}
 	return rep, nil
+}
+
+// byTDP narrows a machine's estimate when every CPU's TDP is known and its
+// model says which TDPs its power range spans: the figure on that line at
+// the CPUs' mean TDP (clamped to the range).
+func byTDP(line *PowerLine, m *inventory.Machine, md Model) {
+	if len(m.CPUs) == 0 {
+		return
+	}
+	var sum float64
+	for _, c := range m.CPUs {
+		w, ok := CPUTDP(c.Model)
+		if !ok {
+			return
+		}
+		sum += w
+	}
+	line.CPUTDPW = sum
+	span := md.CPUTDPW.Max - md.CPUTDPW.Min
+	if span <= 0 {
+		return
+	}
+	f := min(max((sum/float64(len(m.CPUs))-md.CPUTDPW.Min)/span, 0), 1)
+	w := md.PowerW.Min + f*(md.PowerW.Max-md.PowerW.Min)
+	line.MinW, line.MaxW = w, w
 }

@@ -88,8 +88,14 @@ func (st *Status) Apply(ev Event) {
 	case Booted, BootDone:
 		st.Power = "on"
 		set(StateBooted)
-	case ScriptError:
+	case ScriptError, CommissionFailed:
 		set(StateFailed)
+	case FactsReported:
+		// The commissioning OS powers off after its report, unless held.
+		if ev.Attrs["source"] == "commission" && ev.Attrs["then"] == "poweroff" {
+			st.Power = "off"
+			set(StateOff)
+		}
 	}
 }
 
@@ -116,6 +122,9 @@ func (st *Status) Text(now time.Time, stallAfter time.Duration) string {
 		return "booted " + ago(now, st.Step.Time)
 	case StateFailed:
 		msg := st.Step.Attrs["error"]
+		if msg == "" {
+			msg = st.Step.Attrs["reason"]
+		}
 		if len(msg) > 80 {
 			msg = msg[:77] + "..."
 		}
@@ -123,6 +132,9 @@ func (st *Status) Text(now time.Time, stallAfter time.Duration) string {
 	case StateOn:
 		return "powered on " + ago(now, st.Since)
 	case StateOff:
+		if st.Step.Type == FactsReported {
+			return "commissioned, powered off " + ago(now, st.Since)
+		}
 		return "powered off " + ago(now, st.Since)
 	}
 	if st.Last.Type == "" {

@@ -442,6 +442,10 @@ type Role struct {
 	ScratchDisks int `json:"scratch_disks,omitempty" yaml:"scratch_disks,omitempty"`
 	// MinCores is the least number of CPU cores (all sockets).
 	MinCores int `json:"min_cores,omitempty" yaml:"min_cores,omitempty"`
+	// CPUModels, when set, are the CPU models the role takes: a machine
+	// qualifies when its CPUs' model contains one of them (E5-2670,
+	// "E5-2650 v2"; case-insensitive).
+	CPUModels []string `json:"cpu_models,omitempty" yaml:"cpu_models,omitempty"`
 	// Rank orders qualifying machines: memory, disks or cores.
 	Rank string `json:"rank,omitempty" yaml:"rank,omitempty"`
 }
@@ -453,6 +457,11 @@ func (r *Role) Validate() error {
 	}
 	if r.MemoryGB.Min < 0 || (r.MemoryGB.Max != 0 && r.MemoryGB.Max < r.MemoryGB.Min) {
 		return fmt.Errorf("role %s: memory_gb range %g-%g is not a range", r.Name, r.MemoryGB.Min, r.MemoryGB.Max)
+	}
+	for _, c := range r.CPUModels {
+		if strings.TrimSpace(c) == "" {
+			return fmt.Errorf("role %s: cpu_models has an empty entry", r.Name)
+		}
 	}
 	if r.OSDDisks < 0 || r.ScratchDisks < 0 || r.MinCores < 0 {
 		return fmt.Errorf("role %s: counts cannot be negative", r.Name)

@@ -32,10 +32,13 @@ func commissionKernel(t *testing.T) string {
 	return dir
 }
 
-// smbiosDIMMs is two SMBIOS type-17 structures (DSP0134 3.x, 0x28
-// bytes), 1 GiB each in the two sockets' first slots, as a ProLiant lists
-// its DIMMs: QEMU adds them to its tables instead of its own one DIMM.
-func smbiosDIMMs() []byte {
+// smbiosBlade is what QEMU adds to its SMBIOS tables to make the machine
+// a c7000 blade in ASGARD's bay 5: two type-17 structures (DSP0134 3.x,
+// 0x28 bytes), 1 GiB each in the two sockets' first slots (instead of
+// QEMU's own one DIMM), and HP's type 204 (System/Rack Locator: strings
+// for rack, enclosure, model, bay and enclosure serial at 0x04-0x07 and
+// 0x0A, the enclosure's bays and those filled at 0x08-0x09).
+func smbiosBlade() []byte {
 	var out []byte
 	for i, loc := range []string{"PROC 1 DIMM 1", "PROC 2 DIMM 1"} {
 		f := make([]byte, 0x28)
@@ -61,7 +64,16 @@ func smbiosDIMMs() []byte {
 		}
 		out = append(out, 0)
 	}
-	return out
+	loc := make([]byte, 0x0B)
+	loc[0], loc[1] = 204, 0x0B
+	binary.LittleEndian.PutUint16(loc[2:], 0xCC00)
+	loc[0x04], loc[0x05], loc[0x06], loc[0x07], loc[0x0A] = 1, 2, 3, 4, 5
+	loc[0x08], loc[0x09] = 16, 3
+	for _, s := range []string{"HOMELAB", "ASGARD", "BladeSystem c7000 Enclosure G2", "5", "CZ372137H3"} {
+		loc = append(loc, s...)
+		loc = append(loc, 0)
+	}
+	return append(append(out, loc...), 0)
 }
 
 // commissionVM is what a commissioning test machine is made of.
@@ -92,7 +104,7 @@ func (l *lab) startCommissionVM(name, mac string, c commissionVM) *vm {
 		args = append(args, "-m", "512", "-smp", "1")
 	} else {
 		dimms := filepath.Join(l.dir, name+"-dimms.bin")
-		if err := os.WriteFile(dimms, smbiosDIMMs(), 0o644); err != nil {
+		if err := os.WriteFile(dimms, smbiosBlade(), 0o644); err != nil {
 			l.t.Fatal(err)
 		}
 		var disks []string
@@ -165,7 +177,9 @@ func TestCommission(t *testing.T) {
 	}
 
 	// BLD-005 is in the inventory by its bay only (no MAC yet), as the
-	// homelab's blades were typed in.
+	// homelab's blades were typed in; the report matches it by the bay
+	// its firmware names (HP's type 204) and says so, but only machine
+	// adopt gives it the MAC.
 	inv := filepath.Join(l.dir, "asgard.yaml")
 	os.WriteFile(inv, []byte("systems:\n  - name: ASGARD\n    kind: enclosure\n    bays: 16\nmachines:\n  - name: BLD-005\n    enclosure: ASGARD\n    bay: 5\n    profile: local\n"), 0o644)
 	l.mustCLI("import", inv, "--apply")
@@ -204,7 +218,7 @@ func TestCommission(t *testing.T) {
 			reported = &evs[i]
 		}
 	}
-	if reported == nil || reported.Attrs["then"] != "poweroff" || reported.Attrs["cpus"] != "2" || reported.Attrs["dimms"] != "2" {
+	if reported == nil || reported.Attrs["then"] != "poweroff" || reported.Attrs["cpus"] != "2" || reported.Attrs["dimms"] != "2" || reported.Attrs["matches"] != "BLD-005 by bay" {
 		t.Fatalf("no commissioning report on %s's timeline: %+v", disc, reported)
 	}
 	out = l.mustCLI("machine", "adopt", disc, "BLD-005")
