@@ -62,7 +62,7 @@ const (
 // pages are the README and the docs, in the order a newcomer reads them:
 // their sessions run one after another on one daemon. Every page under
 // docs/ must be listed.
-var pages = []string{"README.md", "docs/inventory.md", "docs/bmc.md", "docs/enclosures.md", "docs/profiles.md", "docs/talos.md", "docs/slurm.md",
+var pages = []string{"README.md", "docs/inventory.md", "docs/bmc.md", "docs/enclosures.md", "docs/commissioning.md", "docs/profiles.md", "docs/talos.md", "docs/slurm.md",
 	"docs/configuration.md", "docs/operations.md", "docs/security.md", "docs/cli.md", "docs/dashboard.md", "docs/benchmarks.md",
 	"docs/testing.md", "docs/troubleshooting.md"}
 
