@@ -49,8 +49,10 @@ type clientFlags struct {
 const defaultConfigPath = "/etc/provisiond/provisiond.yaml"
 
 func main() {
-	if os.Getpid() == 1 {
-		// Process 1: provisiond is a commissioning image's /init.
+	if os.Getpid() == 1 && os.Args[0] == "/init" {
+		// The kernel ran provisiond as an initramfs's /init: it is the
+		// commissioning image (in a container, process 1 has another
+		// name and serves as usual).
 		commissionInit()
 	}
 	e := env{get: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}

@@ -107,16 +107,7 @@ func BuildImage(w io.Writer, o ImageOptions) (*Manifest, error) {
 			man.Firmware = append(man.Firmware, fw)
 		}
 	}
-	if o.Shell != "" {
-		if err := Static(o.Shell); err != nil {
-			man.Shell = "none: " + err.Error()
-		} else if data, err := os.ReadFile(o.Shell); err != nil {
-			man.Shell = "none: " + err.Error()
-		} else {
-			files = append(files, initramfs.File{Path: "/bin/busybox", Mode: 0o755, Data: data})
-			man.Shell = "/bin/busybox from " + o.Shell
-		}
-	}
+	files = shell(files, man, o.Shell)
 	files = append(files, initramfs.File{Path: ModulesList, Mode: 0o644, Data: []byte(strings.Join(order, "\n") + "\n")})
 	cw := &countWriter{w: w}
 	zw, err := gzip.NewWriterLevel(cw, gzip.BestCompression)
@@ -131,6 +122,25 @@ func BuildImage(w io.Writer, o ImageOptions) (*Manifest, error) {
 	}
 	man.Bytes = cw.n
 	return man, nil
+}
+
+// shell adds the static busybox at path as /bin/busybox (for holds), or
+// says in the manifest why not.
+func shell(files []initramfs.File, man *Manifest, path string) []initramfs.File {
+	if path == "" {
+		return files
+	}
+	if err := Static(path); err != nil {
+		man.Shell = "none: " + err.Error()
+		return files
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		man.Shell = "none: " + err.Error()
+		return files
+	}
+	man.Shell = "/bin/busybox from " + path
+	return append(files, initramfs.File{Path: "/bin/busybox", Mode: 0o755, Data: data})
 }
 
 // Static checks that path is a statically linked executable (no program

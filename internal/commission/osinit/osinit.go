@@ -90,6 +90,29 @@ func Run(ctx context.Context, cmdline string, sys System, post Poster, console i
 	select {}
 }
 
+// network brings up the boot NIC: false when there is no network to
+// report over.
+func network(ctx context.Context, p commission.Params, sys System, step func(string, time.Time, error, string)) bool {
+	t := time.Now()
+	ifname, err := sys.WaitNIC(ctx, p.MAC)
+	step("nic", t, err, p.MAC)
+	if err != nil {
+		return false
+	}
+	t = time.Now()
+	detail, dhcpOK, err := sys.Configure(ctx, ifname, p.Fallback, p.Gateway)
+	if err != nil {
+		step("network", t, err, detail)
+		return false
+	}
+	var dhcpErr error
+	if !dhcpOK {
+		dhcpErr = errSaid
+	}
+	step("dhcp", t, dhcpErr, detail)
+	return true
+}
+
 // errSaid fails a step whose detail says why.
 var errSaid = errors.New("failed")
 
@@ -99,9 +122,7 @@ func steps(ctx context.Context, p commission.Params, perr error, sys System, say
 	rep := &commission.Report{}
 	step := func(name string, start time.Time, err error, detail string) {
 		s := commission.Step{Name: name, OK: err == nil, Detail: detail, Seconds: time.Since(start).Round(10 * time.Millisecond).Seconds()}
-		if errors.Is(err, errSaid) {
-			// The detail already says what went wrong.
-		} else if err != nil {
+		if err != nil && !errors.Is(err, errSaid) { // errSaid: the detail says it
 			s.Detail = err.Error()
 			if detail != "" {
 				s.Detail = detail + ": " + err.Error()
@@ -127,23 +148,9 @@ func steps(ctx context.Context, p commission.Params, perr error, sys System, say
 		err = fmt.Errorf("%d failed: %v", len(failed), failed)
 	}
 	step("modules", t, err, detail)
-	t = time.Now()
-	ifname, err := sys.WaitNIC(ctx, p.MAC)
-	step("nic", t, err, p.MAC)
-	if err != nil {
+	if !network(ctx, p, sys, step) {
 		return rep, false
 	}
-	t = time.Now()
-	detail, dhcpOK, err := sys.Configure(ctx, ifname, p.Fallback, p.Gateway)
-	if err != nil {
-		step("network", t, err, detail)
-		return rep, false
-	}
-	var dhcpErr error
-	if !dhcpOK {
-		dhcpErr = errSaid
-	}
-	step("dhcp", t, dhcpErr, detail)
 	t = time.Now()
 	hw, notes := sys.Host().Gather()
 	for i := range hw.NICs {
