@@ -170,3 +170,50 @@ func TestParseCmdline(t *testing.T) {
 		t.Error("no fallback accepted")
 	}
 }
+
+// shellSystem is testSystem whose shell runs once, then the image has
+// none (as without busybox).
+type shellSystem struct {
+	*testSystem
+	shells chan struct{}
+}
+
+func (s *shellSystem) Shell() bool {
+	select {
+	case s.shells <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// provisiond.hold: the report says hold, the machine does not power off
+// (the deadline's watchdog is stopped) and the console gets a shell.
+func TestHold(t *testing.T) {
+	var got commission.Report
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewDecoder(r.Body).Decode(&got)
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	sys := &shellSystem{testSystem: newTestSystem(t), shells: make(chan struct{}, 1)}
+	var out strings.Builder
+	var mu sync.Mutex
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
+	go Run(context.Background(), strings.Replace(cmdline, "%s", srv.URL+"/r?nonce=n", 1)+" provisiond.hold", sys, HTTPPoster{}, w)
+	for deadline := time.Now().Add(5 * time.Second); len(sys.shells) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no shell within 5 s")
+		}
+	}
+	select {
+	case <-sys.off:
+		t.Fatal("a held machine powered off")
+	case <-time.After(200 * time.Millisecond):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got.Then != commission.ThenHold || !strings.Contains(out.String(), "holding (provisiond.hold)") {
+		t.Errorf("report then=%q, console:\n%s", got.Then, out.String())
+	}
+}
