@@ -56,6 +56,9 @@ type Params struct {
 	// Deadline bounds the whole run: past it the machine powers off
 	// whatever it is doing (provisiond.deadline=SECONDS).
 	Deadline time.Duration
+	// Notes are settings that were not understood and what was used
+	// instead (the run goes on; the report carries them).
+	Notes []string
 }
 
 // DefaultDeadline is how long a commissioning run may take before the
@@ -89,7 +92,8 @@ func ParseCmdline(cmdline string) (Params, error) {
 		case "provisiond.deadline":
 			s, err := strconv.Atoi(v)
 			if err != nil || s < 30 {
-				return p, fmt.Errorf("provisiond.deadline=%s: want seconds, at least 30", v)
+				p.Notes = append(p.Notes, fmt.Sprintf("provisiond.deadline=%s is not seconds (at least 30): %s used", v, DefaultDeadline))
+				continue
 			}
 			p.Deadline = time.Duration(s) * time.Second
 		}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/agent"
@@ -140,6 +141,9 @@ func steps(ctx context.Context, p commission.Params, perr error, sys System, say
 	if perr != nil {
 		say("%v", perr)
 		return rep, false
+	}
+	if len(p.Notes) > 0 {
+		step("cmdline", time.Now(), errors.New(strings.Join(p.Notes, "; ")), "")
 	}
 	t = time.Now()
 	n, failed, err := sys.LoadModules()

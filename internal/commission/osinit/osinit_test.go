@@ -157,11 +157,14 @@ func TestParseCmdline(t *testing.T) {
 	if err != nil || p.MAC != "52:54:00:e2:c0:09" || !p.Hold || p.Deadline != time.Minute {
 		t.Fatalf("%+v %v", p, err)
 	}
-	for _, bad := range []string{"quiet", "provisiond.mac=x provisiond.report=http://a/", "provisiond.mac=52:54:00:e2:c0:09 provisiond.report=file:///etc/passwd",
-		"provisiond.mac=52:54:00:e2:c0:09 provisiond.report=http://a/ provisiond.deadline=5"} {
+	for _, bad := range []string{"quiet", "provisiond.mac=x provisiond.report=http://a/", "provisiond.mac=52:54:00:e2:c0:09 provisiond.report=file:///etc/passwd"} {
 		if _, err := commission.ParseCmdline(bad); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
+	}
+	// A deadline that is not one is noted, and the default used.
+	if p, err := commission.ParseCmdline("provisiond.mac=52:54:00:e2:c0:09 provisiond.report=http://a/ provisiond.deadline=5"); err != nil || p.Deadline != commission.DefaultDeadline || len(p.Notes) != 1 {
+		t.Errorf("deadline=5: %+v %v", p, err)
 	}
 	if conf, err := static("192.0.2.105/255.255.255.128", "192.0.2.1"); err != nil || conf.Addresses[0].IPNet.String() != "192.0.2.105/25" || conf.Routers[0].String() != "192.0.2.1" {
 		t.Errorf("static: %+v %v", conf, err)
