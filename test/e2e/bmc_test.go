@@ -45,9 +45,7 @@ func (l *lab) startIPMISim(t *testing.T) *ipmiBMC {
 	l.sh(b.ns, "ip", "addr", "add", bmcIP+"/25", "dev", "m0")
 	l.sh(b.ns, "ip", "link", "set", "m0", "up")
 
-	tap := "t-" + ipmiVMName
-	l.sh(l.lan, "ip", "tuntap", "add", tap, "mode", "tap")
-	l.sh(l.lan, "ip", "link", "set", tap, "master", "br0", "up")
+	tap := l.tap(ipmiVMName)
 
 	serial := filepath.Join(l.dir, ipmiVMName+".serial")
 	qemu := l.machineScript(ipmiVMMAC, serial, tap)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -91,9 +90,7 @@ type commissionVM struct {
 // machine powers off.
 func (l *lab) startCommissionVM(name, mac string, c commissionVM) *vm {
 	l.t.Helper()
-	tap := "t-" + name
-	l.sh(l.lan, "ip", "tuntap", "add", tap, "mode", "tap")
-	l.sh(l.lan, "ip", "link", "set", tap, "master", "br0", "up")
+	tap := l.tap(name)
 	serial := filepath.Join(l.dir, name+".serial")
 	args := []string{"netns", "exec", l.lan, "qemu-system-x86_64", "-accel", "tcg", "-machine", "pc", "-uuid", vmUUID(mac),
 		"-smbios", "type=1,manufacturer=HP,product=ProLiant BL460c Gen8,serial=E2E-" + strings.ReplaceAll(mac[9:], ":", ""),
@@ -123,22 +120,7 @@ func (l *lab) startCommissionVM(name, mac string, c commissionVM) *vm {
 			"-device", "ich9-ahci,id=ahci0",
 			"-drive", "if=none,id=d1,format=raw,file="+disks[1], "-device", "ide-hd,drive=d1,bus=ahci0.0,serial=E2E-SDA,model=E2E SATA DISK")
 	}
-	cmd := exec.Command("ip", args...)
-	var qout lockedBuffer
-	cmd.Stdout, cmd.Stderr = &qout, &qout
-	if err := cmd.Start(); err != nil {
-		l.t.Fatalf("starting QEMU: %v", err)
-	}
-	v := &vm{name: name, cmd: cmd, serial: serial, done: make(chan error, 1)}
-	go func() { v.done <- cmd.Wait() }()
-	l.cleanup = append(l.cleanup, func() {
-		cmd.Process.Kill()
-		if l.t.Failed() {
-			s, _ := os.ReadFile(serial)
-			l.t.Logf("%s QEMU output:\n%s\nserial console:\n%s", name, qout.String(), s)
-		}
-	})
-	return v
+	return l.runQEMU(name, serial, args)
 }
 
 // The lab's commissioning machines.

@@ -388,12 +388,7 @@ func (l *lab) startVM(name, mac string, fw firmware) *vm {
 // startVMMem is startVM with the memory size (MiB) given.
 func (l *lab) startVMMem(name, mac string, fw firmware, mem string) *vm {
 	l.t.Helper()
-	tap := "t-" + name
-	if len(tap) > 15 {
-		tap = tap[:15]
-	}
-	l.sh(l.lan, "ip", "tuntap", "add", tap, "mode", "tap")
-	l.sh(l.lan, "ip", "link", "set", tap, "master", "br0", "up")
+	tap := l.tap(name)
 	serial := filepath.Join(l.dir, name+".serial")
 	args := []string{"netns", "exec", l.lan, "qemu-system-x86_64", "-accel", "tcg", "-m", mem, "-smp", "1",
 		"-uuid", vmUUID(mac), "-smbios", "type=1,serial=E2E-" + strings.ReplaceAll(mac[9:], ":", ""),
@@ -419,6 +414,13 @@ func (l *lab) startVMMem(name, mac string, fw firmware, mem string) *vm {
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars,
 			"-device", "virtio-net-pci,netdev=n0,mac="+mac+",romfile=,bootindex=1")
 	}
+	return l.runQEMU(name, serial, args)
+}
+
+// runQEMU starts QEMU (ip args...) as machine name, its serial console
+// in serial; the console is logged when the test fails.
+func (l *lab) runQEMU(name, serial string, args []string) *vm {
+	l.t.Helper()
 	cmd := exec.Command("ip", args...)
 	var qout lockedBuffer
 	cmd.Stdout, cmd.Stderr = &qout, &qout
@@ -435,6 +437,18 @@ func (l *lab) startVMMem(name, mac string, fw firmware, mem string) *vm {
 		}
 	})
 	return v
+}
+
+// tap adds machine name's tap device to the lab's bridge.
+func (l *lab) tap(name string) string {
+	l.t.Helper()
+	tap := "t-" + name
+	if len(tap) > 15 {
+		tap = tap[:15]
+	}
+	l.sh(l.lan, "ip", "tuntap", "add", tap, "mode", "tap")
+	l.sh(l.lan, "ip", "link", "set", tap, "master", "br0", "up")
+	return tap
 }
 
 // vmUUID derives a stable SMBIOS UUID from the MAC.

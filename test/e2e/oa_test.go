@@ -104,9 +104,7 @@ func (l *lab) startOA(t *testing.T) string {
 	l.sh(l.lan, "ip", "link", "set", "b-o0", "master", "br0", "up")
 	l.sh(ns, "ip", "addr", "add", oaIP+"/25", "dev", "o0")
 	l.sh(ns, "ip", "link", "set", "o0", "up")
-	tap := "t-bld003"
-	l.sh(l.lan, "ip", "tuntap", "add", tap, "mode", "tap")
-	l.sh(l.lan, "ip", "link", "set", tap, "master", "br0", "up")
+	tap := l.tap("bld003")
 	serial := filepath.Join(l.dir, "bld003.serial")
 	qemu := l.machineScript(oaVMMAC, serial, tap)
 	if err := os.WriteFile(filepath.Join(dir, "qemu.sh"), []byte(qemu), 0o700); err != nil {
