@@ -161,6 +161,9 @@ func (p *Provider) binarySum() (string, error) {
 	if p.binSum != "" {
 		return p.binSum, nil
 	}
+	if p.src.Binary == "" {
+		return "", fmt.Errorf("the daemon could not find its own binary (the commissioning image's /init): commissioning is not available")
+	}
 	if err := Static(p.src.Binary); err != nil {
 		return "", err
 	}
