@@ -20,7 +20,7 @@ func newSlurm(cf *clientFlags, e env) *cobra.Command {
 			"--all), named as the slurm profile names the node (node_name parameter, else hostname, else machine name).\n" +
 			"RealMemory is 95 % of the installed memory, so the kernel's measure on the node is never below it (slurmd\n" +
 			"drains a node whose memory is lower than configured). Machines whose CPUs are not known yet get a comment:\n" +
-			"run provisiond agent report on them once.",
+			"commission them (provisiond commission) or run provisiond agent report on them once.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ms, err := cf.client(e).Machines(cmd.Context())
 			if err != nil {
@@ -98,7 +98,7 @@ func nodeLine(m *inventory.Machine) string {
 	}
 	line := strings.Join(parts, " ")
 	if len(missing) > 0 {
-		line += " # " + m.Name + ": " + strings.Join(missing, ", ") + ": run provisiond agent report on it"
+		line += " # " + m.Name + ": " + strings.Join(missing, ", ") + ": commission it (provisiond commission)"
 	}
 	return line
 }

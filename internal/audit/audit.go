@@ -246,7 +246,7 @@ func Audit(in Input) *Report {
 		}
 		checkDIMMs(m, in.Models, add)
 		if !m.CPUKnown() {
-			add(Warning, "cpu", "CPU model unknown: run provisiond agent report on it (or record cpus)")
+			add(Warning, "cpu", "CPU model unknown: commission it (provisiond commission), or run provisiond agent report on it")
 		}
 		if len(m.Disks) == 0 {
 			add(Info, "disks", "no disks recorded: only stateless roles fit")

@@ -150,7 +150,7 @@ func (s *Store) AcceptObserved(name string) (*Machine, []FieldChange, error) {
 			return err
 		}
 		if m.Observed == nil {
-			return fmt.Errorf("machine %s has no observed hardware yet: run provisiond agent report on it first", m.Name)
+			return fmt.Errorf("machine %s has no observed hardware yet: commission it (provisiond commission %s) or run provisiond agent report on it first", m.Name, m.Name)
 		}
 		before := m.Hardware
 		o := &m.Observed.Hardware
