@@ -137,10 +137,10 @@ const (
 // driver, and powers off (QEMU exits); machine adopt makes it BLD-005,
 // keeping its history. Beside it, the bad paths: a NIC with no module in
 // the image, and a DHCP server that never answers the OS (dnsmasq
-// answers only PXE for that MAC). Then a machine known by MAC, with
-// ipmi_sim as its BMC, is commissioned by provisiond commission --wait,
-// and once more with its report refused (a BMC action began a new boot
-// meanwhile, so the nonce is stale).
+// answers only PXE for that MAC). At the same time a machine known by
+// MAC, with ipmi_sim as its BMC, is commissioned by provisiond commission
+// --wait; then once more with its report refused (a BMC action began a new
+// boot meanwhile, so the nonce is stale).
 func TestCommission(t *testing.T) {
 	requireLab(t)
 	kernel := commissionKernel(t)
@@ -171,6 +171,21 @@ func TestCommission(t *testing.T) {
 		l.startCommissionVM("nodrv", noDriverMAC, commissionVM{nic: "e1000"}),
 		l.startCommissionVM("nodhcp", noDHCPMAC, commissionVM{nic: "virtio-net-pci"}),
 	}
+	// Meanwhile a machine known by MAC, through its IPMI BMC:
+	// commission --wait (checked below).
+	b := l.startIPMISim(t)
+	l.cliStdin(bmcPass, "secret", "set", "bmc-vm1")
+	l.mustCLI("machine", "add", ipmiVMName, "--mac", ipmiVMMAC, "--profile", "local",
+		"--bmc-address", bmcIP, "--bmc-user", bmcUser, "--bmc-password-secret", "bmc-vm1", "--bmc-cipher-suite", "3")
+	type result struct {
+		out string
+		err error
+	}
+	known := make(chan result, 1)
+	go func() {
+		out, err := l.cli("commission", ipmiVMName, "--wait", "--timeout", "8m")
+		known <- result{out, err}
+	}()
 	for _, v := range vms {
 		select {
 		case err := <-v.done:
@@ -243,12 +258,9 @@ func TestCommission(t *testing.T) {
 		t.Errorf("nodhcp: %+v", dhcpStep)
 	}
 
-	// A machine known by MAC, through its IPMI BMC: commission --wait.
-	b := l.startIPMISim(t)
-	l.cliStdin(bmcPass, "secret", "set", "bmc-vm1")
-	l.mustCLI("machine", "add", ipmiVMName, "--mac", ipmiVMMAC, "--profile", "local",
-		"--bmc-address", bmcIP, "--bmc-user", bmcUser, "--bmc-password-secret", "bmc-vm1", "--bmc-cipher-suite", "3")
-	out, err = l.cli("commission", ipmiVMName, "--wait", "--timeout", "8m")
+	// The machine known by MAC, commissioned through its IPMI BMC.
+	r := <-known
+	out, err = r.out, r.err
 	t.Logf("provisiond commission vm1 --wait:\n%s", out)
 	if err != nil || !regexp.MustCompile(`vm1\s+reported, off\s+1x QEMU`).MatchString(out) {
 		t.Fatalf("commission --wait: %v", err)
