@@ -2,6 +2,7 @@ package events
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -127,6 +128,9 @@ func (st *Status) Text(now time.Time, stallAfter time.Duration) string {
 		}
 		if len(msg) > 80 {
 			msg = msg[:77] + "..."
+		}
+		if strings.HasSuffix(st.Step.Type, ".failed") {
+			return fmt.Sprintf("%s %s: %s", st.Step.Type, ago(now, st.Step.Time), msg)
 		}
 		return fmt.Sprintf("%s failed %s: %s", st.Step.Type, ago(now, st.Step.Time), msg)
 	case StateOn:

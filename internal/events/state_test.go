@@ -38,7 +38,7 @@ func TestDeriveStatus(t *testing.T) {
 		{"script error", []Event{ev(0, DHCPOffer), ev(1, ScriptError, "error", "no kernel")}, time.Minute, StateFailed, "on", "http.script_error failed"},
 		{"commissioned", []Event{ev(5, BootDone, "profile", "commission"), ev(30, FactsReported, "source", "commission", "then", "poweroff")}, time.Minute, StateOff, "off", "commissioned, powered off"},
 		{"commissioned, held", []Event{ev(5, BootDone, "profile", "commission"), ev(30, FactsReported, "source", "commission", "then", "hold")}, time.Minute, StateBooted, "on", "booted commission"},
-		{"commissioning failed", []Event{ev(5, BootDone, "profile", "commission"), ev(65, CommissionFailed, "reason", "no report within 1m0s")}, 2 * time.Minute, StateFailed, "on", "commission.failed failed 55 s ago: no report"},
+		{"commissioning failed", []Event{ev(5, BootDone, "profile", "commission"), ev(65, CommissionFailed, "reason", "no report within 1m0s")}, 2 * time.Minute, StateFailed, "on", "commission.failed 55 s ago: no report"},
 		{"old steps replayed are skipped", []Event{ev(5, BootDone), ev(1, DHCPOffer)}, time.Minute, StateBooted, "on", "booted"},
 	}
 	for _, c := range cases {
