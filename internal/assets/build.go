@@ -76,3 +76,8 @@ func (c *Cache) Remove(entry string) error {
 	}
 	return os.RemoveAll(filepath.Join(c.root, filepath.FromSlash(entry)))
 }
+
+// File is the path of file name of entry in the cache (complete or not).
+func (c *Cache) File(entry, name string) string {
+	return filepath.Join(c.root, filepath.FromSlash(entry), name)
+}

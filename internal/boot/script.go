@@ -28,6 +28,9 @@ func Facts() []Fact {
 		{"buildarch", "buildarch", false},
 		{"chip", "netX/chip", false},
 		{"ip", "netX/ip", true},
+		// The boot NIC's bus, vendor and device (01:80:86:10:0e: PCI
+		// 8086:100e), for the commissioning image's driver check.
+		{"busid", "netX/busid", true},
 		// The SMBIOS chassis asset tag: a machine's asset key, checked
 		// by the boot guard, never recorded.
 		{"asset", "asset", false},

@@ -43,6 +43,10 @@ type Manifest struct {
 	// found (a NIC that needs one will not come up: install Debian's
 	// firmware-* package for it).
 	NoFirmware []string `json:"no_firmware,omitempty"`
+	// PCI are the PCI aliases of the modules carried
+	// (pci:v00008086d000010D3sv*... -> e1000e): which NICs the image
+	// drives.
+	PCI map[string]string `json:"pci,omitempty"`
 	// Shell says whether the image carries a shell for holds, or why
 	// not.
 	Shell string `json:"shell,omitempty"`
@@ -89,6 +93,14 @@ func BuildImage(w io.Writer, o ImageOptions) (*Manifest, error) {
 		files = append(files, initramfs.File{Path: path.Join("/lib/modules", o.Tree.Version, m.Path), Mode: 0o644, Data: data})
 		order = append(order, m.Path)
 		man.Modules = append(man.Modules, m.Name)
+		for _, a := range m.Aliases {
+			if strings.HasPrefix(a, "pci:") {
+				if man.PCI == nil {
+					man.PCI = map[string]string{}
+				}
+				man.PCI[a] = m.Name
+			}
+		}
 		for _, fw := range m.Firmware {
 			if seenFW[fw] {
 				continue

@@ -38,6 +38,17 @@ func fakeModule(t *testing.T, path string, info ...string) {
 	}
 }
 
+func TestParseBusID(t *testing.T) {
+	if v, d, ok := ParseBusID("01:80:86:10:0e"); !ok || v != 0x8086 || d != 0x100e {
+		t.Errorf("%x %x %v", v, d, ok)
+	}
+	for _, bad := range []string{"", "02:80:86:10:0e", "01:80:86:10", "01:zz:86:10:0e"} {
+		if _, _, ok := ParseBusID(bad); ok {
+			t.Errorf("%q read as PCI", bad)
+		}
+	}
+}
+
 // program compiles a C program into path: static (no program
 // interpreter) or as cc links by default (dynamic).
 func program(t *testing.T, path string, static bool) {
@@ -100,8 +111,10 @@ func TestBuildImage(t *testing.T) {
 	fakeModule(t, filepath.Join(dir, "kernel/arch/x86/crypto/crc32c-intel.ko"), "alias=crc32c", "alias=crypto-crc32c", "name=crc32c_intel")
 	fakeModule(t, filepath.Join(dir, "kernel/crypto/crc32c_generic.ko"), "alias=crc32c", "alias=crypto-crc32c", "name=crc32c_generic")
 	fakeModule(t, filepath.Join(dir, "kernel/drivers/net/mdio.ko"), "name=mdio")
-	fakeModule(t, filepath.Join(dir, "kernel/drivers/net/ethernet/emulex/benet/be2net.ko"), "depends=", "name=be2net")
-	fakeModule(t, filepath.Join(dir, "kernel/drivers/scsi/hpsa.ko"), "depends=scsi_transport_sas", "name=hpsa")
+	fakeModule(t, filepath.Join(dir, "kernel/drivers/net/ethernet/emulex/benet/be2net.ko"), "depends=", "name=be2net",
+		"alias=pci:v000019A2d00000710sv*sd*bc*sc*i*", "alias=pci:v000010DFd*sv*sd*bc02sc00i*")
+	fakeModule(t, filepath.Join(dir, "kernel/drivers/scsi/hpsa.ko"), "depends=scsi_transport_sas", "name=hpsa",
+		"alias=pci:v*d*sv*sd*bc01sc04i*") // a storage class: never a NIC's driver
 	fakeModule(t, filepath.Join(dir, "kernel/drivers/scsi/scsi_transport_sas.ko"), "depends=", "name=scsi_transport_sas")
 	fw := t.TempDir()
 	os.MkdirAll(filepath.Join(fw, "bnx2x"), 0o755)
@@ -126,6 +139,11 @@ func TestBuildImage(t *testing.T) {
 	if man.Kernel != "6.1.0-57-amd64" || !slices.Equal(man.Missing, []string{"tg3"}) || !slices.Equal(man.Firmware, []string{"bnx2x/bnx2x-e2-7.13.15.0.fw"}) ||
 		!slices.Equal(man.NoFirmware, []string{"bnx2x/bnx2x-e1-7.13.15.0.fw"}) || man.Bytes != int64(buf.Len()) {
 		t.Errorf("manifest %+v", man)
+	}
+	// Which NICs the image drives, by their PCI IDs (the BL460c Gen8's
+	// 554FLB is Emulex 19a2:0710; the e1000 8086:100e is not carried).
+	if man.Driver(0x19a2, 0x0710) != "be2net" || man.Driver(0x10df, 0x1234) != "be2net" || man.Driver(0x8086, 0x100e) != "" {
+		t.Errorf("drivers by PCI ID: %v", man.PCI)
 	}
 	files := unpack(t, buf.Bytes())
 	want, _ := os.ReadFile(bin)
@@ -199,6 +217,14 @@ func TestBuildImageDebianKernel(t *testing.T) {
 	for _, want := range []string{"be2net", "bnx2", "bnx2x", "tg3", "e1000e", "igb", "ixgbe", "virtio_net", "hpsa", "megaraid_sas", "mpt3sas", "ahci", "nvme"} {
 		if !slices.Contains(man.Modules, want) {
 			t.Errorf("%s not in the image", want)
+		}
+	}
+	// The homelab's NICs by PCI ID: the Gen8's 554FLB (Emulex 19a2:0710),
+	// the x3550 M3's BCM5709 (14e4:1639), QEMU's virtio (1af4:1000); an
+	// e1000 (8086:100e) is not carried.
+	for id, want := range map[[2]uint16]string{{0x19a2, 0x0710}: "be2net", {0x14e4, 0x1639}: "bnx2", {0x1af4, 0x1000}: "virtio_pci", {0x8086, 0x100e}: ""} {
+		if got := man.Driver(id[0], id[1]); got != want {
+			t.Errorf("PCI %04x:%04x: driver %q, want %q", id[0], id[1], got, want)
 		}
 	}
 	if man.Bytes >= 40<<20 {

@@ -109,6 +109,36 @@ func (p *Provider) Ensure(ctx context.Context) (*assets.Manifest, error) {
 	return man, nil
 }
 
+// BootNIC checks that the image drives the NIC a machine boots from, by
+// iPXE's busid fact (01:80:86:10:0e). ok is false only when the image is
+// built and none of its modules drives that PCI device; detail says which.
+func (p *Provider) BootNIC(busid string) (detail string, ok bool) {
+	vendor, device, isPCI := ParseBusID(busid)
+	if !isPCI {
+		return "", true
+	}
+	k, err := p.plan()
+	if err != nil {
+		return "", true
+	}
+	if _, done := p.cache.Complete(k.entry); !done {
+		return "", true
+	}
+	raw, err := os.ReadFile(p.cache.File(k.entry, "image.json"))
+	if err != nil {
+		return "", true
+	}
+	var man Manifest
+	if json.Unmarshal(raw, &man) != nil || len(man.PCI) == 0 {
+		return "", true
+	}
+	id := fmt.Sprintf("%04x:%04x", vendor, device)
+	if mod := man.Driver(vendor, device); mod != "" {
+		return "PCI " + id + " is driven by " + mod, true
+	}
+	return "no driver in the commissioning image for the boot NIC, PCI " + id + ": add its module to commission.drivers; the machine will power itself off", false
+}
+
 // Pull starts building the image unless it is cached (nil job then),
 // for provisiond assets pull commission; info describes it.
 func (p *Provider) Pull() (*assets.Job, map[string]string, error) {

@@ -21,7 +21,7 @@ func kernelDir(t *testing.T, versions ...string) string {
 	os.MkdirAll(filepath.Join(dir, "boot"), 0o755)
 	for _, v := range versions {
 		os.WriteFile(filepath.Join(dir, "boot", "vmlinuz-"+v), []byte("kernel "+v), 0o644)
-		fakeModule(t, filepath.Join(dir, "lib/modules", v, "kernel/drivers/net/virtio_net.ko"), "name=virtio_net")
+		fakeModule(t, filepath.Join(dir, "lib/modules", v, "kernel/drivers/net/virtio_net.ko"), "name=virtio_net", "alias=pci:v00001AF4d00001000sv*sd*bc*sc*i*")
 	}
 	return dir
 }
@@ -59,6 +59,9 @@ func TestProviderBuildsOnce(t *testing.T) {
 	if !errors.As(err, &nr) {
 		t.Fatalf("first render: %v", err)
 	}
+	if _, ok := p.BootNIC("01:80:86:10:0e"); !ok {
+		t.Error("a NIC refused before the image is built")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	man, err := p.Ensure(ctx)
@@ -68,6 +71,12 @@ func TestProviderBuildsOnce(t *testing.T) {
 	v, err := p.Values(context.Background(), nil, nil)
 	if err != nil || v["kernel"] != man.Entry+"/vmlinuz" || v["initrd"] != man.Entry+"/initrd.img" || v["kernel_version"] != "6.1.0-57-amd64" || v["modules"] != "1" {
 		t.Fatalf("values %v %v", v, err)
+	}
+	if d, ok := p.BootNIC("01:1a:f4:10:00"); !ok || !strings.Contains(d, "virtio_net") {
+		t.Errorf("virtio NIC: %s %v", d, ok)
+	}
+	if d, ok := p.BootNIC("01:80:86:10:0e"); ok || !strings.Contains(d, "8086:100e") {
+		t.Errorf("e1000: %s %v", d, ok)
 	}
 	es, _ := cache.Entries(Prefix)
 	if len(es) != 1 || es[0].Meta["kind"] != "commission" || es[0].Files["initrd.img"].SHA256 == "" {

@@ -64,7 +64,7 @@ func (d *instance) buildBoot(ctx context.Context) error {
 		FirmwareDirs: cfg.Commission.FirmwareDirs, Shell: cfg.Commission.Shell}, d.cache, d.log)
 	d.booter = booter.New(booter.Options{Store: d.store, Profiles: set, Boot: cfg.Boot, IPXEDir: cfg.IPXEDir, IPXEFiles: d.ipxeFiles,
 		Secrets: d.secrets, Extras: []booter.Extra{d.talos, d.commish}, Events: d.late, Boots: d.mets, Log: d.log, Guard: d.guard, Refusals: d.mets, Models: d.models,
-		Facts: d.store, Commission: commissionRules(cfg.Commission)})
+		Facts: d.store, Commission: commissionRules(cfg.Commission), BootNICs: d.commish})
 
 	recCtx, stopRec := context.WithCancel(context.Background())
 	d.rec = recorder.New(d.store, d.broker, 8192, d.log)

@@ -246,6 +246,13 @@ func TestCommission(t *testing.T) {
 	if c := consoles["nodrv"]; !strings.Contains(c, "nic: FAILED") || !strings.Contains(c, "no driver in this image for the network controller(s) PCI") || !strings.Contains(c, "8086:100e") {
 		t.Errorf("nodrv's console does not say what failed")
 	}
+	nicStep := waitEvent(t, l, inventory.DiscoveredName(noDriverMAC), time.Minute, func(ev events.Event) bool {
+		return ev.Type == events.CommissionStep && ev.Attrs["step"] == "nic"
+	})
+	t.Logf("nodrv: %s %s", nicStep.Type, nicStep.Details())
+	if !strings.Contains(nicStep.Attrs["detail"], "PCI 8086:100e") {
+		t.Errorf("nodrv's step does not name its NIC: %+v", nicStep)
+	}
 	failedStep := waitEvent(t, l, inventory.DiscoveredName(noDriverMAC), 2*time.Minute, func(ev events.Event) bool { return ev.Type == events.CommissionFailed })
 	t.Logf("nodrv: %s %s", failedStep.Type, failedStep.Details())
 	// DHCP never answers the OS: it reports over iPXE's address, and the

@@ -54,6 +54,7 @@ type Booter struct {
 
 	boots      BootObserver
 	facts      FactsStore
+	nics       BootNICChecker
 	commission atomic.Pointer[CommissionRules]
 
 	mu     sync.Mutex
@@ -113,6 +114,9 @@ type Options struct {
 	Facts FactsStore
 	// Commission are the commissioning rules.
 	Commission CommissionRules
+	// BootNICs checks the commissioning image against a boot NIC (nil:
+	// no check).
+	BootNICs BootNICChecker
 }
 
 // New returns a Booter.
@@ -131,7 +135,7 @@ func New(o Options) *Booter {
 	}
 	b := &Booter{store: o.Store, ipxeDir: o.IPXEDir, files: o.IPXEFiles, secrets: o.Secrets, extras: o.Extras,
 		sink: o.Events, log: o.Log, guard: o.Guard, observer: o.Refusals, models: o.Models,
-		boots: o.Boots, facts: o.Facts, tracks: bounded.New[*track](maxTracks, bootWindow)}
+		boots: o.Boots, facts: o.Facts, nics: o.BootNICs, tracks: bounded.New[*track](maxTracks, bootWindow)}
 	b.profiles.Store(o.Profiles)
 	b.SetCommission(o.Commission)
 	b.SetBoot(o.Boot)
@@ -328,6 +332,7 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 	if b.usesCommission(name) {
 		// A report from the commissioning OS comes with this nonce.
 		b.reported(req.MAC)
+		b.checkBootNIC(m.Name, req)
 	}
 	b.follow(m, name, req.MAC, r.Assets, m.Once != nil && m.Profile == name)
 	return pxe.ScriptReply{Body: r.Script, Profile: name, RecordFacts: true, RecordStep: true}, nil

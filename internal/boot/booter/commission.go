@@ -32,6 +32,25 @@ type CommissionRules struct {
 	ReportWithin time.Duration
 }
 
+// BootNICChecker says whether the commissioning image drives a boot NIC,
+// by iPXE's busid fact (the image's provider).
+type BootNICChecker interface {
+	BootNIC(busid string) (detail string, ok bool)
+}
+
+// checkBootNIC puts a commission.step on the timeline, as the script goes
+// out, when the image has no driver for the NIC the machine boots from:
+// it will not report, and this says why before report_within runs out.
+func (b *Booter) checkBootNIC(machine string, req pxe.ScriptRequest) {
+	if b.nics == nil || req.Facts["busid"] == "" {
+		return
+	}
+	if detail, ok := b.nics.BootNIC(req.Facts["busid"]); !ok {
+		b.log.Warn("commissioning image has no driver for the boot NIC", "machine", machine, "mac", req.MAC, "busid", req.Facts["busid"])
+		b.sink.Emit(events.Event{Type: events.CommissionStep, Machine: machine, MAC: req.MAC, Attrs: map[string]string{"step": "nic", "detail": detail}})
+	}
+}
+
 // FactsStore records what a commissioning machine reported.
 type FactsStore interface {
 	Observe(name string, obs inventory.Observed) (*inventory.Machine, []inventory.FieldChange, error)
@@ -93,6 +112,7 @@ func (b *Booter) commissionUnknown(ctx context.Context, req pxe.ScriptRequest) (
 	}
 	b.guard.Grant(req.MAC, "facts")
 	b.follow(&inventory.Machine{}, CommissionProfile, req.MAC, r.Assets, false)
+	b.checkBootNIC("", req)
 	return pxe.ScriptReply{Body: r.Script, Profile: CommissionProfile, RecordFacts: true, RecordStep: true}, nil
 }
 

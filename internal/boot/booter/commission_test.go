@@ -176,3 +176,34 @@ func TestCommissionUnknown(t *testing.T) {
 		t.Errorf("report events %+v", reps)
 	}
 }
+
+type noDriver struct{}
+
+func (noDriver) BootNIC(busid string) (string, bool) {
+	return "no driver in the commissioning image for the boot NIC, PCI 8086:100e", busid != "01:80:86:10:0e"
+}
+
+// A commissioning script for a boot NIC the image has no driver for puts
+// that on the timeline as it goes out.
+func TestCommissionBootNIC(t *testing.T) {
+	b, store, _, sink := newTestBooter(t, imageValues{})
+	b.nics = noDriver{}
+	store.PutMachine(inventory.Machine{Name: "BLD-011", MACs: []string{testMAC}, Profile: "commission", Once: &inventory.Once{Then: "local"}})
+	pxeStart(b)
+	req := machineReq("")
+	req.Facts = map[string]string{"busid": "01:1a:f4:10:00"}
+	if _, err := b.Script(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.of(events.CommissionStep)) != 0 {
+		t.Fatal("a NIC the image drives is reported")
+	}
+	pxeStart(b)
+	req.Facts["busid"] = "01:80:86:10:0e"
+	if _, err := b.Script(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if s := sink.of(events.CommissionStep); len(s) != 1 || s[0].Attrs["step"] != "nic" || s[0].Machine != "BLD-011" {
+		t.Errorf("steps %+v", s)
+	}
+}
