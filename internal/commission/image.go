@@ -52,6 +52,8 @@ type Manifest struct {
 	Shell string `json:"shell,omitempty"`
 	// Bytes is the compressed image's size.
 	Bytes int64 `json:"bytes"`
+
+	entry string // the asset cache entry it was read from
 }
 
 // ModulesList is where the image keeps the load order, one module path

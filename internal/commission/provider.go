@@ -53,6 +53,9 @@ type Provider struct {
 
 	mu     sync.Mutex
 	binSum string // the binary's sha256, read once: it is the running one
+	// man is the manifest (image.json) of the image built last, read
+	// once per image.
+	man *Manifest
 }
 
 // NewProvider returns a Provider.
@@ -90,25 +93,6 @@ func (p *Provider) Values(_ context.Context, _ *inventory.Machine, _ map[string]
 	return nil, &profile.NotReadyError{What: "building the commissioning image for kernel " + k.version, RetryAfter: 5 * time.Second}
 }
 
-// Ensure builds the image unless it is cached, and waits for it.
-func (p *Provider) Ensure(ctx context.Context) (*assets.Manifest, error) {
-	k, err := p.plan()
-	if err != nil {
-		return nil, err
-	}
-	if man, ok := p.cache.Complete(k.entry); ok {
-		return man, nil
-	}
-	if err := p.start(k).Wait(ctx); err != nil {
-		return nil, err
-	}
-	man, ok := p.cache.Complete(k.entry)
-	if !ok {
-		return nil, fmt.Errorf("the commissioning image %s is not complete after its build", k.entry)
-	}
-	return man, nil
-}
-
 // BootNIC checks that the image drives the NIC a machine boots from, by
 // iPXE's busid fact (01:80:86:10:0e). ok is false only when the image is
 // built and none of its modules drives that PCI device; detail says which.
@@ -124,12 +108,8 @@ func (p *Provider) BootNIC(busid string) (detail string, ok bool) {
 	if _, done := p.cache.Complete(k.entry); !done {
 		return "", true
 	}
-	raw, err := os.ReadFile(p.cache.File(k.entry, "image.json"))
-	if err != nil {
-		return "", true
-	}
-	var man Manifest
-	if json.Unmarshal(raw, &man) != nil || len(man.PCI) == 0 {
+	man := p.manifest(k.entry)
+	if man == nil || len(man.PCI) == 0 {
 		return "", true
 	}
 	id := fmt.Sprintf("%04x:%04x", vendor, device)
@@ -137,6 +117,26 @@ func (p *Provider) BootNIC(busid string) (detail string, ok bool) {
 		return "PCI " + id + " is driven by " + mod, true
 	}
 	return "no driver in the commissioning image for the boot NIC, PCI " + id + ": add its module to commission.drivers; the machine will power itself off", false
+}
+
+// manifest is entry's image.json, read once (nil when unreadable).
+func (p *Provider) manifest(entry string) *Manifest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.man != nil && p.man.entry == entry {
+		return p.man
+	}
+	raw, err := os.ReadFile(p.cache.File(entry, "image.json"))
+	if err != nil {
+		return nil
+	}
+	var man Manifest
+	if json.Unmarshal(raw, &man) != nil {
+		return nil
+	}
+	man.entry = entry
+	p.man = &man
+	return p.man
 }
 
 // Pull starts building the image unless it is cached (nil job then),

@@ -64,7 +64,7 @@ func TestProviderBuildsOnce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	man, err := p.Ensure(ctx)
+	man, err := ensure(ctx, t, p, cache)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestProviderBuildsOnce(t *testing.T) {
 	f.Write([]byte("a newer build"))
 	f.Close()
 	p2 := NewProvider(Source{KernelDir: dir, Binary: bin2, Drivers: []string{"virtio_net"}}, cache, nil)
-	man2, err := p2.Ensure(ctx)
+	man2, err := ensure(ctx, t, p2, cache)
 	if err != nil || man2.Entry == man.Entry {
 		t.Fatalf("rebuild: %v %s", err, man2.Entry)
 	}
@@ -102,4 +102,23 @@ func TestProviderBuildsOnce(t *testing.T) {
 	if _, err := NewProvider(Source{KernelDir: dir, Binary: dyn}, cache, nil).Values(context.Background(), nil, nil); err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
 		t.Errorf("dynamic binary: %v", err)
 	}
+}
+
+// ensure builds p's image as assets pull commission does, and waits.
+func ensure(ctx context.Context, t *testing.T, p *Provider, cache *assets.Cache) (*assets.Manifest, error) {
+	t.Helper()
+	job, info, err := p.Pull()
+	if err != nil {
+		return nil, err
+	}
+	if job != nil {
+		if err := job.Wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+	man, ok := cache.Complete(info["entry"])
+	if !ok {
+		return nil, errors.New("not complete after its build: " + info["entry"])
+	}
+	return man, nil
 }

@@ -3,6 +3,7 @@ package inventory
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -70,7 +71,7 @@ func (s *Store) Adopt(discovered, name string) (*Machine, []FieldChange, error) 
 			return fmt.Errorf("%s is a discovered machine too: adopt into a machine of the inventory, or a new name: %w", name, ErrConflict)
 		}
 		for _, mac := range d.MACs {
-			if !containsMAC(m.MACs, mac) {
+			if !slices.Contains(m.MACs, mac) {
 				m.MACs = append(m.MACs, mac)
 			}
 		}
@@ -91,13 +92,4 @@ func (s *Store) Adopt(discovered, name string) (*Machine, []FieldChange, error) 
 		return nil, nil, err
 	}
 	return out, changes, nil
-}
-
-func containsMAC(macs []string, mac string) bool {
-	for _, m := range macs {
-		if m == mac {
-			return true
-		}
-	}
-	return false
 }

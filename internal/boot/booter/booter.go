@@ -300,11 +300,8 @@ func (b *Booter) Script(ctx context.Context, req pxe.ScriptRequest) (pxe.ScriptR
 		var nr *profile.NotReadyError
 		switch {
 		case errors.As(err, &nr):
-			b.sink.Emit(events.Event{Type: events.BootWaiting, MAC: req.MAC, Attrs: map[string]string{"profile": name, "reason": nr.What,
-				"retry_seconds": strconv.Itoa(int(nr.RetryAfter / time.Second))}})
 			own := admitErr == nil
-			return pxe.ScriptReply{Body: waitScript(nr, req), Profile: name, RecordFacts: own,
-				RecordStep: own || b.note(req.MAC, "script", "unbound")}, nil
+			return b.waiting(nr, req, name, own, own || b.note(req.MAC, "script", "unbound")), nil
 		case errors.Is(err, errWithheld):
 			if !noted {
 				b.refused(m.Name, req, "script", name, admitErr)
@@ -524,6 +521,14 @@ func (b *Booter) refused(machine string, req pxe.ScriptRequest, what, profileNam
 		attrs["profile"] = profileName
 	}
 	b.sink.Emit(events.Event{Type: typ, Machine: machine, MAC: req.MAC, Attrs: attrs})
+}
+
+// waiting is the answer to a boot that must wait for what its profile
+// needs (nr): a boot.waiting step and the script that asks again.
+func (b *Booter) waiting(nr *profile.NotReadyError, req pxe.ScriptRequest, name string, recordFacts, recordStep bool) pxe.ScriptReply {
+	b.sink.Emit(events.Event{Type: events.BootWaiting, MAC: req.MAC, Attrs: map[string]string{"profile": name, "reason": nr.What,
+		"retry_seconds": strconv.Itoa(int(nr.RetryAfter / time.Second))}})
+	return pxe.ScriptReply{Body: waitScript(nr, req), Profile: name, RecordFacts: recordFacts, RecordStep: recordStep}
 }
 
 // waitScript tells a machine to wait while provisiond prepares its boot.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -103,10 +104,9 @@ func (b *Booter) commissionUnknown(ctx context.Context, req pxe.ScriptRequest) (
 	m := &inventory.Machine{Name: inventory.DiscoveredName(req.MAC), MACs: []string{req.MAC}, Discovered: true, Profile: CommissionProfile}
 	r, _, err := b.render(ctx, m, req.MAC, req.BaseURL, CommissionProfile, secretsWithheld, nonce)
 	if err != nil {
-		if nr, ok := err.(*profile.NotReadyError); ok {
-			b.sink.Emit(events.Event{Type: events.BootWaiting, MAC: req.MAC, Attrs: map[string]string{"profile": CommissionProfile, "reason": nr.What,
-				"retry_seconds": strconv.Itoa(int(nr.RetryAfter / time.Second))}})
-			return pxe.ScriptReply{Body: waitScript(nr, req), Profile: CommissionProfile, RecordFacts: true, RecordStep: true}, nil
+		var nr *profile.NotReadyError
+		if errors.As(err, &nr) {
+			return b.waiting(nr, req, CommissionProfile, true, true), nil
 		}
 		return pxe.ScriptReply{Profile: CommissionProfile}, err
 	}
