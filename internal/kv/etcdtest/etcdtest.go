@@ -1,0 +1,93 @@
+// Package etcdtest runs a real etcd server (Debian's etcd-server package,
+// /usr/bin/etcd) on loopback for a test, with a data directory of its own.
+package etcdtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Binary is where Debian's etcd-server package puts the server.
+const Binary = "/usr/bin/etcd"
+
+// Server is one running etcd member.
+type Server struct {
+	// Endpoint is its client URL.
+	Endpoint string
+	cmd      *exec.Cmd
+}
+
+// Start runs a one-member etcd for the test (stopped at its end) and
+// returns it; the test is skipped when etcd is not installed.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	if _, err := os.Stat(Binary); err != nil {
+		t.Skipf("needs a real etcd server at %s (Debian's etcd-server; make deps installs it)", Binary)
+	}
+	client, peer := freePort(t), freePort(t)
+	s := &Server{Endpoint: "http://" + client}
+	dir := t.TempDir()
+	s.cmd = exec.Command(Binary,
+		"--name", "test", "--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", s.Endpoint, "--advertise-client-urls", s.Endpoint,
+		"--listen-peer-urls", "http://"+peer, "--initial-advertise-peer-urls", "http://"+peer,
+		"--initial-cluster", "test=http://"+peer, "--max-txn-ops", "8192",
+		"--logger", "zap", "--log-outputs", filepath.Join(dir, "etcd.log"))
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", Binary, err)
+	}
+	t.Cleanup(func() { s.cmd.Process.Kill(); s.cmd.Wait() })
+	c := s.Client(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := c.Get(ctx, "ready")
+		cancel()
+		if err == nil {
+			return s
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "etcd.log"))
+			t.Fatalf("etcd did not answer at %s within 20 s: %v\n%s", s.Endpoint, err, tail(log))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Client returns a new client of the server, closed at the test's end.
+func (s *Server) Client(t testing.TB) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("etcd client for %s: %v", s.Endpoint, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Stop kills the server (what a crashed member looks like to clients).
+func (s *Server) Stop() { s.cmd.Process.Kill(); s.cmd.Wait() }
+
+func freePort(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free loopback port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func tail(b []byte) string {
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return fmt.Sprintf("%s", b)
+}
