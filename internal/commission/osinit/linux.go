@@ -151,7 +151,12 @@ func noDriver() string {
 }
 
 // Configure implements System: DHCP, else the fallback address.
+// It refuses outside the image's process 1: configuring an interface
+// rewrites /etc/resolv.conf, which on a host is not ours to touch.
 func (l Linux) Configure(ctx context.Context, ifname, fallback, gateway string) (string, bool, error) {
+	if os.Getpid() != 1 {
+		return ifname, false, errors.New("not configuring the network: only the commissioning image's init (process 1) does; on a host it would rewrite /etc/resolv.conf")
+	}
 	if _, err := netboot.IfUp(ifname, 20*time.Second); err != nil {
 		return ifname, false, fmt.Errorf("bringing %s up: %w", ifname, err)
 	}

@@ -220,3 +220,16 @@ func TestHold(t *testing.T) {
 		t.Errorf("report then=%q, console:\n%s", got.Then, out.String())
 	}
 }
+
+// TestConfigureOnlyAsInit: the real network setup rewrites /etc/resolv.conf,
+// so outside the image's process 1 it must refuse before touching anything.
+func TestConfigureOnlyAsInit(t *testing.T) {
+	before, _ := os.ReadFile("/etc/resolv.conf")
+	_, _, err := Linux{}.Configure(context.Background(), "lo", "192.0.2.9/24", "")
+	if err == nil || !strings.Contains(err.Error(), "process 1") {
+		t.Fatalf("Configure outside process 1: %v, want a refusal", err)
+	}
+	if after, _ := os.ReadFile("/etc/resolv.conf"); string(after) != string(before) {
+		t.Fatalf("/etc/resolv.conf changed: %q → %q", before, after)
+	}
+}
