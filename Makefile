@@ -26,10 +26,11 @@ RUN_PACKAGES := ipxe ipmitool ca-certificates curl
 # IPMI boot flags as a real BMC does), busybox-static and cpio (the test OS),
 # util-linux (setpriv), ca-certificates, git; chromium and fonts-liberation
 # (the dashboard's browser test); for the long Slurm test debootstrap,
-# slurmctld, slurm-client and munge.
+# slurmctld, slurm-client and munge; etcd-server (the etcd store's tests run
+# a real etcd; Debian's service is not started by the tests, which run their own).
 DEB_PACKAGES := ipxe ipmitool openipmi gcc libc6-dev libopenipmi-dev iproute2 dnsmasq-base qemu-system-x86 ovmf \
 	busybox-static cpio util-linux ca-certificates git chromium fonts-liberation \
-	debootstrap slurmctld slurm-client munge
+	debootstrap slurmctld slurm-client munge etcd-server
 
 # Benchmarks only: perfdhcp (kea-admin), nginx, tftpd-hpa, curl, xxd.
 BENCH_PACKAGES := kea-admin nginx-light tftpd-hpa curl xxd

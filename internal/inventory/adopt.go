@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/provisiond/provisiond/internal/kv"
 )
 
 // ObservedCommission: the commissioning OS provisiond booted reported it.
@@ -53,7 +53,7 @@ func Match(machines []Machine, hw *Hardware, except string) (name, by string) {
 func (s *Store) Adopt(discovered, name string) (*Machine, []FieldChange, error) {
 	var out *Machine
 	var changes []FieldChange
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *kv.Tx) error {
 		d, err := getMachine(tx, discovered)
 		if err != nil {
 			return err

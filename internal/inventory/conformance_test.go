@@ -10,8 +10,8 @@ import (
 
 // The bbolt store keeps the store contract.
 func TestBboltConformance(t *testing.T) {
-	inventorytest.Conformance(t, func(t *testing.T) inventory.Backend {
-		s, err := inventory.Open(filepath.Join(t.TempDir(), "provisiond.db"), inventory.Options{})
+	inventorytest.Conformance(t, func(t *testing.T, opts inventory.Options) inventory.Backend {
+		s, err := inventory.Open(filepath.Join(t.TempDir(), "provisiond.db"), opts)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,7 @@ import (
 	"math"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/provisiond/provisiond/internal/kv"
 )
 
 // placeholder values firmware puts where a real serial or name belongs.
@@ -39,7 +39,7 @@ func (s *Store) Observe(name string, obs Observed) (*Machine, []FieldChange, err
 	}
 	var m *Machine
 	var changes []FieldChange
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *kv.Tx) error {
 		var err error
 		m, err = s.locate(tx, name, obs.NICs)
 		if err != nil {
@@ -62,7 +62,7 @@ func (s *Store) Observe(name string, obs Observed) (*Machine, []FieldChange, err
 	return m, changes, nil
 }
 
-func (s *Store) locate(tx *bolt.Tx, name string, nics []NIC) (*Machine, error) {
+func (s *Store) locate(tx *kv.Tx, name string, nics []NIC) (*Machine, error) {
 	if name != "" {
 		return getMachine(tx, name)
 	}
@@ -144,7 +144,7 @@ func fillFromFacts(rec *Hardware, f *Facts) []FieldChange {
 func (s *Store) AcceptObserved(name string) (*Machine, []FieldChange, error) {
 	var m *Machine
 	var changes []FieldChange
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *kv.Tx) error {
 		var err error
 		if m, err = getMachine(tx, name); err != nil {
 			return err

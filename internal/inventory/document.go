@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/provisiond/provisiond/internal/kv"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -181,7 +181,7 @@ var errDryRun = errors.New("dry run")
 // The import is all or nothing.
 func (s *Store) Import(doc *Document, apply bool) (*ImportResult, error) {
 	res := &ImportResult{Applied: apply, Changes: []EntityChange{}}
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *kv.Tx) error {
 		if err := importRecords(tx, res, bucketSystems, "system", doc.Systems, func(x *System) string { return x.Name }); err != nil {
 			return err
 		}
@@ -257,7 +257,7 @@ func (r *ImportResult) record(kind, name string, created bool, fields []FieldCha
 func importRecords[T any, PT interface {
 	*T
 	Validate() error
-}](tx *bolt.Tx, res *ImportResult, bucket []byte, kind string, items []T, key func(*T) string) error {
+}](tx *kv.Tx, res *ImportResult, bucket []byte, kind string, items []T, key func(*T) string) error {
 	for _, in := range items {
 		var old any
 		cur := in
@@ -282,7 +282,7 @@ func importRecords[T any, PT interface {
 
 // checkPlacement checks that machines sit in enclosures that exist, in
 // bays that exist, one to a bay.
-func checkPlacement(tx *bolt.Tx) error {
+func checkPlacement(tx *kv.Tx) error {
 	encl := map[string]System{}
 	err := tx.Bucket(bucketSystems).ForEach(func(k, v []byte) error {
 		var s System
@@ -330,7 +330,7 @@ func checkPlacement(tx *bolt.Tx) error {
 	})
 }
 
-func putJSON(tx *bolt.Tx, bucket []byte, key string, v any) error {
+func putJSON(tx *kv.Tx, bucket []byte, key string, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -370,7 +370,7 @@ func overlayValue(dst, src reflect.Value) {
 // machines, spare parts and roles, each sorted by name.
 func (s *Store) Export() (*Document, error) {
 	doc := &Document{Version: DocumentVersion}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *kv.Tx) error {
 		if err := loadAll(tx, bucketSystems, &doc.Systems); err != nil {
 			return err
 		}
@@ -397,7 +397,7 @@ func (s *Store) Export() (*Document, error) {
 }
 
 // loadAll decodes every record of a bucket (in key order) into out.
-func loadAll[T any](tx *bolt.Tx, bucket []byte, out *[]T) error {
+func loadAll[T any](tx *kv.Tx, bucket []byte, out *[]T) error {
 	return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
 		var x T
 		if err := json.Unmarshal(v, &x); err != nil {
@@ -411,14 +411,14 @@ func loadAll[T any](tx *bolt.Tx, bucket []byte, out *[]T) error {
 // Systems returns every system, sorted by name.
 func (s *Store) Systems() ([]System, error) {
 	out := []System{}
-	err := s.db.View(func(tx *bolt.Tx) error { return loadAll(tx, bucketSystems, &out) })
+	err := s.view(func(tx *kv.Tx) error { return loadAll(tx, bucketSystems, &out) })
 	return out, err
 }
 
 // Parts returns the spare-parts pool, sorted by tag.
 func (s *Store) Parts() ([]Part, error) {
 	out := []Part{}
-	err := s.db.View(func(tx *bolt.Tx) error { return loadAll(tx, bucketParts, &out) })
+	err := s.view(func(tx *kv.Tx) error { return loadAll(tx, bucketParts, &out) })
 	return out, err
 }
 
@@ -426,7 +426,7 @@ func (s *Store) Parts() ([]Part, error) {
 // name. Built-in and configured roles are not stored.
 func (s *Store) Roles() ([]Role, error) {
 	out := []Role{}
-	err := s.db.View(func(tx *bolt.Tx) error { return loadAll(tx, bucketRoles, &out) })
+	err := s.view(func(tx *kv.Tx) error { return loadAll(tx, bucketRoles, &out) })
 	return out, err
 }
 

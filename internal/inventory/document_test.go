@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/provisiond/provisiond/internal/kv"
 )
 
 func homelab(t *testing.T) *Document {
@@ -212,7 +214,7 @@ func TestMigrateSchema1(t *testing.T) {
 		t.Errorf("no copy of the schema-1 database kept: %v", err)
 	}
 	var v uint64
-	s.db.View(func(tx *bolt.Tx) error { v = uint64(tx.Bucket(bucketMeta).Get(keySchema)[7]); return nil })
+	s.view(func(tx *kv.Tx) error { v = uint64(tx.Bucket(bucketMeta).Get(keySchema)[7]); return nil })
 	if v != SchemaVersion {
 		t.Errorf("schema %d after migration", v)
 	}

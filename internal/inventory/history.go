@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/provisiond/provisiond/internal/kv"
 )
 
 // Sources of a change to a hardware record.
@@ -144,7 +144,7 @@ func itemKey(list []any) string {
 	return ""
 }
 
-func addHistory(tx *bolt.Tx, name string, c Change) error {
+func addHistory(tx *kv.Tx, name string, c Change) error {
 	if len(c.Fields) == 0 {
 		return nil
 	}
@@ -168,7 +168,7 @@ func addHistory(tx *bolt.Tx, name string, c Change) error {
 }
 
 // moveHistory appends machine from's history to machine to's.
-func moveHistory(tx *bolt.Tx, from, to string) error {
+func moveHistory(tx *kv.Tx, from, to string) error {
 	hb := tx.Bucket(bucketHistory)
 	src := hb.Bucket([]byte(from))
 	if src == nil {
@@ -190,7 +190,7 @@ func moveHistory(tx *bolt.Tx, from, to string) error {
 // History returns a machine's hardware changes, oldest first.
 func (s *Store) History(name string) ([]Change, error) {
 	out := []Change{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *kv.Tx) error {
 		m, err := getMachine(tx, name)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/provisiond/provisiond/internal/kv"
 
 	"github.com/provisiond/provisiond/internal/events"
 )
@@ -41,9 +44,11 @@ var (
 	keySchema      = []byte("schema")
 )
 
-// Store is the bbolt-backed inventory. It is safe for concurrent use.
+// Store is the inventory, in one bbolt file (Open) or an etcd cluster
+// (OpenDB). It is safe for concurrent use, by several processes on etcd.
 type Store struct {
-	db   *bolt.DB
+	db kv.DB
+	// path is the bbolt file ("" on etcd).
 	path string
 	// maxEvents bounds each machine's timeline.
 	maxEvents int
@@ -74,10 +79,13 @@ const maxBootCache = 65536
 
 // update runs fn in a write transaction and then invalidates the
 // boot-settings cache. Every write but a timeline append goes through it.
-func (s *Store) update(fn func(*bolt.Tx) error) error {
+func (s *Store) update(fn func(*kv.Tx) error) error {
 	defer s.gen.Add(1)
-	return s.db.Update(fn)
+	return s.db.Update(context.Background(), fn)
 }
+
+// view runs fn in a read transaction.
+func (s *Store) view(fn func(*kv.Tx) error) error { return s.db.View(context.Background(), fn) }
 
 // Options tune a Store.
 type Options struct {
@@ -110,6 +118,19 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("setting mode 0600 on %s: %w", path, err)
 	}
+	s, err := openDB(kv.Bolt{DB: db}, path, opts)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenDB opens the inventory in db (an etcd cluster's), migrating its
+// layout forward as Open does a file's.
+func OpenDB(db kv.DB, opts Options) (*Store, error) { return openDB(db, "", opts) }
+
+func openDB(db kv.DB, path string, opts Options) (*Store, error) {
 	s := &Store{db: db, path: path, maxEvents: opts.MaxEventsPerMachine, now: opts.Now, maxDiscovered: opts.MaxDiscovered,
 		bootCache: map[string]bootEntry{}}
 	if s.maxEvents <= 0 {
@@ -122,11 +143,9 @@ func Open(path string, opts Options) (*Store, error) {
 		s.now = time.Now
 	}
 	if err := s.migrate(); err != nil {
-		db.Close()
 		return nil, err
 	}
 	if err := s.recountDiscovered(); err != nil {
-		db.Close()
 		return nil, err
 	}
 	return s, nil
@@ -135,7 +154,7 @@ func Open(path string, opts Options) (*Store, error) {
 // recountDiscovered counts the discovered machines in the database.
 func (s *Store) recountDiscovered() error {
 	n := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *kv.Tx) error {
 		n = countDiscovered(tx)
 		return nil
 	})
@@ -146,7 +165,7 @@ func (s *Store) recountDiscovered() error {
 }
 
 // countDiscovered counts the machines marked discovered.
-func countDiscovered(tx *bolt.Tx) int {
+func countDiscovered(tx *kv.Tx) int {
 	b := tx.Bucket(bucketMachines)
 	if b == nil {
 		return 0
@@ -172,14 +191,16 @@ func (s *Store) DiscoveryRefused() uint64 { return s.discRefused.Load() }
 // read transaction (writers go on meanwhile), and returns its size and the
 // number of machines in it.
 func (s *Store) WriteSnapshot(w io.Writer) (size int64, machines int, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketMachines); b != nil {
-			machines = b.Stats().KeyN
-		}
+	if err := s.view(func(tx *kv.Tx) error {
 		var err error
-		size, err = tx.WriteTo(w)
+		if b := tx.Bucket(bucketMachines); b != nil {
+			machines, err = b.Count()
+		}
 		return err
-	})
+	}); err != nil {
+		return 0, 0, err
+	}
+	size, err = s.db.Snapshot(context.Background(), w)
 	return size, machines, err
 }
 
@@ -188,7 +209,7 @@ func (s *Store) Close() error { return s.db.Close() }
 
 func (s *Store) migrate() error {
 	v := 0
-	if err := s.db.View(func(tx *bolt.Tx) error {
+	if err := s.view(func(tx *kv.Tx) error {
 		if meta := tx.Bucket(bucketMeta); meta != nil {
 			if raw := meta.Get(keySchema); len(raw) == 8 {
 				v = int(binary.BigEndian.Uint64(raw))
@@ -201,14 +222,14 @@ func (s *Store) migrate() error {
 	if v > SchemaVersion {
 		return fmt.Errorf("database schema version %d is newer than this provisiond understands (%d): upgrade provisiond", v, SchemaVersion)
 	}
-	if v > 0 && v < SchemaVersion {
+	if v > 0 && v < SchemaVersion && s.path != "" {
 		// Keep a copy of the database as it was before migrating it.
 		bak := fmt.Sprintf("%s.schema%d.bak", s.path, v)
-		if err := s.db.View(func(tx *bolt.Tx) error { return tx.CopyFile(bak, 0o600) }); err != nil {
+		if err := copyTo(s.db, bak); err != nil {
 			return fmt.Errorf("copying %s to %s before migrating it: %w (is the disk full?)", s.path, bak, err)
 		}
 	}
-	return s.update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *kv.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketMachines, bucketMACs, bucketEvents, bucketSecrets,
 			bucketSystems, bucketParts, bucketRoles, bucketHistory, bucketTags} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -237,13 +258,26 @@ func (s *Store) migrate() error {
 	})
 }
 
+// copyTo writes a snapshot of db to the file path.
+func copyTo(db kv.DB, path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := db.Snapshot(context.Background(), f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 func u64(v uint64) []byte {
 	b := make([]byte, 8)
 	binary.BigEndian.PutUint64(b, v)
 	return b
 }
 
-func getMachine(tx *bolt.Tx, name string) (*Machine, error) {
+func getMachine(tx *kv.Tx, name string) (*Machine, error) {
 	raw := tx.Bucket(bucketMachines).Get([]byte(name))
 	if raw == nil {
 		if real := tx.Bucket(bucketTags).Get([]byte(name)); real != nil {
@@ -262,7 +296,7 @@ func getMachine(tx *bolt.Tx, name string) (*Machine, error) {
 
 // putMachine stores m as a new revision: what a client may have read and
 // write back changed.
-func putMachine(tx *bolt.Tx, m *Machine) error {
+func putMachine(tx *kv.Tx, m *Machine) error {
 	m.Revision++
 	return putMachineSame(tx, m)
 }
@@ -270,7 +304,7 @@ func putMachine(tx *bolt.Tx, m *Machine) error {
 // putMachineSame stores m under its revision: only what the store keeps
 // for itself changed (facts, last seen), which a client's write never
 // replaces.
-func putMachineSame(tx *bolt.Tx, m *Machine) error {
+func putMachineSame(tx *kv.Tx, m *Machine) error {
 	raw, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encoding machine %s: %w", m.Name, err)
@@ -281,7 +315,7 @@ func putMachineSame(tx *bolt.Tx, m *Machine) error {
 // Machine returns the named machine; name may also be its asset tag.
 func (s *Store) Machine(name string) (*Machine, error) {
 	var m *Machine
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *kv.Tx) error {
 		var err error
 		m, err = getMachine(tx, name)
 		return err
@@ -292,7 +326,7 @@ func (s *Store) Machine(name string) (*Machine, error) {
 // MachineByMAC returns the machine that owns mac.
 func (s *Store) MachineByMAC(mac string) (*Machine, error) {
 	var m *Machine
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *kv.Tx) error {
 		name := tx.Bucket(bucketMACs).Get([]byte(mac))
 		if name == nil {
 			return fmt.Errorf("MAC %s: %w", mac, ErrNotFound)
@@ -351,7 +385,7 @@ func (s *Store) BootSettingsByMAC(mac string) (bs BootSettings, found bool, err 
 }
 
 func (s *Store) readBootSettings(mac string) (bs BootSettings, found bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *kv.Tx) error {
 		name := tx.Bucket(bucketMACs).Get([]byte(mac))
 		if name == nil {
 			return nil
@@ -374,7 +408,7 @@ func (s *Store) readBootSettings(mac string) (bs BootSettings, found bool, err e
 // Machines returns every machine, sorted by name.
 func (s *Store) Machines() ([]Machine, error) {
 	var out []Machine
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *kv.Tx) error {
 		return tx.Bucket(bucketMachines).ForEach(func(k, v []byte) error {
 			var m Machine
 			if err := json.Unmarshal(v, &m); err != nil {
@@ -398,7 +432,7 @@ func (s *Store) PutMachine(m Machine) (*Machine, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *kv.Tx) error {
 		if _, err := s.upsert(tx, &m, SourceManual); err != nil {
 			return err
 		}
@@ -423,7 +457,7 @@ func (s *Store) UpdateMachine(name string, fn func(m *Machine) error) (*Machine,
 // machine that does not exist starts empty (fn fills it in).
 func (s *Store) SyncMachine(name, source string, create bool, fn func(m *Machine) error) (*Machine, error) {
 	var out *Machine
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *kv.Tx) error {
 		m, err := getMachine(tx, name)
 		if errors.Is(err, ErrNotFound) && create {
 			m, err = &Machine{Name: name}, nil
@@ -451,7 +485,7 @@ func (s *Store) SyncMachine(name, source string, create bool, fn func(m *Machine
 
 // upsert stores the validated machine m (created or replaced), keeping the
 // MAC and tag indexes and the history. It returns the hardware changes.
-func (s *Store) upsert(tx *bolt.Tx, m *Machine, source string) ([]FieldChange, error) {
+func (s *Store) upsert(tx *kv.Tx, m *Machine, source string) ([]FieldChange, error) {
 	now := s.now().UTC()
 	macs := tx.Bucket(bucketMACs)
 	tags := tx.Bucket(bucketTags)
@@ -532,7 +566,7 @@ func (s *Store) upsert(tx *bolt.Tx, m *Machine, source string) ([]FieldChange, e
 }
 
 // adopt folds discovered machine d into m: facts, timeline, other MACs.
-func adopt(tx *bolt.Tx, d *Machine, m *Machine) error {
+func adopt(tx *kv.Tx, d *Machine, m *Machine) error {
 	if d.Facts != nil {
 		if m.Facts == nil {
 			m.Facts = &Facts{}
@@ -585,7 +619,7 @@ func adopt(tx *bolt.Tx, d *Machine, m *Machine) error {
 // nothing (and returns "") when the machine has no such assignment any more.
 func (s *Store) ConsumeOnce(name, profile string) (string, error) {
 	then := ""
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *kv.Tx) error {
 		m, err := getMachine(tx, name)
 		if err != nil {
 			return err
@@ -631,13 +665,13 @@ func (s *Store) PutSecret(name string, sealed []byte) error {
 	if err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSecrets).Put([]byte(name), raw) })
+	return s.update(func(tx *kv.Tx) error { return tx.Bucket(bucketSecrets).Put([]byte(name), raw) })
 }
 
 // SealedSecret returns the sealed value stored under name.
 func (s *Store) SealedSecret(name string) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *kv.Tx) error {
 		raw := tx.Bucket(bucketSecrets).Get([]byte(name))
 		if raw == nil {
 			return fmt.Errorf("secret %s: %w (store it with provisiond secret set %s)", name, ErrNotFound, name)
@@ -655,7 +689,7 @@ func (s *Store) SealedSecret(name string) ([]byte, error) {
 // Secrets lists the stored secrets' names.
 func (s *Store) Secrets() ([]SecretInfo, error) {
 	out := []SecretInfo{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *kv.Tx) error {
 		return tx.Bucket(bucketSecrets).ForEach(func(k, v []byte) error {
 			var st storedSecret
 			json.Unmarshal(v, &st)
@@ -668,7 +702,7 @@ func (s *Store) Secrets() ([]SecretInfo, error) {
 
 // DeleteSecret removes a secret.
 func (s *Store) DeleteSecret(name string) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *kv.Tx) error {
 		b := tx.Bucket(bucketSecrets)
 		if b.Get([]byte(name)) == nil {
 			return fmt.Errorf("secret %s: %w", name, ErrNotFound)
@@ -679,7 +713,7 @@ func (s *Store) DeleteSecret(name string) error {
 
 // DeleteMachine removes a machine, its MACs and its timeline.
 func (s *Store) DeleteMachine(name string) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *kv.Tx) error {
 		m, err := getMachine(tx, name)
 		if err != nil {
 			return err
@@ -716,7 +750,7 @@ func (s *Store) DeleteMachine(name string) error {
 // DHCP packets the timeline is most of what is written.
 func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 	var stored []events.Event
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(context.Background(), func(tx *kv.Tx) error {
 		stored = stored[:0]
 		evs := tx.Bucket(bucketEvents)
 		macs := tx.Bucket(bucketMACs)
@@ -825,7 +859,7 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 	return stored, err
 }
 
-func (s *Store) discover(tx *bolt.Tx, mac string) (*Machine, error) {
+func (s *Store) discover(tx *kv.Tx, mac string) (*Machine, error) {
 	s.discMu.Lock()
 	full := s.discovered >= s.maxDiscovered
 	if full && time.Since(s.discCounted) > 10*time.Second {
@@ -864,26 +898,34 @@ func (s *Store) discover(tx *bolt.Tx, mac string) (*Machine, error) {
 
 // trim keeps a timeline bucket at max records, dropping the oldest. The
 // bucket's own sequence holds its record count, so no scan is needed.
-func trim(b *bolt.Bucket, max int) error {
+func trim(b *kv.Bucket, max int) error {
 	n := b.Sequence() + 1
-	c := b.Cursor()
-	for k, _ := c.First(); k != nil && n > uint64(max); k, _ = c.First() {
-		if err := c.Delete(); err != nil {
+	if n > uint64(max) {
+		var old [][]byte
+		err := b.Scan(nil, false, func(k, _ []byte) (bool, error) {
+			old = append(old, slices.Clone(k))
+			return n-uint64(len(old)) > uint64(max), nil
+		})
+		if err != nil {
 			return err
 		}
-		n--
+		for _, k := range old {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n -= uint64(len(old))
 	}
 	return b.SetSequence(n)
 }
 
 // recount sets a timeline bucket's record count from its contents.
-func recount(b *bolt.Bucket) error {
-	var n uint64
-	c := b.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		n++
+func recount(b *kv.Bucket) error {
+	n, err := b.Count()
+	if err != nil {
+		return err
 	}
-	return b.SetSequence(n)
+	return b.SetSequence(uint64(n))
 }
 
 func factsFromMap(m map[string]string, t time.Time) *Facts {
@@ -905,7 +947,7 @@ func factsFromMap(m map[string]string, t time.Time) *Facts {
 // greater than after; with limit > 0 only the newest limit of them.
 func (s *Store) Events(name string, after uint64, limit int) ([]events.Event, error) {
 	var out []events.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *kv.Tx) error {
 		if _, err := getMachine(tx, name); err != nil {
 			return err
 		}
@@ -913,27 +955,28 @@ func (s *Store) Events(name string, after uint64, limit int) ([]events.Event, er
 		if b == nil {
 			return nil
 		}
-		c := b.Cursor()
 		if limit > 0 {
 			// The last limit steps: read backwards from the newest.
-			for k, v := c.Last(); k != nil && len(out) < limit && binary.BigEndian.Uint64(k) > after; k, v = c.Prev() {
-				var ev events.Event
-				if err := json.Unmarshal(v, &ev); err != nil {
-					continue
+			err := b.Scan(nil, true, func(k, v []byte) (bool, error) {
+				if binary.BigEndian.Uint64(k) <= after {
+					return false, nil
 				}
+				var ev events.Event
+				if json.Unmarshal(v, &ev) == nil {
+					out = append(out, ev)
+				}
+				return len(out) < limit, nil
+			})
+			slices.Reverse(out)
+			return err
+		}
+		return b.Scan(u64(after+1), false, func(_, v []byte) (bool, error) {
+			var ev events.Event
+			if json.Unmarshal(v, &ev) == nil {
 				out = append(out, ev)
 			}
-			slices.Reverse(out)
-			return nil
-		}
-		for k, v := c.Seek(u64(after + 1)); k != nil; k, v = c.Next() {
-			var ev events.Event
-			if err := json.Unmarshal(v, &ev); err != nil {
-				continue
-			}
-			out = append(out, ev)
-		}
-		return nil
+			return true, nil
+		})
 	})
 	return out, err
 }

@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Etcd is a DB in an etcd cluster, under one key prefix.

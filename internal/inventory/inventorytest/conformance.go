@@ -13,16 +13,22 @@ import (
 )
 
 // Conformance runs the store contract (inventory.Backend) against a
-// backend: open returns a fresh, empty store, which the test closes. Every
-// backend (bbolt today, etcd next) must pass it; what it checks is what the
-// rest of provisiond relies on.
-func Conformance(t *testing.T, open func(t *testing.T) inventory.Backend) {
+// backend: open returns a fresh, empty store with the options given, which
+// the test closes. Every backend (bbolt, etcd) must pass it; what it checks
+// is what the rest of provisiond relies on.
+func Conformance(t *testing.T, open func(t *testing.T, opts inventory.Options) inventory.Backend) {
 	fresh := func(t *testing.T) inventory.Backend {
 		t.Helper()
-		s := open(t)
+		s := open(t, inventory.Options{})
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
+	t.Run("bounded-timeline", func(t *testing.T) {
+		s := open(t, inventory.Options{MaxEventsPerMachine: 3})
+		t.Cleanup(func() { s.Close() })
+		conformBoundedTimeline(t, s)
+	})
+	t.Run("discovered-takeover", func(t *testing.T) { conformTakeover(t, fresh(t)) })
 	t.Run("machines", func(t *testing.T) { conformMachines(t, fresh(t)) })
 	t.Run("mac-conflict", func(t *testing.T) { conformMacConflict(t, fresh(t)) })
 	t.Run("no-lost-updates", func(t *testing.T) { conformNoLostUpdates(t, fresh(t)) })
@@ -285,5 +291,62 @@ func conformSync(t *testing.T, s inventory.Backend) {
 	hist, err := s.History("BLD-003")
 	if err != nil || len(hist) == 0 || hist[len(hist)-1].Source != inventory.SourceOA {
 		t.Errorf("History: %+v, %v; want the last change from %s", hist, err, inventory.SourceOA)
+	}
+}
+
+// conformBoundedTimeline: a timeline keeps its newest steps only, whatever
+// the batches.
+func conformBoundedTimeline(t *testing.T, s inventory.Backend) {
+	if _, err := s.PutMachine(blade("BLD-001", "52:54:00:00:00:01")); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC()
+	for batch := range 3 {
+		var evs []events.Event
+		for i := range 2 {
+			evs = append(evs, events.Event{Type: events.Asset, MAC: "52:54:00:00:00:01", Time: at, Attrs: map[string]string{"i": fmt.Sprint(batch*2 + i)}})
+		}
+		if _, err := s.AppendEvents(evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.Events("BLD-001", 0, 0)
+	var got []string
+	for _, ev := range all {
+		got = append(got, ev.Attrs["i"])
+	}
+	if err != nil || fmt.Sprint(got) != "[3 4 5]" {
+		t.Fatalf("timeline bounded to 3 after 6 steps: %v, %v; want [3 4 5]", got, err)
+	}
+}
+
+// conformTakeover: a machine entered with a discovered MAC takes over the
+// discovered record's timeline and facts, and the discovered record goes.
+func conformTakeover(t *testing.T, s inventory.Backend) {
+	at := time.Now().UTC()
+	ev := events.Event{Type: events.DHCPOffer, MAC: "52:54:00:00:00:0c", Time: at,
+		Facts: map[string]string{"serial": "CZ3401ABCD", "manufacturer": "HP"}}
+	if _, err := s.AppendEvents([]events.Event{ev, {Type: events.Script, MAC: "52:54:00:00:00:0c", Time: at}}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.MachineByMAC("52:54:00:00:00:0c")
+	if err != nil || !d.Discovered {
+		t.Fatalf("discovered: %+v, %v", d, err)
+	}
+	m, err := s.PutMachine(blade("BLD-012", "52:54:00:00:00:0c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Facts == nil || m.Facts.Serial != "CZ3401ABCD" {
+		t.Errorf("facts after takeover: %+v", m.Facts)
+	}
+	if evs, err := s.Events("BLD-012", 0, 0); err != nil || len(evs) != 2 || evs[0].Machine != "BLD-012" {
+		t.Errorf("timeline after takeover: %+v, %v; want the discovered record's 2 steps", evs, err)
+	}
+	if _, err := s.Machine(d.Name); !errors.Is(err, inventory.ErrNotFound) {
+		t.Errorf("discovered record %s after takeover: %v, want gone", d.Name, err)
+	}
+	if _, err := s.Events(d.Name, 0, 0); !errors.Is(err, inventory.ErrNotFound) {
+		t.Errorf("discovered timeline after takeover: %v", err)
 	}
 }
