@@ -180,8 +180,9 @@ var errDryRun = errors.New("dry run")
 // apply false nothing is written and the result says what would change.
 // The import is all or nothing.
 func (s *Store) Import(doc *Document, apply bool) (*ImportResult, error) {
-	res := &ImportResult{Applied: apply, Changes: []EntityChange{}}
+	var res *ImportResult
 	err := s.update(func(tx *kv.Tx) error {
+		res = &ImportResult{Applied: apply, Changes: []EntityChange{}} // a transaction may run again
 		if err := importRecords(tx, res, bucketSystems, "system", doc.Systems, func(x *System) string { return x.Name }); err != nil {
 			return err
 		}

@@ -66,6 +66,10 @@ type Store struct {
 	gen       atomic.Uint64
 	bootMu    sync.RWMutex
 	bootCache map[string]bootEntry
+
+	// cache answers the boot path from memory on a store other processes
+	// change too (nil on bbolt).
+	cache *cache
 }
 
 type bootEntry struct {
@@ -81,7 +85,16 @@ const maxBootCache = 65536
 // boot-settings cache. Every write but a timeline append goes through it.
 func (s *Store) update(fn func(*kv.Tx) error) error {
 	defer s.gen.Add(1)
-	return s.db.Update(context.Background(), fn)
+	err := s.db.Update(context.Background(), fn)
+	if err == nil && s.cache != nil && s.rebuild() != nil {
+		// This process reads its own change once the table is rebuilt:
+		// the watch's loop tries again.
+		select {
+		case s.cache.kick <- struct{}{}:
+		default:
+		}
+	}
+	return err
 }
 
 // view runs fn in a read transaction.
@@ -148,6 +161,11 @@ func openDB(db kv.DB, path string, opts Options) (*Store, error) {
 	if err := s.recountDiscovered(); err != nil {
 		return nil, err
 	}
+	if w, ok := db.(kv.Watcher); ok {
+		if err := s.startCache(w); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -205,7 +223,12 @@ func (s *Store) WriteSnapshot(w io.Writer) (size int64, machines int, err error)
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.cache != nil && s.cache.stop != nil {
+		s.cache.stop()
+	}
+	return s.db.Close()
+}
 
 func (s *Store) migrate() error {
 	v := 0
@@ -314,6 +337,9 @@ func putMachineSame(tx *kv.Tx, m *Machine) error {
 
 // Machine returns the named machine; name may also be its asset tag.
 func (s *Store) Machine(name string) (*Machine, error) {
+	if s.cache != nil {
+		return s.cache.t.Load().machine(name)
+	}
 	var m *Machine
 	err := s.view(func(tx *kv.Tx) error {
 		var err error
@@ -325,6 +351,9 @@ func (s *Store) Machine(name string) (*Machine, error) {
 
 // MachineByMAC returns the machine that owns mac.
 func (s *Store) MachineByMAC(mac string) (*Machine, error) {
+	if s.cache != nil {
+		return s.cache.t.Load().byMAC(mac)
+	}
 	var m *Machine
 	err := s.view(func(tx *kv.Tx) error {
 		name := tx.Bucket(bucketMACs).Get([]byte(mac))
@@ -365,6 +394,10 @@ type bootFields struct {
 // machine for an unknown MAC leaves it cached as not found, which answers
 // the same (a discovered machine has no boot settings).
 func (s *Store) BootSettingsByMAC(mac string) (bs BootSettings, found bool, err error) {
+	if s.cache != nil {
+		bs, found = s.cache.t.Load().boot[mac]
+		return bs, found, nil
+	}
 	gen := s.gen.Load()
 	s.bootMu.RLock()
 	e, ok := s.bootCache[mac]
@@ -432,8 +465,10 @@ func (s *Store) PutMachine(m Machine) (*Machine, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
+	var out Machine
 	err := s.update(func(tx *kv.Tx) error {
-		if _, err := s.upsert(tx, &m, SourceManual); err != nil {
+		out = m // a transaction may run again: start from the caller's record
+		if _, err := s.upsert(tx, &out, SourceManual); err != nil {
 			return err
 		}
 		return checkPlacement(tx)
@@ -441,7 +476,7 @@ func (s *Store) PutMachine(m Machine) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &m, nil
+	return &out, nil
 }
 
 // UpdateMachine changes the stored machine name in one transaction: fn
@@ -620,6 +655,7 @@ func adopt(tx *kv.Tx, d *Machine, m *Machine) error {
 func (s *Store) ConsumeOnce(name, profile string) (string, error) {
 	then := ""
 	err := s.update(func(tx *kv.Tx) error {
+		then = "" // a transaction may run again
 		m, err := getMachine(tx, name)
 		if err != nil {
 			return err
@@ -670,6 +706,13 @@ func (s *Store) PutSecret(name string, sealed []byte) error {
 
 // SealedSecret returns the sealed value stored under name.
 func (s *Store) SealedSecret(name string) ([]byte, error) {
+	if s.cache != nil {
+		st, ok := s.cache.t.Load().secrets[name]
+		if !ok {
+			return nil, fmt.Errorf("secret %s: %w (store it with provisiond secret set %s)", name, ErrNotFound, name)
+		}
+		return st.Sealed, nil
+	}
 	var out []byte
 	err := s.view(func(tx *kv.Tx) error {
 		raw := tx.Bucket(bucketSecrets).Get([]byte(name))
@@ -750,8 +793,10 @@ func (s *Store) DeleteMachine(name string) error {
 // DHCP packets the timeline is most of what is written.
 func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 	var stored []events.Event
+	machines := false // whether a machine record changed
 	err := s.db.Update(context.Background(), func(tx *kv.Tx) error {
 		stored = stored[:0]
+		discovered := false
 		evs := tx.Bucket(bucketEvents)
 		macs := tx.Bucket(bucketMACs)
 		// Machines this batch decoded (by name), and the names to write back.
@@ -794,6 +839,7 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 					return err
 				}
 				name, loaded[m.Name] = m.Name, m
+				discovered = true
 			default:
 				continue
 			}
@@ -854,8 +900,12 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 				return err
 			}
 		}
+		machines = len(dirty) > 0 || discovered
 		return nil
 	})
+	if err == nil && machines && s.cache != nil {
+		s.rebuild() // on failure the watch's loop tries again
+	}
 	return stored, err
 }
 

@@ -6,13 +6,14 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/provisiond/provisiond/internal/kv"
 )
 
 // etcdClientLike opens a second client to e's endpoints.
 func etcdClientLike(t *testing.T, e *kv.Etcd) *clientv3.Client {
-	c, err := clientv3.New(clientv3.Config{Endpoints: e.Client.Endpoints(), DialTimeout: 5 * time.Second})
+	c, err := clientv3.New(clientv3.Config{Endpoints: e.Client.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // Binary is where Debian's etcd-server package puts the server.
@@ -22,6 +23,8 @@ const Binary = "/usr/bin/etcd"
 type Server struct {
 	// Endpoint is its client URL.
 	Endpoint string
+	args     []string
+	dir      string
 	cmd      *exec.Cmd
 }
 
@@ -33,18 +36,26 @@ func Start(t testing.TB) *Server {
 		t.Skipf("needs a real etcd server at %s (Debian's etcd-server; make deps installs it)", Binary)
 	}
 	client, peer := freePort(t), freePort(t)
-	s := &Server{Endpoint: "http://" + client}
-	dir := t.TempDir()
-	s.cmd = exec.Command(Binary,
-		"--name", "test", "--data-dir", filepath.Join(dir, "data"),
+	s := &Server{Endpoint: "http://" + client, dir: t.TempDir()}
+	s.args = []string{
+		"--name", "test", "--data-dir", filepath.Join(s.dir, "data"),
 		"--listen-client-urls", s.Endpoint, "--advertise-client-urls", s.Endpoint,
-		"--listen-peer-urls", "http://"+peer, "--initial-advertise-peer-urls", "http://"+peer,
-		"--initial-cluster", "test=http://"+peer, "--max-txn-ops", "8192",
-		"--logger", "zap", "--log-outputs", filepath.Join(dir, "etcd.log"))
+		"--listen-peer-urls", "http://" + peer, "--initial-advertise-peer-urls", "http://" + peer,
+		"--initial-cluster", "test=http://" + peer, "--max-txn-ops", "8192",
+		"--logger", "zap", "--log-outputs", filepath.Join(s.dir, "etcd.log")}
+	t.Cleanup(s.Stop)
+	s.Restart(t)
+	return s
+}
+
+// Restart starts the server again on its data (after Stop) and waits
+// until it answers.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.cmd = exec.Command(Binary, s.args...)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", Binary, err)
 	}
-	t.Cleanup(func() { s.cmd.Process.Kill(); s.cmd.Wait() })
 	c := s.Client(t)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -52,10 +63,10 @@ func Start(t testing.TB) *Server {
 		_, err := c.Get(ctx, "ready")
 		cancel()
 		if err == nil {
-			return s
+			return
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "etcd.log"))
+			log, _ := os.ReadFile(filepath.Join(s.dir, "etcd.log"))
 			t.Fatalf("etcd did not answer at %s within 20 s: %v\n%s", s.Endpoint, err, tail(log))
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -65,7 +76,7 @@ func Start(t testing.TB) *Server {
 // Client returns a new client of the server, closed at the test's end.
 func (s *Server) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: 5 * time.Second})
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("etcd client for %s: %v", s.Endpoint, err)
 	}
@@ -74,7 +85,12 @@ func (s *Server) Client(t testing.TB) *clientv3.Client {
 }
 
 // Stop kills the server (what a crashed member looks like to clients).
-func (s *Server) Stop() { s.cmd.Process.Kill(); s.cmd.Wait() }
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.ProcessState == nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+}
 
 func freePort(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
