@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -28,8 +29,15 @@ type Config struct {
 	// Advertise is the IPv4 address given to clients for TFTP and HTTP.
 	// Empty means the address of the interface a request came in on.
 	Advertise string `yaml:"advertise"`
-	// DataDir holds the bbolt database (mode 0600) and the asset cache.
+	// DataDir holds the bbolt database (mode 0600), the secret key, the
+	// control plane's certificate and the asset cache.
 	DataDir string `yaml:"data_dir"`
+	// Store is where the inventory lives: "bbolt" (one file in DataDir,
+	// the default) or "etcd" (an etcd cluster, shared by several
+	// instances; see Etcd).
+	Store string `yaml:"store"`
+	// Etcd is the etcd cluster of store: etcd.
+	Etcd Etcd `yaml:"etcd"`
 	// IPXEDir holds the iPXE binaries served over TFTP and HTTP.
 	IPXEDir string `yaml:"ipxe_dir"`
 	// ProfilesDir, when set, holds profiles that override or add to the
@@ -65,6 +73,31 @@ type Config struct {
 	// (unknown MACs that PXE-boot); beyond it, unknown MACs still boot the
 	// default profile but are not stored, and are counted.
 	MaxDiscovered int `yaml:"max_discovered"`
+}
+
+// Etcd configures the etcd store.
+type Etcd struct {
+	// Endpoints are the cluster's client URLs, e.g.
+	// https://192.0.2.11:2379.
+	Endpoints []string `yaml:"endpoints"`
+	// Prefix is the deployment's key prefix: instances sharing one
+	// inventory use the same one.
+	Prefix string `yaml:"prefix"`
+	// CAFile verifies the members' certificates; CertFile and KeyFile are
+	// this instance's client certificate (PEM). Empty: no TLS, or the
+	// system's roots for https endpoints.
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Timeout bounds each request, e.g. "5s": a change is refused after
+	// it when the cluster has no quorum.
+	Timeout string `yaml:"timeout"`
+}
+
+// TimeoutDuration is etcd.timeout parsed (Validate checks it).
+func (e Etcd) TimeoutDuration() time.Duration {
+	d, _ := time.ParseDuration(e.Timeout)
+	return d
 }
 
 // BMC configures how the daemon talks to management controllers.
@@ -272,6 +305,8 @@ type Log struct {
 func Default() Config {
 	return Config{
 		DataDir: "/var/lib/provisiond",
+		Store:   "bbolt",
+		Etcd:    Etcd{Prefix: "/provisiond/", Timeout: "5s"},
 		IPXEDir: "/usr/lib/ipxe",
 		HTTP:    HTTP{Listen: ":8080", ReadAccess: "local", MaxConnections: 1024, MaxConnectionsPerSource: 64, RatePerSource: 50},
 		Control: Control{Listen: ":8443", MaxConnections: 256},
@@ -330,10 +365,41 @@ func Load(path string, mustExist bool) (Config, error) {
 // Validate checks the configuration and says what to fix: section by
 // section, the first fault found.
 func (c *Config) Validate() error {
-	for _, check := range []func() error{c.validateListeners, c.validateBoot, c.validateLog, c.validateBMCTalos, c.validateRolesModels, c.validateCommission} {
+	for _, check := range []func() error{c.validateListeners, c.validateStore, c.validateBoot, c.validateLog, c.validateBMCTalos, c.validateRolesModels, c.validateCommission} {
 		if err := check(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// validateStore checks store and etcd.
+func (c *Config) validateStore() error {
+	switch c.Store {
+	case "bbolt":
+		return nil
+	case "etcd":
+	default:
+		return fmt.Errorf("store %q is not bbolt or etcd", c.Store)
+	}
+	e := c.Etcd
+	if len(e.Endpoints) == 0 {
+		return errors.New("store is etcd but etcd.endpoints is empty: list the cluster's client URLs (https://HOST:2379)")
+	}
+	for _, ep := range e.Endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("etcd.endpoints: %q is not an http:// or https:// URL of a member (https://HOST:2379)", ep)
+		}
+	}
+	if !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") {
+		return fmt.Errorf("etcd.prefix %q must start and end with / (e.g. /provisiond/)", e.Prefix)
+	}
+	if (e.CertFile == "") != (e.KeyFile == "") {
+		return errors.New("etcd.cert_file and etcd.key_file go together: set both or neither")
+	}
+	if d, err := time.ParseDuration(e.Timeout); err != nil || d <= 0 {
+		return fmt.Errorf("etcd.timeout %q is not a positive duration such as 5s", e.Timeout)
 	}
 	return nil
 }
@@ -516,6 +582,8 @@ func (c *Config) NeedRestart(next *Config) []string {
 	check("interfaces", c.Interfaces, next.Interfaces)
 	check("advertise", c.Advertise, next.Advertise)
 	check("data_dir", c.DataDir, next.DataDir)
+	check("store", c.Store, next.Store)
+	check("etcd", c.Etcd, next.Etcd)
 	check("ipxe_dir", c.IPXEDir, next.IPXEDir)
 	check("assets_dir", c.AssetsDir, next.AssetsDir)
 	check("http", c.HTTP, next.HTTP)

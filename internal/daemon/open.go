@@ -14,22 +14,23 @@ import (
 	"github.com/provisiond/provisiond/internal/certs"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/kv"
 	"github.com/provisiond/provisiond/internal/secrets"
 )
 
 // open opens the data directory: the inventory, the API token, the control
 // plane's certificate and the key that seals the secrets.
-func (d *instance) open(context.Context) error {
+func (d *instance) open(ctx context.Context) error {
 	cfg := &d.cfg
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory %s: %w", cfg.DataDir, err)
 	}
-	store, err := openStore(cfg)
+	store, closeStore, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	d.store = store
-	d.closers = append(d.closers, func() { store.Close() })
+	d.closers = append(d.closers, closeStore)
 	d.mets.Func("provisiond_discovery_refused_total", "Events of unknown MACs not stored because max_discovered was reached.",
 		func() float64 { return float64(store.DiscoveryRefused()) })
 	if d.token, err = loadOrCreateToken(filepath.Join(cfg.DataDir, TokenFile)); err != nil {
@@ -49,14 +50,37 @@ func (d *instance) open(context.Context) error {
 }
 
 // openStore opens the inventory: the one place that names a backend. The
-// rest of the daemon holds an inventory.Backend (bbolt today, one file in
-// the data directory; another backend implements the same contract).
-func openStore(cfg *config.Config) (inventory.Backend, error) {
+// rest of the daemon holds an inventory.Backend: one bbolt file in the data
+// directory, or an etcd cluster several instances share.
+func openStore(ctx context.Context, cfg *config.Config) (inventory.Backend, func(), error) {
 	maxDisc := cfg.MaxDiscovered
 	if maxDisc == 0 {
 		maxDisc = -1 // none
 	}
-	return inventory.Open(filepath.Join(cfg.DataDir, DBFile), inventory.Options{MaxEventsPerMachine: cfg.MaxEventsPerMachine, MaxDiscovered: maxDisc})
+	opts := inventory.Options{MaxEventsPerMachine: cfg.MaxEventsPerMachine, MaxDiscovered: maxDisc}
+	if cfg.Store != "etcd" {
+		s, err := inventory.Open(filepath.Join(cfg.DataDir, DBFile), opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() { s.Close() }, nil
+	}
+	db, client, err := kv.DialEtcd(ctx, EtcdConfig(cfg))
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := inventory.OpenDB(db, opts)
+	if err != nil {
+		client.Close()
+		return nil, nil, fmt.Errorf("opening the inventory in etcd (prefix %s): %w", cfg.Etcd.Prefix, err)
+	}
+	return s, func() { s.Close(); client.Close() }, nil
+}
+
+// EtcdConfig is the config's etcd section as the kv package takes it.
+func EtcdConfig(cfg *config.Config) kv.EtcdConfig {
+	e := cfg.Etcd
+	return kv.EtcdConfig{Endpoints: e.Endpoints, Prefix: e.Prefix, CAFile: e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile, Timeout: e.TimeoutDuration()}
 }
 
 // loadOrCreateToken reads the API token, creating it (mode 0600) on first start.
