@@ -38,6 +38,9 @@ type Config struct {
 	Store string `yaml:"store"`
 	// Etcd is the etcd cluster of store: etcd.
 	Etcd Etcd `yaml:"etcd"`
+	// Instance names this instance among those sharing an etcd store
+	// (provisiond status lists them). Empty means the host's name.
+	Instance string `yaml:"instance"`
 	// IPXEDir holds the iPXE binaries served over TFTP and HTTP.
 	IPXEDir string `yaml:"ipxe_dir"`
 	// ProfilesDir, when set, holds profiles that override or add to the
@@ -584,6 +587,7 @@ func (c *Config) NeedRestart(next *Config) []string {
 	check("data_dir", c.DataDir, next.DataDir)
 	check("store", c.Store, next.Store)
 	check("etcd", c.Etcd, next.Etcd)
+	check("instance", c.Instance, next.Instance)
 	check("ipxe_dir", c.IPXEDir, next.IPXEDir)
 	check("assets_dir", c.AssetsDir, next.AssetsDir)
 	check("http", c.HTTP, next.HTTP)

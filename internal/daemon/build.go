@@ -128,8 +128,12 @@ func (d *instance) buildControl(context.Context) error {
 		})
 		dialer = reg
 	}
-	bmcs := bmcsvc.New(bmcsvc.Options{Store: d.store, Secrets: d.secrets, Dialer: dialer, Getenv: d.opts.Getenv,
-		Steps: d.late, Log: d.log, MaxConcurrent: cfg.BMC.MaxConcurrent, Observer: d.mets, Models: d.models})
+	bmcOpts := bmcsvc.Options{Store: d.store, Secrets: d.secrets, Dialer: dialer, Getenv: d.opts.Getenv,
+		Steps: d.late, Log: d.log, MaxConcurrent: cfg.BMC.MaxConcurrent, Observer: d.mets, Models: d.models}
+	if d.member != nil {
+		bmcOpts.Lock = d.member.Lock
+	}
+	bmcs := bmcsvc.New(bmcOpts)
 	d.api = &api.Server{
 		BMC:        bmcs,
 		Enclosures: &enclosure.Syncer{Store: d.store, Password: bmcs.Password},

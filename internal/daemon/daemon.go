@@ -25,6 +25,7 @@ import (
 	"github.com/provisiond/provisiond/internal/boot/booter"
 	"github.com/provisiond/provisiond/internal/bootguard"
 	"github.com/provisiond/provisiond/internal/commission"
+	"github.com/provisiond/provisiond/internal/cluster"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/events/recorder"
@@ -129,6 +130,7 @@ type instance struct {
 	ctlLn     net.Listener
 	// open
 	store       inventory.Backend
+	member      *cluster.Member // nil on bbolt: one instance
 	token       string
 	cert        tls.Certificate
 	hosts       []string

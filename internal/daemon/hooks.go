@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"path/filepath"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/api"
@@ -21,7 +22,34 @@ func (d *instance) status() map[string]any {
 	if d.tftp != nil {
 		st["tftp"] = d.tftp.Stats()
 	}
+	st["store"] = d.storeStatus()
+	if d.member != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if ins, err := d.member.Instances(ctx); err != nil {
+			st["instances_error"] = err.Error()
+		} else {
+			st["instances"] = ins
+		}
+	}
 	return st
+}
+
+// storeStatus says where the inventory is and, on etcd, how current this
+// instance's boot table is.
+func (d *instance) storeStatus() map[string]any {
+	if d.cfg.Store != "etcd" {
+		return map[string]any{"backend": "bbolt", "path": filepath.Join(d.cfg.DataDir, DBFile)}
+	}
+	out := map[string]any{"backend": "etcd", "endpoints": d.cfg.Etcd.Endpoints, "prefix": d.cfg.Etcd.Prefix}
+	if c, ok := d.store.(interface {
+		CacheState() (inventory.CacheState, bool)
+	}); ok {
+		if cs, ok := c.CacheState(); ok {
+			out["boot_table"] = cs
+		}
+	}
+	return out
 }
 
 // bootInfo says how machine m boots with its profile now: the firmware it

@@ -10,8 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/provisiond/provisiond/internal/certs"
+	"github.com/provisiond/provisiond/internal/cluster"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/inventory"
 	"github.com/provisiond/provisiond/internal/kv"
@@ -25,12 +29,17 @@ func (d *instance) open(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory %s: %w", cfg.DataDir, err)
 	}
-	store, closeStore, err := openStore(ctx, cfg)
+	store, client, closeStore, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	d.store = store
 	d.closers = append(d.closers, closeStore)
+	if client != nil {
+		if err := d.join(ctx, client); err != nil {
+			return err
+		}
+	}
 	d.mets.Func("provisiond_discovery_refused_total", "Events of unknown MACs not stored because max_discovered was reached.",
 		func() float64 { return float64(store.DiscoveryRefused()) })
 	if d.token, err = loadOrCreateToken(filepath.Join(cfg.DataDir, TokenFile)); err != nil {
@@ -45,6 +54,9 @@ func (d *instance) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkKey(store, box, cfg.DataDir); err != nil {
+		return err
+	}
 	d.secrets = secrets.NewStore(store, box)
 	return nil
 }
@@ -52,7 +64,7 @@ func (d *instance) open(ctx context.Context) error {
 // openStore opens the inventory: the one place that names a backend. The
 // rest of the daemon holds an inventory.Backend: one bbolt file in the data
 // directory, or an etcd cluster several instances share.
-func openStore(ctx context.Context, cfg *config.Config) (inventory.Backend, func(), error) {
+func openStore(ctx context.Context, cfg *config.Config) (inventory.Backend, *clientv3.Client, func(), error) {
 	maxDisc := cfg.MaxDiscovered
 	if maxDisc == 0 {
 		maxDisc = -1 // none
@@ -61,20 +73,75 @@ func openStore(ctx context.Context, cfg *config.Config) (inventory.Backend, func
 	if cfg.Store != "etcd" {
 		s, err := inventory.Open(filepath.Join(cfg.DataDir, DBFile), opts)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return s, func() { s.Close() }, nil
+		return s, nil, func() { s.Close() }, nil
 	}
 	db, client, err := kv.DialEtcd(ctx, EtcdConfig(cfg))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	s, err := inventory.OpenDB(db, opts)
 	if err != nil {
 		client.Close()
-		return nil, nil, fmt.Errorf("opening the inventory in etcd (prefix %s): %w", cfg.Etcd.Prefix, err)
+		return nil, nil, nil, fmt.Errorf("opening the inventory in etcd (prefix %s): %w", cfg.Etcd.Prefix, err)
 	}
-	return s, func() { s.Close(); client.Close() }, nil
+	return s, client, func() { s.Close(); client.Close() }, nil
+}
+
+// checkKey makes sure the secret key file is the one the inventory's
+// secrets are sealed with (every instance of a deployment shares it).
+func checkKey(store inventory.Backend, box *secrets.Box, dataDir string) error {
+	const name = "provisiond.key-canary"
+	sealed, err := box.Seal(name, []byte(name))
+	if err != nil {
+		return err
+	}
+	stored, err := store.KeyCanary(sealed)
+	if err != nil {
+		return fmt.Errorf("checking the secret key against the inventory: %w", err)
+	}
+	if _, err := box.Open(name, stored); err != nil {
+		return fmt.Errorf("%s is not the key this inventory's secrets are sealed with: copy secret.key from another instance of this deployment (or from the backup that goes with this inventory), mode 0600", filepath.Join(dataDir, SecretKeyFile))
+	}
+	return nil
+}
+
+// join registers this instance among those sharing the etcd store.
+func (d *instance) join(ctx context.Context, client *clientv3.Client) error {
+	name := d.cfg.Instance
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	self := cluster.Instance{Name: name, Version: d.opts.Version, Started: time.Now().UTC(), Control: "https://" + d.ctlLn.Addr().String()}
+	for _, i := range d.ifaces {
+		self.Interfaces = append(self.Interfaces, i.Name)
+		self.Addresses = append(self.Addresses, i.IP.String())
+	}
+	if d.advertise != nil {
+		self.Addresses = []string{d.advertise.String()}
+	}
+	m, err := cluster.Join(ctx, self, cluster.Options{Client: client, Prefix: d.cfg.Etcd.Prefix, Log: d.log, Health: d.health})
+	if err != nil {
+		return err
+	}
+	d.member = m
+	d.closers = append(d.closers, func() { m.Close() })
+	return nil
+}
+
+// health is "ok", or why this instance may answer boots from stale data.
+func (d *instance) health() string {
+	c, ok := d.store.(interface {
+		CacheState() (inventory.CacheState, bool)
+	})
+	if !ok {
+		return "ok"
+	}
+	if st, ok := c.CacheState(); ok && st.Error != "" {
+		return fmt.Sprintf("boot table as of %s: %s", st.Built.UTC().Format(time.RFC3339), st.Error)
+	}
+	return "ok"
 }
 
 // EtcdConfig is the config's etcd section as the kv package takes it.

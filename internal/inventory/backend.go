@@ -47,6 +47,11 @@ type SealedSecrets interface {
 	SealedSecret(name string) ([]byte, error)
 	Secrets() ([]SecretInfo, error)
 	DeleteSecret(name string) error
+	// KeyCanary returns the value sealed with the deployment's key that
+	// the store keeps to tell that key from another; the first call
+	// stores sealed. Every instance opens it with its key file before it
+	// serves, so one with a different key refuses to start.
+	KeyCanary(sealed []byte) ([]byte, error)
 }
 
 // HardwareRecords are what the machines are made of and where they stand:

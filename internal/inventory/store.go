@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -42,6 +43,7 @@ var (
 	bucketHistory  = []byte("history")
 	bucketTags     = []byte("tags")
 	keySchema      = []byte("schema")
+	keyCanary      = []byte("secret-key-canary")
 )
 
 // Store is the inventory, in one bbolt file (Open) or an etcd cluster
@@ -739,6 +741,21 @@ func (s *Store) Secrets() ([]SecretInfo, error) {
 			out = append(out, SecretInfo{Name: string(k), Updated: st.Updated})
 			return nil
 		})
+	})
+	return out, err
+}
+
+// KeyCanary implements SealedSecrets.
+func (s *Store) KeyCanary(sealed []byte) ([]byte, error) {
+	var out []byte
+	err := s.update(func(tx *kv.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keyCanary); v != nil {
+			out = bytes.Clone(v)
+			return nil
+		}
+		out = sealed
+		return meta.Put(keyCanary, sealed)
 	})
 	return out, err
 }

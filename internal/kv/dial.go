@@ -23,8 +23,8 @@ type EtcdConfig struct {
 // with a leader) within the timeout; the caller closes the client.
 func DialEtcd(ctx context.Context, c EtcdConfig) (*Etcd, *clientv3.Client, error) {
 	cfg := clientv3.Config{Endpoints: c.Endpoints, DialTimeout: c.Timeout, Logger: zap.NewNop(),
-		// Fail over to another member when one is cut off from the rest.
-		RejectOldCluster: true, AutoSyncInterval: time.Minute}
+		// Follow the members the cluster has (one replaced, one added).
+		AutoSyncInterval: time.Minute}
 	if c.CAFile != "" || c.CertFile != "" {
 		tlsInfo := transport.TLSInfo{TrustedCAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile}
 		tc, err := tlsInfo.ClientConfig()

@@ -39,6 +39,7 @@ type Service struct {
 	obs     Observer
 	models  func() []audit.Model
 	sem     chan struct{}
+	lease   func(ctx context.Context, machine string) (func(), error)
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
@@ -62,6 +63,10 @@ type Options struct {
 	// Models gives the configured model figures, for the boot firmware a
 	// model is bound to (nil: none).
 	Models func() []audit.Model
+	// Lock takes a machine's lease among the instances sharing the
+	// inventory, so one acts on a machine at a time (nil: this process
+	// is the only one).
+	Lock func(ctx context.Context, machine string) (unlock func(), err error)
 }
 
 // Machines is the inventory as the service reads and updates it.
@@ -94,7 +99,7 @@ func New(o Options) *Service {
 	if o.Getenv == nil {
 		o.Getenv = func(string) string { return "" }
 	}
-	return &Service{store: o.Store, secrets: o.Secrets, dialer: o.Dialer, getenv: o.Getenv, steps: o.Steps, log: o.Log, obs: o.Observer, models: o.Models,
+	return &Service{store: o.Store, secrets: o.Secrets, dialer: o.Dialer, getenv: o.Getenv, steps: o.Steps, log: o.Log, obs: o.Observer, models: o.Models, lease: o.Lock,
 		sem: make(chan struct{}, o.MaxConcurrent), locks: map[string]*sync.Mutex{}}
 }
 
@@ -223,6 +228,13 @@ func (s *Service) with(ctx context.Context, name, op string, fn func(ctx context
 	}
 	unlock := s.lock(m.Name)
 	defer unlock()
+	if s.lease != nil {
+		release, err := s.lease(ctx, m.Name)
+		if err != nil {
+			return m.Name, "", err
+		}
+		defer release()
+	}
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
