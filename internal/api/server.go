@@ -187,6 +187,8 @@ func writeErr(w http.ResponseWriter, err error) {
 		status = http.StatusConflict
 	case errors.Is(err, errBadRequest):
 		status = http.StatusBadRequest
+	case errors.Is(err, inventory.ErrUnavailable):
+		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, Error{Error: err.Error()})
 }

@@ -69,11 +69,15 @@ func TestValidate(t *testing.T) {
 		{func(c *Config) { c.Store = "postgres" }, "store"},
 		{func(c *Config) { c.Store = "etcd" }, "etcd.endpoints is empty"},
 		{func(c *Config) { c.Store, c.Etcd.Endpoints = "etcd", []string{"192.0.2.11:2379"} }, "not an http:// or https:// URL"},
-		{func(c *Config) { c.Store, c.Etcd.Endpoints, c.Etcd.Prefix = "etcd", []string{"https://192.0.2.11:2379"}, "provisiond" }, "etcd.prefix"},
+		{func(c *Config) {
+			c.Store, c.Etcd.Endpoints, c.Etcd.Prefix = "etcd", []string{"https://192.0.2.11:2379"}, "provisiond"
+		}, "etcd.prefix"},
 		{func(c *Config) {
 			c.Store, c.Etcd.Endpoints, c.Etcd.CertFile = "etcd", []string{"https://192.0.2.11:2379"}, "/etc/provisiond/etcd.crt"
 		}, "go together"},
-		{func(c *Config) { c.Store, c.Etcd.Endpoints, c.Etcd.Timeout = "etcd", []string{"https://192.0.2.11:2379"}, "0s" }, "etcd.timeout"},
+		{func(c *Config) {
+			c.Store, c.Etcd.Endpoints, c.Etcd.Timeout = "etcd", []string{"https://192.0.2.11:2379"}, "0s"
+		}, "etcd.timeout"},
 	} {
 		c := Default()
 		tc.mut(&c)

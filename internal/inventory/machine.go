@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/provisiond/provisiond/internal/kv"
 )
 
 // Firmware values a machine can be forced to. The empty string means "use
@@ -142,6 +144,10 @@ var ErrNotFound = errors.New("not found")
 // ErrConflict is returned when a change would break uniqueness (a name or
 // MAC already in use).
 var ErrConflict = errors.New("conflict")
+
+// ErrUnavailable wraps a store that cannot be reached (etcd down or
+// without quorum): the change was not made; try again when it is back.
+var ErrUnavailable = kv.ErrUnavailable
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
