@@ -15,14 +15,20 @@
 // machine's MAC is seen even when it cannot be stopped.
 //
 // The guard keeps no secrets and does no I/O of its own: the neighbour
-// table and the learned addresses are functions it is given.
+// table, the learned addresses and, with several instances, the boots they
+// share (Config.Shared, in etcd) are what it is given. With shared boots a
+// boot that starts on one instance can finish on another: its nonce, what
+// its script granted and what was served are the same on both.
 package bootguard
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -84,7 +90,51 @@ type Config struct {
 	MaxBoots int
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Shared keeps the boots where every instance sharing the inventory
+	// sees them (nil: this process only).
+	Shared Shared
 }
+
+// Boot is one boot of a machine as the guard follows it.
+type Boot struct {
+	Started time.Time `json:"started"`
+	Cause   string    `json:"cause"`
+	Nonce   string    `json:"nonce"`
+	// Granted are the nonce uses the served script handed out, Used
+	// those redeemed, Served the secret-bearing responses served.
+	Granted map[string]bool `json:"granted,omitempty"`
+	Used    map[string]bool `json:"used,omitempty"`
+	Served  map[string]bool `json:"served,omitempty"`
+}
+
+func (b *Boot) clone() *Boot {
+	c := *b
+	c.Granted, c.Used, c.Served = maps.Clone(b.Granted), maps.Clone(b.Used), maps.Clone(b.Served)
+	return &c
+}
+
+// Shared is where instances sharing an inventory keep the boots (etcd).
+// The DHCP path never waits on it: a start is written in the background.
+type Shared interface {
+	// Start stores b as mac's boot for ttl unless a boot of mac started
+	// less than same before it (another instance answered the same DHCP
+	// exchange); it returns the boot that stands.
+	Start(ctx context.Context, mac string, b Boot, same, ttl time.Duration) (Boot, error)
+	// Load returns mac's boot (ok false: none).
+	Load(ctx context.Context, mac string) (b Boot, ok bool, err error)
+	// Change runs fn on mac's boot and stores the result in one atomic
+	// step; an error from fn stores nothing and is returned. ok is false
+	// when mac has no boot.
+	Change(ctx context.Context, mac string, fn func(*Boot) error) (ok bool, err error)
+}
+
+// sameBoot is how close two starts of one MAC are to be one boot seen by
+// two instances (the same DHCP exchange).
+const sameBoot = 30 * time.Second
+
+// sharedTimeout bounds a call to the shared boots; past it the guard
+// decides on what this instance saw.
+const sharedTimeout = 3 * time.Second
 
 // Guard follows the boots of machines in the inventory. It is safe for
 // concurrent use.
@@ -92,18 +142,11 @@ type Guard struct {
 	cfg Config
 
 	mu    sync.Mutex
-	boots *bounded.Map[*bootState]
+	boots *bounded.Map[*Boot]
+	// writing bounds the background writes of starts to Shared.
+	writing chan struct{}
 
 	alarms atomic.Uint64
-}
-
-type bootState struct {
-	started time.Time
-	cause   string
-	nonce   string
-	granted map[string]bool // nonce uses the served script handed out
-	used    map[string]bool // nonce uses redeemed
-	served  map[string]bool // secret-bearing responses served
 }
 
 // New returns a guard.
@@ -120,7 +163,7 @@ func New(cfg Config) *Guard {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Guard{cfg: cfg, boots: bounded.New[*bootState](cfg.MaxBoots, cfg.NonceTTL)}
+	return &Guard{cfg: cfg, boots: bounded.New[*Boot](cfg.MaxBoots, cfg.NonceTTL), writing: make(chan struct{}, 64)}
 }
 
 // SetRules replaces the window (when positive) and the trusted source
@@ -138,18 +181,40 @@ func (g *Guard) SetRules(window time.Duration, trusted []netip.Prefix) {
 // new boot: a new nonce, nothing served yet.
 func (g *Guard) Start(mac, cause string) {
 	now := g.cfg.Now()
+	b := &Boot{Started: now, Cause: cause, Nonce: newNonce(), Granted: map[string]bool{}, Used: map[string]bool{}, Served: map[string]bool{}}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.boots.Put(mac, &bootState{started: now, cause: cause, nonce: newNonce(), granted: map[string]bool{}, used: map[string]bool{}, served: map[string]bool{}}, now, now)
+	g.boots.Put(mac, b, now, now)
+	g.mu.Unlock()
+	if g.cfg.Shared == nil {
+		return
+	}
+	select {
+	case g.writing <- struct{}{}:
+	default:
+		return // a flood of starts: this instance's own record only
+	}
+	go func(own Boot) {
+		defer func() { <-g.writing }()
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		defer cancel()
+		stood, err := g.cfg.Shared.Start(ctx, mac, own, sameBoot, g.cfg.NonceTTL)
+		if err != nil || stood.Nonce == own.Nonce {
+			return
+		}
+		// Another instance started this boot first: take its record.
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if cur, _, ok := g.boots.Get(mac); ok && cur == b {
+			g.boots.Put(mac, &stood, stood.Started, g.cfg.Now())
+		}
+	}(*b.clone())
 }
 
 // StartIfIdle starts a boot of mac unless one is in its window (an iPXE
 // DHCP exchange that continues a boot the ROM started).
 func (g *Guard) StartIfIdle(mac, cause string) {
-	g.mu.Lock()
-	b, _, ok := g.boots.Get(mac)
-	open := ok && g.cfg.Now().Sub(b.started) < g.cfg.Window
-	g.mu.Unlock()
+	b, ok := g.boot(mac)
+	open := ok && g.cfg.Now().Sub(b.Started) < g.cfg.Window
 	if !open {
 		g.Start(mac, cause)
 	}
@@ -174,7 +239,7 @@ func (g *Guard) Bound(mac string, src netip.Addr) error {
 	trusted := g.cfg.Trusted
 	var started time.Time
 	if b, _, ok := g.boots.Get(mac); ok {
-		started = b.started
+		started = b.Started
 	}
 	g.mu.Unlock()
 	for _, p := range trusted {
@@ -210,16 +275,72 @@ func (g *Guard) Admit(mac string, src netip.Addr) (string, error) {
 	if err := g.Bound(mac, src); err != nil {
 		return "", err
 	}
+	b, ok := g.boot(mac)
+	if !ok {
+		return "", &Refusal{Reason: ReasonNoBoot, Detail: "provisiond saw no boot of this machine start (no PXE DHCP, no BMC action)"}
+	}
+	g.mu.Lock()
+	window := g.cfg.Window
+	g.mu.Unlock()
+	if age := g.cfg.Now().Sub(b.Started); age >= window {
+		return "", &Refusal{Reason: ReasonNoBoot, Detail: fmt.Sprintf("its boot started (%s) %s ago, beyond boot.secret_window (%s)", b.Cause, age.Round(time.Second), window)}
+	}
+	return b.Nonce, nil
+}
+
+// boot returns mac's current boot: the shared record when there is one
+// (kept here too), else this instance's.
+func (g *Guard) boot(mac string) (Boot, bool) {
+	if g.cfg.Shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		b, ok, err := g.cfg.Shared.Load(ctx, mac)
+		cancel()
+		if err == nil && ok {
+			now := g.cfg.Now()
+			g.mu.Lock()
+			g.boots.Put(mac, b.clone(), now, now)
+			g.mu.Unlock()
+			return b, true
+		}
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	b, _, ok := g.boots.Get(mac)
 	if !ok {
-		return "", &Refusal{Reason: ReasonNoBoot, Detail: "provisiond saw no boot of this machine start (no PXE DHCP, no BMC action)"}
+		return Boot{}, false
 	}
-	if age := g.cfg.Now().Sub(b.started); age >= g.cfg.Window {
-		return "", &Refusal{Reason: ReasonNoBoot, Detail: fmt.Sprintf("its boot started (%s) %s ago, beyond boot.secret_window (%s)", b.cause, age.Round(time.Second), g.cfg.Window)}
+	return *b.clone(), true
+}
+
+// change runs fn on mac's current boot: on the shared record when it can
+// be reached (so two instances never both serve or redeem the same
+// thing), and on this instance's copy. ok is false when mac has no boot.
+func (g *Guard) change(mac string, fn func(*Boot) error) (ok bool, err error) {
+	if g.cfg.Shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		ok, err := g.cfg.Shared.Change(ctx, mac, fn)
+		cancel()
+		var refusal *Refusal
+		if ok || errors.As(err, &refusal) {
+			if err == nil {
+				g.mu.Lock()
+				if b, _, found := g.boots.Get(mac); found {
+					fn(b) // keep this instance's copy in step
+				}
+				g.mu.Unlock()
+			}
+			return ok, err
+		}
+		// Not shared yet (its start is still being written) or etcd
+		// unreachable: decide on what this instance saw.
 	}
-	return b.nonce, nil
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b, _, found := g.boots.Get(mac)
+	if !found {
+		return false, nil
+	}
+	return true, fn(b)
 }
 
 // Grant records what the script served to mac in its current boot hands
@@ -227,31 +348,44 @@ func (g *Guard) Admit(mac string, src netip.Addr) (string, error) {
 // callback, facts): only granted uses can be redeemed. A one-shot
 // assignment used up meanwhile does not take back what its script gave.
 func (g *Guard) Grant(mac string, uses ...string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if b, _, ok := g.boots.Get(mac); ok {
-		for _, u := range uses {
-			b.granted[u] = true
+	g.change(mac, func(b *Boot) error {
+		if b.Granted == nil {
+			b.Granted = map[string]bool{}
 		}
-	}
+		for _, u := range uses {
+			b.Granted[u] = true
+		}
+		return nil
+	})
 }
 
 // Once records that the secret-bearing response what is served to mac in
 // its current boot; a second time in the same boot is refused with an
 // alarm.
 func (g *Guard) Once(mac, what string) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	b, _, ok := g.boots.Get(mac)
-	if !ok {
+	ok, err := g.change(mac, func(b *Boot) error {
+		if b.Served[what] {
+			return &Refusal{Reason: ReasonAgain, Alarm: true, Detail: what + " was already served in this boot: another host may be using this MAC"}
+		}
+		if b.Served == nil {
+			b.Served = map[string]bool{}
+		}
+		b.Served[what] = true
+		return nil
+	})
+	if !ok && err == nil {
 		return &Refusal{Reason: ReasonNoBoot, Detail: "no boot in progress"}
 	}
-	if b.served[what] {
+	return g.count(err)
+}
+
+// count counts an alarm.
+func (g *Guard) count(err error) error {
+	var r *Refusal
+	if errors.As(err, &r) && r.Alarm {
 		g.alarms.Add(1)
-		return &Refusal{Reason: ReasonAgain, Alarm: true, Detail: what + " was already served in this boot: another host may be using this MAC"}
 	}
-	b.served[what] = true
-	return nil
+	return err
 }
 
 // Redeem checks a nonce that a served script handed out and uses it up for
@@ -262,24 +396,30 @@ func (g *Guard) Redeem(mac, nonce, use string, src netip.Addr) error {
 	if err := g.Bound(mac, src); err != nil {
 		return err
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	b, _, ok := g.boots.Get(mac)
-	if !ok || nonce == "" || subtle.ConstantTimeCompare([]byte(nonce), []byte(b.nonce)) != 1 {
+	now := g.cfg.Now()
+	ok, err := g.change(mac, func(b *Boot) error {
+		if nonce == "" || subtle.ConstantTimeCompare([]byte(nonce), []byte(b.Nonce)) != 1 {
+			return &Refusal{Reason: ReasonNonce, Detail: "no nonce of this machine's current boot"}
+		}
+		if now.Sub(b.Started) >= g.cfg.NonceTTL {
+			return &Refusal{Reason: ReasonNonce, Detail: fmt.Sprintf("the nonce expired (%s after the boot started)", g.cfg.NonceTTL)}
+		}
+		if !b.Granted[use] {
+			return &Refusal{Reason: ReasonNonce, Detail: "this boot's script did not hand out " + use}
+		}
+		if b.Used[use] {
+			return &Refusal{Reason: ReasonAgain, Alarm: true, Detail: "this boot's " + use + " nonce was already used: another host may be using this MAC"}
+		}
+		if b.Used == nil {
+			b.Used = map[string]bool{}
+		}
+		b.Used[use] = true
+		return nil
+	})
+	if !ok && err == nil {
 		return &Refusal{Reason: ReasonNonce, Detail: "no nonce of this machine's current boot"}
 	}
-	if g.cfg.Now().Sub(b.started) >= g.cfg.NonceTTL {
-		return &Refusal{Reason: ReasonNonce, Detail: fmt.Sprintf("the nonce expired (%s after the boot started)", g.cfg.NonceTTL)}
-	}
-	if !b.granted[use] {
-		return &Refusal{Reason: ReasonNonce, Detail: "this boot's script did not hand out " + use}
-	}
-	if b.used[use] {
-		g.alarms.Add(1)
-		return &Refusal{Reason: ReasonAgain, Alarm: true, Detail: "this boot's " + use + " nonce was already used: another host may be using this MAC"}
-	}
-	b.used[use] = true
-	return nil
+	return g.count(err)
 }
 
 // Alarms returns how many requests looked like a second host using a

@@ -20,6 +20,7 @@ import (
 	bmcsvc "github.com/provisiond/provisiond/internal/bmc/service"
 	"github.com/provisiond/provisiond/internal/boot/booter"
 	"github.com/provisiond/provisiond/internal/bootguard"
+	"github.com/provisiond/provisiond/internal/cluster"
 	"github.com/provisiond/provisiond/internal/commission"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/enclosure"
@@ -56,8 +57,12 @@ func (d *instance) buildBoot(ctx context.Context) error {
 	d.talos = talos.NewProvider(cfg.Talos, &talos.Factory{BaseURL: cfg.Talos.FactoryURL}, d.cache, cfg.AssetDir())
 	d.talos.Log = d.log
 	go d.checkTalosConfig(ctx)
-	d.guard = bootguard.New(bootguard.Config{Window: cfg.Boot.SecretWindowDuration(), Trusted: cfg.Boot.TrustedPrefixes(),
-		Neighbor: d.neighbors.Kernel, Learned: d.neighbors.Learned})
+	gcfg := bootguard.Config{Window: cfg.Boot.SecretWindowDuration(), Trusted: cfg.Boot.TrustedPrefixes(),
+		Neighbor: d.neighbors.Kernel, Learned: d.neighbors.Learned}
+	if d.etcd != nil {
+		gcfg.Shared = &cluster.Boots{Client: d.etcd, Prefix: cfg.Etcd.Prefix}
+	}
+	d.guard = bootguard.New(gcfg)
 	d.mets.Func("provisiond_boot_spoof_alarms_total", "Secret-bearing boot responses asked for twice in one boot, or nonces used twice: another host may be using a machine's MAC.",
 		func() float64 { return float64(d.guard.Alarms()) })
 	d.commish = commission.NewProvider(commission.Source{KernelDir: cfg.Commission.KernelDir, Binary: d.opts.Binary, Drivers: cfg.Commission.Drivers,

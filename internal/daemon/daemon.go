@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/assets"
 	"github.com/provisiond/provisiond/internal/bmc"
@@ -130,7 +132,8 @@ type instance struct {
 	ctlLn     net.Listener
 	// open
 	store       inventory.Backend
-	member      *cluster.Member // nil on bbolt: one instance
+	member      *cluster.Member  // nil on bbolt: one instance
+	etcd        *clientv3.Client // the etcd store's client (nil on bbolt)
 	token       string
 	cert        tls.Certificate
 	hosts       []string

@@ -36,6 +36,7 @@ func (d *instance) open(ctx context.Context) error {
 	d.store = store
 	d.closers = append(d.closers, closeStore)
 	if client != nil {
+		d.etcd = client
 		if err := d.join(ctx, client); err != nil {
 			return err
 		}
