@@ -65,7 +65,10 @@ func newRestore(e env) *cobra.Command {
 		Long: "Restore a backup written by 'provisiond backup' into the data directory (from --data-dir, else\n" +
 			"the config's data_dir). The daemon must be stopped: restore refuses while the database is in use.\n" +
 			"The archive is checked (manifest, checksum, a database that opens) before anything changes; the\n" +
-			"files it replaces are kept next to it with a .before-restore-TIME suffix.",
+			"files it replaces are kept next to it with a .before-restore-TIME suffix. With store: etcd in the\n" +
+			"config the inventory goes into the config's etcd prefix, which must be empty (stop every\n" +
+			"instance, then etcdctl del --prefix PREFIX, or use a new prefix), and the secret key into the\n" +
+			"data directory: copy it to the other instances.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := config.Load(configPath, cmd.Flags().Changed("config"))
@@ -83,6 +86,9 @@ func newRestore(e env) *cobra.Command {
 				}
 				defer f.Close()
 				in = f
+			}
+			if cfg.Store == "etcd" {
+				return restoreEtcd(cmd.Context(), e, in, &cfg)
 			}
 			res, err := backup.Restore(in, cfg.DataDir)
 			if err != nil {

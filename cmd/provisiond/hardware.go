@@ -514,7 +514,7 @@ func printHardware(w io.Writer, m *inventory.Machine) {
 	} else if a.Rack != "" {
 		line("Location", fmt.Sprintf("rack %s unit %d", a.Rack, a.Unit))
 	}
-	line("Hardware", strings.TrimSpace(strings.Join(nonEmpty(a.Vendor, a.Model, kv("serial", a.Serial), kv("uuid", a.UUID), kv("bios", a.BIOSVersion)), " ")))
+	line("Hardware", strings.TrimSpace(strings.Join(nonEmpty(a.Vendor, a.Model, pair("serial", a.Serial), pair("uuid", a.UUID), pair("bios", a.BIOSVersion)), " ")))
 	line("Role", a.Role)
 	if len(a.Labels) > 0 {
 		var l []string
@@ -538,7 +538,7 @@ func printHardware(w io.Writer, m *inventory.Machine) {
 		line("Memory", v)
 	}
 	for i, d := range a.Disks {
-		line(fmt.Sprintf("Disk %d", i+1), strings.Join(nonEmpty(d.Device, fmt.Sprintf("%g GB", d.SizeGB), d.Bus, d.Type, d.Model, d.Part, kv("use", d.Use)), " "))
+		line(fmt.Sprintf("Disk %d", i+1), strings.Join(nonEmpty(d.Device, fmt.Sprintf("%g GB", d.SizeGB), d.Bus, d.Type, d.Model, d.Part, pair("use", d.Use)), " "))
 	}
 	for _, n := range a.NICs {
 		boot := ""
@@ -556,8 +556,8 @@ func printHardware(w io.Writer, m *inventory.Machine) {
 		if b.CipherSuite != 0 {
 			cipher = fmt.Sprint(b.CipherSuite)
 		}
-		line("BMC", strings.Join(nonEmpty(cmp.Or(b.Protocol, protocol.IPMI), addr, kv("user", b.Username), kv("cipher-suite", cipher),
-			kv("password-secret", b.PasswordSecret), kv("password-file", b.PasswordFile), kv("password-env", b.PasswordEnv)), " "))
+		line("BMC", strings.Join(nonEmpty(cmp.Or(b.Protocol, protocol.IPMI), addr, pair("user", b.Username), pair("cipher-suite", cipher),
+			pair("password-secret", b.PasswordSecret), pair("password-file", b.PasswordFile), pair("password-env", b.PasswordEnv)), " "))
 	}
 	if a.Control != "" {
 		line("Control", a.Control)

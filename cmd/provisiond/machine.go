@@ -466,8 +466,8 @@ func printMachine(w io.Writer, format string, m *inventory.Machine) error {
 	}
 	if f := m.Facts; f != nil {
 		fmt.Fprintf(tw, "Facts:\t%s\n", strings.Join(nonEmpty(
-			kv("manufacturer", f.Manufacturer), kv("product", f.Product), kv("serial", f.Serial), kv("uuid", f.UUID),
-			kv("platform", f.Platform), kv("arch", f.BuildArch), kv("nic", f.Chip), kv("ip", f.IP)), ", "))
+			pair("manufacturer", f.Manufacturer), pair("product", f.Product), pair("serial", f.Serial), pair("uuid", f.UUID),
+			pair("platform", f.Platform), pair("arch", f.BuildArch), pair("nic", f.Chip), pair("ip", f.IP)), ", "))
 		if !f.LastSeen.IsZero() {
 			fmt.Fprintf(tw, "Last seen:\t%s\n", f.LastSeen.Local().Format(time.RFC3339))
 		}
@@ -494,7 +494,7 @@ func printBootInfo(w io.Writer, info *api.BootInfo) {
 	tw.Flush()
 }
 
-func kv(k, v string) string {
+func pair(k, v string) string {
 	if v == "" {
 		return ""
 	}

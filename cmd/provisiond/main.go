@@ -98,7 +98,7 @@ func newRoot(ctx context.Context, e env) *cobra.Command {
 	root.AddCommand(newServe(ctx, e), newMachine(cf, e), newEvents(cf, e), newProfile(cf, e), newSecret(cf, e), newAssets(cf, e), newStatus(cf, e),
 		newImport(cf, e), newExport(cf, e), newAudit(cf, e), newPlan(cf, e), newAgent(cf, e),
 		newSystems(cf, e), newEnclosure(cf, e), newLocate(cf, e), newParts(cf, e), newRoles(cf, e), newSlurm(cf, e),
-		newPower(cf, e), newBootdev(cf, e), newAssign(cf, e), newCommission(cf, e), newBMCCmd(cf, e), newBackup(cf, e), newRestore(e), newTrust(cf, e))
+		newPower(cf, e), newBootdev(cf, e), newAssign(cf, e), newCommission(cf, e), newBMCCmd(cf, e), newBackup(cf, e), newRestore(e), newMigrate(e), newTrust(cf, e))
 	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
 		cf.tokenFileSet = cmd.Flags().Changed("token-file") || e.get("PROVISIOND_TOKEN_FILE") != ""
 	}
