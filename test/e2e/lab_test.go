@@ -57,6 +57,8 @@ type lab struct {
 	// router's command line.
 	conf        string
 	dnsmasqArgs []string
+	// extraNS are namespaces a test added (host), removed with the lab's.
+	extraNS []string
 }
 
 type lockedBuffer struct {
@@ -164,6 +166,12 @@ func newLab(t testing.TB, serveArgs ...string) *lab {
 // newLabWith is newLab with YAML added to the daemon's config file and
 // arguments to dnsmasq's.
 func newLabWith(t testing.TB, conf string, dnsmasqArgs []string, serveArgs ...string) *lab {
+	return newLabBefore(t, conf, dnsmasqArgs, nil, serveArgs...)
+}
+
+// newLabBefore is newLabWith with before run once the namespaces and the
+// router are up, before provisiond starts (peers it needs, such as etcd).
+func newLabBefore(t testing.TB, conf string, dnsmasqArgs []string, before func(*lab), serveArgs ...string) *lab {
 	requireLab(t)
 	assets := buildAssets(t)
 	dir := t.TempDir()
@@ -210,8 +218,24 @@ func newLabWith(t testing.TB, conf string, dnsmasqArgs []string, serveArgs ...st
 	}
 	l.startDnsmasq()
 	l.startFactory()
+	if before != nil {
+		before(l)
+	}
 	l.startDaemon(serveArgs...)
 	return l
+}
+
+// host adds namespace ns to the lab, its interface ifname on br0 with
+// addr (CIDR); the lab removes it.
+func (l *lab) host(ns, ifname, addr string) {
+	l.t.Helper()
+	l.sh("", "ip", "netns", "add", ns)
+	l.extraNS = append(l.extraNS, ns)
+	l.sh(ns, "ip", "link", "set", "lo", "up")
+	l.sh(l.lan, "ip", "link", "add", "b-"+ifname, "type", "veth", "peer", "name", ifname, "netns", ns)
+	l.sh(l.lan, "ip", "link", "set", "b-"+ifname, "master", "br0", "up")
+	l.sh(ns, "ip", "addr", "add", addr, "dev", ifname)
+	l.sh(ns, "ip", "link", "set", ifname, "up")
 }
 
 // The fake Image Factory listens inside the server namespace.
@@ -246,7 +270,7 @@ func (l *lab) close() {
 			c.Wait()
 		}
 	}
-	for _, ns := range []string{l.lan, l.router, l.server, l.client} {
+	for _, ns := range append([]string{l.lan, l.router, l.server, l.client}, l.extraNS...) {
 		exec.Command("ip", "netns", "del", ns).Run()
 	}
 	if l.t.Failed() {

@@ -26,7 +26,6 @@ type testSystem struct {
 	nicErr  error
 	dhcpOK  bool
 	netErr  error
-	mu      sync.Mutex
 	off     chan struct{}
 	offOnce sync.Once
 }

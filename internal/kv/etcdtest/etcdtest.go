@@ -4,7 +4,6 @@ package etcdtest
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -105,5 +104,5 @@ func tail(b []byte) string {
 	if len(b) > 2000 {
 		b = b[len(b)-2000:]
 	}
-	return fmt.Sprintf("%s", b)
+	return string(b)
 }
