@@ -34,7 +34,8 @@ type Instance struct {
 	// that answered.
 	Updated time.Time `json:"updated"`
 	Self    bool      `json:"self,omitempty"`
-	Lease   int64     `json:"lease"`
+	// Lease is its session's etcd lease (hex, as etcdctl shows it).
+	Lease string `json:"lease"`
 }
 
 // Options configure a Member.
@@ -103,7 +104,7 @@ func (m *Member) register(ctx context.Context) error {
 		m.mu.Unlock()
 	}
 	rec := m.self
-	rec.Health, rec.Updated, rec.Lease = m.o.Health(), time.Now().UTC(), int64(s.Lease())
+	rec.Health, rec.Updated, rec.Lease = m.o.Health(), time.Now().UTC(), fmt.Sprintf("%x", int64(s.Lease()))
 	raw, _ := json.Marshal(rec)
 	ctx, cancel := context.WithTimeout(ctx, m.o.TTL)
 	defer cancel()
@@ -191,14 +192,14 @@ func (m *Member) holder(pfx string) string {
 	if err != nil || len(resp.Kvs) == 0 {
 		return "holder unknown"
 	}
-	lease := resp.Kvs[0].Lease
+	lease := fmt.Sprintf("%x", resp.Kvs[0].Lease)
 	ins, _ := m.Instances(ctx)
 	for _, in := range ins {
 		if in.Lease == lease {
 			return "instance " + in.Name
 		}
 	}
-	return fmt.Sprintf("lease %x", lease)
+	return "lease " + lease
 }
 
 // Close deregisters: the record and leases go at once.

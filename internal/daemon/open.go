@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,7 +115,7 @@ func (d *instance) join(ctx context.Context, client *clientv3.Client) error {
 	if name == "" {
 		name, _ = os.Hostname()
 	}
-	self := cluster.Instance{Name: name, Version: d.opts.Version, Started: time.Now().UTC(), Control: "https://" + d.ctlLn.Addr().String()}
+	self := cluster.Instance{Name: name, Version: d.opts.Version, Started: time.Now().UTC()}
 	for _, i := range d.ifaces {
 		self.Interfaces = append(self.Interfaces, i.Name)
 		self.Addresses = append(self.Addresses, i.IP.String())
@@ -122,6 +123,17 @@ func (d *instance) join(ctx context.Context, client *clientv3.Client) error {
 	if d.advertise != nil {
 		self.Addresses = []string{d.advertise.String()}
 	}
+	// The control plane as another host reaches it: the listener's
+	// address unless it is a wildcard, else this instance's first
+	// address, else its name.
+	host, port, _ := net.SplitHostPort(d.ctlLn.Addr().String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = name
+		if len(self.Addresses) > 0 {
+			host = self.Addresses[0]
+		}
+	}
+	self.Control = "https://" + net.JoinHostPort(host, port)
 	m, err := cluster.Join(ctx, self, cluster.Options{Client: client, Prefix: d.cfg.Etcd.Prefix, Log: d.log, Health: d.health})
 	if err != nil {
 		return err

@@ -31,6 +31,8 @@ type table struct {
 	tags     map[string]string
 	secrets  map[string]storedSecret
 	built    time.Time
+	// rev is the store's revision it was read at.
+	rev int64
 }
 
 // CacheState says how current an instance's boot table is.
@@ -90,6 +92,7 @@ func (s *Store) rebuild() error {
 	t := &table{machines: map[string][]byte{}, boot: map[string]BootSettings{}, macs: map[string]string{}, tags: map[string]string{},
 		secrets: map[string]storedSecret{}, built: time.Now()}
 	err := s.view(func(tx *kv.Tx) error {
+		t.rev = tx.Revision()
 		err := tx.Bucket(bucketMachines).ForEach(func(k, v []byte) error {
 			t.machines[string(k)] = bytes.Clone(v)
 			return nil
@@ -125,8 +128,17 @@ func (s *Store) rebuild() error {
 		return fmt.Errorf("reading the boot table: %w", err)
 	}
 	s.cache.lastErr.Store(nil)
-	s.cache.t.Store(t)
-	return nil
+	// Two rebuilds may race (this process's change, the watch): the table
+	// read at the later revision stays.
+	for {
+		cur := s.cache.t.Load()
+		if cur != nil && cur.rev > t.rev {
+			return nil
+		}
+		if s.cache.t.CompareAndSwap(cur, t) {
+			return nil
+		}
+	}
 }
 
 // CacheState reports the boot table's state; ok is false on a store that

@@ -123,6 +123,8 @@ func step(c *bolt.Cursor, reverse bool) ([]byte, []byte) {
 	return c.Next()
 }
 
+func (t boltTx) revision() int64 { return 0 }
+
 func (t boltTx) exists(p []string) bool { return t.bucket(p) != nil }
 
 func (t boltTx) create(p []string) error { _, err := t.must(p); return err }

@@ -256,6 +256,8 @@ func (t *etcdTx) put(p []string, k, v []byte) error {
 
 func (t *etcdTx) del(p []string, k []byte) error { return t.set(t.e.dataKey(p, k), write{del: true}) }
 
+func (t *etcdTx) revision() int64 { return t.rev }
+
 func (t *etcdTx) exists(p []string) bool { return t.read(t.e.marker(p)) != nil }
 
 func (t *etcdTx) create(p []string) error {

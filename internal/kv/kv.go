@@ -46,10 +46,17 @@ type engine interface {
 	// walk calls fn on every bucket's keys (v != nil) and sequence
 	// (v == nil), parents first.
 	walk(fn func(p []string, k, v []byte, seq uint64) error) error
+	// revision is the store's revision the transaction reads (0 where
+	// there is none).
+	revision() int64
 }
 
 // Tx is one transaction.
 type Tx struct{ e engine }
+
+// Revision is the store's revision this transaction reads: on etcd it
+// orders two reads (the later one has the larger revision); 0 on bbolt.
+func (tx *Tx) Revision() int64 { return tx.e.revision() }
 
 // Bucket returns the top-level bucket name, or nil if it does not exist.
 func (tx *Tx) Bucket(name []byte) *Bucket {

@@ -12,6 +12,9 @@ out=${1:-$(cd "$(dirname "$0")" && pwd)/.cache}
 # Bump when the test OS changes, so cached copies are rebuilt.
 version=3
 mkdir -p "$out"
+# One build at a time (tests run in parallel share the cache).
+exec 9>"$out/.lock"
+flock 9
 if [[ -s $out/vmlinuz && -s $out/initrd.img && $(cat "$out/version" 2>/dev/null) == "$version" ]]; then
 	exit 0
 fi

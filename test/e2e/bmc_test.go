@@ -95,6 +95,7 @@ func (b *ipmiBMC) vmRunning() bool {
 // --wait power-cycles it back to local boot. The timeline shows the BMC
 // steps and the boot steps together.
 func TestIPMIAssign(t *testing.T) {
+	t.Parallel() // VMs under TCG: two tests share the two cores
 	requireLab(t)
 	if why := ipmisim.Available(); why != "" {
 		t.Skip("the IPMI end-to-end test " + why)

@@ -25,6 +25,7 @@ import (
 // discovered and gets the default menu; a plain DHCP client never hears
 // from provisiond.
 func TestBootPath(t *testing.T) {
+	t.Parallel() // VMs under TCG: two tests share the two cores
 	l := newLab(t)
 
 	// Plain DHCP clients get nothing from provisiond; a PXE client gets a

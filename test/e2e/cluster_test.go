@@ -152,6 +152,7 @@ func eventuallyE2E(t *testing.T, what string, within time.Duration, ok func() bo
 // with etcd stopped a known machine still boots, changes are refused, and
 // everything resyncs when etcd is back.
 func TestSeveralInstances(t *testing.T) {
+	t.Parallel() // VMs under TCG: two tests share the two cores
 	if _, err := os.Stat("/usr/bin/etcd"); err != nil {
 		t.Skip("needs Debian's etcd-server (/usr/bin/etcd): make deps installs it")
 	}
@@ -209,7 +210,7 @@ func TestSeveralInstances(t *testing.T) {
 			t.Errorf("B's status lacks %s:\n%s", want, status)
 		}
 	}
-	t.Logf("B's status, instances:\n%s", grepLines(status, `"name"`, `"addresses"`, `"health"`, `"backend"`))
+	t.Logf("B's status:\n%s", status)
 
 	// A machine added through A, booted while only B answers.
 	mungeKey := make([]byte, 1024)

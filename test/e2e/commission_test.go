@@ -142,6 +142,7 @@ const (
 // --wait; then once more with its report refused (a BMC action began a new
 // boot meanwhile, so the nonce is stale).
 func TestCommission(t *testing.T) {
+	t.Parallel() // VMs under TCG: two tests share the two cores
 	requireLab(t)
 	kernel := commissionKernel(t)
 	if why := ipmisim.Available(); why != "" {

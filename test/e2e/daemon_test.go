@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,7 +149,7 @@ func TestServiceCapabilities(t *testing.T) {
 // veth pair, d0 at 192.0.2.9/24 and d1, both up, and loopback up.
 func vethNamespace(t *testing.T, suffix string) string {
 	t.Helper()
-	ns := fmt.Sprintf("pd%d-%s", os.Getpid()%100000, suffix)
+	ns := labPrefix(t) + "-" + suffix
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,10 +98,19 @@ func requireLab(t testing.TB) {
 			t.Skipf("end-to-end tests need %s: apt-get install ipxe ovmf", f)
 		}
 	}
-	if out, err := exec.Command("ip", "netns", "add", "pd-probe-"+fmt.Sprint(os.Getpid())).CombinedOutput(); err != nil {
+	probe := labPrefix(t) + "-probe"
+	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
 		t.Skipf("cannot create network namespaces here: %v: %s", err, out)
 	}
-	exec.Command("ip", "netns", "del", "pd-probe-"+fmt.Sprint(os.Getpid())).Run()
+	exec.Command("ip", "netns", "del", probe).Run()
+}
+
+// labPrefix names a test's namespaces after the process and the test, so
+// tests running in parallel never share one.
+func labPrefix(t testing.TB) string {
+	h := fnv.New32a()
+	h.Write([]byte(t.Name()))
+	return fmt.Sprintf("pd%d%04x", os.Getpid()%100000, h.Sum32()&0xffff)
 }
 
 const (
@@ -175,7 +185,7 @@ func newLabBefore(t testing.TB, conf string, dnsmasqArgs []string, before func(*
 	requireLab(t)
 	assets := buildAssets(t)
 	dir := t.TempDir()
-	p := fmt.Sprintf("pd%d", os.Getpid()%100000)
+	p := labPrefix(t)
 	l := &lab{t: t, prefix: p, dir: dir, assets: assets,
 		lan: p + "-lan", router: p + "-rtr", server: p + "-srv", client: p + "-cli", logBuf: &lockedBuffer{}, conf: conf, dnsmasqArgs: dnsmasqArgs}
 	l.bin = buildBinary(t, dir)

@@ -148,6 +148,7 @@ func (l *lab) startOA(t *testing.T) string {
 // blade, which boots the profile with its kernel arguments; locate and the
 // power steps are on the timeline; power off through the OA stops it.
 func TestOAAssign(t *testing.T) {
+	t.Parallel() // VMs under TCG: two tests share the two cores
 	requireLab(t)
 	l := newLab(t)
 	dir := l.startOA(t)
