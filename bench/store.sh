@@ -28,8 +28,12 @@ perf() {
 		END { printf "%.0f %s %s %s\n", recv / period, ratio, avg, max }'
 }
 
+# Each server settles (its first writes, etcd's first fsyncs) before the
+# clients start.
+settle() { sleep "${SETTLE:-3}"; }
 declare -A R
 start_provisiond
+settle
 R[bbolt]=$(perf)
 log "dhcp on bbolt at $RATE/s: ${R[bbolt]}"
 stop_all
@@ -42,6 +46,7 @@ start etcd srv /usr/bin/etcd --name bench --data-dir "$WORK/etcd" \
 wait_port "$SRV_NS" tcp 2379
 printf 'store: etcd\netcd:\n  endpoints: [http://127.0.0.1:2379]\n' >"$WORK/store-etcd.yaml"
 PROVISIOND_CONF=$WORK/store-etcd.yaml start_provisiond
+settle
 R[etcd]=$(perf)
 log "dhcp on etcd at $RATE/s: ${R[etcd]}"
 stop_all

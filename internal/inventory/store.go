@@ -816,6 +816,22 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 		discovered := false
 		evs := tx.Bucket(bucketEvents)
 		macs := tx.Bucket(bucketMACs)
+		// The batch's MACs and machines in a few requests, not one each
+		// (etcd; bbolt reads locally).
+		var byMAC, byName [][]byte
+		for _, ev := range batch {
+			if ev.Machine != "" {
+				byName = append(byName, []byte(ev.Machine))
+			} else if ev.MAC != "" {
+				byMAC = append(byMAC, []byte(ev.MAC))
+			}
+		}
+		if err := macs.Prefetch(byMAC); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketMachines).Prefetch(byName); err != nil {
+			return err
+		}
 		// Machines this batch decoded (by name), and the names to write back.
 		loaded := map[string]*Machine{}
 		var dirty []string

@@ -125,6 +125,8 @@ func step(c *bolt.Cursor, reverse bool) ([]byte, []byte) {
 
 func (t boltTx) revision() int64 { return 0 }
 
+func (t boltTx) prefetch([]string, [][]byte) error { return nil }
+
 func (t boltTx) exists(p []string) bool { return t.bucket(p) != nil }
 
 func (t boltTx) create(p []string) error { _, err := t.must(p); return err }

@@ -258,6 +258,48 @@ func (t *etcdTx) del(p []string, k []byte) error { return t.set(t.e.dataKey(p, k
 
 func (t *etcdTx) revision() int64 { return t.rev }
 
+// prefetchBatch is how many keys one prefetch request reads (etcd's
+// default --max-txn-ops is 128).
+const prefetchBatch = 100
+
+func (t *etcdTx) prefetch(p []string, keys [][]byte) error {
+	var todo []string
+	seen := map[string]bool{}
+	for _, k := range keys {
+		key := t.e.dataKey(p, k)
+		_, read := t.reads[key]
+		_, written := t.writes[key]
+		if read || written || seen[key] || t.deleted(key) {
+			continue
+		}
+		seen[key] = true
+		todo = append(todo, key)
+	}
+	for len(todo) > 0 && t.err == nil {
+		n := min(len(todo), prefetchBatch)
+		ops := make([]clientv3.Op, n)
+		for i, key := range todo[:n] {
+			ops[i] = clientv3.OpGet(key, clientv3.WithRev(t.rev))
+		}
+		ctx, cancel := context.WithTimeout(t.ctx, t.e.timeout())
+		resp, err := t.e.Client.Txn(ctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			t.fail(t.e.unavailable(err))
+			return t.err
+		}
+		for i, r := range resp.Responses {
+			var v []byte
+			if kvs := r.GetResponseRange().GetKvs(); len(kvs) > 0 {
+				v = kvs[0].Value
+			}
+			t.reads[todo[i]] = v
+		}
+		todo = todo[n:]
+	}
+	return t.err
+}
+
 func (t *etcdTx) exists(p []string) bool { return t.read(t.e.marker(p)) != nil }
 
 func (t *etcdTx) create(p []string) error {

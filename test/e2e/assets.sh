@@ -10,7 +10,7 @@ set -euo pipefail
 
 out=${1:-$(cd "$(dirname "$0")" && pwd)/.cache}
 # Bump when the test OS changes, so cached copies are rebuilt.
-version=3
+version=4
 mkdir -p "$out"
 # One build at a time (tests run in parallel share the cache).
 exec 9>"$out/.lock"
@@ -111,6 +111,8 @@ else
 fi
 echo "PROVISIOND-TEST-DONE"
 sync
+# e2e.stay=1: stay up (a test that power-cycles a running machine).
+case " $(cat /proc/cmdline) " in *" e2e.stay=1 "*) while :; do sleep 3600; done ;; esac
 poweroff -f
 SCRIPT
 chmod +x "$root/init" "$root/etc/udhcpc.sh"

@@ -107,7 +107,7 @@ func TestIPMIAssign(t *testing.T) {
 	l.cliStdin(bmcPass, "secret", "set", "bmc-vm1")
 	l.mustCLI("machine", "add", ipmiVMName, "--mac", ipmiVMMAC, "--profile", "local",
 		"--param", "kernel=vmlinuz", "--param", "initrd=initrd.img", "--param", "cmdline=console=ttyS0 panic=-1 quiet",
-		"--kernel-args", "e2e.machine="+ipmiVMName,
+		"--kernel-args", "e2e.machine="+ipmiVMName+" e2e.stay=1", // on until the BMC cycles it
 		"--bmc-address", bmcIP, "--bmc-user", bmcUser, "--bmc-password-secret", "bmc-vm1", "--bmc-cipher-suite", "3")
 
 	if out := l.mustCLI("power", ipmiVMName, "status"); !regexp.MustCompile(`vm1\s+off`).MatchString(out) {

@@ -63,7 +63,7 @@ const (
 // their sessions run one after another on one daemon. Every page under
 // docs/ must be listed.
 var pages = []string{"README.md", "docs/inventory.md", "docs/bmc.md", "docs/enclosures.md", "docs/commissioning.md", "docs/profiles.md", "docs/talos.md", "docs/slurm.md",
-	"docs/configuration.md", "docs/operations.md", "docs/security.md", "docs/cli.md", "docs/dashboard.md", "docs/benchmarks.md",
+	"docs/configuration.md", "docs/several-instances.md", "docs/operations.md", "docs/security.md", "docs/cli.md", "docs/dashboard.md", "docs/benchmarks.md",
 	"docs/testing.md", "docs/troubleshooting.md"}
 
 // step is one command of a page with what the page prints after it.
