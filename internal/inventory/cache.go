@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,15 +15,18 @@ import (
 
 // On a store other processes change too (etcd), what the boot path reads
 // (machines by name, tag and MAC, their boot settings, sealed secrets) is
-// answered from memory: a table filled at open and rebuilt after every
-// change, this process's at once and others' as etcd's watch reports them.
-// The DHCP path never waits on the network, and while etcd is unreachable
-// boots of known machines go on from the last table.
+// answered from memory: a table read whole at open and whenever etcd's watch
+// (re)starts, and kept current from then on by the keys the watch reports
+// and by this process's own changes as they commit. The DHCP path never
+// waits on the network, and while etcd is unreachable boots of known
+// machines go on from the table.
 
 // cachedBuckets are what the table holds.
 var cachedBuckets = []string{string(bucketMachines), string(bucketMACs), string(bucketTags), string(bucketSecrets)}
 
-// table is one consistent read of the cached buckets.
+// table is the cached buckets. Every key carries the revision of what it
+// holds (rev for all read at a rebuild, revs for keys changed since), so a
+// change older than what the table holds is never applied over it.
 type table struct {
 	// machines are the stored records (decoded per read: callers own
 	// what they get).
@@ -31,8 +36,13 @@ type table struct {
 	tags     map[string]string
 	secrets  map[string]storedSecret
 	built    time.Time
-	// rev is the store's revision it was read at.
-	rev int64
+	rev      int64
+	revs     map[string]int64
+}
+
+func newTable() *table {
+	return &table{machines: map[string][]byte{}, boot: map[string]BootSettings{}, macs: map[string]string{},
+		tags: map[string]string{}, secrets: map[string]storedSecret{}, revs: map[string]int64{}, built: time.Now()}
 }
 
 // CacheState says how current an instance's boot table is.
@@ -41,32 +51,42 @@ type CacheState struct {
 	Built time.Time `json:"built"`
 	// Machines is how many machines it holds.
 	Machines int `json:"machines"`
-	// Error is why the last rebuild failed ("" when it did not).
+	// Error is why the last read failed ("" when it did not).
 	Error string `json:"error,omitempty"`
 }
 
 // cache is the table and what keeps it current.
 type cache struct {
-	t       atomic.Pointer[table]
+	mu      sync.RWMutex
+	t       *table
 	lastErr atomic.Pointer[string]
 	kick    chan struct{}
 	stop    context.CancelFunc
+	watcher kv.Watcher
+}
+
+// read runs fn on the table.
+func (c *cache) read(fn func(t *table)) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	fn(c.t)
 }
 
 // startCache fills the table and follows w's changes until Close.
 func (s *Store) startCache(w kv.Watcher) error {
-	c := &cache{kick: make(chan struct{}, 1)}
+	c := &cache{kick: make(chan struct{}, 1), watcher: w, t: newTable()}
 	s.cache = c
 	if err := s.rebuild(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
-	go w.Watch(ctx, cachedBuckets, func() {
-		select {
-		case c.kick <- struct{}{}:
-		default:
+	go w.Watch(ctx, cachedBuckets, func(changes []kv.Change) {
+		if changes == nil {
+			c.resync()
+			return
 		}
+		c.apply(changes)
 	})
 	go func() {
 		for {
@@ -87,10 +107,18 @@ func (s *Store) startCache(w kv.Watcher) error {
 	return nil
 }
 
-// rebuild reads the cached buckets whole in one transaction.
+// resync asks for the table to be read whole again.
+func (c *cache) resync() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// rebuild reads the cached buckets whole in one transaction; keys changed
+// after that read (reported meanwhile) keep what they were changed to.
 func (s *Store) rebuild() error {
-	t := &table{machines: map[string][]byte{}, boot: map[string]BootSettings{}, macs: map[string]string{}, tags: map[string]string{},
-		secrets: map[string]storedSecret{}, built: time.Now()}
+	t := newTable()
 	err := s.view(func(tx *kv.Tx) error {
 		t.rev = tx.Revision()
 		err := tx.Bucket(bucketMachines).ForEach(func(k, v []byte) error {
@@ -116,29 +144,136 @@ func (s *Store) rebuild() error {
 			return nil
 		})
 	})
-	for mac, name := range t.macs {
-		var f bootFields
-		if raw, ok := t.machines[name]; ok && json.Unmarshal(raw, &f) == nil {
-			t.boot[mac] = BootSettings{Firmware: f.Firmware, IPXEBinary: f.Params["ipxe_binary"], Vendor: f.Vendor, Model: f.Model}
-		}
-	}
 	if err != nil {
 		msg := err.Error()
 		s.cache.lastErr.Store(&msg)
 		return fmt.Errorf("reading the boot table: %w", err)
 	}
 	s.cache.lastErr.Store(nil)
-	// Two rebuilds may race (this process's change, the watch): the table
-	// read at the later revision stays.
-	for {
-		cur := s.cache.t.Load()
-		if cur != nil && cur.rev > t.rev {
-			return nil
+	c := s.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.t; old != nil {
+		if old.rev > t.rev {
+			return nil // a later read already stands
 		}
-		if s.cache.t.CompareAndSwap(cur, t) {
-			return nil
+		for k, rev := range old.revs {
+			if rev > t.rev {
+				bucket, key, _ := strings.Cut(k, "/")
+				t.set(bucket, key, old.value(bucket, key), rev)
+			}
 		}
 	}
+	for mac := range t.macs {
+		t.bootFor(mac)
+	}
+	c.t = t
+	return nil
+}
+
+// apply puts changes into the table (those older than what it holds are
+// dropped).
+func (c *cache) apply(changes []kv.Change) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.t
+	var macs []string
+	for _, ch := range changes {
+		k := ch.Bucket + "/" + ch.Key
+		held, ok := t.revs[k]
+		if !ok {
+			held = t.rev
+		}
+		if ch.Rev <= held {
+			continue
+		}
+		switch ch.Bucket {
+		case string(bucketMACs):
+			macs = append(macs, ch.Key)
+		case string(bucketMachines):
+			macs = append(macs, machineMACs(t.machines[ch.Key])...)
+			macs = append(macs, machineMACs(ch.Value)...)
+		}
+		t.set(ch.Bucket, ch.Key, ch.Value, ch.Rev)
+	}
+	for _, mac := range macs {
+		t.bootFor(mac)
+	}
+}
+
+// value is what the table holds for key of bucket, as stored (nil: none).
+func (t *table) value(bucket, key string) []byte {
+	switch bucket {
+	case string(bucketMachines):
+		return t.machines[key]
+	case string(bucketMACs):
+		if v, ok := t.macs[key]; ok {
+			return []byte(v)
+		}
+	case string(bucketTags):
+		if v, ok := t.tags[key]; ok {
+			return []byte(v)
+		}
+	case string(bucketSecrets):
+		if st, ok := t.secrets[key]; ok {
+			raw, _ := json.Marshal(st)
+			return raw
+		}
+	}
+	return nil
+}
+
+// set stores v (nil: deleted) for key of bucket at revision rev.
+func (t *table) set(bucket, key string, v []byte, rev int64) {
+	t.revs[bucket+"/"+key] = rev
+	switch bucket {
+	case string(bucketMachines):
+		if v == nil {
+			delete(t.machines, key)
+		} else {
+			t.machines[key] = bytes.Clone(v)
+		}
+	case string(bucketMACs), string(bucketTags):
+		m := t.macs
+		if bucket == string(bucketTags) {
+			m = t.tags
+		}
+		if v == nil {
+			delete(m, key)
+		} else {
+			m[key] = string(v)
+		}
+	case string(bucketSecrets):
+		var st storedSecret
+		if v == nil || json.Unmarshal(v, &st) != nil {
+			delete(t.secrets, key)
+		} else {
+			t.secrets[key] = st
+		}
+	}
+}
+
+// bootFor works out mac's boot settings from its machine.
+func (t *table) bootFor(mac string) {
+	var f bootFields
+	raw, ok := t.machines[t.macs[mac]]
+	if !ok || json.Unmarshal(raw, &f) != nil {
+		delete(t.boot, mac)
+		return
+	}
+	t.boot[mac] = BootSettings{Firmware: f.Firmware, IPXEBinary: f.Params["ipxe_binary"], Vendor: f.Vendor, Model: f.Model}
+}
+
+// machineMACs are the MACs a stored machine record lists.
+func machineMACs(raw []byte) []string {
+	if raw == nil {
+		return nil
+	}
+	var m struct {
+		MACs []string `json:"macs"`
+	}
+	json.Unmarshal(raw, &m)
+	return m.MACs
 }
 
 // CacheState reports the boot table's state; ok is false on a store that
@@ -147,8 +282,7 @@ func (s *Store) CacheState() (st CacheState, ok bool) {
 	if s.cache == nil {
 		return CacheState{}, false
 	}
-	t := s.cache.t.Load()
-	st = CacheState{Built: t.built, Machines: len(t.machines)}
+	s.cache.read(func(t *table) { st = CacheState{Built: t.built, Machines: len(t.machines)} })
 	if e := s.cache.lastErr.Load(); e != nil {
 		st.Error = *e
 	}

@@ -340,7 +340,10 @@ func putMachineSame(tx *kv.Tx, m *Machine) error {
 // Machine returns the named machine; name may also be its asset tag.
 func (s *Store) Machine(name string) (*Machine, error) {
 	if s.cache != nil {
-		return s.cache.t.Load().machine(name)
+		var m *Machine
+		var err error
+		s.cache.read(func(t *table) { m, err = t.machine(name) })
+		return m, err
 	}
 	var m *Machine
 	err := s.view(func(tx *kv.Tx) error {
@@ -354,7 +357,10 @@ func (s *Store) Machine(name string) (*Machine, error) {
 // MachineByMAC returns the machine that owns mac.
 func (s *Store) MachineByMAC(mac string) (*Machine, error) {
 	if s.cache != nil {
-		return s.cache.t.Load().byMAC(mac)
+		var m *Machine
+		var err error
+		s.cache.read(func(t *table) { m, err = t.byMAC(mac) })
+		return m, err
 	}
 	var m *Machine
 	err := s.view(func(tx *kv.Tx) error {
@@ -397,7 +403,7 @@ type bootFields struct {
 // the same (a discovered machine has no boot settings).
 func (s *Store) BootSettingsByMAC(mac string) (bs BootSettings, found bool, err error) {
 	if s.cache != nil {
-		bs, found = s.cache.t.Load().boot[mac]
+		s.cache.read(func(t *table) { bs, found = t.boot[mac] })
 		return bs, found, nil
 	}
 	gen := s.gen.Load()
@@ -709,7 +715,9 @@ func (s *Store) PutSecret(name string, sealed []byte) error {
 // SealedSecret returns the sealed value stored under name.
 func (s *Store) SealedSecret(name string) ([]byte, error) {
 	if s.cache != nil {
-		st, ok := s.cache.t.Load().secrets[name]
+		var st storedSecret
+		var ok bool
+		s.cache.read(func(t *table) { st, ok = t.secrets[name] })
 		if !ok {
 			return nil, fmt.Errorf("secret %s: %w (store it with provisiond secret set %s)", name, ErrNotFound, name)
 		}
@@ -810,10 +818,18 @@ func (s *Store) DeleteMachine(name string) error {
 // DHCP packets the timeline is most of what is written.
 func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 	var stored []events.Event
-	machines := false // whether a machine record changed
-	err := s.db.Update(context.Background(), func(tx *kv.Tx) error {
+	var written []kv.Change // machine records and MACs this batch wrote
+	update := s.db.Update
+	var rev int64
+	if w, ok := s.db.(kv.Watcher); ok && s.cache != nil {
+		update = func(ctx context.Context, fn func(*kv.Tx) error) (err error) {
+			rev, err = w.UpdateRev(ctx, fn)
+			return err
+		}
+	}
+	err := update(context.Background(), func(tx *kv.Tx) error {
 		stored = stored[:0]
-		discovered := false
+		written = written[:0]
 		evs := tx.Bucket(bucketEvents)
 		macs := tx.Bucket(bucketMACs)
 		// The batch's MACs and machines in a few requests, not one each
@@ -872,7 +888,10 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 					return err
 				}
 				name, loaded[m.Name] = m.Name, m
-				discovered = true
+				written = append(written, kv.Change{Bucket: string(bucketMACs), Key: ev.MAC, Value: []byte(m.Name)})
+				if !slices.Contains(dirty, m.Name) {
+					dirty = append(dirty, m.Name) // its record as it ends up
+				}
 			default:
 				continue
 			}
@@ -932,12 +951,18 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 			if err := put(tx, loaded[name]); err != nil {
 				return err
 			}
+			raw, _ := json.Marshal(loaded[name])
+			written = append(written, kv.Change{Bucket: string(bucketMachines), Key: name, Value: raw})
 		}
-		machines = len(dirty) > 0 || discovered
 		return nil
 	})
-	if err == nil && machines && s.cache != nil {
-		s.rebuild() // on failure the watch's loop tries again
+	if err == nil && len(written) > 0 && s.cache != nil {
+		// This process reads its own change at once; the watch reports
+		// the same keys at the same revision, which changes nothing.
+		for i := range written {
+			written[i].Rev = rev
+		}
+		s.cache.apply(written)
 	}
 	return stored, err
 }

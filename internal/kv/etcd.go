@@ -79,10 +79,16 @@ func (e *Etcd) View(ctx context.Context, fn func(*Tx) error) error {
 
 // Update implements DB.
 func (e *Etcd) Update(ctx context.Context, fn func(*Tx) error) error {
+	_, err := e.UpdateRev(ctx, fn)
+	return err
+}
+
+// UpdateRev implements Watcher.
+func (e *Etcd) UpdateRev(ctx context.Context, fn func(*Tx) error) (int64, error) {
 	for attempt := range maxAttempts {
 		t, err := e.begin(ctx)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		t.writable = true
 		err = fn(&Tx{e: t})
@@ -90,19 +96,19 @@ func (e *Etcd) Update(ctx context.Context, fn func(*Tx) error) error {
 			if t.retry {
 				continue
 			}
-			return t.err
+			return 0, t.err
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
-		ok, err := t.commit()
+		rev, ok, err := t.commit()
 		if err != nil || ok {
-			return err
+			return rev, err
 		}
 		// Another writer committed first: run again on its result.
 		time.Sleep(time.Duration(rand.IntN(1+attempt)) * time.Millisecond)
 	}
-	return fmt.Errorf("%w: a change lost to other writers %d times in a row; try again", ErrUnavailable, maxAttempts)
+	return 0, fmt.Errorf("%w: a change lost to other writers %d times in a row; try again", ErrUnavailable, maxAttempts)
 }
 
 // Close implements DB (the client is the caller's).
@@ -448,10 +454,11 @@ func (t *etcdTx) scan(p []string, from []byte, reverse bool, fn func(k, v []byte
 }
 
 // commit writes the buffered changes if no other change committed since
-// this transaction began; ok is false when one did.
-func (t *etcdTx) commit() (ok bool, err error) {
+// this transaction began; ok is false when one did. rev is the revision it
+// committed at (the one it read when there was nothing to write).
+func (t *etcdTx) commit() (rev int64, ok bool, err error) {
 	if len(t.writes) == 0 && len(t.delPrefixes) == 0 {
-		return true, nil
+		return t.rev, true, nil
 	}
 	var ops []clientv3.Op
 	covered := map[string]bool{}
@@ -477,7 +484,7 @@ func (t *etcdTx) commit() (ok bool, err error) {
 			return true
 		})
 		if err != nil {
-			return false, err
+			return 0, false, err
 		}
 	}
 	keys := make([]string, 0, len(t.writes))
@@ -499,9 +506,9 @@ func (t *etcdTx) commit() (ok bool, err error) {
 	defer cancel()
 	resp, err := t.e.Client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(t.e.revKey()), "=", t.revMod)).Then(ops...).Commit()
 	if err != nil {
-		return false, t.e.unavailable(err)
+		return 0, false, t.e.unavailable(err)
 	}
-	return resp.Succeeded, nil
+	return resp.Header.Revision, resp.Succeeded, nil
 }
 
 func coveredBy(prefixes map[string]bool, k string) bool {

@@ -11,24 +11,38 @@ import (
 // Watcher is a DB that other processes change too (etcd): its changes can
 // be followed.
 type Watcher interface {
-	// Watch calls changed after every committed change, by any process,
-	// to a key of the named top-level buckets, and each time the watch
-	// (re)starts, since anything may have changed while it was down. It
-	// returns when ctx ends.
-	Watch(ctx context.Context, buckets []string, changed func())
+	// Watch calls fn with the keys of the named top-level buckets that
+	// each committed change, by any process, set or deleted, and with nil
+	// each time the watch (re)starts, since anything may have changed
+	// while it was down: read everything again then. It returns when ctx
+	// ends.
+	Watch(ctx context.Context, buckets []string, fn func([]Change))
+	// UpdateRev is Update that also returns the revision the change
+	// committed at (what Change.Rev of its keys will be).
+	UpdateRev(ctx context.Context, fn func(*Tx) error) (int64, error)
+}
+
+// Change is one key a committed change set (Value) or deleted (nil).
+type Change struct {
+	Bucket string
+	Key    string
+	Value  []byte
+	// Rev is the revision of the change: of two changes to one key the
+	// later has the larger.
+	Rev int64
 }
 
 // Watch implements Watcher. A watch that fails (etcd down, a member
 // without a leader, history compacted) starts again a second later.
-func (e *Etcd) Watch(ctx context.Context, buckets []string, changed func()) {
+func (e *Etcd) Watch(ctx context.Context, buckets []string, fn func([]Change)) {
 	pre := e.Prefix + "d/"
-	match := func(key string) bool {
+	match := func(key string) (bucket, k string, ok bool) {
 		for _, b := range buckets {
-			if strings.HasPrefix(key, pre+b+"//") {
-				return true
+			if rest, found := strings.CutPrefix(key, pre+b+"//"); found {
+				return b, rest, true
 			}
 		}
-		return false
+		return "", "", false
 	}
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -37,14 +51,23 @@ func (e *Etcd) Watch(ctx context.Context, buckets []string, changed func()) {
 				break
 			}
 			if resp.Created {
-				changed()
+				fn(nil)
 				continue
 			}
+			var changes []Change
 			for _, ev := range resp.Events {
-				if match(string(ev.Kv.Key)) {
-					changed()
-					break
+				b, k, ok := match(string(ev.Kv.Key))
+				if !ok {
+					continue
 				}
+				c := Change{Bucket: b, Key: k, Rev: ev.Kv.ModRevision}
+				if ev.Type == clientv3.EventTypePut {
+					c.Value = ev.Kv.Value
+				}
+				changes = append(changes, c)
+			}
+			if len(changes) > 0 {
+				fn(changes)
 			}
 		}
 		cancel()
