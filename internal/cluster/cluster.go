@@ -162,6 +162,9 @@ func (m *Member) Instances(ctx context.Context) ([]Instance, error) {
 	return out, nil
 }
 
+// maxLockWait bounds how long Lock waits for a machine's lease.
+const maxLockWait = time.Minute
+
 // Lock takes machine's lease for an action, waiting while another
 // instance holds it (until ctx ends: the error names the holder). unlock
 // gives it back; a dead instance's lease expires with its session.
@@ -174,6 +177,10 @@ func (m *Member) Lock(ctx context.Context, machine string) (unlock func(), err e
 	}
 	pfx := m.o.Prefix + "locks/machines/" + machine
 	mu := concurrency.NewMutex(s, pfx)
+	// Another instance's action takes seconds; etcd away would hold the
+	// caller for good.
+	ctx, cancel := context.WithTimeout(ctx, maxLockWait)
+	defer cancel()
 	if err := mu.Lock(ctx); err != nil {
 		return nil, fmt.Errorf("machine %s: another instance is acting on it (%s): %w", machine, m.holder(pfx), err)
 	}
