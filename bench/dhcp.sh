@@ -18,21 +18,8 @@ MAX_RATE=${MAX_RATE:-100000}
 
 lab_up
 
-opt60=$(printf 'PXEClient:Arch:00000:UNDI:002001' | xxd -p -c 256)
 # perfdhcp run RATE: one run; prints "offers/s drops% avg_ms max_ms sent received".
-perf() {
-	local rate=$1 out
-	out=$(cli perfdhcp -4 -i -r "$rate" -p "$PERIOD" -R 1000 -l "$CLI_IP" \
-		-o "60,$opt60" -o 93,0000 -o 94,010201 -o "97,00$(printf '%032x' 42)" "$SRV_IP" 2>&1 || true)
-	echo "$out" >>"$WORK/perfdhcp.log"
-	echo "$out" | awk -v period="$PERIOD" '
-		/^sent packets:/ { sent = $3 }
-		/^received packets:/ { recv = $3 }
-		/^drops ratio:/ { ratio = $3 }
-		/^avg delay:/ { avg = $3 }
-		/^max delay:/ { max = $3 }
-		END { printf "%.0f %s %s %s %s %s\n", recv / period, ratio, avg, max, sent, recv }'
-}
+perf() { pxe_perf "$1" "$PERIOD"; }
 
 declare -A R
 run_server() {

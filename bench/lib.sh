@@ -141,6 +141,25 @@ start_provisiond() {
 	wait_port "$SRV_NS" tcp 8080
 }
 
+# pxe_perf RATE PERIOD: perfdhcp sends PXE DISCOVERs (options 60, 93, 94, 97)
+# from 1,000 client MACs in the client namespace at RATE per second for
+# PERIOD seconds, as a relay; prints "offers/s drops% avg_ms max_ms sent
+# received" and appends perfdhcp's report to $WORK/perfdhcp.log.
+pxe_perf() {
+	local rate=$1 period=$2 out opt60
+	opt60=$(printf 'PXEClient:Arch:00000:UNDI:002001' | xxd -p -c 256)
+	out=$(cli perfdhcp -4 -i -r "$rate" -p "$period" -R 1000 -l "$CLI_IP" \
+		-o "60,$opt60" -o 93,0000 -o 94,010201 -o "97,00$(printf '%032x' 42)" "$SRV_IP" 2>&1 || true)
+	echo "$out" >>"$WORK/perfdhcp.log"
+	echo "$out" | awk -v period="$period" '
+		/^sent packets:/ { sent = $3 }
+		/^received packets:/ { recv = $3 }
+		/^drops ratio:/ { ratio = $3 }
+		/^avg delay:/ { avg = $3 }
+		/^max delay:/ { max = $3 }
+		END { printf "%.0f %s %s %s %s %s\n", recv / period, ratio, avg, max, sent, recv }'
+}
+
 # rss_reset PID / rss_peak PID: peak resident memory (VmHWM) since the reset, in KiB.
 rss_reset() { echo 5 >"/proc/$1/clear_refs"; }
 rss_peak() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }

@@ -14,19 +14,7 @@ need perfdhcp xxd /usr/bin/etcd
 RATE=${RATE:-5000}
 PERIOD=${PERIOD:-10}
 lab_up
-opt60=$(printf 'PXEClient:Arch:00000:UNDI:002001' | xxd -p -c 256)
-perf() {
-	local out
-	out=$(cli perfdhcp -4 -i -r "$RATE" -p "$PERIOD" -R 1000 -l "$CLI_IP" \
-		-o "60,$opt60" -o 93,0000 -o 94,010201 -o "97,00$(printf '%032x' 42)" "$SRV_IP" 2>&1 || true)
-	echo "$out" >>"$WORK/perfdhcp-store.log"
-	echo "$out" | awk -v period="$PERIOD" '
-		/^received packets:/ { recv = $3 }
-		/^drops ratio:/ { ratio = $3 }
-		/^avg delay:/ { avg = $3 }
-		/^max delay:/ { max = $3 }
-		END { printf "%.0f %s %s %s\n", recv / period, ratio, avg, max }'
-}
+perf() { pxe_perf "$RATE" "$PERIOD"; }
 
 # Each server settles (its first writes, etcd's first fsyncs) before the
 # clients start.
@@ -66,7 +54,7 @@ result "" "## The stores: bbolt and etcd (one member, same machine)" "" \
 	"ProxyDHCP, perfdhcp at $RATE DISCOVERs/s for $PERIOD s, 1,000 clients:" "" \
 	"| store | offers/s | drops | avg latency | max latency |" "|---|---|---|---|---|"
 for s in bbolt etcd etcd-nodisc; do
-	read -r ops drops avg max <<<"${R[$s]}"
+	read -r ops drops avg max _ <<<"${R[$s]}"
 	label=$s
 	[[ $s == etcd-nodisc ]] && label="etcd, \`max_discovered: 0\`"
 	result "| $label | $ops | $drops % | $avg ms | $max ms |"
