@@ -51,10 +51,7 @@ func Start(t testing.TB) *Server {
 // until it answers.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	s.cmd = exec.Command(Binary, s.args...)
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", Binary, err)
-	}
+	s.startOnly(t)
 	c := s.Client(t)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -69,6 +66,15 @@ func (s *Server) Restart(t testing.TB) {
 			t.Fatalf("etcd did not answer at %s within 20 s: %v\n%s", s.Endpoint, err, tail(log))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startOnly starts the process on s's arguments.
+func (s *Server) startOnly(t testing.TB) {
+	t.Helper()
+	s.cmd = exec.Command(Binary, s.args...)
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", Binary, err)
 	}
 }
 
