@@ -56,7 +56,12 @@ func (d *instance) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := checkKey(store, box, cfg.DataDir); err != nil {
+	// Instances sharing etcd must share the key; one instance on its own
+	// file starts and says which secrets it cannot open.
+	var mismatch *keyMismatch
+	if err := checkKey(store, box, cfg.DataDir, cfg.Store == "etcd"); errors.As(err, &mismatch) && cfg.Store != "etcd" {
+		d.log.Warn("the secret key does not open every stored secret", "err", err)
+	} else if err != nil {
 		return err
 	}
 	d.secrets = secrets.NewStore(store, box)
@@ -92,21 +97,57 @@ func openStore(ctx context.Context, cfg *config.Config) (inventory.Backend, *cli
 }
 
 // checkKey makes sure the secret key file is the one the inventory's
-// secrets are sealed with (every instance of a deployment shares it).
-func checkKey(store inventory.Backend, box *secrets.Box, dataDir string) error {
+// secrets are sealed with (every instance of a deployment shares it). A
+// key that opens every stored secret (or none is stored: a lost key whose
+// secrets were all set again) becomes the deployment's.
+func checkKey(store inventory.Backend, box *secrets.Box, dataDir string, shared bool) error {
 	const name = "provisiond.key-canary"
 	sealed, err := box.Seal(name, []byte(name))
 	if err != nil {
 		return err
 	}
-	stored, err := store.KeyCanary(sealed)
+	stored, err := store.KeyCanary(sealed, false)
 	if err != nil {
 		return fmt.Errorf("checking the secret key against the inventory: %w", err)
 	}
-	if _, err := box.Open(name, stored); err != nil {
-		return fmt.Errorf("%s is not the key this inventory's secrets are sealed with: copy secret.key from another instance of this deployment (or from the backup that goes with this inventory), mode 0600", filepath.Join(dataDir, SecretKeyFile))
+	if _, err := box.Open(name, stored); err == nil {
+		return nil
 	}
-	return nil
+	list, err := store.Secrets()
+	if err != nil {
+		return err
+	}
+	var others []string
+	for _, sec := range list {
+		v, err := store.SealedSecret(sec.Name)
+		if err == nil {
+			_, err = box.Open(sec.Name, v)
+		}
+		if err != nil {
+			others = append(others, sec.Name)
+		}
+	}
+	if len(others) == 0 {
+		_, err := store.KeyCanary(sealed, true)
+		return err
+	}
+	return &keyMismatch{path: filepath.Join(dataDir, SecretKeyFile), secrets: others, shared: shared}
+}
+
+// keyMismatch is a secret key that does not open the stored secrets.
+type keyMismatch struct {
+	path    string
+	secrets []string
+	shared  bool // the inventory is several instances'
+}
+
+func (e *keyMismatch) Error() string {
+	lost := "set them again (provisiond secret set)"
+	if e.shared {
+		lost = "migrate the inventory to a bbolt file (provisiond migrate), start one instance on it, set them again, and migrate it back"
+	}
+	return fmt.Sprintf("%s is not the key this inventory's secrets are sealed with (%d of them: %s): copy secret.key from another instance of this deployment (or from the backup that goes with this inventory), mode 0600; if that key is lost, so are those secrets: %s",
+		e.path, len(e.secrets), strings.Join(e.secrets, ", "), lost)
 }
 
 // join registers this instance among those sharing the etcd store.

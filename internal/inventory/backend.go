@@ -49,9 +49,10 @@ type SealedSecrets interface {
 	DeleteSecret(name string) error
 	// KeyCanary returns the value sealed with the deployment's key that
 	// the store keeps to tell that key from another; the first call
-	// stores sealed. Every instance opens it with its key file before it
-	// serves, so one with a different key refuses to start.
-	KeyCanary(sealed []byte) ([]byte, error)
+	// stores sealed, and so does a call with replace (once no stored
+	// secret needs the old key). Every instance opens it with its key
+	// file before it serves.
+	KeyCanary(sealed []byte, replace bool) ([]byte, error)
 }
 
 // HardwareRecords are what the machines are made of and where they stand:

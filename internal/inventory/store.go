@@ -754,11 +754,11 @@ func (s *Store) Secrets() ([]SecretInfo, error) {
 }
 
 // KeyCanary implements SealedSecrets.
-func (s *Store) KeyCanary(sealed []byte) ([]byte, error) {
+func (s *Store) KeyCanary(sealed []byte, replace bool) ([]byte, error) {
 	var out []byte
 	err := s.update(func(tx *kv.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(keyCanary); v != nil {
+		if v := meta.Get(keyCanary); v != nil && !replace {
 			out = bytes.Clone(v)
 			return nil
 		}

@@ -215,11 +215,14 @@ func conformTimelines(t *testing.T, s inventory.Backend) {
 }
 
 func conformSecrets(t *testing.T, s inventory.Backend) {
-	if got, err := s.KeyCanary([]byte("first")); err != nil || string(got) != "first" {
+	if got, err := s.KeyCanary([]byte("first"), false); err != nil || string(got) != "first" {
 		t.Fatalf("KeyCanary on a new store: %q, %v", got, err)
 	}
-	if got, err := s.KeyCanary([]byte("second")); err != nil || string(got) != "first" {
+	if got, err := s.KeyCanary([]byte("second"), false); err != nil || string(got) != "first" {
 		t.Errorf("KeyCanary again: %q, %v; want the first instance's", got, err)
+	}
+	if got, err := s.KeyCanary([]byte("third"), true); err != nil || string(got) != "third" {
+		t.Errorf("KeyCanary replaced: %q, %v", got, err)
 	}
 	sealed := []byte{0, 1, 2, 0xff, 'x'}
 	if err := s.PutSecret("munge-key", sealed); err != nil {
