@@ -42,12 +42,8 @@ func (d *instance) storeStatus() map[string]any {
 		return map[string]any{"backend": "bbolt", "path": filepath.Join(d.cfg.DataDir, DBFile)}
 	}
 	out := map[string]any{"backend": "etcd", "endpoints": d.cfg.Etcd.Endpoints, "prefix": d.cfg.Etcd.Prefix}
-	if c, ok := d.store.(interface {
-		CacheState() (inventory.CacheState, bool)
-	}); ok {
-		if cs, ok := c.CacheState(); ok {
-			out["boot_table"] = cs
-		}
+	if cs, ok := d.cacheState(); ok {
+		out["boot_table"] = cs
 	}
 	return out
 }

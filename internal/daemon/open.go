@@ -184,15 +184,21 @@ func (d *instance) join(ctx context.Context, client *clientv3.Client) error {
 	return nil
 }
 
-// health is "ok", or why this instance may answer boots from stale data.
-func (d *instance) health() string {
+// cacheState is how current the store's boot table is (ok false: the
+// store keeps none).
+func (d *instance) cacheState() (inventory.CacheState, bool) {
 	c, ok := d.store.(interface {
 		CacheState() (inventory.CacheState, bool)
 	})
 	if !ok {
-		return "ok"
+		return inventory.CacheState{}, false
 	}
-	if st, ok := c.CacheState(); ok && st.Error != "" {
+	return c.CacheState()
+}
+
+// health is "ok", or why this instance may answer boots from stale data.
+func (d *instance) health() string {
+	if st, ok := d.cacheState(); ok && st.Error != "" {
 		return fmt.Sprintf("boot table as of %s: %s", st.Built.UTC().Format(time.RFC3339), st.Error)
 	}
 	return "ok"

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +18,7 @@ import (
 // (machines by name, tag and MAC, their boot settings, sealed secrets) is
 // answered from memory: a table read whole at open and whenever etcd's watch
 // (re)starts, and kept current from then on by the keys the watch reports
-// and by this process's own changes as they commit. The DHCP path never
+// and by this process's own changes as they commit (Store.commit). The DHCP path never
 // waits on the network, and while etcd is unreachable boots of known
 // machines go on from the table.
 
@@ -179,6 +180,9 @@ func (c *cache) apply(changes []kv.Change) {
 	t := c.t
 	var macs []string
 	for _, ch := range changes {
+		if !slices.Contains(cachedBuckets, ch.Bucket) {
+			continue
+		}
 		k := ch.Bucket + "/" + ch.Key
 		held, ok := t.revs[k]
 		if !ok {

@@ -87,14 +87,21 @@ const maxBootCache = 65536
 // boot-settings cache. Every write but a timeline append goes through it.
 func (s *Store) update(fn func(*kv.Tx) error) error {
 	defer s.gen.Add(1)
-	err := s.db.Update(context.Background(), fn)
-	if err == nil && s.cache != nil && s.rebuild() != nil {
-		// This process reads its own change once the table is rebuilt:
-		// the watch's loop tries again.
-		select {
-		case s.cache.kick <- struct{}{}:
-		default:
-		}
+	return s.commit(fn)
+}
+
+// commit runs fn in a write transaction; on a store other processes change
+// too, the keys it wrote go into the boot table at once, so this process
+// reads its own change (the watch reports them again, which changes
+// nothing).
+func (s *Store) commit(fn func(*kv.Tx) error) error {
+	w, ok := s.db.(kv.Watcher)
+	if !ok || s.cache == nil {
+		return s.db.Update(context.Background(), fn)
+	}
+	changes, err := w.UpdateChanges(context.Background(), fn)
+	if err == nil {
+		s.cache.apply(changes)
 	}
 	return err
 }
@@ -818,18 +825,8 @@ func (s *Store) DeleteMachine(name string) error {
 // DHCP packets the timeline is most of what is written.
 func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 	var stored []events.Event
-	var written []kv.Change // machine records and MACs this batch wrote
-	update := s.db.Update
-	var rev int64
-	if w, ok := s.db.(kv.Watcher); ok && s.cache != nil {
-		update = func(ctx context.Context, fn func(*kv.Tx) error) (err error) {
-			rev, err = w.UpdateRev(ctx, fn)
-			return err
-		}
-	}
-	err := update(context.Background(), func(tx *kv.Tx) error {
+	err := s.commit(func(tx *kv.Tx) error {
 		stored = stored[:0]
-		written = written[:0]
 		evs := tx.Bucket(bucketEvents)
 		macs := tx.Bucket(bucketMACs)
 		// The batch's MACs and machines in a few requests, not one each
@@ -888,10 +885,6 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 					return err
 				}
 				name, loaded[m.Name] = m.Name, m
-				written = append(written, kv.Change{Bucket: string(bucketMACs), Key: ev.MAC, Value: []byte(m.Name)})
-				if !slices.Contains(dirty, m.Name) {
-					dirty = append(dirty, m.Name) // its record as it ends up
-				}
 			default:
 				continue
 			}
@@ -951,19 +944,9 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 			if err := put(tx, loaded[name]); err != nil {
 				return err
 			}
-			raw, _ := json.Marshal(loaded[name])
-			written = append(written, kv.Change{Bucket: string(bucketMachines), Key: name, Value: raw})
 		}
 		return nil
 	})
-	if err == nil && len(written) > 0 && s.cache != nil {
-		// This process reads its own change at once; the watch reports
-		// the same keys at the same revision, which changes nothing.
-		for i := range written {
-			written[i].Rev = rev
-		}
-		s.cache.apply(written)
-	}
 	return stored, err
 }
 

@@ -79,16 +79,16 @@ func (e *Etcd) View(ctx context.Context, fn func(*Tx) error) error {
 
 // Update implements DB.
 func (e *Etcd) Update(ctx context.Context, fn func(*Tx) error) error {
-	_, err := e.UpdateRev(ctx, fn)
+	_, err := e.UpdateChanges(ctx, fn)
 	return err
 }
 
-// UpdateRev implements Watcher.
-func (e *Etcd) UpdateRev(ctx context.Context, fn func(*Tx) error) (int64, error) {
+// UpdateChanges implements Watcher.
+func (e *Etcd) UpdateChanges(ctx context.Context, fn func(*Tx) error) ([]Change, error) {
 	for attempt := range maxAttempts {
 		t, err := e.begin(ctx)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		t.writable = true
 		err = fn(&Tx{e: t})
@@ -96,19 +96,40 @@ func (e *Etcd) UpdateRev(ctx context.Context, fn func(*Tx) error) (int64, error)
 			if t.retry {
 				continue
 			}
-			return 0, t.err
+			return nil, t.err
 		}
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		rev, ok, err := t.commit()
-		if err != nil || ok {
-			return rev, err
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return t.changes(rev), nil
 		}
 		// Another writer committed first: run again on its result.
 		time.Sleep(time.Duration(rand.IntN(1+attempt)) * time.Millisecond)
 	}
-	return 0, fmt.Errorf("%w: a change lost to other writers %d times in a row; try again", ErrUnavailable, maxAttempts)
+	return nil, fmt.Errorf("%w: a change lost to other writers %d times in a row; try again", ErrUnavailable, maxAttempts)
+}
+
+// changes are the keys of top-level buckets this transaction wrote.
+func (t *etcdTx) changes(rev int64) []Change {
+	pre := t.e.Prefix + "d/"
+	var out []Change
+	for k, w := range t.writes {
+		bucket, key, ok := strings.Cut(strings.TrimPrefix(k, pre), "//")
+		if !strings.HasPrefix(k, pre) || !ok || strings.Contains(bucket, "/") {
+			continue // a marker, or a nested bucket's key
+		}
+		c := Change{Bucket: bucket, Key: key, Rev: rev}
+		if !w.del {
+			c.Value = w.v
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // Close implements DB (the client is the caller's).

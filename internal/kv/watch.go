@@ -17,9 +17,11 @@ type Watcher interface {
 	// while it was down: read everything again then. It returns when ctx
 	// ends.
 	Watch(ctx context.Context, buckets []string, fn func([]Change))
-	// UpdateRev is Update that also returns the revision the change
-	// committed at (what Change.Rev of its keys will be).
-	UpdateRev(ctx context.Context, fn func(*Tx) error) (int64, error)
+	// UpdateChanges is Update that also returns the keys of top-level
+	// buckets the change set or deleted, at the revision it committed at
+	// (what the watch reports for them too). Whole buckets deleted are not
+	// listed.
+	UpdateChanges(ctx context.Context, fn func(*Tx) error) ([]Change, error)
 }
 
 // Change is one key a committed change set (Value) or deleted (nil).

@@ -104,13 +104,24 @@ func (in *instance) stop() {
 	}
 }
 
-func (in *instance) cli(args ...string) (string, error) {
+// command is the provisiond CLI against the instance's control plane,
+// inside its namespace.
+func (in *instance) command(args ...string) *exec.Cmd {
 	full := append([]string{"netns", "exec", in.ns, in.l.bin, "--server", fmt.Sprintf("https://127.0.0.1:%d", controlPort),
 		"--token-file", filepath.Join(in.data, "api-token")}, args...)
 	cmd := exec.Command("ip", full...)
-	cmd.Env = append(os.Environ(), "PROVISIOND_CLIENT_CONFIG="+in.clientConf)
-	out, err := cmd.CombinedOutput()
+	cmd.Env = in.env()
+	return cmd
+}
+
+func (in *instance) cli(args ...string) (string, error) {
+	out, err := in.command(args...).CombinedOutput()
 	return string(out), err
+}
+
+// env is the CLI's environment: its client config (trusted servers).
+func (in *instance) env() []string {
+	return append(os.Environ(), "PROVISIOND_CLIENT_CONFIG="+in.clientConf)
 }
 
 func (in *instance) must(args ...string) string {
@@ -176,7 +187,7 @@ func TestSeveralInstances(t *testing.T) {
 			}
 		})
 	})
-	a := &instance{l: l, ns: l.server, data: filepath.Join(l.dir, "data"), clientConf: filepath.Join(l.dir, "client.yaml")}
+	a := l.self()
 
 	// Instance B: its own namespace, address, data directory and assets,
 	// the deployment's secret key.

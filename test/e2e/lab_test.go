@@ -331,31 +331,21 @@ func (l *lab) startDaemon(extra ...string) {
 	l.t.Fatalf("provisiond did not come up within 20s:\n%s", l.logBuf.String())
 }
 
-// cli runs the provisiond CLI inside the server namespace against the
-// daemon's control plane (it pins the certificate it finds in the data
-// directory, next to the token).
-func (l *lab) cli(args ...string) (string, error) {
-	full := append([]string{"netns", "exec", l.server, l.bin, "--server", fmt.Sprintf("https://127.0.0.1:%d", controlPort),
-		"--token-file", filepath.Join(l.dir, "data", "api-token")}, args...)
-	cmd := exec.Command("ip", full...)
-	cmd.Env = l.cliEnv()
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+// self is the lab's own daemon as the CLI reaches it: inside the server
+// namespace, pinning the certificate it finds in the data directory next
+// to the token, with a client config in the lab's directory (never the
+// user's own).
+func (l *lab) self() *instance {
+	return &instance{l: l, ns: l.server, data: filepath.Join(l.dir, "data"), clientConf: filepath.Join(l.dir, "client.yaml")}
 }
 
-// cliEnv is the CLI's environment: its client config (trusted servers)
-// in the lab's directory, never the user's own.
-func (l *lab) cliEnv() []string {
-	return append(os.Environ(), "PROVISIOND_CLIENT_CONFIG="+filepath.Join(l.dir, "client.yaml"))
-}
+// cli runs the provisiond CLI against the lab's daemon.
+func (l *lab) cli(args ...string) (string, error) { return l.self().cli(args...) }
 
 // cliStdin runs the CLI with stdin.
 func (l *lab) cliStdin(stdin string, args ...string) string {
 	l.t.Helper()
-	full := append([]string{"netns", "exec", l.server, l.bin, "--server", fmt.Sprintf("https://127.0.0.1:%d", controlPort),
-		"--token-file", filepath.Join(l.dir, "data", "api-token")}, args...)
-	cmd := exec.Command("ip", full...)
-	cmd.Env = l.cliEnv()
+	cmd := l.self().command(args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -366,21 +356,12 @@ func (l *lab) cliStdin(stdin string, args ...string) string {
 
 func (l *lab) mustCLI(args ...string) string {
 	l.t.Helper()
-	out, err := l.cli(args...)
-	if err != nil {
-		l.t.Fatalf("provisiond %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return out
+	return l.self().must(args...)
 }
 
 func (l *lab) timeline(name string) []events.Event {
 	l.t.Helper()
-	var evs []events.Event
-	out := l.mustCLI("events", name, "-n", "500", "-o", "json")
-	if err := json.Unmarshal([]byte(out), &evs); err != nil {
-		l.t.Fatalf("decoding timeline of %s: %v\n%s", name, err, out)
-	}
-	return evs
+	return l.self().timeline(name)
 }
 
 func (l *lab) machine(name string) (*inventory.Machine, error) {

@@ -34,16 +34,23 @@ func Start(t testing.TB) *Server {
 	if _, err := os.Stat(Binary); err != nil {
 		t.Skipf("needs a real etcd server at %s (Debian's etcd-server; make deps installs it)", Binary)
 	}
+	s := newServer(t, "http")
+	t.Cleanup(s.Stop)
+	s.Restart(t)
+	return s
+}
+
+// newServer sets up a member's arguments, its clients served over scheme
+// (extra arguments go after), without starting it.
+func newServer(t testing.TB, scheme string, extra ...string) *Server {
 	client, peer := freePort(t), freePort(t)
-	s := &Server{Endpoint: "http://" + client, dir: t.TempDir()}
-	s.args = []string{
+	s := &Server{Endpoint: scheme + "://" + client, dir: t.TempDir()}
+	s.args = append([]string{
 		"--name", "test", "--data-dir", filepath.Join(s.dir, "data"),
 		"--listen-client-urls", s.Endpoint, "--advertise-client-urls", s.Endpoint,
 		"--listen-peer-urls", "http://" + peer, "--initial-advertise-peer-urls", "http://" + peer,
 		"--initial-cluster", "test=http://" + peer, "--max-txn-ops", "8192",
-		"--logger", "zap", "--log-outputs", filepath.Join(s.dir, "etcd.log")}
-	t.Cleanup(s.Stop)
-	s.Restart(t)
+		"--logger", "zap", "--log-outputs", filepath.Join(s.dir, "etcd.log")}, extra...)
 	return s
 }
 

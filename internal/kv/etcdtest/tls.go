@@ -70,15 +70,7 @@ func StartTLS(t testing.TB, p PKI) *Server {
 	if _, err := os.Stat(Binary); err != nil {
 		t.Skipf("needs a real etcd server at %s (Debian's etcd-server; make deps installs it)", Binary)
 	}
-	client, peer := freePort(t), freePort(t)
-	s := &Server{Endpoint: "https://" + client, dir: t.TempDir()}
-	s.args = []string{
-		"--name", "test", "--data-dir", filepath.Join(s.dir, "data"),
-		"--listen-client-urls", s.Endpoint, "--advertise-client-urls", s.Endpoint,
-		"--listen-peer-urls", "http://" + peer, "--initial-advertise-peer-urls", "http://" + peer,
-		"--initial-cluster", "test=http://" + peer, "--max-txn-ops", "8192",
-		"--cert-file", p.ServerCert, "--key-file", p.ServerKey, "--trusted-ca-file", p.CA, "--client-cert-auth",
-		"--logger", "zap", "--log-outputs", filepath.Join(s.dir, "etcd.log")}
+	s := newServer(t, "https", "--cert-file", p.ServerCert, "--key-file", p.ServerKey, "--trusted-ca-file", p.CA, "--client-cert-auth")
 	t.Cleanup(s.Stop)
 	s.startOnly(t)
 	return s
