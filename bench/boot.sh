@@ -16,15 +16,13 @@ BOOTS=${BOOTS:-1}
 
 secs() { awk -v k="BenchmarkWholeBoot/$1-" 'index($1, k) == 1 { for (i = 1; i <= NF; i++) if ($(i + 1) == "s/boot") print $i }' "$WORK/boot.out"; }
 result "" "## Whole boots (QEMU TCG, power-on to the test kernel printing its command line; $BOOTS boot(s) per case; the router sends IPv6 RAs)" "" \
-	"| firmware | provisiond, defaults (iPXE ROM chained) | provisiond, chain_ipxe: false | dnsmasq (all over TFTP) | provisiond / dnsmasq |" \
+	"| firmware | provisiond, defaults (chain_ipxe: auto) | provisiond, chain_ipxe: always | dnsmasq (all over TFTP) | provisiond defaults / dnsmasq |" \
 	"|---|---|---|---|---|"
 for fw in bios uefi; do
 	p=$(secs "provisiond/$fw")
-	r=$(secs "provisiond-rom-ipxe/$fw")
+	c=$(secs "provisiond-chained/$fw")
 	d=$(secs "dnsmasq/$fw")
-	best=$p
-	[[ -n $r ]] && best=$r
-	rom="n/a (OVMF PXE is not iPXE)"
-	[[ -n $r ]] && rom="$r s"
-	result "| $fw | ${p:-?} s | $rom | ${d:-?} s | $(ratio "${best:-0}" "${d:-0}") |"
+	chained="n/a (OVMF PXE is not iPXE)"
+	[[ -n $c ]] && chained="$c s"
+	result "| $fw | ${p:-?} s | $chained | ${d:-?} s | $(ratio "${p:-0}" "${d:-0}") |"
 done

@@ -50,9 +50,9 @@ type Request struct {
 	HasArch bool
 	// IPXE is true when the client is iPXE (user class "iPXE").
 	IPXE bool
-	// IPXEHTTP is true when that iPXE can fetch over HTTP (feature 175.19,
-	// assumed when iPXE sends no feature list).
-	IPXEHTTP bool
+	// IPXEFeatures are the features that iPXE announced (option 175;
+	// AllFeatures when it sent no list).
+	IPXEFeatures Features
 	// ChainedRecently is true when provisiond offered this MAC an iPXE
 	// binary moments ago: this iPXE is the one it chained into.
 	ChainedRecently bool
@@ -66,12 +66,20 @@ type Request struct {
 type Options struct {
 	// BIOS, UEFIx86, UEFIx64 and UEFIARM64 name the iPXE binaries.
 	BIOS, UEFIx86, UEFIx64, UEFIARM64 string
-	// ChainIPXE makes an iPXE that provisiond did not load itself (a NIC's
-	// iPXE option ROM) chain into provisiond's iPXE binary first, so every
-	// machine runs the same, known iPXE. iPXE without HTTP is always
-	// chained.
-	ChainIPXE bool
+	// Chain says when an iPXE that provisiond did not load itself (a NIC's
+	// iPXE option ROM) is chained into provisiond's iPXE binary first:
+	// ChainAuto (the default: when it lacks a feature the scripts use),
+	// ChainAlways (every machine runs the same, known iPXE) or ChainNever
+	// (only iPXE without HTTP, which could fetch nothing).
+	Chain string
 }
+
+// When a ROM's iPXE is chained (Options.Chain).
+const (
+	ChainAuto   = "auto"
+	ChainAlways = "always"
+	ChainNever  = "never"
+)
 
 // DHCPDecision is what to answer.
 type DHCPDecision struct {
@@ -92,6 +100,9 @@ type DHCPDecision struct {
 	// Stage is "rom" (firmware PXE gets iPXE), "ipxe" (iPXE gets its
 	// script) or "http" (UEFI HTTP boot gets iPXE over HTTP).
 	Stage string
+	// Chain says, for an iPXE client, why it was or was not chained into
+	// provisiond's own binary (for the timeline).
+	Chain string
 }
 
 // IsPXEClass reports whether option 60 marks a PXE or UEFI HTTP boot client.
@@ -159,9 +170,12 @@ func DecideDHCP(req Request, m *inventory.BootSettings, bins Options) DHCPDecisi
 	}
 	base := BaseURL(req.ServerIP, req.HTTPPort)
 	d := DHCPDecision{Class: ClassPXE, Firmware: fw}
-	foreign := req.IPXE && !req.ChainedRecently && (bins.ChainIPXE || !req.IPXEHTTP)
+	foreign := false
+	if req.IPXE {
+		foreign, d.Chain = chain(req, fw, bins.Chain)
+	}
 	switch {
-	case req.IPXE && !foreign && (req.IPXEHTTP || httpBoot):
+	case req.IPXE && !foreign && (req.IPXEFeatures.Has(FeatureHTTP) || httpBoot):
 		d.Stage = "ipxe"
 		d.BootFile = base + "/" + ScriptPath(req.MAC)
 	case req.IPXE && !foreign:
@@ -179,6 +193,26 @@ func DecideDHCP(req Request, m *inventory.BootSettings, bins Options) DHCPDecisi
 		d.BootFile = bin
 	}
 	return d
+}
+
+// chain decides whether an iPXE client is chained into provisiond's own
+// binary for firmware fw under mode, and says why.
+func chain(req Request, fw, mode string) (bool, string) {
+	switch {
+	case req.ChainedRecently:
+		return false, "provisiond's own iPXE (chained moments ago)"
+	case !req.IPXEFeatures.Has(FeatureHTTP):
+		return true, "chained: this iPXE has no HTTP"
+	case mode == ChainAlways:
+		return true, "chained: chain_ipxe is always"
+	case mode == ChainNever:
+		return false, "not chained: chain_ipxe is never"
+	}
+	need := ScriptFeatures(fw)
+	if missing := need &^ req.IPXEFeatures; missing != 0 {
+		return true, "chained: this iPXE lacks " + missing.String()
+	}
+	return false, "not chained: this iPXE has " + need.String()
 }
 
 // binaryKey is the config key naming the iPXE binary for firmware fw.

@@ -7,7 +7,7 @@ import (
 	"github.com/provisiond/provisiond/internal/inventory"
 )
 
-var testOpts = Options{BIOS: "undionly.kpxe", UEFIx86: "ipxe-i386.efi", UEFIx64: "ipxe.efi", UEFIARM64: "ipxe-arm64.efi", ChainIPXE: true}
+var testOpts = Options{BIOS: "undionly.kpxe", UEFIx86: "ipxe-i386.efi", UEFIx64: "ipxe.efi", UEFIARM64: "ipxe-arm64.efi", Chain: ChainAlways}
 
 func req(class string, arch int) Request {
 	r := Request{MAC: "52:54:00:00:00:01", Class: class, ServerIP: "192.0.2.2", HTTPPort: 8080}
@@ -72,31 +72,35 @@ func TestDecideDHCPUnknownArch(t *testing.T) {
 	}
 }
 
+// A BIOS iPXE ROM as QEMU's: HTTP, bzImage and the menu among others.
+var romFeatures = ParseFeatures([]byte{16, 1, 2, 19, 1, 1, 21, 1, 1, 24, 1, 1, 33, 1, 1, 39, 1, 1, 235, 3, 1, 0, 0})
+
 func TestDecideDHCPIPXE(t *testing.T) {
 	// iPXE that provisiond delivered: script URL, no loop.
 	r := req("PXEClient:Arch:00000:UNDI:002001", 0)
-	r.IPXE, r.IPXEHTTP, r.ChainedRecently = true, true, true
+	r.IPXE, r.IPXEFeatures, r.ChainedRecently = true, romFeatures, true
 	d := DecideDHCP(r, nil, testOpts)
 	if d.Stage != "ipxe" || d.BootFile != "http://192.0.2.2:8080/boot/52:54:00:00:00:01.ipxe" {
 		t.Fatalf("our iPXE: got %+v", d)
 	}
-	// An iPXE option ROM (not delivered by us): chained once into ours.
+	// An iPXE option ROM (not delivered by us) with chain_ipxe: always:
+	// chained once into ours.
 	r.ChainedRecently = false
 	d = DecideDHCP(r, nil, testOpts)
-	if d.Stage != "rom" || d.BootFile != "undionly.kpxe" {
-		t.Fatalf("foreign iPXE with chaining on: got %+v", d)
+	if d.Stage != "rom" || d.BootFile != "undionly.kpxe" || d.Chain != "chained: chain_ipxe is always" {
+		t.Fatalf("foreign iPXE with chaining always: got %+v", d)
 	}
-	// With chaining off, a capable ROM iPXE gets its script directly.
+	// With chaining never, a capable ROM iPXE gets its script directly.
 	opts := testOpts
-	opts.ChainIPXE = false
+	opts.Chain = ChainNever
 	d = DecideDHCP(r, nil, opts)
 	if d.Stage != "ipxe" || !strings.HasPrefix(d.BootFile, "http://") {
-		t.Fatalf("foreign iPXE with chaining off: got %+v", d)
+		t.Fatalf("foreign iPXE with chaining never: got %+v", d)
 	}
-	// An iPXE without HTTP is chained even with chaining off...
-	r.IPXEHTTP = false
+	// An iPXE without HTTP is chained even with chaining never...
+	r.IPXEFeatures = ParseFeatures([]byte{16, 1, 2})
 	d = DecideDHCP(r, nil, opts)
-	if d.Stage != "rom" {
+	if d.Stage != "rom" || d.Chain != "chained: this iPXE has no HTTP" {
 		t.Fatalf("foreign iPXE without HTTP: got %+v", d)
 	}
 	// ...and once it is ours, it gets its script over TFTP.
@@ -107,9 +111,56 @@ func TestDecideDHCPIPXE(t *testing.T) {
 	}
 	// UEFI iPXE gets the same script URL.
 	u := req("PXEClient:Arch:00007:UNDI:003016", 7)
-	u.IPXE, u.IPXEHTTP, u.ChainedRecently = true, true, true
+	u.IPXE, u.IPXEFeatures, u.ChainedRecently = true, AllFeatures, true
 	if d := DecideDHCP(u, nil, testOpts); d.BootFile != "http://192.0.2.2:8080/boot/52:54:00:00:00:01.ipxe" {
 		t.Fatalf("UEFI iPXE: got %+v", d)
+	}
+}
+
+func TestDecideDHCPChainAuto(t *testing.T) {
+	opts := testOpts
+	opts.Chain = ChainAuto
+	bios := req("PXEClient:Arch:00000:UNDI:002001", 0)
+	bios.IPXE = true
+	uefi := req("PXEClient:Arch:00007:UNDI:003016", 7)
+	uefi.IPXE = true
+	for _, c := range []struct {
+		name  string
+		r     Request
+		feats Features
+		stage string
+		chain string
+	}{
+		{"BIOS ROM with what the scripts use", bios, romFeatures, "ipxe", "not chained: this iPXE has http, bzimage, menu"},
+		{"BIOS ROM without a list", bios, AllFeatures, "ipxe", "not chained: this iPXE has http, bzimage, menu"},
+		{"BIOS ROM without the menu", bios, romFeatures &^ Features(0).With(FeatureMenu), "rom", "chained: this iPXE lacks menu"},
+		{"BIOS ROM without HTTP", bios, romFeatures &^ Features(0).With(FeatureHTTP), "rom", "chained: this iPXE has no HTTP"},
+		{"UEFI ROM without EFI images", uefi, romFeatures, "rom", "chained: this iPXE lacks efi"},
+		{"UEFI ROM with them", uefi, romFeatures.With(FeatureEFI), "ipxe", "not chained: this iPXE has http, efi, menu"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.r.IPXEFeatures = c.feats
+			d := DecideDHCP(c.r, nil, opts)
+			if d.Stage != c.stage || d.Chain != c.chain {
+				t.Errorf("stage %q (%s), want %q (%s)", d.Stage, d.Chain, c.stage, c.chain)
+			}
+		})
+	}
+	// A firmware's own PXE (not iPXE) is never told about chaining.
+	if d := DecideDHCP(req("PXEClient:Arch:00000:UNDI:002001", 0), nil, opts); d.Stage != "rom" || d.Chain != "" {
+		t.Errorf("firmware PXE: %+v", d)
+	}
+}
+
+func TestParseFeatures(t *testing.T) {
+	f := ParseFeatures([]byte{19, 1, 1, 24, 1, 1, 235, 3, 1, 21, 1, 39})
+	// 235 (the version, three bytes) is no feature; the last entry is
+	// truncated and dropped.
+	if f.String() != "http, bzimage" {
+		t.Errorf("features %q", f)
+	}
+	if got := ParseFeatures([]byte{17, 1, 1, 42, 1, 1}).String(); got != "iscsi, 42" {
+		t.Errorf("unnamed features %q", got)
 	}
 }
 

@@ -200,10 +200,12 @@ type Boot struct {
 	UEFIx86 string `yaml:"uefi_x86"`
 	// UEFIARM64 is the iPXE binary for ARM64 UEFI.
 	UEFIARM64 string `yaml:"uefi_arm64"`
-	// ChainIPXE makes iPXE option ROMs chain into provisiond's own iPXE
-	// binary (over TFTP) before they get their script, so every machine
-	// runs the same iPXE. iPXE builds without HTTP are always chained.
-	ChainIPXE bool `yaml:"chain_ipxe"`
+	// ChainIPXE says when a NIC's iPXE option ROM is chained into
+	// provisiond's own iPXE binary (over TFTP) before it gets its script:
+	// auto (only a ROM that lacks a feature the scripts use), always (every
+	// machine runs the same iPXE) or never (only a ROM without HTTP). The
+	// booleans of older configs read as always (true) and never (false).
+	ChainIPXE ChainMode `yaml:"chain_ipxe"`
 	// DefaultProfile is served to unknown machines and to machines without
 	// a profile.
 	DefaultProfile string `yaml:"default_profile"`
@@ -320,7 +322,7 @@ func Default() Config {
 			UEFIx64:        "ipxe.efi",
 			UEFIx86:        "ipxe-i386.efi",
 			UEFIARM64:      "ipxe-arm64.efi",
-			ChainIPXE:      true,
+			ChainIPXE:      "auto",
 			DefaultProfile: "menu",
 			SecretWindow:   "10m",
 		},
@@ -472,9 +474,39 @@ func (c *Config) validateBoot() error {
 	if c.TFTP.MaxBlockSize < 512 || c.TFTP.MaxBlockSize > 65464 {
 		return fmt.Errorf("tftp.max_block_size %d is outside 512..65464", c.TFTP.MaxBlockSize)
 	}
+	switch c.Boot.ChainIPXE {
+	case "auto", "always", "never":
+	default:
+		return fmt.Errorf("boot.chain_ipxe %q is not one of auto, always, never", c.Boot.ChainIPXE)
+	}
 	if c.Boot.DefaultProfile == "" {
 		return errors.New("boot.default_profile is empty: name a profile such as menu or local")
 	}
+	return nil
+}
+
+// ChainMode is boot.chain_ipxe: auto, always or never.
+type ChainMode string
+
+// UnmarshalYAML reads a chain mode, and the booleans the setting was before
+// it had three values: true is always, false is never.
+func (m *ChainMode) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!bool" {
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return err
+		}
+		*m = "never"
+		if b {
+			*m = "always"
+		}
+		return nil
+	}
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("boot.chain_ipxe: %w (one of auto, always, never)", err)
+	}
+	*m = ChainMode(strings.ToLower(s))
 	return nil
 }
 

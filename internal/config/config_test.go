@@ -34,7 +34,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Interfaces) != 2 || c.Advertise != "192.0.2.2" || c.Boot.UEFIx64 != "snponly.efi" || c.Boot.ChainIPXE || c.Boot.BIOS != "undionly.kpxe" {
+	if len(c.Interfaces) != 2 || c.Advertise != "192.0.2.2" || c.Boot.UEFIx64 != "snponly.efi" || c.Boot.ChainIPXE != "never" || c.Boot.BIOS != "undionly.kpxe" {
 		t.Errorf("loaded %+v", c)
 	}
 	if p, _ := c.HTTPPort(); p != 9000 {
@@ -48,6 +48,21 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load("/nonexistent/provisiond.yaml", true); err == nil {
 		t.Error("a missing file named explicitly must be an error")
+	}
+	// chain_ipxe was a boolean: true reads as always; the default is auto;
+	// anything else is refused with the values it takes.
+	for in, want := range map[string]ChainMode{"true": "always", "Always": "always", "never": "never"} {
+		if c, err := Load(write(t, "boot:\n  chain_ipxe: "+in+"\n"), true); err != nil || c.Boot.ChainIPXE != want {
+			t.Errorf("chain_ipxe: %s: %q, %v", in, c.Boot.ChainIPXE, err)
+		}
+	}
+	if Default().Boot.ChainIPXE != "auto" {
+		t.Errorf("default chain_ipxe %q", Default().Boot.ChainIPXE)
+	}
+	if c, err := Load(write(t, "boot:\n  chain_ipxe: sometimes\n"), true); err != nil {
+		t.Error(err)
+	} else if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "auto, always, never") {
+		t.Errorf("chain_ipxe: sometimes: %v", err)
 	}
 	if _, err := Load(write(t, "intefaces: [eno1]\n"), true); err == nil || !strings.Contains(err.Error(), "intefaces") {
 		t.Errorf("typo: %v", err)

@@ -234,7 +234,7 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 	if archs := req.ClientArch(); len(archs) > 0 {
 		breq.Arch, breq.HasArch = uint16(archs[0]), true
 	}
-	breq.IPXE, breq.IPXEHTTP = ipxeInfo(req)
+	breq.IPXE, breq.IPXEFeatures = ipxeInfo(req)
 	d := s.cfg.Decider.DecideDHCP(ctx, breq)
 	if d.Ignore {
 		if d.Silent {
@@ -289,9 +289,14 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 	// Every offer is a step on the machine's timeline and in the metrics;
 	// the log has it at debug level, so a PXE storm does not flood it.
 	s.cfg.Log.Debug("PXE boot offered", "mac", mac, "file", d.BootFile, "firmware", d.Firmware, "port", port, "interface", ifc.Name)
-	s.cfg.Steps.Report(events.Step{Type: events.DHCPOffer, MAC: mac, File: d.BootFile, Stage: d.Stage, Attrs: map[string]string{
+	attrs := map[string]string{
 		"port": strconv.Itoa(port), "firmware": d.Firmware, "arch": archString(breq), "interface": ifc.Name, "server": serverIP.String(),
-	}, Facts: map[string]string{"client_arch": archString(breq)}})
+	}
+	if breq.IPXE {
+		attrs["ipxe"], attrs["ipxe_features"] = d.Chain, breq.IPXEFeatures.String()
+	}
+	s.cfg.Steps.Report(events.Step{Type: events.DHCPOffer, MAC: mac, File: d.BootFile, Stage: d.Stage, Attrs: attrs,
+		Facts: map[string]string{"client_arch": archString(breq)}})
 	return reply, to
 }
 
@@ -340,9 +345,9 @@ func clientAddress(req *dhcpv4.DHCPv4) net.IP {
 }
 
 // ipxeInfo reports whether the client is iPXE (user class "iPXE", plain or
-// RFC 3004) and whether it can fetch over HTTP (feature 175.19; assumed when
-// it sends no feature list).
-func ipxeInfo(req *dhcpv4.DHCPv4) (isIPXE, http bool) {
+// RFC 3004) and the features it announced (option 175; all of them when it
+// sends no list).
+func ipxeInfo(req *dhcpv4.DHCPv4) (isIPXE bool, feats boot.Features) {
 	uc := req.GetOneOption(dhcpv4.OptionUserClassInformation)
 	switch {
 	case string(uc) == "iPXE":
@@ -351,20 +356,13 @@ func ipxeInfo(req *dhcpv4.DHCPv4) (isIPXE, http bool) {
 		isIPXE = true
 	}
 	if !isIPXE {
-		return false, false
+		return false, 0
 	}
-	feats := req.GetOneOption(dhcpv4.GenericOptionCode(175))
-	if feats == nil {
-		return true, true
+	opt := req.GetOneOption(dhcpv4.GenericOptionCode(175))
+	if opt == nil {
+		return true, boot.AllFeatures
 	}
-	for i := 0; i+1 < len(feats); {
-		code, l := feats[i], int(feats[i+1])
-		if code == 19 {
-			return true, true
-		}
-		i += 2 + l
-	}
-	return true, false
+	return true, boot.ParseFeatures(opt)
 }
 
 func archString(r boot.Request) string {

@@ -40,7 +40,7 @@ var (
 func newTestServer(sink *sinkRec) *DHCPServer {
 	return NewDHCPServer(DHCPConfig{
 		Interfaces: []netutil.Interface{ifc}, Port: 67, ProxyPort: 4011, HTTPPort: 8080,
-		Decider:   pureDecider{boot.Options{BIOS: "undionly.kpxe", UEFIx64: "ipxe.efi", ChainIPXE: false}},
+		Decider:   pureDecider{boot.Options{BIOS: "undionly.kpxe", UEFIx64: "ipxe.efi", Chain: boot.ChainNever}},
 		Steps:     sink,
 		Neighbors: NewNeighbors(""),
 	})
@@ -136,12 +136,17 @@ func TestProxyOfferUEFIAndPort4011(t *testing.T) {
 }
 
 func TestProxyIPXEGetsScriptURL(t *testing.T) {
-	s := newTestServer(&sinkRec{})
+	rec := &sinkRec{}
+	s := newTestServer(rec)
 	d := pxeDiscover(t, iana.INTEL_X86PC, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")),
 		dhcpv4.WithGeneric(dhcpv4.GenericOptionCode(175), []byte{19, 1, 1, 16, 1, 2}))
 	r, _ := s.Handle(context.Background(), d, ifc, 67, nil)
 	if r == nil || r.BootFileName != "http://192.0.2.2:8080/boot/52:54:00:12:34:56.ipxe" {
 		t.Fatalf("iPXE answer: %v", r)
+	}
+	// The step says what the iPXE announced and why it was not chained.
+	if ev := rec.evs[len(rec.evs)-1]; ev.Attrs["ipxe_features"] != "pxe-ext, http" || ev.Attrs["ipxe"] != "not chained: chain_ipxe is never" {
+		t.Errorf("offer step %v", ev.Attrs)
 	}
 	// RFC 3004 encoding of the same user class.
 	d = pxeDiscover(t, iana.INTEL_X86PC, dhcpv4.WithOption(dhcpv4.OptRFC3004UserClass([]string{"iPXE"})))

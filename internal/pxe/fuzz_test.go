@@ -35,7 +35,7 @@ func FuzzDHCP(f *testing.F) {
 	}
 	s := NewDHCPServer(DHCPConfig{
 		Interfaces: []netutil.Interface{ifc}, Port: 67, ProxyPort: 4011, HTTPPort: 8080,
-		Decider:   pureDecider{boot.Options{BIOS: "undionly.kpxe", UEFIx64: "ipxe.efi", ChainIPXE: true}},
+		Decider:   pureDecider{boot.Options{BIOS: "undionly.kpxe", UEFIx64: "ipxe.efi", Chain: boot.ChainAlways}},
 		Steps:     &discardSink{},
 		Neighbors: NewNeighbors(""),
 	})

@@ -414,7 +414,7 @@ type step struct {
 }
 
 // checkTimeline asserts the boot steps in order: DHCP offer, TFTP of the
-// iPXE binary (the firmware's own PXE, or an iPXE ROM chained into ours),
+// iPXE binary (UEFI firmware's own PXE; SeaBIOS's iPXE ROM is not chained),
 // script, kernel, initrd, and the callback when the profile makes one.
 func checkTimeline(t *testing.T, l *lab, m bootCase) {
 	t.Helper()
@@ -427,14 +427,22 @@ func checkTimeline(t *testing.T, l *lab, m bootCase) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	binary := "undionly.kpxe"
-	if m.fw == ovmf {
-		binary = "ipxe.efi"
-	}
+	// SeaBIOS's NIC ROM is iPXE with HTTP, bzImage and the menu: on the
+	// defaults (chain_ipxe: auto) it gets its script at once, with no
+	// iPXE binary over TFTP. OVMF's own PXE loads ipxe.efi first.
 	want := []step{
-		{events.DHCPOffer, "DHCP offer", func(ev events.Event) bool { return true }},
-		{events.TFTPTransfer, "TFTP of " + binary, func(ev events.Event) bool { return ev.Attrs["file"] == binary && ev.Attrs["result"] == "ok" }},
-		{events.DHCPOffer, "DHCP offer of the script URL to iPXE", func(ev events.Event) bool { return ev.Attrs["stage"] == "ipxe" }},
+		{events.DHCPOffer, "DHCP offer of the script URL to the ROM's iPXE, not chained", func(ev events.Event) bool {
+			return ev.Attrs["stage"] == "ipxe" && strings.HasPrefix(ev.Attrs["ipxe"], "not chained: this iPXE has http, bzimage, menu")
+		}},
+	}
+	if m.fw == ovmf {
+		want = []step{
+			{events.DHCPOffer, "DHCP offer", func(ev events.Event) bool { return true }},
+			{events.TFTPTransfer, "TFTP of ipxe.efi", func(ev events.Event) bool { return ev.Attrs["file"] == "ipxe.efi" && ev.Attrs["result"] == "ok" }},
+			{events.DHCPOffer, "DHCP offer of the script URL to iPXE", func(ev events.Event) bool { return ev.Attrs["stage"] == "ipxe" }},
+		}
+	}
+	want = append(want, []step{
 		{events.Script, "script (profile " + m.profile + ")", func(ev events.Event) bool { return ev.Attrs["profile"] == m.profile }},
 		{events.Asset, "kernel", func(ev events.Event) bool {
 			return strings.HasSuffix(ev.Attrs["file"], m.kernel) && ev.Attrs["status"] == "200"
@@ -442,6 +450,13 @@ func checkTimeline(t *testing.T, l *lab, m bootCase) {
 		{events.Asset, "initrd", func(ev events.Event) bool {
 			return strings.HasSuffix(ev.Attrs["file"], m.initrd) && ev.Attrs["status"] == "200"
 		}},
+	}...)
+	if m.fw == seabios {
+		for _, ev := range evs {
+			if ev.Type == events.TFTPTransfer {
+				t.Errorf("%s fetched %s over TFTP: the ROM's iPXE was chained on the defaults\n%s", m.name, ev.Attrs["file"], formatTimeline(evs))
+			}
+		}
 	}
 	if m.callback {
 		want = append(want, step{events.Booted, "booted callback", func(ev events.Event) bool { return true }})

@@ -156,7 +156,7 @@ func (b *Booter) Profiles() *profile.Set { return b.profiles.Load() }
 
 func (b *Booter) options() boot.Options {
 	bc := b.boot()
-	return boot.Options{BIOS: bc.BIOS, UEFIx86: bc.UEFIx86, UEFIx64: bc.UEFIx64, UEFIARM64: bc.UEFIARM64, ChainIPXE: bc.ChainIPXE}
+	return boot.Options{BIOS: bc.BIOS, UEFIx86: bc.UEFIx86, UEFIx64: bc.UEFIx64, UEFIARM64: bc.UEFIARM64, Chain: string(bc.ChainIPXE)}
 }
 
 // IPXEFiles resolves the configured iPXE binaries that exist in the iPXE
