@@ -7,7 +7,7 @@
 # All simulated machines share the client namespace's one address, so
 # provisiond cannot tell which of them fetched an iPXE binary over TFTP
 # (that is how it recognises its own iPXE); the run sets
-# boot.chain_ipxe: false, so any HTTP-capable iPXE gets its script at once.
+# boot.chain_ipxe: never, so any HTTP-capable iPXE gets its script at once.
 #
 #   sudo bench/storm.sh
 #   CLIENTS=200 KERNEL_MIB=8 sudo bench/storm.sh
@@ -32,7 +32,7 @@ http:
   max_connections_per_source: 1024
   rate_per_source: 0
 boot:
-  chain_ipxe: false
+  chain_ipxe: never
   trusted_sources: [192.0.2.0/24]
 EOF
 PROVISIOND_CONF=$WORK/storm.yaml start_provisiond

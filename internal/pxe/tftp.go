@@ -113,13 +113,17 @@ type TFTPConfig struct {
 	Steps events.Reporter
 	// MaxTransfers bounds the transfers in flight (each holds a socket
 	// and a goroutine until its client acknowledges or times out). Up to
-	// four times as many requests beyond it wait for a slot, each at most
-	// QueueWait (a PXE ROM that is told "busy" gives up on the network
-	// boot, so a rack powered on at once must queue, not fail); the rest
-	// are answered "busy" at once and counted. Zero means 256.
+	// sixteen times as many requests beyond it wait for a slot, each at
+	// most QueueWait, unanswered (a PXE ROM that is told "busy" gives up
+	// on the network boot, so a rack powered on at once must queue, not
+	// fail); the rest are answered "busy" at once and counted. A request
+	// repeated from the same address and port while it waits or runs is
+	// the client retransmitting: it takes no slot and starts no second
+	// transfer. Zero means 256.
 	MaxTransfers int
 	// QueueWait is how long a request waits for a transfer slot before it
-	// is answered "busy" (5 s when zero).
+	// is answered "busy" (20 s when zero: about as long as a PXE ROM
+	// keeps asking).
 	QueueWait time.Duration
 	// Observer is told every request's result (nil: nobody).
 	Observer Observer
@@ -133,6 +137,9 @@ type TFTPConfig struct {
 // TFTPStats counts TFTP transfers.
 type TFTPStats struct {
 	Transfers, Failures, Refused, Busy, Bytes uint64
+	// Repeats counts requests a client sent again while the first one
+	// waited or ran (answered by the first).
+	Repeats uint64
 	// Active is the number of transfers in flight.
 	Active int64
 }
@@ -143,11 +150,14 @@ type TFTPServer struct {
 	root    *os.Root
 	conns   []*net.UDPConn
 	pending sync.Map // "ip:port" -> negotiated options, while the transfer runs
+	clients sync.Map // "ip:port" -> *request, while it waits or runs
 	slots   chan struct{}
 	waiting chan struct{} // requests waiting for a slot
+	// repeating bounds the repeated requests waiting for their first.
+	repeating chan struct{}
 
-	transfers, failures, refused, busy, bytes atomic.Uint64
-	active                                    atomic.Int64
+	transfers, failures, refused, busy, repeats, bytes atomic.Uint64
+	active                                             atomic.Int64
 }
 
 // NewTFTPServer opens the root directory and prepares the server.
@@ -168,14 +178,14 @@ func NewTFTPServer(cfg TFTPConfig) (*TFTPServer, error) {
 		cfg.Timeout = 5 * time.Second
 	}
 	if cfg.QueueWait <= 0 {
-		cfg.QueueWait = 5 * time.Second
+		cfg.QueueWait = 20 * time.Second
 	}
 	root, err := os.OpenRoot(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("TFTP root %s: %w (install Debian's ipxe package or set ipxe_dir)", cfg.Root, err)
 	}
 	return &TFTPServer{cfg: cfg, root: root, slots: make(chan struct{}, cfg.MaxTransfers),
-		waiting: make(chan struct{}, 4*cfg.MaxTransfers)}, nil
+		waiting: make(chan struct{}, 16*cfg.MaxTransfers), repeating: make(chan struct{}, 64*cfg.MaxTransfers)}, nil
 }
 
 // newServer returns a pin/tftp server for one socket: a tftp.Server holds
@@ -242,7 +252,7 @@ func (s *TFTPServer) Close() {
 // Stats returns the counters.
 func (s *TFTPServer) Stats() TFTPStats {
 	return TFTPStats{Transfers: s.transfers.Load(), Failures: s.failures.Load(), Refused: s.refused.Load(), Busy: s.busy.Load(),
-		Bytes: s.bytes.Load(), Active: s.active.Load()}
+		Repeats: s.repeats.Load(), Bytes: s.bytes.Load(), Active: s.active.Load()}
 }
 
 // CleanTFTPPath turns a requested file name into a path relative to the TFTP
@@ -287,8 +297,57 @@ func scriptMAC(p string) string {
 	return mac
 }
 
+// request is one client's request (address and port) while it waits for a
+// slot or runs: started is closed when its transfer starts sending, done
+// when it ends.
+type request struct {
+	started, done chan struct{}
+	repeats       atomic.Int32
+}
+
+// maxRepeats bounds the repeats of one request that wait for it: a PXE ROM
+// asks again every one to four seconds while it waits (iPXE backs off up to
+// 10 s); far more from one port is not a ROM retransmitting. All repeats
+// waiting at once are bounded by the repeating channel (64 per slot).
+const maxRepeats = 32
+
+// errRepeat ends a repeated request's transfer. pin/tftp sends it as an
+// error packet from this transfer's own port, after the first transfer has
+// started: the client took the first port it heard from as the transfer's
+// and ignores packets from any other (RFC 1350).
+var errRepeat = errors.New("repeated request: answered by the first transfer")
+
+// repeat handles a request from a client whose request r is already waiting
+// or running: it waits until r's transfer has started (and a moment more,
+// so its first packet is the one the client hears first) or ended, and
+// returns the error that ends this one.
+func (s *TFTPServer) repeat(r *request) error {
+	s.repeats.Add(1)
+	s.cfg.Observer.TFTP("repeat", 0, 0)
+	if r.repeats.Add(1) > maxRepeats {
+		s.cfg.Observer.Dropped("tftp", "repeats")
+		return errRepeat
+	}
+	select {
+	case s.repeating <- struct{}{}:
+		defer func() { <-s.repeating }()
+	default:
+		s.cfg.Observer.Dropped("tftp", "repeats")
+		return errRepeat
+	}
+	t := time.NewTimer(s.cfg.QueueWait + s.cfg.Timeout)
+	defer t.Stop()
+	select {
+	case <-r.started:
+		time.Sleep(100 * time.Millisecond)
+	case <-r.done:
+	case <-t.C:
+	}
+	return errRepeat
+}
+
 // acquire takes a transfer slot: at once if one is free, else after
-// waiting up to QueueWait if fewer than four times MaxTransfers requests
+// waiting up to QueueWait if fewer than sixteen times MaxTransfers requests
 // are waiting already. false means busy.
 func (s *TFTPServer) acquire() bool {
 	select {
@@ -320,6 +379,12 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 		local = rpi.LocalIP()
 	}
 	start := time.Now()
+	key := raddr.String()
+	req := &request{started: make(chan struct{}), done: make(chan struct{})}
+	if first, loaded := s.clients.LoadOrStore(key, req); loaded {
+		return s.repeat(first.(*request))
+	}
+	defer func() { s.clients.CompareAndDelete(key, req); close(req.done) }()
 	if !s.acquire() {
 		s.busy.Add(1)
 		s.cfg.Observer.Dropped("tftp", "max_transfers")
@@ -427,8 +492,8 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 	// The hooks below fill in the negotiated options of this transfer
 	// only while it runs: requests refused before it starts leave nothing
 	// behind (the map holds at most the transfers in flight).
-	key := raddr.String()
 	s.pending.Store(key, (map[string]string)(nil))
+	close(req.started)
 	n, err := rf.ReadFrom(r)
 	opts, _ := s.pending.LoadAndDelete(key)
 	om, _ := opts.(map[string]string)

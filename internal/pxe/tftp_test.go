@@ -190,7 +190,7 @@ func TestTFTPServesReadOnly(t *testing.T) {
 
 // TestTFTPFloodIsBounded: 200 clients ask at once and never acknowledge a
 // block (each transfer holds a socket until it times out). Transfers in
-// flight stay at MaxTransfers, at most four times as many wait for a slot,
+// flight stay at MaxTransfers, at most sixteen times as many wait for a slot,
 // the rest are answered "busy" at once and counted, and the process's file
 // descriptors stay bounded.
 func TestTFTPFloodIsBounded(t *testing.T) {
@@ -203,7 +203,7 @@ func TestTFTPFloodIsBounded(t *testing.T) {
 	}
 
 	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
-	const clients = 200
+	const clients = 400
 	before := fds()
 	rrq := append([]byte{0, 1}, []byte("undionly.kpxe\x00octet\x00")...)
 	var socks []*net.UDPConn
@@ -216,7 +216,7 @@ func TestTFTPFloodIsBounded(t *testing.T) {
 		c.Write(rrq)
 	}
 	peak := 0
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(8 * time.Second)
 	for time.Now().Before(deadline) {
 		st := s.Stats()
 		if int(st.Active) > peak {
@@ -235,12 +235,12 @@ func TestTFTPFloodIsBounded(t *testing.T) {
 	if peak > 8 || st.Active > 8 {
 		t.Fatalf("%d transfers in flight (peak %d), bound 8", st.Active, peak)
 	}
-	// 8 in flight, 32 waiting, the rest busy (a few may have found a
+	// 8 in flight, 128 waiting, the rest busy (a few may have found a
 	// slot freed by a timed-out transfer).
-	if st.Busy < clients-8-32-8 {
+	if st.Busy < clients-8-128-8 {
 		t.Fatalf("only %d of %d requests answered busy (active %d, failures %d)", st.Busy, clients, st.Active, st.Failures)
 	}
-	if during > 8+32+32 {
+	if during > 8+128+32 {
 		t.Fatalf("server holds %d more file descriptors during the flood", during)
 	}
 	t.Logf("%d requests: %d in flight at most, %d answered busy, %d extra file descriptors", clients, peak, st.Busy, during)
@@ -280,6 +280,73 @@ func TestTFTPQueuesBeyondMaxTransfers(t *testing.T) {
 	if st := s.Stats(); st.Busy != 0 || st.Transfers != clients {
 		t.Errorf("stats %+v: want %d transfers, none busy", st, clients)
 	}
+}
+
+// A PXE ROM repeats its request from the same port while it waits for an
+// answer. In a storm every request waits for a slot, and each repeat used to
+// become a transfer of its own, waiting for a slot and then holding it until
+// it timed out (the client had its file from the first): the machines
+// behind them waited past QueueWait and were told "busy", which ends a
+// PXE boot. Repeats now wait for the first transfer and take no slot.
+func TestTFTPRepeatedRequestsTakeNoSlot(t *testing.T) {
+	root := t.TempDir()
+	want := bytes.Repeat([]byte("iPXE"), 5_000)
+	os.WriteFile(filepath.Join(root, "undionly.kpxe"), want, 0o644)
+	addr, s := serveTFTP(t, TFTPConfig{Root: root, MaxTransfers: 1, MaxBlockSize: 1468, QueueWait: 10 * time.Second,
+		Timeout: 300 * time.Millisecond, Neighbors: NewNeighbors("")})
+	server, _ := net.ResolveUDPAddr("udp", addr)
+
+	// A client that asks once and never acknowledges holds the one slot
+	// until its transfer times out (5 retries of 300 ms, each after a
+	// random pause of up to 1 s: 4 s on average).
+	stalled, err := net.DialUDP("udp", nil, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	stalled.Write(append([]byte{0, 1}, []byte("undionly.kpxe\x00octet\x00")...))
+	time.Sleep(100 * time.Millisecond)
+
+	// Two machines behind it: the first repeats its request every 200 ms
+	// while it waits, as an impatient ROM would; the second asks once and
+	// waits (old code: behind every repeat of the first, each holding the
+	// slot for seconds, until it was told "busy").
+	get := func(timeout time.Duration) error {
+		c, err := tftp.NewClient(addr)
+		if err != nil {
+			return err
+		}
+		c.SetTimeout(timeout)
+		c.SetRetries(60)
+		c.SetBackoff(func(int) time.Duration { return 100 * time.Millisecond })
+		c.SetBlockSize(1468)
+		wt, err := c.Receive("undionly.kpxe", "octet")
+		if err != nil {
+			return err
+		}
+		var buf bytes.Buffer
+		if _, err := wt.WriteTo(&buf); err != nil {
+			return err
+		}
+		if !bytes.Equal(buf.Bytes(), want) {
+			return fmt.Errorf("got %d bytes, want %d", buf.Len(), len(want))
+		}
+		return nil
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- get(100 * time.Millisecond) }()
+	time.Sleep(300 * time.Millisecond)
+	go func() { errs <- get(30 * time.Second) }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	st := s.Stats()
+	if st.Busy != 0 || st.Repeats == 0 {
+		t.Errorf("stats %+v: want repeats answered by the first transfer, none busy", st)
+	}
+	t.Logf("stats %+v", st)
 }
 
 // Requests refused, missing or busy before a transfer starts leave no
