@@ -399,6 +399,11 @@ func setBroadcast(rc syscall.RawConn, iface string) error {
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
+		// Every simulated machine's offers arrive on this one socket
+		// (real machines each have their own NIC): room for all of them.
+		if serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 32<<20)
+		}
 		if serr == nil && iface != "" {
 			serr = unix.BindToDevice(int(fd), iface)
 		}

@@ -71,9 +71,16 @@ func fromNet(ifc net.Interface) (Interface, error) {
 	return Interface{}, fmt.Errorf("interface %s has no IPv4 address: give it one, or set advertise and serve another interface", ifc.Name)
 }
 
+// ReceiveBuffer is the receive buffer ListenUDP asks for: room for about
+// 4,000 DHCP requests queued at once (the kernel charges each ~1 KiB), so a
+// rack or a test storm of machines powered on together is queued, not
+// dropped. The kernel only charges what is queued.
+const ReceiveBuffer = 4 << 20
+
 // ListenUDP opens a UDP socket on port bound to interface ifname (all
-// interfaces when empty), with broadcast allowed when asked. Permission and
-// address-in-use errors say what to do.
+// interfaces when empty), with broadcast allowed when asked and a receive
+// buffer of ReceiveBuffer (past net.core.rmem_max when run as root, else up
+// to it). Permission and address-in-use errors say what to do.
 func ListenUDP(ifname string, port int, broadcast bool) (*net.UDPConn, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
@@ -95,6 +102,10 @@ func ListenUDP(ifname string, port int, broadcast bool) (*net.UDPConn, error) {
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("setting SO_REUSEADDR for", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, ReceiveBuffer); err != nil {
+		// Without CAP_NET_ADMIN: as much as net.core.rmem_max allows.
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, ReceiveBuffer)
 	}
 	if broadcast {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1); err != nil {
