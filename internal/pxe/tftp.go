@@ -113,7 +113,7 @@ type TFTPConfig struct {
 	Steps events.Reporter
 	// MaxTransfers bounds the transfers in flight (each holds a socket
 	// and a goroutine until its client acknowledges or times out). Up to
-	// sixteen times as many requests beyond it wait for a slot, each at
+	// thirty-two times as many requests beyond it wait for a slot, each at
 	// most QueueWait, unanswered (a PXE ROM that is told "busy" gives up
 	// on the network boot, so a rack powered on at once must queue, not
 	// fail); the rest are answered "busy" at once and counted. A request
@@ -185,7 +185,7 @@ func NewTFTPServer(cfg TFTPConfig) (*TFTPServer, error) {
 		return nil, fmt.Errorf("TFTP root %s: %w (install Debian's ipxe package or set ipxe_dir)", cfg.Root, err)
 	}
 	return &TFTPServer{cfg: cfg, root: root, slots: make(chan struct{}, cfg.MaxTransfers),
-		waiting: make(chan struct{}, 16*cfg.MaxTransfers), repeating: make(chan struct{}, 64*cfg.MaxTransfers)}, nil
+		waiting: make(chan struct{}, 32*cfg.MaxTransfers), repeating: make(chan struct{}, 64*cfg.MaxTransfers)}, nil
 }
 
 // newServer returns a pin/tftp server for one socket: a tftp.Server holds
@@ -347,7 +347,7 @@ func (s *TFTPServer) repeat(r *request) error {
 }
 
 // acquire takes a transfer slot: at once if one is free, else after
-// waiting up to QueueWait if fewer than sixteen times MaxTransfers requests
+// waiting up to QueueWait if fewer than thirty-two times MaxTransfers requests
 // are waiting already. false means busy.
 func (s *TFTPServer) acquire() bool {
 	select {
