@@ -16,13 +16,12 @@ BOOTS=${BOOTS:-1}
 
 secs() { awk -v k="BenchmarkWholeBoot/$1-" 'index($1, k) == 1 { for (i = 1; i <= NF; i++) if ($(i + 1) == "s/boot") print $i }' "$WORK/boot.out"; }
 result "" "## Whole boots (QEMU TCG, power-on to the test kernel printing its command line; $BOOTS boot(s) per case; the router sends IPv6 RAs)" "" \
-	"| firmware | provisiond, defaults (chain_ipxe: auto) | provisiond, chain_ipxe: always | dnsmasq (all over TFTP) | provisiond defaults / dnsmasq |" \
+	"| firmware | provisiond, defaults (chain_ipxe: auto, uefi_x64: snponly.efi) | provisiond, chain_ipxe: always (bios) / uefi_x64: ipxe.efi (uefi) | dnsmasq (all over TFTP, ipxe.efi) | provisiond defaults / dnsmasq |" \
 	"|---|---|---|---|---|"
 for fw in bios uefi; do
 	p=$(secs "provisiond/$fw")
 	c=$(secs "provisiond-chained/$fw")
+	[[ -z $c ]] && c=$(secs "provisiond-ipxe-efi/$fw")
 	d=$(secs "dnsmasq/$fw")
-	chained="n/a (OVMF PXE is not iPXE)"
-	[[ -n $c ]] && chained="$c s"
-	result "| $fw | ${p:-?} s | $chained | ${d:-?} s | $(ratio "${p:-0}" "${d:-0}") |"
+	result "| $fw | ${p:-?} s | ${c:-?} s | ${d:-?} s | $(ratio "${p:-0}" "${d:-0}") |"
 done

@@ -103,6 +103,10 @@ type DHCPDecision struct {
 	// Chain says, for an iPXE client, why it was or was not chained into
 	// provisiond's own binary (for the timeline).
 	Chain string
+	// Continues says the request continues a boot provisiond saw start:
+	// its own iPXE, chained moments ago. Any other request starts a boot
+	// (the firmware's PXE, or a NIC's iPXE ROM going to its script).
+	Continues bool
 }
 
 // IsPXEClass reports whether option 60 marks a PXE or UEFI HTTP boot client.
@@ -173,6 +177,7 @@ func DecideDHCP(req Request, m *inventory.BootSettings, bins Options) DHCPDecisi
 	foreign := false
 	if req.IPXE {
 		foreign, d.Chain = chain(req, fw, bins.Chain)
+		d.Continues = req.ChainedRecently
 	}
 	switch {
 	case req.IPXE && !foreign && (req.IPXEFeatures.Has(FeatureHTTP) || httpBoot):

@@ -80,7 +80,7 @@ func TestDecideDHCPIPXE(t *testing.T) {
 	r := req("PXEClient:Arch:00000:UNDI:002001", 0)
 	r.IPXE, r.IPXEFeatures, r.ChainedRecently = true, romFeatures, true
 	d := DecideDHCP(r, nil, testOpts)
-	if d.Stage != "ipxe" || d.BootFile != "http://192.0.2.2:8080/boot/52:54:00:00:00:01.ipxe" {
+	if d.Stage != "ipxe" || d.BootFile != "http://192.0.2.2:8080/boot/52:54:00:00:00:01.ipxe" || !d.Continues {
 		t.Fatalf("our iPXE: got %+v", d)
 	}
 	// An iPXE option ROM (not delivered by us) with chain_ipxe: always:
@@ -94,7 +94,7 @@ func TestDecideDHCPIPXE(t *testing.T) {
 	opts := testOpts
 	opts.Chain = ChainNever
 	d = DecideDHCP(r, nil, opts)
-	if d.Stage != "ipxe" || !strings.HasPrefix(d.BootFile, "http://") {
+	if d.Stage != "ipxe" || !strings.HasPrefix(d.BootFile, "http://") || d.Continues {
 		t.Fatalf("foreign iPXE with chaining never: got %+v", d)
 	}
 	// An iPXE without HTTP is chained even with chaining never...

@@ -19,6 +19,9 @@ type Step struct {
 	// Stage is who asked for a DHCP answer: "rom" (the firmware's PXE),
 	// "http" (UEFI HTTP boot) or "ipxe".
 	Stage string
+	// Continues marks a DHCP answer to provisiond's own iPXE, chained
+	// moments ago: it continues a boot rather than starting one.
+	Continues bool
 	// File is the file a transfer or an offer names.
 	File string
 	// Profile is the profile a script, file or callback belongs to.

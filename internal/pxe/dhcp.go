@@ -295,7 +295,7 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 	if breq.IPXE {
 		attrs["ipxe"], attrs["ipxe_features"] = d.Chain, breq.IPXEFeatures.String()
 	}
-	s.cfg.Steps.Report(events.Step{Type: events.DHCPOffer, MAC: mac, File: d.BootFile, Stage: d.Stage, Attrs: attrs,
+	s.cfg.Steps.Report(events.Step{Type: events.DHCPOffer, MAC: mac, File: d.BootFile, Stage: d.Stage, Continues: d.Continues, Attrs: attrs,
 		Facts: map[string]string{"client_arch": archString(breq)}})
 	return reply, to
 }

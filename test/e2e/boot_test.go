@@ -20,7 +20,7 @@ import (
 
 // TestBootPath is the boot path on real firmware next to a home router:
 // a BIOS machine (SeaBIOS + iPXE ROM) and a UEFI machine (OVMF's own PXE,
-// which must fetch ipxe.efi over TFTP) boot profile linux with their
+// which must fetch snponly.efi over TFTP) boot profile linux with their
 // inventory's kernel arguments; an unknown machine is recorded as
 // discovered and gets the default menu; a plain DHCP client never hears
 // from provisiond.
@@ -429,7 +429,7 @@ func checkTimeline(t *testing.T, l *lab, m bootCase) {
 	}
 	// SeaBIOS's NIC ROM is iPXE with HTTP, bzImage and the menu: on the
 	// defaults (chain_ipxe: auto) it gets its script at once, with no
-	// iPXE binary over TFTP. OVMF's own PXE loads ipxe.efi first.
+	// iPXE binary over TFTP. OVMF's own PXE loads snponly.efi first.
 	want := []step{
 		{events.DHCPOffer, "DHCP offer of the script URL to the ROM's iPXE, not chained", func(ev events.Event) bool {
 			return ev.Attrs["stage"] == "ipxe" && strings.HasPrefix(ev.Attrs["ipxe"], "not chained: this iPXE has http, bzimage, menu")
@@ -438,7 +438,7 @@ func checkTimeline(t *testing.T, l *lab, m bootCase) {
 	if m.fw == ovmf {
 		want = []step{
 			{events.DHCPOffer, "DHCP offer", func(ev events.Event) bool { return true }},
-			{events.TFTPTransfer, "TFTP of ipxe.efi", func(ev events.Event) bool { return ev.Attrs["file"] == "ipxe.efi" && ev.Attrs["result"] == "ok" }},
+			{events.TFTPTransfer, "TFTP of snponly.efi", func(ev events.Event) bool { return ev.Attrs["file"] == "snponly.efi" && ev.Attrs["result"] == "ok" }},
 			{events.DHCPOffer, "DHCP offer of the script URL to iPXE", func(ev events.Event) bool { return ev.Attrs["stage"] == "ipxe" }},
 		}
 	}

@@ -93,7 +93,7 @@ func requireLab(t testing.TB) {
 			t.Skipf("end-to-end tests need %s: apt-get install iproute2 dnsmasq-base qemu-system-x86 ovmf ipxe busybox-static cpio", c)
 		}
 	}
-	for _, f := range []string{"/usr/lib/ipxe/undionly.kpxe", "/usr/lib/ipxe/ipxe.efi", ovmfCode, ovmfVars} {
+	for _, f := range []string{"/usr/lib/ipxe/undionly.kpxe", "/usr/lib/ipxe/snponly.efi", "/usr/lib/ipxe/ipxe.efi", ovmfCode, ovmfVars} {
 		if _, err := os.Stat(f); err != nil {
 			t.Skipf("end-to-end tests need %s: apt-get install ipxe ovmf", f)
 		}

@@ -348,6 +348,30 @@ func TestScriptSecretsOnlyToTheMachinesBoot(t *testing.T) {
 	}
 }
 
+// A NIC's iPXE ROM that goes straight to its script (chain_ipxe: auto)
+// starts a boot with its DHCP, as the firmware's PXE does: a machine that
+// reboots within the boot window gets its secrets again. Only the iPXE
+// provisiond chained into continues the boot its ROM started.
+func TestROMIPXEStartsABoot(t *testing.T) {
+	b, store, ss, _ := newTestBooter(t, nil)
+	ss.SetSecret("join-token", "tok-123")
+	store.PutMachine(inventory.Machine{Name: "m", MACs: []string{testMAC}, Profile: "secretive"})
+	ctx := context.Background()
+	for boot := 1; boot <= 2; boot++ {
+		b.Report(events.Step{Type: events.DHCPOffer, MAC: testMAC, Stage: "ipxe"})
+		rep, err := b.Script(ctx, machineReq(""))
+		if err != nil || !strings.Contains(string(rep.Body), "token=tok-123") {
+			t.Fatalf("boot %d from the ROM's iPXE: %v\n%s", boot, err, rep.Body)
+		}
+	}
+	// provisiond's own iPXE, chained into, continues the boot: the
+	// script with the secret went out in it already.
+	b.Report(events.Step{Type: events.DHCPOffer, MAC: testMAC, Stage: "ipxe", Continues: true})
+	if rep, _ := b.Script(ctx, machineReq("")); strings.Contains(string(rep.Body), "tok-123") {
+		t.Errorf("a chained iPXE's DHCP started a new boot:\n%s", rep.Body)
+	}
+}
+
 // The overlay needs the nonce its script carried, from the machine's
 // address, once; every refusal looks like an unknown MAC.
 func TestOverlayNeedsTheBootsNonce(t *testing.T) {
@@ -539,7 +563,7 @@ func TestAssetKey(t *testing.T) {
 func TestModelFirmwareBindsTheDHCPDecision(t *testing.T) {
 	b, store, _, _ := newTestBooter(t, nil)
 	b.models = func() []audit.Model { return audit.DefaultModels() }
-	b.files = map[string]string{"undionly.kpxe": "x", "ipxe.efi": "x"}
+	b.files = map[string]string{"undionly.kpxe": "x", "snponly.efi": "x"}
 	m := inventory.Machine{Name: "BLD-006", MACs: []string{testMAC}, Profile: "linux", Params: map[string]string{"kernel": "k"}}
 	m.Vendor, m.Model = "HP", "ProLiant BL460c Gen8"
 	store.PutMachine(m)

@@ -205,9 +205,9 @@ func (b *Booter) consume(machine, name, mac, on string) {
 }
 
 // startGuard tells the boot guard which boots of machines in the inventory
-// start: the firmware's PXE DHCP (iPXE's own continues a boot the ROM
-// started), or a BMC call that powers a machine on or points it at the
-// network.
+// start: the firmware's PXE DHCP or a NIC's iPXE ROM's (the DHCP of the
+// iPXE provisiond chained into continues a boot the ROM started), or a BMC
+// call that powers a machine on or points it at the network.
 func (b *Booter) startGuard(s events.Step) {
 	switch s.Type {
 	case events.DHCPOffer:
@@ -215,7 +215,7 @@ func (b *Booter) startGuard(s events.Step) {
 			// Unknown MACs have boots only when they are commissioned.
 			return
 		}
-		if s.Stage == "ipxe" {
+		if s.Continues {
 			b.guard.StartIfIdle(s.MAC, "dhcp")
 		} else {
 			b.guard.Start(s.MAC, "dhcp")
