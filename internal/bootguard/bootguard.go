@@ -85,8 +85,9 @@ type Config struct {
 	// Learned returns the MAC that used ip in a DHCP exchange
 	// provisiond saw, and when (ok false: none).
 	Learned func(ip netip.Addr) (mac string, at time.Time, ok bool)
-	// MaxBoots bounds the boots followed at once (4096 when zero); the
-	// oldest is forgotten first.
+	// MaxBoots bounds the boots followed at once (16,384 when zero: a
+	// storm of every machine of a 10,000-machine inventory at once fits);
+	// the oldest are forgotten first.
 	MaxBoots int
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
@@ -158,7 +159,7 @@ func New(cfg Config) *Guard {
 		cfg.NonceTTL = time.Hour
 	}
 	if cfg.MaxBoots <= 0 {
-		cfg.MaxBoots = 4096
+		cfg.MaxBoots = 16384
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

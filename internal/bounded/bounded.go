@@ -2,11 +2,14 @@
 // followed, its nonce, when it last fetched iPXE) with one eviction rule, so
 // a flood of MACs that never finish their boots cannot grow it without
 // bound: at most Max entries; making room drops every entry older than
-// MaxAge, and if that is not enough, the oldest. It is not safe for
+// MaxAge, and if that is not enough, the oldest eighth. It is not safe for
 // concurrent use: its owner holds the lock.
 package bounded
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Map is a bounded map from string keys to values with a time each.
 type Map[V any] struct {
@@ -50,22 +53,30 @@ func (b *Map[V]) Delete(key string) { delete(b.m, key) }
 // Len is the number of entries.
 func (b *Map[V]) Len() int { return len(b.m) }
 
-// evict drops the entries older than maxAge, then the oldest until there
-// is room for one more.
+// evict drops the entries older than maxAge, then, if the map is still
+// full, its oldest eighth (at least one entry): one scan and one sort per
+// max/8 new keys, where dropping one at a time scanned the whole map for
+// every new key of a flood.
 func (b *Map[V]) evict(now time.Time) {
 	for k, e := range b.m {
 		if now.Sub(e.at) >= b.maxAge {
 			delete(b.m, k)
 		}
 	}
-	for len(b.m) >= b.max {
-		var oldest string
-		var at time.Time
-		for k, e := range b.m {
-			if oldest == "" || e.at.Before(at) {
-				oldest, at = k, e.at
-			}
-		}
-		delete(b.m, oldest)
+	if len(b.m) < b.max {
+		return
+	}
+	type aged struct {
+		key string
+		at  time.Time
+	}
+	all := make([]aged, 0, len(b.m))
+	for k, e := range b.m {
+		all = append(all, aged{k, e.at})
+	}
+	slices.SortFunc(all, func(x, y aged) int { return x.at.Compare(y.at) })
+	n := max(1, b.max/8, len(b.m)-b.max+1)
+	for _, a := range all[:min(n, len(all))] {
+		delete(b.m, a.key)
 	}
 }

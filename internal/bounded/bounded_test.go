@@ -40,3 +40,21 @@ func TestEviction(t *testing.T) {
 		t.Error("Delete")
 	}
 }
+
+// A full map of 65,536 (the boot tracker's size) taking a flood of new
+// keys: the cost of a Put, amortised over the evictions.
+func BenchmarkPutFull(b *testing.B) {
+	t0 := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	m := New[int](65536, time.Hour)
+	for i := range 65536 {
+		m.Put(fmt.Sprint("k", i), i, t0.Add(time.Duration(i)), t0)
+	}
+	keys := make([]string, b.N)
+	for i := range keys {
+		keys[i] = fmt.Sprint("n", i)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		m.Put(keys[i], i, t0.Add(time.Duration(65536+i)), t0)
+	}
+}
