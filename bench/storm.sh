@@ -14,7 +14,7 @@
 source "$(dirname "$0")/lib.sh"
 need_root
 
-CLIENTS=${CLIENTS:-1000}
+CLIENTS=${CLIENTS:-5000}
 KERNEL_MIB=${KERNEL_MIB:-4}
 INITRD_MIB=${INITRD_MIB:-8}
 
@@ -28,6 +28,8 @@ fill "$WORK/assets/storm-initrd" "$INITRD_MIB"
 # side would be), and it may hold as many connections as the daemon takes.
 cat >"$WORK/storm.yaml" <<EOF
 max_discovered: 0
+tftp:
+  max_transfers: ${TFTP_MAX:-256}
 http:
   max_connections_per_source: 1024
   rate_per_source: 0
@@ -50,7 +52,10 @@ set +e
 cli "$WORK/storm" -server "$SRV_IP" -interface v-cli -clients "$CLIENTS" -mac-base 52:54:01:00:00:00 | tee "$WORK/storm.out" >&2
 set -e
 PROV_RSS=$(rss_peak "$PROVISIOND_PID")
-BOOTED=$(srv curl -s --cacert "$WORK/data/tls.crt" "https://127.0.0.1:8443/metrics" | awk '/^provisiond_boots_done_total/ { s += $2 } END { print s + 0 }')
+srv curl -s --cacert "$WORK/data/tls.crt" "https://127.0.0.1:8443/metrics" >"$WORK/storm.metrics"
+BOOTED=$(awk '/^provisiond_boots_done_total/ { s += $2 } END { print s + 0 }' "$WORK/storm.metrics")
+# What the server saw of TFTP (ok, failed, repeat, busy, ...).
+TFTP_SEEN=$(awk -F'[{}"]' '/^provisiond_tftp_transfers_total/ { printf "%s%s %d", sep, $3, $NF; sep = ", " }' "$WORK/storm.metrics")
 stop_all
 
 read -r _ n _ done _ failed _ wall <<<"$(grep -a '^clients' "$WORK/storm.out")"
@@ -59,4 +64,5 @@ result "" "## Boot storm ($CLIENTS machines at once: DHCP, TFTP of undionly.kpxe
 	"| machines | completed | failed | wall | p50 | p90 | p99 | max | boots recorded done | provisiond peak RSS |" \
 	"|---|---|---|---|---|---|---|---|---|---|" \
 	"| $n | $done | $failed | $wall | $p50 | $p90 | $p99 | $max | $BOOTED | $((PROV_RSS / 1024)) MiB |"
+result "" "provisiond's TFTP requests by result: $TFTP_SEEN"
 grep -a '^failure' "$WORK/storm.out" | sed 's/^/    /' | tee -a "$OUT" || true

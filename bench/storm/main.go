@@ -61,7 +61,10 @@ func main() {
 	go d.read()
 
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true}}
-	s := &storm{dhcp: d, http: hc, server: net.ParseIP(*server), blksize: *blksize}
+	// The booted OS calls back on a connection of its own (a new OS, a
+	// new TCP connection), never on one of the iPXE phase's.
+	osClient := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	s := &storm{dhcp: d, http: hc, os: osClient, server: net.ParseIP(*server), blksize: *blksize}
 	results := make([]result, *clients)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -121,6 +124,7 @@ func pct(sorted []time.Duration, p int) time.Duration {
 type storm struct {
 	dhcp      *dhcpClient
 	http      *http.Client
+	os        *http.Client // the booted OS's
 	server    net.IP
 	blksize   int
 	tftpBytes atomic.Int64
@@ -169,7 +173,7 @@ func (s *storm) boot(ctx context.Context, mac net.HardwareAddr) error {
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, callback, strings.NewReader("status=storm"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := s.http.Do(req)
+	resp, err := s.os.Do(req)
 	if err != nil {
 		return fmt.Errorf("callback: %w", err)
 	}

@@ -143,6 +143,11 @@ type HTTP struct {
 	// makes per second (bursts of four times as many); more are answered
 	// 429 and counted. A boot takes a handful. Zero means no bound.
 	RatePerSource float64 `yaml:"rate_per_source"`
+	// MaxAssetStreams bounds the kernels, initrds and images sent at once;
+	// more downloads wait for a stream, in order (iPXE waits; the
+	// firmware's TFTP transfers, which give up, get the cores meanwhile).
+	// Zero means no bound.
+	MaxAssetStreams int `yaml:"max_asset_streams"`
 }
 
 // Control configures the control plane: the API, the dashboard, /metrics,
@@ -316,7 +321,7 @@ func Default() Config {
 		Store:   "bbolt",
 		Etcd:    Etcd{Prefix: "/provisiond/", Timeout: "5s"},
 		IPXEDir: "/usr/lib/ipxe",
-		HTTP:    HTTP{Listen: ":8080", ReadAccess: "local", MaxConnections: 1024, MaxConnectionsPerSource: 64, RatePerSource: 50},
+		HTTP:    HTTP{Listen: ":8080", ReadAccess: "local", MaxConnections: 1024, MaxConnectionsPerSource: 64, RatePerSource: 50, MaxAssetStreams: 64},
 		Control: Control{Listen: ":8443", MaxConnections: 256},
 		DHCP:    DHCP{Enabled: true, Port: 67, ProxyPort: 4011},
 		TFTP:    TFTP{Enabled: true, Port: 69, MaxBlockSize: 1468, MaxTransfers: 256},
@@ -448,6 +453,9 @@ func (c *Config) validateListeners() error {
 	}
 	if c.Control.MaxConnections < 4 || c.Control.MaxConnections > 1<<16 {
 		return fmt.Errorf("control.max_connections %d is outside 4..65536", c.Control.MaxConnections)
+	}
+	if c.HTTP.MaxAssetStreams < 0 {
+		return fmt.Errorf("http.max_asset_streams %d is negative (0: no bound)", c.HTTP.MaxAssetStreams)
 	}
 	if c.HTTP.MaxConnectionsPerSource < 1 || c.HTTP.MaxConnectionsPerSource > c.HTTP.MaxConnections {
 		return fmt.Errorf("http.max_connections_per_source %d is outside 1..http.max_connections (%d)", c.HTTP.MaxConnectionsPerSource, c.HTTP.MaxConnections)

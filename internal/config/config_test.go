@@ -78,6 +78,7 @@ func TestValidate(t *testing.T) {
 		{func(c *Config) { c.Advertise = "not-an-ip" }, "advertise"},
 		{func(c *Config) { c.HTTP.Listen = "8080" }, "http.listen"},
 		{func(c *Config) { c.TFTP.MaxBlockSize = 100 }, "max_block_size"},
+		{func(c *Config) { c.HTTP.MaxAssetStreams = -1 }, "http.max_asset_streams"},
 		{func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{func(c *Config) { c.Log.Format = "xml" }, "log.format"},
 		{func(c *Config) { c.Boot.DefaultProfile = "" }, "default_profile"},

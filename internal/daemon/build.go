@@ -83,10 +83,14 @@ func (d *instance) buildBoot(ctx context.Context) error {
 	d.late.rec.Store(d.rec)
 	d.late.booter.Store(d.booter)
 
-	d.httpBoot, err = pxe.NewHTTPBoot(pxe.HTTPConfig{
+	hc := pxe.HTTPConfig{
 		AssetsDir: cfg.AssetDir(), IPXEDir: cfg.IPXEDir, IPXEFiles: d.ipxeFiles, Scripts: d.late,
-		Neighbors: d.neighbors, Steps: d.late, Observer: d.mets, Log: d.log, RatePerSource: cfg.HTTP.RatePerSource,
-	})
+		Neighbors: d.neighbors, Steps: d.late, Observer: d.mets, Log: d.log, RatePerSource: cfg.HTTP.RatePerSource, MaxAssetStreams: cfg.HTTP.MaxAssetStreams,
+	}
+	if d.tftp != nil {
+		hc.Yield = d.tftp.Queued
+	}
+	d.httpBoot, err = pxe.NewHTTPBoot(hc)
 	return err
 }
 

@@ -45,6 +45,16 @@ type HTTPConfig struct {
 	// second, with bursts of four times as many; more are answered 429
 	// and counted. Zero means no bound.
 	RatePerSource float64
+	// MaxAssetStreams bounds the assets sent at once; more requests wait
+	// for a stream in order (until their client goes). Zero means no
+	// bound. In a storm this is the back-pressure that leaves the cores
+	// to the firmware's TFTP transfers, which give up, while iPXE's HTTP
+	// downloads wait their turn.
+	MaxAssetStreams int
+	// Yield reports whether new asset streams should wait: the TFTP
+	// server has requests waiting for a slot (nil: never). Firmware gives
+	// up on a TFTP transfer that does not start; iPXE waits for HTTP.
+	Yield func() bool
 	// Log is the logger.
 	Log *slog.Logger
 }
@@ -52,6 +62,8 @@ type HTTPConfig struct {
 // HTTPStats counts what the boot endpoints served.
 type HTTPStats struct {
 	Scripts, ScriptErrors, Assets, AssetBytes, Callbacks, RefusedCallbacks, BadRequests uint64
+	// Yielded counts asset requests that waited for TFTP's queue.
+	Yielded uint64
 }
 
 // HTTPBoot serves iPXE scripts, boot assets and the booted callback.
@@ -60,6 +72,10 @@ type HTTPBoot struct {
 	assets  *os.Root
 	ipxe    *os.Root
 	limiter *sourceLimiter
+	streams chan struct{} // asset streams being sent (nil: no bound)
+	// maxYield bounds an asset request's wait for TFTP (maxYield).
+	maxYield time.Duration
+	yielded  atomic.Uint64
 
 	scripts, scriptErrors, assetsServed, assetBytes, callbacks, refusedCallbacks, badRequests atomic.Uint64
 }
@@ -76,7 +92,10 @@ func NewHTTPBoot(cfg HTTPConfig) (*HTTPBoot, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	h := &HTTPBoot{cfg: cfg, limiter: newSourceLimiter(cfg.RatePerSource, int(4*cfg.RatePerSource))}
+	h := &HTTPBoot{cfg: cfg, limiter: newSourceLimiter(cfg.RatePerSource, int(4*cfg.RatePerSource)), maxYield: maxYield}
+	if cfg.MaxAssetStreams > 0 {
+		h.streams = make(chan struct{}, cfg.MaxAssetStreams)
+	}
 	if cfg.AssetsDir != "" {
 		if err := os.MkdirAll(cfg.AssetsDir, 0o755); err != nil {
 			return nil, fmt.Errorf("creating assets directory %s: %w", cfg.AssetsDir, err)
@@ -152,6 +171,7 @@ func (h *HTTPBoot) Stats() HTTPStats {
 	return HTTPStats{
 		Scripts: h.scripts.Load(), ScriptErrors: h.scriptErrors.Load(), Assets: h.assetsServed.Load(),
 		AssetBytes: h.assetBytes.Load(), Callbacks: h.callbacks.Load(), RefusedCallbacks: h.refusedCallbacks.Load(), BadRequests: h.badRequests.Load(),
+		Yielded: h.yielded.Load(),
 	}
 }
 
@@ -484,6 +504,17 @@ func (h *HTTPBoot) asset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	if !h.yield(r.Context()) {
+		return
+	}
+	if h.streams != nil {
+		select {
+		case h.streams <- struct{}{}:
+			defer func() { <-h.streams }()
+		case <-r.Context().Done():
+			return // the client went while it waited
+		}
+	}
 	assetDeadline(w, st.Size())
 	cw := &countingWriter{ResponseWriter: w}
 	http.ServeContent(cw, r, st.Name(), st.ModTime(), f)
@@ -499,6 +530,32 @@ func (h *HTTPBoot) asset(w http.ResponseWriter, r *http.Request) {
 		}
 		h.cfg.Steps.Report(events.Step{Type: events.Asset, MAC: mac, File: p, OK: whole(cw, st), Attrs: attrs})
 	}
+}
+
+// yieldPoll is how often a waiting asset request asks whether TFTP still
+// has requests waiting; maxYield is the longest it waits (a flood of
+// TFTP requests cannot hold the downloads back for longer).
+const (
+	yieldPoll = 20 * time.Millisecond
+	maxYield  = 30 * time.Second
+)
+
+// yield waits while Yield says to, at most h.maxYield (false: the client
+// went meanwhile).
+func (h *HTTPBoot) yield(ctx context.Context) bool {
+	if h.cfg.Yield == nil || !h.cfg.Yield() {
+		return true
+	}
+	h.yielded.Add(1)
+	deadline := time.Now().Add(h.maxYield)
+	for h.cfg.Yield() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(yieldPoll):
+		}
+	}
+	return true
 }
 
 // attribute names the machine whose timeline a file request goes on: the

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/provisiond/provisiond/internal/events"
 )
@@ -137,5 +138,90 @@ type dropCounter struct {
 func (d *dropCounter) Dropped(server, reason string) {
 	if server == "http" && reason == "rate_per_source" {
 		d.n.Add(1)
+	}
+}
+
+// assetServer serves dir's assets with cfg over a real connection (sendfile
+// and backpressure as in the daemon).
+func assetServer(t *testing.T, dir string, cfg HTTPConfig) (*HTTPBoot, string) {
+	t.Helper()
+	cfg.AssetsDir, cfg.IPXEDir, cfg.Scripts, cfg.Neighbors = dir, dir, fakeScripts{}, NewNeighbors("")
+	h, err := NewHTTPBoot(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	h.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return h, srv.URL
+}
+
+// get starts a download and returns once its headers came (or it failed).
+func get(url string) <-chan *http.Response {
+	c := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			resp = nil
+		}
+		c <- resp
+	}()
+	return c
+}
+
+// While TFTP has requests waiting for a slot, new downloads wait: the
+// firmware gives up on a TFTP transfer that does not start, iPXE waits for
+// its HTTP answer. They go on when the queue is empty, or after maxYield.
+func TestAssetsYieldToTFTP(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "vmlinuz"), []byte("kernel"), 0o644)
+	var queued atomic.Bool
+	queued.Store(true)
+	h, url := assetServer(t, dir, HTTPConfig{Yield: queued.Load})
+	c := get(url + "/assets/vmlinuz")
+	select {
+	case <-c:
+		t.Fatal("a download went out while TFTP had requests waiting")
+	case <-time.After(300 * time.Millisecond):
+	}
+	queued.Store(false)
+	if resp := <-c; resp == nil || resp.StatusCode != 200 {
+		t.Fatalf("after the TFTP queue emptied: %v", resp)
+	}
+	// A queue that never empties holds a download back maxYield at most.
+	queued.Store(true)
+	h.maxYield = 200 * time.Millisecond
+	if resp := <-get(url + "/assets/vmlinuz"); resp == nil || resp.StatusCode != 200 {
+		t.Fatalf("past maxYield: %v", resp)
+	}
+	if st := h.Stats(); st.Yielded != 2 || st.Assets != 2 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// With one asset stream, a second download waits until the first is sent.
+func TestAssetStreamsBounded(t *testing.T) {
+	dir := t.TempDir()
+	f, _ := os.Create(filepath.Join(dir, "initrd.img"))
+	f.Truncate(64 << 20) // more than the sockets hold: the first send blocks
+	f.Close()
+	_, url := assetServer(t, dir, HTTPConfig{MaxAssetStreams: 1})
+	first := <-get(url + "/assets/initrd.img")
+	if first == nil {
+		t.Fatal("first download failed")
+	}
+	first.Body.Read(make([]byte, 1)) // then stalls, holding the stream
+	second := get(url + "/assets/initrd.img")
+	select {
+	case <-second:
+		t.Fatal("a second stream went out past max_asset_streams 1")
+	case <-time.After(300 * time.Millisecond):
+	}
+	first.Body.Close()
+	if resp := <-second; resp == nil || resp.StatusCode != 200 {
+		t.Fatalf("second download after the first: %v", resp)
+	} else {
+		resp.Body.Close()
 	}
 }

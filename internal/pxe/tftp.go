@@ -249,6 +249,9 @@ func (s *TFTPServer) Close() {
 	}
 }
 
+// Queued reports whether requests wait for a transfer slot.
+func (s *TFTPServer) Queued() bool { return len(s.waiting) > 0 }
+
 // Stats returns the counters.
 func (s *TFTPServer) Stats() TFTPStats {
 	return TFTPStats{Transfers: s.transfers.Load(), Failures: s.failures.Load(), Refused: s.refused.Load(), Busy: s.busy.Load(),
