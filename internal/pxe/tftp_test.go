@@ -80,7 +80,7 @@ func startTFTP(t *testing.T, root string, files map[string]string, sink events.R
 
 // serveTFTP runs a TFTP server with cfg on a loopback port until the test
 // ends, and returns its address.
-func serveTFTP(t *testing.T, cfg TFTPConfig) (string, *TFTPServer) {
+func serveTFTP(t testing.TB, cfg TFTPConfig) (string, *TFTPServer) {
 	t.Helper()
 	s, err := NewTFTPServer(cfg)
 	if err != nil {
@@ -101,7 +101,7 @@ func serveTFTP(t *testing.T, cfg TFTPConfig) (string, *TFTPServer) {
 	return conn.LocalAddr().String(), s
 }
 
-func fetch(t *testing.T, addr, name string, blksize int) ([]byte, int64, error) {
+func fetch(t testing.TB, addr, name string, blksize int) ([]byte, int64, error) {
 	t.Helper()
 	c, err := tftp.NewClient(addr)
 	if err != nil {
@@ -374,5 +374,23 @@ func TestTFTPRefusedRequestsLeaveNothing(t *testing.T) {
 	}
 	if n := s.pendingLen(); n != 0 {
 		t.Fatalf("%d transfer option entries left after 100 refused requests and one transfer, want 0", n)
+	}
+}
+
+// One iPXE binary's transfer (undionly.kpxe's size) over loopback, client
+// and server in this process: the per-transfer cost, start-up included.
+func BenchmarkTFTPTransfer(b *testing.B) {
+	for _, blksize := range []int{512, 1468} {
+		b.Run(fmt.Sprint("blksize=", blksize), func(b *testing.B) {
+			root := b.TempDir()
+			os.WriteFile(filepath.Join(root, "undionly.kpxe"), make([]byte, 74213), 0o644)
+			addr, _ := serveTFTP(b, TFTPConfig{Root: root, MaxBlockSize: 1468, Neighbors: NewNeighbors("")})
+			b.ResetTimer()
+			for range b.N {
+				if _, _, err := fetch(b, addr, "undionly.kpxe", blksize); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
