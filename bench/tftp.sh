@@ -2,7 +2,8 @@
 # TFTP: the iPXE binaries (undionly.kpxe, ipxe.efi) and a 64 MiB file, at
 # blksize 512 and 1468, one client and 16 at once, from provisiond, dnsmasq's
 # TFTP server and tftpd-hpa, each serving the same directory. The client is
-# curl's TFTP (one process per transfer).
+# curl's TFTP (one process per client for all its files; the binaries are
+# timed as the median of ROUNDS runs after an untimed warm-up fetch).
 #
 #   sudo bench/tftp.sh
 #   CLIENTS="1 16" BLKSIZES="1468" sudo bench/tftp.sh
