@@ -20,6 +20,9 @@ type Machines interface {
 	// decision needs, without decoding the whole record.
 	BootSettingsByMAC(mac string) (bs BootSettings, found bool, err error)
 	Machines() ([]Machine, error)
+	// WriteMachines streams the machines q picks to w as a JSON array,
+	// from the stored records; it returns the next page's After.
+	WriteMachines(w io.Writer, q ListQuery) (next string, err error)
 	PutMachine(m Machine) (*Machine, error)
 	UpdateMachine(name string, fn func(m *Machine) error) (*Machine, error)
 	// SyncMachine is UpdateMachine on behalf of source (the history names

@@ -2,8 +2,11 @@ package inventorytest
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +40,7 @@ func Conformance(t *testing.T, open func(t *testing.T, opts inventory.Options) i
 	t.Run("secrets", func(t *testing.T) { conformSecrets(t, fresh(t)) })
 	t.Run("import-export", func(t *testing.T) { conformImportExport(t, fresh(t)) })
 	t.Run("sync", func(t *testing.T) { conformSync(t, fresh(t)) })
+	t.Run("write-machines", func(t *testing.T) { conformWriteMachines(t, fresh(t)) })
 }
 
 func names(ms []inventory.Machine) []string {
@@ -357,5 +361,76 @@ func conformTakeover(t *testing.T, s inventory.Backend) {
 	}
 	if _, err := s.Events(d.Name, 0, 0); !errors.Is(err, inventory.ErrNotFound) {
 		t.Errorf("discovered timeline after takeover: %v", err)
+	}
+}
+
+// conformWriteMachines: the streamed listing holds what Machines returns,
+// narrowed by enclosure and label (role=R also matching the role), paged
+// in name order with the next page's start, and cut to the fields asked.
+func conformWriteMachines(t *testing.T, s inventory.Backend) {
+	if _, err := s.Import(&inventory.Document{Version: 1, Systems: []inventory.System{{Name: "ASGARD", Kind: "enclosure", Bays: 16}}}, true); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range []inventory.Machine{
+		{Name: "BLD-001", MACs: []string{"52:54:00:00:10:01"}, Hardware: inventory.Hardware{Enclosure: "ASGARD", Role: "slurm"}},
+		{Name: "BLD-002", MACs: []string{"52:54:00:00:10:02"}, Hardware: inventory.Hardware{Enclosure: "ASGARD", Labels: map[string]string{"state": "ready"}}},
+		{Name: "BLD-003", MACs: []string{"52:54:00:00:10:03"}, Hardware: inventory.Hardware{Enclosure: "ASGARD", Labels: map[string]string{"role": "slurm"}}},
+		{Name: "ODEN", MACs: []string{"52:54:00:00:10:04"}, Profile: "talos", Hardware: inventory.Hardware{Labels: map[string]string{"state": "ready"}}},
+	} {
+		if _, err := s.PutMachine(m); err != nil {
+			t.Fatalf("machine %d: %v", i, err)
+		}
+	}
+	list := func(q inventory.ListQuery) ([]map[string]any, string) {
+		t.Helper()
+		var buf bytes.Buffer
+		next, err := s.WriteMachines(&buf, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []map[string]any
+		if err := json.Unmarshal(buf.Bytes(), &out); err != nil {
+			t.Fatalf("%v: not a JSON array: %v\n%s", q, err, buf.Bytes())
+		}
+		return out, next
+	}
+	names := func(ms []map[string]any) string {
+		var n []string
+		for _, m := range ms {
+			n = append(n, fmt.Sprint(m["name"]))
+		}
+		return strings.Join(n, " ")
+	}
+	all, next := list(inventory.ListQuery{})
+	want, _ := s.Machines()
+	wantJSON, _ := json.Marshal(want)
+	var wantAny []map[string]any
+	json.Unmarshal(wantJSON, &wantAny)
+	if !reflect.DeepEqual(all, wantAny) || next != "" {
+		t.Errorf("the listing is not Machines():\n%v\n%v (next %q)", all, wantAny, next)
+	}
+	for _, c := range []struct {
+		q    inventory.ListQuery
+		want string
+		next string
+	}{
+		{inventory.ListQuery{Enclosure: "ASGARD"}, "BLD-001 BLD-002 BLD-003", ""},
+		{inventory.ListQuery{Label: "state=ready"}, "BLD-002 ODEN", ""},
+		{inventory.ListQuery{Label: "role=slurm"}, "BLD-001 BLD-003", ""},
+		{inventory.ListQuery{Label: "role=slurm", Enclosure: "NONE"}, "", ""},
+		{inventory.ListQuery{Limit: 2}, "BLD-001 BLD-002", "BLD-002"},
+		{inventory.ListQuery{Limit: 2, After: "BLD-002"}, "BLD-003 ODEN", ""},
+		{inventory.ListQuery{Limit: 1, After: "BLD-001", Enclosure: "ASGARD"}, "BLD-002", "BLD-002"},
+		{inventory.ListQuery{Limit: 2, After: "BLD-002", Enclosure: "ASGARD"}, "BLD-003", ""},
+		{inventory.ListQuery{After: "BLD-0025"}, "BLD-003 ODEN", ""},
+	} {
+		got, next := list(c.q)
+		if names(got) != c.want || next != c.next {
+			t.Errorf("%+v: %q next %q, want %q next %q", c.q, names(got), next, c.want, c.next)
+		}
+	}
+	got, _ := list(inventory.ListQuery{Fields: []string{"name", "profile", "nothing"}, Label: "state=ready"})
+	if fmt.Sprint(got) != "[map[name:BLD-002] map[name:ODEN profile:talos]]" {
+		t.Errorf("fields: %v", got)
 	}
 }
