@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/provisiond/provisiond/internal/api"
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
@@ -24,6 +26,7 @@ import (
 	"github.com/provisiond/provisiond/internal/enclosure/oa/oatest"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/inventory/inventorytest"
 )
 
 // Secret values that must never reach a page, a stream or a script shown
@@ -485,5 +488,35 @@ func TestBladeThroughTheOA(t *testing.T) {
 	_, page = b.get("/ui/machines/ODEN")
 	if !strings.Contains(page, `id="power-on" disabled>`) || strings.Contains(page, `id="locate"`) {
 		t.Error("ODEN (no BMC, no enclosure) offers power or locate")
+	}
+}
+
+// The dashboard with 1,000 machines: the overview (every machine's row,
+// ASGARD's bays) and one machine's page, rendered and read whole.
+func BenchmarkDashboard1k(b *testing.B) {
+	d := daemontest.Start(b, nil)
+	c := d.ImportHomelab(b)
+	raw, err := yaml.Marshal(inventory.Document{Version: 1, Machines: inventorytest.Fleet(1000)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.Import(context.Background(), raw, false, true); err != nil {
+		b.Fatal(err)
+	}
+	hc := d.HTTP()
+	for _, page := range []string{"/ui/", "/ui/machines/fleet-00500", "/ui/machines/BLD-006"} {
+		b.Run(strings.Trim(strings.ReplaceAll(page, "/", "-"), "-"), func(b *testing.B) {
+			for b.Loop() {
+				resp, err := hc.Get(d.URL + page)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || n < 1000 {
+					b.Fatalf("%s: %d, %d bytes", page, resp.StatusCode, n)
+				}
+			}
+		})
 	}
 }

@@ -22,11 +22,10 @@ import (
 // It is never part of the test suite's assertions.
 func BenchmarkWholeBoot(b *testing.B) {
 	l := newLab(b)
-	// A home router announces IPv6 (router advertisements) as nearly every
-	// one does: without them iPXE waits 15 s for IPv6 autoconfiguration
-	// after each DHCP, whoever serves the boot.
+	// Many home routers announce IPv6 (router advertisements), many do
+	// not: without them iPXE waits 15 s for IPv6 autoconfiguration after
+	// each DHCP, whoever serves the boot. Both are timed.
 	l.sh(l.router, "ip", "-6", "addr", "add", "fd00:192:0:2::1/64", "dev", "r0", "nodad")
-	l.restartRouter(b, "ra")
 	cmdline := "console=ttyS0 panic=-1 quiet"
 	macs := map[firmware]string{seabios: "52:54:00:be:00:01", ovmf: "52:54:00:be:00:02"}
 	fwName := map[firmware]string{seabios: "bios", ovmf: "uefi"}
@@ -35,7 +34,11 @@ func BenchmarkWholeBoot(b *testing.B) {
 			"--param", "kernel=vmlinuz", "--param", "initrd=initrd.img", "--param", "cmdline="+cmdline, "--param", "callback=false")
 	}
 	boots := 0
+	ra := true
 	run := func(name string, fws ...firmware) {
+		if !ra {
+			name += "-nora"
+		}
 		for _, fw := range fws {
 			b.Run(name+"/"+fwName[fw], func(b *testing.B) {
 				var total time.Duration
@@ -58,6 +61,13 @@ func BenchmarkWholeBoot(b *testing.B) {
 			})
 		}
 	}
+	// Many home routers send no IPv6 router advertisements: each iPXE
+	// start then waits for IPv6 autoconfiguration to time out.
+	ra = false
+	l.restartRouter(b, "plain", false)
+	run("provisiond", seabios, ovmf)
+	ra = true
+	l.restartRouter(b, "ra", true)
 	// provisiond on its defaults (boot.chain_ipxe: auto): SeaBIOS's iPXE
 	// ROM has what the scripts use and gets its script at once; OVMF's own
 	// PXE loads snponly.efi over TFTP.
@@ -94,26 +104,33 @@ func BenchmarkWholeBoot(b *testing.B) {
 		os.WriteFile(filepath.Join(tftp, filepath.Base(f)), raw, 0o644)
 	}
 	os.WriteFile(filepath.Join(tftp, "boot.ipxe"), []byte("#!ipxe\nkernel tftp://"+routerIP+"/vmlinuz initrd=initrd.img "+cmdline+"\ninitrd tftp://"+routerIP+"/initrd.img\nboot\n"), 0o644)
-	l.restartRouter(b, "pxe", "--enable-tftp", "--tftp-root="+tftp,
+	pxe := []string{"--enable-tftp", "--tftp-root=" + tftp,
 		"--dhcp-match=set:ipxe,175", "--dhcp-match=set:efi64,option:client-arch,7", "--dhcp-match=set:efi64,option:client-arch,9",
-		"--dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe", "--dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi", "--dhcp-boot=tag:ipxe,boot.ipxe")
+		"--dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe", "--dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi", "--dhcp-boot=tag:ipxe,boot.ipxe"}
+	l.restartRouter(b, "pxe", true, pxe...)
+	run("dnsmasq", seabios, ovmf)
+	ra = false
+	l.restartRouter(b, "pxe-plain", false, pxe...)
 	run("dnsmasq", seabios, ovmf)
 }
 
 // restartRouter replaces the lab's router with dnsmasq handing out the
-// same addresses and announcing IPv6 (router advertisements), plus extra
-// options (the PXE server's); name tells its leases and log apart. It
+// same addresses, announcing IPv6 (router advertisements) when ra is set,
+// plus extra options (the PXE server's); name tells its leases and log apart. It
 // offers without pinging the address first (--no-ping): a fresh router
 // would otherwise hold its first offer to each machine about 3 s, and only
 // the first case timed after a restart would pay it.
-func (l *lab) restartRouter(b *testing.B, name string, extra ...string) {
+func (l *lab) restartRouter(b *testing.B, name string, ra bool, extra ...string) {
 	l.dmasq.Process.Kill()
 	l.dmasq.Wait()
-	args := append([]string{"netns", "exec", l.router, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--user=root",
+	args := []string{"netns", "exec", l.router, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--user=root",
 		"--port=0", "--interface=r0", "--bind-interfaces", "--dhcp-authoritative",
-		"--dhcp-range=192.0.2.100,192.0.2.126,255.255.255.128,10m", "--dhcp-option=option:router," + routerIP,
-		"--enable-ra", "--dhcp-range=::,constructor:r0,ra-only", "--no-ping",
-		"--dhcp-leasefile=" + filepath.Join(l.dir, "dnsmasq-"+name+".leases"), "--pid-file="}, extra...)
+		"--dhcp-range=192.0.2.100,192.0.2.126,255.255.255.128,10m", "--dhcp-option=option:router," + routerIP, "--no-ping",
+		"--dhcp-leasefile=" + filepath.Join(l.dir, "dnsmasq-"+name+".leases"), "--pid-file="}
+	if ra {
+		args = append(args, "--enable-ra", "--dhcp-range=::,constructor:r0,ra-only")
+	}
+	args = append(args, extra...)
 	cmd := exec.Command("ip", args...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
