@@ -9,7 +9,8 @@ source "$(dirname "$0")/lib.sh"
 # the usual second.
 (cd "$REPO" && go test -count=1 -run '^$' -bench 'Machines10k|Audit10k' -benchmem -benchtime "${BENCHTIME:-10x}" \
 	./internal/inventory ./internal/api ./internal/audit &&
-	go test -count=1 -run '^$' -bench 'ByMAC10k|BootSettings10k' -benchmem ./internal/inventory) | tee "$WORK/inventory.out" >&2
+	go test -count=1 -run '^$' -bench 'ByMAC10k|BootSettings10k' -benchmem ./internal/inventory &&
+	go test -count=1 -run '^$' -bench 'Dashboard1k' -benchmem -benchtime "${BENCHTIME:-10x}" ./internal/web) | tee "$WORK/inventory.out" >&2
 
 result "" "## Inventory (Go benchmarks, 10,000 machines)" "" \
 	"| benchmark | time per operation | allocated per operation |" "|---|---|---|"
