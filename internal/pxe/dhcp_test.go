@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
@@ -46,7 +47,7 @@ func newTestServer(sink *sinkRec) *DHCPServer {
 	})
 }
 
-func pxeDiscover(t *testing.T, arch iana.Arch, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+func pxeDiscover(t testing.TB, arch iana.Arch, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
 	t.Helper()
 	all := append([]dhcpv4.Modifier{
 		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
@@ -230,5 +231,77 @@ func TestMalformedPacketsAreCounted(t *testing.T) {
 	}
 	if s.Stats().Malformed != 2 {
 		t.Errorf("malformed count %d", s.Stats().Malformed)
+	}
+}
+
+// One PXE DISCOVER from the wire to the bytes of the proxy offer: parse,
+// decide, build, encode, and the timeline step (to a sink that drops it).
+func BenchmarkDHCPPacket(b *testing.B) {
+	s := NewDHCPServer(DHCPConfig{
+		Interfaces: []netutil.Interface{ifc}, Port: 67, ProxyPort: 4011, HTTPPort: 8080,
+		Decider:   pureDecider{boot.Options{BIOS: "undionly.kpxe", UEFIx64: "snponly.efi", Chain: boot.ChainAuto}},
+		Neighbors: NewNeighbors(""),
+	})
+	raw := pxeDiscover(b, iana.INTEL_X86PC).ToBytes()
+	b.ReportAllocs()
+	for b.Loop() {
+		if reply, _ := s.handlePacket(context.Background(), raw, ifc, 67, nil); reply == nil {
+			b.Fatal("no offer")
+		}
+	}
+}
+
+// A burst of PXE requests to the proxy port, read and answered in batches
+// (recvmmsg, sendmmsg) by the readers: every one gets its answer, unicast
+// to its sender.
+func TestProxyAnswersABurst(t *testing.T) {
+	s := newTestServer(&sinkRec{})
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadBuffer(netutil.ReceiveBuffer)
+	s.conns = []boundConn{{conn: conn, iface: ifc, port: 4011}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	client.SetReadBuffer(netutil.ReceiveBuffer)
+	const burst = 200
+	for i := range burst {
+		hw := net.HardwareAddr{0x52, 0x54, 0x00, 0x33, byte(i >> 8), byte(i)}
+		req, err := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+			dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00007:UNDI:003016")),
+			dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ClientIPAddr = net.IPv4(192, 0, 2, 100)
+		if _, err := client.WriteToUDP(req.ToBytes(), conn.LocalAddr().(*net.UDPAddr)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	buf := make([]byte, 1500)
+	for len(seen) < burst {
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := client.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("%d of %d answered: %v", len(seen), burst, err)
+		}
+		ack, err := dhcpv4.FromBytes(buf[:n])
+		if err != nil || ack.MessageType() != dhcpv4.MessageTypeAck || ack.BootFileName != "ipxe.efi" {
+			t.Fatalf("answer %v: %v", ack, err)
+		}
+		seen[ack.ClientHWAddr.String()] = true
+	}
+	if st := s.Stats(); st.Received != burst || st.Acks != burst {
+		t.Errorf("stats %+v", st)
 	}
 }
