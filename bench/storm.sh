@@ -9,8 +9,13 @@
 # (that is how it recognises its own iPXE); the run sets
 # boot.chain_ipxe: never, so any HTTP-capable iPXE gets its script at once.
 #
+# HTTP_MAX sets http.max_connections (1024, the default): 5,000 machines
+# behind 1,024 connections wait in the kernel's accept queue, and when it
+# overflows a connection is reset.
+#
 #   sudo bench/storm.sh
 #   CLIENTS=200 KERNEL_MIB=8 sudo bench/storm.sh
+#   HTTP_MAX=8192 sudo bench/storm.sh
 source "$(dirname "$0")/lib.sh"
 need_root
 
@@ -28,10 +33,9 @@ fill "$WORK/assets/storm-initrd" "$INITRD_MIB"
 # side would be), and it may hold as many connections as the daemon takes.
 cat >"$WORK/storm.yaml" <<EOF
 max_discovered: 0
-tftp:
-  max_transfers: ${TFTP_MAX:-256}
 http:
-  max_connections_per_source: 1024
+  max_connections: ${HTTP_MAX:-1024}
+  max_connections_per_source: ${HTTP_MAX:-1024}
   rate_per_source: 0
 boot:
   chain_ipxe: never
