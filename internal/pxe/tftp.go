@@ -304,6 +304,7 @@ func scriptMAC(p string) string {
 // slot or runs: started is closed when its transfer starts sending, done
 // when it ends.
 type request struct {
+	file          string
 	started, done chan struct{}
 	repeats       atomic.Int32
 }
@@ -320,33 +321,50 @@ const maxRepeats = 32
 // and ignores packets from any other (RFC 1350).
 var errRepeat = errors.New("repeated request: answered by the first transfer")
 
-// repeat handles a request from a client whose request r is already waiting
-// or running: it waits until r's transfer has started (and a moment more,
-// so its first packet is the one the client hears first) or ended, and
-// returns the error that ends this one.
-func (s *TFTPServer) repeat(r *request) error {
+// repeat handles a request for file from a client whose request r is
+// already waiting or running, and reports whether to serve it. Arriving
+// before r's transfer started, it is the client asking again while it
+// waits: it waits for r's first packet to go out (and a moment more, so
+// that packet is the one the client hears first) and is not served.
+// Arriving after, the client heard r and asks anew (firmware asks for the
+// size, aborts, and asks for the file from the same port): it is served
+// once r has ended. So is a request for another file.
+func (s *TFTPServer) repeat(r *request, file string) bool {
+	if file != r.file {
+		return true
+	}
+	t := time.NewTimer(s.cfg.QueueWait + s.cfg.Timeout)
+	defer t.Stop()
+	select {
+	case <-r.started:
+		select {
+		case <-r.done:
+			return true
+		case <-t.C:
+			return false
+		}
+	default:
+	}
 	s.repeats.Add(1)
 	s.cfg.Observer.TFTP("repeat", 0, 0)
 	if r.repeats.Add(1) > maxRepeats {
 		s.cfg.Observer.Dropped("tftp", "repeats")
-		return errRepeat
+		return false
 	}
 	select {
 	case s.repeating <- struct{}{}:
 		defer func() { <-s.repeating }()
 	default:
 		s.cfg.Observer.Dropped("tftp", "repeats")
-		return errRepeat
+		return false
 	}
-	t := time.NewTimer(s.cfg.QueueWait + s.cfg.Timeout)
-	defer t.Stop()
 	select {
 	case <-r.started:
 		time.Sleep(100 * time.Millisecond)
 	case <-r.done:
 	case <-t.C:
 	}
-	return errRepeat
+	return false
 }
 
 // acquire takes a transfer slot: at once if one is free, else after
@@ -383,9 +401,17 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 	}
 	start := time.Now()
 	key := raddr.String()
-	req := &request{started: make(chan struct{}), done: make(chan struct{})}
-	if first, loaded := s.clients.LoadOrStore(key, req); loaded {
-		return s.repeat(first.(*request))
+	req := &request{file: filename, started: make(chan struct{}), done: make(chan struct{})}
+	for {
+		first, loaded := s.clients.LoadOrStore(key, req)
+		if !loaded {
+			break
+		}
+		if !s.repeat(first.(*request), filename) {
+			return errRepeat
+		}
+		// A new request from the port of one that ended: it takes its place.
+		s.clients.CompareAndDelete(key, first)
 	}
 	defer func() { s.clients.CompareAndDelete(key, req); close(req.done) }()
 	if !s.acquire() {

@@ -394,3 +394,61 @@ func BenchmarkTFTPTransfer(b *testing.B) {
 		})
 	}
 }
+
+// Firmware (EDK2 among them) asks for a file's size, aborts the transfer
+// (error 8), and asks for the file at once, possibly from the same port
+// (EDK2 takes a new one): that second request is a new one, served, not a
+// repeat of the first.
+func TestTFTPSizeQueryThenFetchFromOnePort(t *testing.T) {
+	root := t.TempDir()
+	want := bytes.Repeat([]byte("iPXE"), 1000) // 4000 bytes: 8 blocks of 512
+	os.WriteFile(filepath.Join(root, "snponly.efi"), want, 0o644)
+	addr, s := serveTFTP(t, TFTPConfig{Root: root, Neighbors: NewNeighbors("")})
+	server, _ := net.ResolveUDPAddr("udp", addr)
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	read := func() ([]byte, *net.UDPAddr) {
+		t.Helper()
+		buf := make([]byte, 1500)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := c.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return buf[:n], from
+	}
+	c.WriteToUDP([]byte("\x00\x01snponly.efi\x00octet\x00tsize\x000\x00"), server)
+	oack, first := read()
+	if oack[1] != 6 || !bytes.Contains(oack, []byte("tsize\x004000\x00")) {
+		t.Fatalf("size query answered %q", oack)
+	}
+	c.WriteToUDP([]byte("\x00\x05\x00\x08size only\x00"), first)
+	c.WriteToUDP([]byte("\x00\x01snponly.efi\x00octet\x00"), server)
+	var got []byte
+	for block := 1; ; block++ {
+		pkt, from := read()
+		if from.Port == first.Port {
+			// pin/tftp answers the client's abort with an error of its
+			// own, from the first transfer's port; only that port's.
+			block--
+			continue
+		}
+		if pkt[1] != 3 || int(pkt[2])<<8|int(pkt[3]) != block {
+			t.Fatalf("the fetch after the size query got %q from %v", pkt, from)
+		}
+		got = append(got, pkt[4:]...)
+		c.WriteToUDP([]byte{0, 4, pkt[2], pkt[3]}, from)
+		if len(pkt)-4 < 512 {
+			break
+		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes, want %d", len(got), len(want))
+	}
+	if st := s.Stats(); st.Repeats != 0 {
+		t.Errorf("the fetch was taken for a repeat: %+v", st)
+	}
+}
