@@ -306,7 +306,10 @@ func scriptMAC(p string) string {
 type request struct {
 	file          string
 	started, done chan struct{}
-	repeats       atomic.Int32
+	// aborted says the client ended the transfer with an error packet
+	// (set before done is closed).
+	aborted bool
+	repeats atomic.Int32
 }
 
 // maxRepeats bounds the repeats of one request that wait for it: a PXE ROM
@@ -321,14 +324,17 @@ const maxRepeats = 32
 // and ignores packets from any other (RFC 1350).
 var errRepeat = errors.New("repeated request: answered by the first transfer")
 
+// abortGrace is how long a request from the port of a running transfer
+// waits for that transfer to end on the client's abort.
+const abortGrace = time.Second
+
 // repeat handles a request for file from a client whose request r is
-// already waiting or running, and reports whether to serve it. Arriving
-// before r's transfer started, it is the client asking again while it
-// waits: it waits for r's first packet to go out (and a moment more, so
-// that packet is the one the client hears first) and is not served.
-// Arriving after, the client heard r and asks anew (firmware asks for the
-// size, aborts, and asks for the file from the same port): it is served
-// once r has ended. So is a request for another file.
+// already waiting or running, and reports whether to serve it. It is the
+// client asking again for the same file unless r ends on the client's own
+// error packet: firmware asks for the size, aborts, and asks for the file
+// from the same port; that request is served once r has ended. So is a
+// request for another file. A repeat waits until r's first packet went out
+// (and a moment more, so that packet is the one the client hears first).
 func (s *TFTPServer) repeat(r *request, file string) bool {
 	if file != r.file {
 		return true
@@ -337,34 +343,48 @@ func (s *TFTPServer) repeat(r *request, file string) bool {
 	defer t.Stop()
 	select {
 	case <-r.started:
+		grace := time.NewTimer(abortGrace)
+		defer grace.Stop()
 		select {
 		case <-r.done:
-			return true
-		case <-t.C:
-			return false
+			if r.aborted {
+				return true
+			}
+		case <-grace.C:
 		}
+		s.countRepeat()
 	default:
+		s.countRepeat()
+		s.waitRepeat(r, t.C)
 	}
+	return false
+}
+
+func (s *TFTPServer) countRepeat() {
 	s.repeats.Add(1)
 	s.cfg.Observer.TFTP("repeat", 0, 0)
+}
+
+// waitRepeat holds a repeat of r, which has not started, until r's first
+// packet went out, unless too many repeats wait already.
+func (s *TFTPServer) waitRepeat(r *request, timeout <-chan time.Time) {
 	if r.repeats.Add(1) > maxRepeats {
 		s.cfg.Observer.Dropped("tftp", "repeats")
-		return false
+		return
 	}
 	select {
 	case s.repeating <- struct{}{}:
 		defer func() { <-s.repeating }()
 	default:
 		s.cfg.Observer.Dropped("tftp", "repeats")
-		return false
+		return
 	}
 	select {
 	case <-r.started:
 		time.Sleep(100 * time.Millisecond)
 	case <-r.done:
-	case <-t.C:
+	case <-timeout:
 	}
-	return false
 }
 
 // acquire takes a transfer slot: at once if one is free, else after
@@ -524,6 +544,8 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 	s.pending.Store(key, (map[string]string)(nil))
 	close(req.started)
 	n, err := rf.ReadFrom(r)
+	// pin/tftp reports an error packet from the client as "code=N".
+	req.aborted = err != nil && strings.Contains(err.Error(), "code=")
 	opts, _ := s.pending.LoadAndDelete(key)
 	om, _ := opts.(map[string]string)
 	emit(n, err, om)
