@@ -63,7 +63,6 @@ type cache struct {
 	lastErr atomic.Pointer[string]
 	kick    chan struct{}
 	stop    context.CancelFunc
-	watcher kv.Watcher
 }
 
 // read runs fn on the table.
@@ -75,7 +74,7 @@ func (c *cache) read(fn func(t *table)) {
 
 // startCache fills the table and follows w's changes until Close.
 func (s *Store) startCache(w kv.Watcher) error {
-	c := &cache{kick: make(chan struct{}, 1), watcher: w, t: newTable()}
+	c := &cache{kick: make(chan struct{}, 1), t: newTable()}
 	s.cache = c
 	if err := s.rebuild(); err != nil {
 		return err
