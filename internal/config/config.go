@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/provisiond/provisiond/internal/audit"
+	"github.com/provisiond/provisiond/internal/boot"
 	"github.com/provisiond/provisiond/internal/inventory"
 )
 
@@ -330,7 +331,7 @@ func Default() Config {
 			UEFIx64:        "snponly.efi",
 			UEFIx86:        "ipxe-i386.efi",
 			UEFIARM64:      "ipxe-arm64.efi",
-			ChainIPXE:      "auto",
+			ChainIPXE:      boot.ChainAuto,
 			DefaultProfile: "menu",
 			SecretWindow:   "10m",
 		},
@@ -486,7 +487,7 @@ func (c *Config) validateBoot() error {
 		return fmt.Errorf("tftp.max_block_size %d is outside 512..65464", c.TFTP.MaxBlockSize)
 	}
 	switch c.Boot.ChainIPXE {
-	case "auto", "always", "never":
+	case boot.ChainAuto, boot.ChainAlways, boot.ChainNever:
 	default:
 		return fmt.Errorf("boot.chain_ipxe %q is not one of auto, always, never", c.Boot.ChainIPXE)
 	}
@@ -507,9 +508,9 @@ func (m *ChainMode) UnmarshalYAML(n *yaml.Node) error {
 		if err := n.Decode(&b); err != nil {
 			return err
 		}
-		*m = "never"
+		*m = boot.ChainNever
 		if b {
-			*m = "always"
+			*m = boot.ChainAlways
 		}
 		return nil
 	}

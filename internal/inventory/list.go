@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"strings"
 
 	"github.com/tidwall/gjson"
 
@@ -36,6 +35,7 @@ type ListQuery struct {
 // as whole.
 func (s *Store) WriteMachines(out io.Writer, q ListQuery) (next string, err error) {
 	sel := Selector{Enclosure: q.Enclosure, Label: q.Label}
+	fields := encodeFields(q.Fields)
 	w := bufio.NewWriterSize(out, 64<<10)
 	w.WriteString("[")
 	n, after, last, more := 0, q.After, "", true
@@ -72,7 +72,7 @@ func (s *Store) WriteMachines(out io.Writer, q ListQuery) (next string, err erro
 					batch.WriteString(",")
 				}
 				batch.WriteString("\n")
-				writeFields(&batch, v, q.Fields)
+				writeFields(&batch, v, fields)
 				n++
 				taken++
 				last = string(k)
@@ -99,20 +99,31 @@ const listBatch = 256
 // matchesRecord is Matches on a stored record (its JSON), reading only
 // the fields it needs.
 func (s Selector) matchesRecord(v []byte) bool {
-	if s.Enclosure != "" && gjson.GetBytes(v, "enclosure").String() != s.Enclosure {
-		return false
+	return s.match(func(f string) string { return gjson.GetBytes(v, f).String() },
+		func(k string) string { return gjson.GetBytes(v, "labels."+gjson.Escape(k)).String() })
+}
+
+// field is a field to keep: its path in a record and its JSON name.
+type field struct {
+	path string
+	name []byte
+}
+
+// encodeFields prepares the fields to keep once per listing (nil: all).
+func encodeFields(names []string) []field {
+	if names == nil {
+		return nil
 	}
-	if s.Label != "" {
-		k, val, _ := strings.Cut(s.Label, "=")
-		if gjson.GetBytes(v, "labels."+gjson.Escape(k)).String() != val && !(k == "role" && gjson.GetBytes(v, "role").String() == val) {
-			return false
-		}
+	out := make([]field, len(names))
+	for i, n := range names {
+		name, _ := json.Marshal(n)
+		out[i] = field{path: gjson.Escape(n), name: name}
 	}
-	return true
+	return out
 }
 
 // writeFields writes record v, or only its fields when some are named.
-func writeFields(w *bytes.Buffer, v []byte, fields []string) {
+func writeFields(w *bytes.Buffer, v []byte, fields []field) {
 	if fields == nil {
 		w.Write(v)
 		return
@@ -120,7 +131,7 @@ func writeFields(w *bytes.Buffer, v []byte, fields []string) {
 	w.WriteString("{")
 	first := true
 	for _, f := range fields {
-		r := gjson.GetBytes(v, gjson.Escape(f))
+		r := gjson.GetBytes(v, f.path)
 		if !r.Exists() {
 			continue
 		}
@@ -128,8 +139,7 @@ func writeFields(w *bytes.Buffer, v []byte, fields []string) {
 			w.WriteString(",")
 		}
 		first = false
-		name, _ := json.Marshal(f)
-		w.Write(name)
+		w.Write(f.name)
 		w.WriteString(":")
 		w.WriteString(r.Raw)
 	}

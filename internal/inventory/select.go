@@ -21,12 +21,23 @@ func (s Selector) Empty() bool { return len(s.Machines) == 0 && s.Enclosure == "
 // Matches reports whether m is in the enclosure and has the label asked
 // for (names are Select's).
 func (s Selector) Matches(m *Machine) bool {
-	if s.Enclosure != "" && m.Enclosure != s.Enclosure {
+	return s.match(func(f string) string {
+		if f == "enclosure" {
+			return m.Enclosure
+		}
+		return m.Role
+	}, func(k string) string { return m.Labels[k] })
+}
+
+// match is the selector's rule over a machine's enclosure and role
+// (field) and its labels (label), wherever they are read from.
+func (s Selector) match(field, label func(string) string) bool {
+	if s.Enclosure != "" && field("enclosure") != s.Enclosure {
 		return false
 	}
 	if s.Label != "" {
 		k, v, _ := strings.Cut(s.Label, "=")
-		if m.Labels[k] != v && !(k == "role" && m.Role == v) {
+		if label(k) != v && !(k == "role" && field("role") == v) {
 			return false
 		}
 	}
