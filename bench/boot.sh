@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Whole boots: a QEMU machine (TCG) from power-on to the test kernel
-# running, SeaBIOS and OVMF, with provisiond (kernel over HTTP) and with
+# running, SeaBIOS, OVMF and OVMF's UEFI HTTP boot, with provisiond (kernel over HTTP) and with
 # dnsmasq as the usual all-in-one PXE server (kernel over TFTP), with a
 # router that sends IPv6 router advertisements and one that does not. It runs
 # BenchmarkWholeBoot in test/e2e, in the end-to-end tests' lab (router,
@@ -26,8 +26,12 @@ for fw in bios uefi; do
 	d=$(secs "dnsmasq/$fw")
 	result "| IPv6 RAs | $fw | ${p:-?} s | ${c:-?} s | ${d:-?} s | $(ratio "${p:-0}" "${d:-0}") |"
 done
+p=$(secs "provisiond/uefi-http")
+result "| IPv6 RAs | uefi, HTTP boot | ${p:-?} s | – | – (dnsmasq serves no HTTP) | – |"
 for fw in bios uefi; do
 	p=$(secs "provisiond-nora/$fw")
 	d=$(secs "dnsmasq-nora/$fw")
 	result "| no RAs | $fw | ${p:-?} s | – | ${d:-?} s | $(ratio "${p:-0}" "${d:-0}") |"
 done
+p=$(secs "provisiond-nora/uefi-http")
+result "| no RAs | uefi, HTTP boot | ${p:-?} s | – | – | – |"

@@ -504,6 +504,9 @@ func (h *HTTPBoot) asset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	if sizeQuery(w, r, st) {
+		return
+	}
 	if !h.yield(r.Context()) {
 		return
 	}
@@ -592,6 +595,9 @@ func (h *HTTPBoot) ipxeFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	if sizeQuery(w, r, st) {
+		return
+	}
 	start := time.Now()
 	assetDeadline(w, st.Size())
 	cw := &countingWriter{ResponseWriter: w}
@@ -602,6 +608,20 @@ func (h *HTTPBoot) ipxeFile(w http.ResponseWriter, r *http.Request) {
 			"status": strconv.Itoa(cw.status), "duration": time.Since(start).Round(time.Millisecond).String(),
 		}})
 	}
+}
+
+// sizeQuery answers a HEAD request (UEFI HTTP boot asks for the size of
+// the file it then downloads) with the file's headers and reports whether
+// it did: a size query is no download, for the timeline or the counters.
+func sizeQuery(w http.ResponseWriter, r *http.Request, st fs.FileInfo) bool {
+	if r.Method != http.MethodHead {
+		return false
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Last-Modified", st.ModTime().UTC().Format(http.TimeFormat))
+	w.WriteHeader(http.StatusOK)
+	return true
 }
 
 // whole reports whether a file went out in full: status 200, every byte.

@@ -50,6 +50,33 @@ func TestAssetGoneAndPartialNotServed(t *testing.T) {
 	}
 }
 
+// A HEAD request (UEFI HTTP boot's size query before its download) gets
+// the size and is neither a step on the timeline nor a served asset; the
+// GET that follows is.
+func TestHeadIsASizeQuery(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "snponly.efi"), make([]byte, 1234), 0o644)
+	sink := &sinkRec{}
+	mux := bootMux(t, dir, sink)
+	for _, path := range []string{"/ipxe/snponly.efi?mac=52-54-00-12-34-56", "/assets/snponly.efi?mac=52-54-00-12-34-56"} {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest("HEAD", path, nil))
+		if w.Code != 200 || w.Header().Get("Content-Length") != "1234" || w.Body.Len() != 0 {
+			t.Errorf("HEAD %s: %d, length %q, %d body bytes", path, w.Code, w.Header().Get("Content-Length"), w.Body.Len())
+		}
+	}
+	if len(sink.evs) != 0 {
+		t.Errorf("HEAD requests made timeline steps: %+v", sink.evs)
+	}
+	for _, path := range []string{"/ipxe/snponly.efi?mac=52-54-00-12-34-56", "/assets/snponly.efi?mac=52-54-00-12-34-56"} {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+	}
+	if len(sink.evs) != 2 || sink.evs[0].Attrs["bytes"] != "1234" || sink.evs[1].Attrs["bytes"] != "1234" {
+		t.Errorf("GETs: steps %+v", sink.evs)
+	}
+}
+
 // bootMux serves the boot endpoints with dir as both the assets and the
 // iPXE directory.
 func bootMux(tb testing.TB, dir string, sink events.Reporter) *http.ServeMux {

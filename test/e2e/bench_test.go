@@ -14,7 +14,8 @@ import (
 
 // BenchmarkWholeBoot times a QEMU machine (TCG) from power-on to the test
 // kernel running (its command line on the serial console), with SeaBIOS
-// (the NIC's iPXE ROM) and with OVMF (the firmware's own PXE), first with
+// (the NIC's iPXE ROM), with OVMF (the firmware's own PXE) and with OVMF's
+// UEFI HTTP boot (provisiond only: dnsmasq has no HTTP server), first with
 // provisiond as ProxyDHCP next to the home router (iPXE binary over TFTP
 // where the firmware needs one, kernel and initrd over HTTP; on its
 // defaults, then with the ROM's own iPXE chained), then with dnsmasq as the usual all-in-one PXE server
@@ -27,8 +28,8 @@ func BenchmarkWholeBoot(b *testing.B) {
 	// each DHCP, whoever serves the boot. Both are timed.
 	l.sh(l.router, "ip", "-6", "addr", "add", "fd00:192:0:2::1/64", "dev", "r0", "nodad")
 	cmdline := "console=ttyS0 panic=-1 quiet"
-	macs := map[firmware]string{seabios: "52:54:00:be:00:01", ovmf: "52:54:00:be:00:02"}
-	fwName := map[firmware]string{seabios: "bios", ovmf: "uefi"}
+	macs := map[firmware]string{seabios: "52:54:00:be:00:01", ovmf: "52:54:00:be:00:02", ovmfHTTP: "52:54:00:be:00:03"}
+	fwName := map[firmware]string{seabios: "bios", ovmf: "uefi", ovmfHTTP: "uefi-http"}
 	for fw, mac := range macs {
 		l.mustCLI("machine", "add", "bench-"+fwName[fw], "--mac", mac, "--profile", "linux",
 			"--param", "kernel=vmlinuz", "--param", "initrd=initrd.img", "--param", "cmdline="+cmdline, "--param", "callback=false")
@@ -65,13 +66,14 @@ func BenchmarkWholeBoot(b *testing.B) {
 	// start then waits for IPv6 autoconfiguration to time out.
 	ra = false
 	l.restartRouter(b, "plain", false)
-	run("provisiond", seabios, ovmf)
+	run("provisiond", seabios, ovmf, ovmfHTTP)
 	ra = true
 	l.restartRouter(b, "ra", true)
 	// provisiond on its defaults (boot.chain_ipxe: auto): SeaBIOS's iPXE
 	// ROM has what the scripts use and gets its script at once; OVMF's own
-	// PXE loads snponly.efi over TFTP.
-	run("provisiond", seabios, ovmf)
+	// PXE loads snponly.efi over TFTP; OVMF with its PXE turned off boots
+	// through UEFI HTTP boot (snponly.efi over HTTP, no TFTP).
+	run("provisiond", seabios, ovmf, ovmfHTTP)
 	// With boot.chain_ipxe: always (applied by SIGHUP), the ROM's iPXE is
 	// chained into provisiond's own undionly.kpxe first: a second iPXE
 	// start, as every boot was before chaining became automatic.

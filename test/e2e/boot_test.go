@@ -19,8 +19,9 @@ import (
 )
 
 // TestBootPath is the boot path on real firmware next to a home router:
-// a BIOS machine (SeaBIOS + iPXE ROM) and a UEFI machine (OVMF's own PXE,
-// which must fetch snponly.efi over TFTP) boot profile linux with their
+// a BIOS machine (SeaBIOS + iPXE ROM), a UEFI machine (OVMF's own PXE,
+// which must fetch snponly.efi over TFTP) and a UEFI HTTP boot machine
+// (OVMF fetching snponly.efi over HTTP, no TFTP) boot profile linux with their
 // inventory's kernel arguments; an unknown machine is recorded as
 // discovered and gets the default menu; a plain DHCP client never hears
 // from provisiond.
@@ -96,9 +97,14 @@ func TestBootPath(t *testing.T) {
 				"talos.config=http://" + serverIP + ":8080/boot/52:54:00:e2:e0:03/config?profile=talos&nonce=",
 				" ip=192.0.2.60::192.0.2.1:255.255.255.128:vm-talos:eth0:off e2e.machine=vm-talos"}},
 	}
+	machines = append(machines, bootCase{name: "vm-http", mac: "52:54:00:e2:e0:05", fw: ovmfHTTP, profile: "linux", kernel: "vmlinuz", initrd: "initrd.img", callback: true,
+		want: []string{"e2e.machine=vm-http", "e2e.marker=inventory-args-vm-http", "console=ttyS0", "provisiond.callback=http://" + serverIP}})
 	machines = append(machines, bootCase{name: "vm-slurm", mac: "52:54:00:e2:e0:04", fw: seabios, profile: "slurm", kernel: "vmlinuz", initrd: "initrd.img", callback: true,
 		want: []string{"initrd=base.img initrd=overlay.cpio console=ttyS0 panic=-1 e2e.machine=vm-slurm provisiond.callback="}})
-	for _, m := range machines[:2] {
+	for _, m := range machines {
+		if m.profile != "linux" {
+			continue
+		}
 		args := []string{"machine", "add", m.name, "--mac", m.mac, "--profile", "linux", "--hostname", m.name,
 			"--param", "kernel=vmlinuz", "--param", "initrd=initrd.img", "--param", "cmdline=console=ttyS0 panic=-1 quiet",
 			"--kernel-args", "e2e.machine=" + m.name + " e2e.marker=inventory-args-" + m.name}
@@ -435,10 +441,19 @@ func checkTimeline(t *testing.T, l *lab, m bootCase) {
 			return ev.Attrs["stage"] == "ipxe" && strings.HasPrefix(ev.Attrs["ipxe"], "not chained: this iPXE has http, bzimage, menu")
 		}},
 	}
-	if m.fw == ovmf {
+	switch m.fw {
+	case ovmf:
 		want = []step{
 			{events.DHCPOffer, "DHCP offer", func(ev events.Event) bool { return true }},
 			{events.TFTPTransfer, "TFTP of snponly.efi", func(ev events.Event) bool { return ev.Attrs["file"] == "snponly.efi" && ev.Attrs["result"] == "ok" }},
+			{events.DHCPOffer, "DHCP offer of the script URL to iPXE", func(ev events.Event) bool { return ev.Attrs["stage"] == "ipxe" }},
+		}
+	case ovmfHTTP:
+		// UEFI HTTP boot: the offer names snponly.efi's URL, the firmware
+		// fetches it over HTTP, then iPXE asks for its script.
+		want = []step{
+			{events.DHCPOffer, "DHCP offer of snponly.efi's URL to HTTP boot", func(ev events.Event) bool { return ev.Attrs["stage"] == "http" }},
+			{events.Asset, "snponly.efi over HTTP", func(ev events.Event) bool { return ev.Attrs["file"] == "snponly.efi" && ev.Attrs["status"] == "200" }},
 			{events.DHCPOffer, "DHCP offer of the script URL to iPXE", func(ev events.Event) bool { return ev.Attrs["stage"] == "ipxe" }},
 		}
 	}
@@ -451,10 +466,10 @@ func checkTimeline(t *testing.T, l *lab, m bootCase) {
 			return strings.HasSuffix(ev.Attrs["file"], m.initrd) && ev.Attrs["status"] == "200"
 		}},
 	}...)
-	if m.fw == seabios {
+	if m.fw == seabios || m.fw == ovmfHTTP {
 		for _, ev := range evs {
 			if ev.Type == events.TFTPTransfer {
-				t.Errorf("%s fetched %s over TFTP: the ROM's iPXE was chained on the defaults\n%s", m.name, ev.Attrs["file"], formatTimeline(evs))
+				t.Errorf("%s fetched %s over TFTP: a boot with no TFTP was expected (ROM's iPXE not chained, or UEFI HTTP boot)\n%s", m.name, ev.Attrs["file"], formatTimeline(evs))
 			}
 		}
 	}

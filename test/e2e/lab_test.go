@@ -386,6 +386,9 @@ type firmware int
 const (
 	seabios firmware = iota
 	ovmf
+	// ovmfHTTP is OVMF with its PXE turned off (fw_cfg): it boots
+	// through UEFI HTTP boot, no TFTP at all.
+	ovmfHTTP
 )
 
 // vmAssetTag is the SMBIOS chassis asset tag of the lab's machine with mac
@@ -414,7 +417,7 @@ func (l *lab) startVMMem(name, mac string, fw firmware, mem string) *vm {
 	case seabios:
 		// SeaBIOS runs the NIC's iPXE option ROM.
 		args = append(args, "-machine", "pc", "-device", "virtio-net-pci,netdev=n0,mac="+mac+",bootindex=1")
-	case ovmf:
+	case ovmf, ovmfHTTP:
 		vars := filepath.Join(l.dir, name+"-vars.fd")
 		raw, err := os.ReadFile(ovmfVars)
 		if err != nil {
@@ -428,6 +431,12 @@ func (l *lab) startVMMem(name, mac string, fw firmware, mem string) *vm {
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+ovmfCode,
 			"-drive", "if=pflash,format=raw,unit=1,file="+vars,
 			"-device", "virtio-net-pci,netdev=n0,mac="+mac+",romfile=,bootindex=1")
+		if fw == ovmfHTTP {
+			// OVMF tries PXEv4, PXEv6, then HTTPv4: with both PXE turned
+			// off, HTTP boot over IPv4 is its first network boot.
+			args = append(args, "-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+				"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n")
+		}
 	}
 	return l.runQEMU(name, serial, args)
 }
