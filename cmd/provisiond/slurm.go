@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/slurm"
 )
 
 func newSlurm(cf *clientFlags, e env) *cobra.Command {
@@ -44,7 +45,7 @@ func newSlurm(cf *clientFlags, e env) *cobra.Command {
 						continue
 					}
 				default:
-					if m.Profile != "slurm" {
+					if !slurm.IsNode(&m) {
 						continue
 					}
 				}
@@ -61,20 +62,14 @@ func newSlurm(cf *clientFlags, e env) *cobra.Command {
 		},
 	}
 	nodes.Flags().BoolVar(&all, "all", false, "every machine in the inventory")
-	cmd.AddCommand(nodes)
+	cmd.AddCommand(nodes, newSlurmHook(cf, e, "resume"), newSlurmHook(cf, e, "suspend"), newSlurmHook(cf, e, "resume-failed"),
+		newSlurmSetup(cf, e), newSlurmConfig(cf, e))
 	return cmd
 }
 
 // nodeLine is the slurm.conf NodeName line for m.
 func nodeLine(m *inventory.Machine) string {
-	name := m.Params["node_name"]
-	if name == "" {
-		name = m.Hostname
-	}
-	if name == "" {
-		name = m.Name
-	}
-	parts := []string{"NodeName=" + name}
+	parts := []string{"NodeName=" + slurm.NodeName(m)}
 	var missing []string
 	if len(m.CPUs) > 0 && m.CPUs[0].Cores > 0 {
 		c := m.CPUs[0]

@@ -103,6 +103,12 @@ type Server struct {
 	// BootInfo says how a machine boots with its profile now (firmware,
 	// Talos schematic); nil answers with the profile only.
 	BootInfo func(m inventory.Machine) (BootInfo, error)
+	// Slurm carries out slurmctld's power saving requests (nil: not
+	// offered).
+	Slurm SlurmPower
+	// SlurmToken returns the token scoped to Slurm's power saving ("":
+	// none made yet).
+	SlurmToken func() string
 
 	sessMu   sync.Mutex
 	sessions map[string]session // dashboard sessions by ID
@@ -134,6 +140,7 @@ func (s *Server) Register(outer *http.ServeMux) {
 	mux.HandleFunc("DELETE /api/v1/secrets/{name}", s.auth(s.deleteSecret))
 	mux.HandleFunc("GET /api/v1/backup", s.auth(s.backup))
 	mux.HandleFunc("POST /api/v1/enclosures/{name}/sync", s.auth(s.syncEnclosure))
+	s.registerSlurm(mux)
 	s.registerHardware(mux)
 	s.registerBMC(mux)
 	// Go's profiler, for finding out where time and memory go (BENCHMARKS.md):

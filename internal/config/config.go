@@ -61,6 +61,8 @@ type Config struct {
 	BMC     BMC     `yaml:"bmc"`
 
 	Commission Commission `yaml:"commission"`
+	// Slurm configures Slurm's power saving through provisiond.
+	Slurm Slurm `yaml:"slurm"`
 
 	// Roles are the role requirements audit and plan use (built in: the
 	// homelab's table). A roles list here replaces the built-in list; roles
@@ -306,6 +308,28 @@ func (c Commission) ReportWithinDuration() time.Duration {
 	return d
 }
 
+// Slurm configures how slurmctld's power saving requests are carried out.
+type Slurm struct {
+	// Stagger spaces the power-ons of one resume (default 10s: an
+	// enclosure's power budget holds blades that come all at once).
+	Stagger string `yaml:"stagger"`
+	// SoftGrace is how long a suspended node may take to shut down after
+	// the BMC's soft power-off before its power is cut (default 2m).
+	SoftGrace string `yaml:"soft_grace"`
+}
+
+// StaggerDuration is slurm.stagger parsed (Validate checks it).
+func (s Slurm) StaggerDuration() time.Duration {
+	d, _ := time.ParseDuration(s.Stagger)
+	return d
+}
+
+// SoftGraceDuration is slurm.soft_grace parsed (Validate checks it).
+func (s Slurm) SoftGraceDuration() time.Duration {
+	d, _ := time.ParseDuration(s.SoftGrace)
+	return d
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -336,6 +360,7 @@ func Default() Config {
 			SecretWindow:   "10m",
 		},
 		Commission: Commission{KernelDir: "/", FirmwareDirs: []string{"/lib/firmware"}, Shell: "/bin/busybox", ReportWithin: "5m"},
+		Slurm:      Slurm{Stagger: "10s", SoftGrace: "2m"},
 		Talos: Talos{
 			FactoryURL: "https://factory.talos.dev",
 			Extensions: []string{"siderolabs/intel-ucode"},
@@ -379,7 +404,7 @@ func Load(path string, mustExist bool) (Config, error) {
 // Validate checks the configuration and says what to fix: section by
 // section, the first fault found.
 func (c *Config) Validate() error {
-	for _, check := range []func() error{c.validateListeners, c.validateStore, c.validateBoot, c.validateLog, c.validateBMCTalos, c.validateRolesModels, c.validateCommission} {
+	for _, check := range []func() error{c.validateListeners, c.validateStore, c.validateBoot, c.validateLog, c.validateBMCTalos, c.validateRolesModels, c.validateCommission, c.validateSlurm} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -570,6 +595,17 @@ func (c *Config) validateCommission() error {
 	return nil
 }
 
+// validateSlurm checks the slurm section.
+func (c *Config) validateSlurm() error {
+	if d, err := time.ParseDuration(c.Slurm.Stagger); err != nil || d < 0 || d > 10*time.Minute {
+		return fmt.Errorf("slurm.stagger %q is not a duration between 0s and 10m (e.g. 10s)", c.Slurm.Stagger)
+	}
+	if d, err := time.ParseDuration(c.Slurm.SoftGrace); err != nil || d < time.Second || d > time.Hour {
+		return fmt.Errorf("slurm.soft_grace %q is not a duration between 1s and 1h (e.g. 2m)", c.Slurm.SoftGrace)
+	}
+	return nil
+}
+
 // validateRolesModels checks roles and models.
 func (c *Config) validateRolesModels() error {
 	for i := range c.Roles {
@@ -643,6 +679,7 @@ func (c *Config) NeedRestart(next *Config) []string {
 	a, b := c.Commission, next.Commission
 	a.Auto, a.ReportWithin, b.Auto, b.ReportWithin = false, "", false, ""
 	check("commission", a, b)
+	check("slurm", c.Slurm, next.Slurm)
 	check("log.format", c.Log.Format, next.Log.Format)
 	check("max_events_per_machine", c.MaxEventsPerMachine, next.MaxEventsPerMachine)
 	check("max_discovered", c.MaxDiscovered, next.MaxDiscovered)

@@ -29,6 +29,7 @@ import (
 	"github.com/provisiond/provisiond/internal/inventory"
 	"github.com/provisiond/provisiond/internal/profile"
 	"github.com/provisiond/provisiond/internal/pxe"
+	"github.com/provisiond/provisiond/internal/slurm"
 	"github.com/provisiond/provisiond/internal/talos"
 	"github.com/provisiond/provisiond/internal/web"
 )
@@ -143,6 +144,8 @@ func (d *instance) buildControl(context.Context) error {
 		bmcOpts.Lock = d.member.Lock
 	}
 	bmcs := bmcsvc.New(bmcOpts)
+	d.slurm = slurm.New(slurm.Config{Stagger: cfg.Slurm.StaggerDuration(), SoftGrace: cfg.Slurm.SoftGraceDuration()},
+		d.store, slurmPower{bmcs: bmcs, store: d.store, models: d.models}, d.late, d.mets, d.log.With("part", "slurm"))
 	d.api = &api.Server{
 		BMC:        bmcs,
 		Enclosures: &enclosure.Syncer{Store: d.store, Password: bmcs.Password},
@@ -154,6 +157,11 @@ func (d *instance) buildControl(context.Context) error {
 		BootProof: d.booter.BootProof,
 		BootInfo:  d.bootInfo,
 		Preflight: d.preflight,
+		Slurm:     d.slurm,
+		SlurmToken: func() string {
+			tok, _ := d.secrets.Secret(api.SlurmTokenSecret)
+			return tok
+		},
 		Backup: func(w io.Writer) error {
 			_, err := backup.Write(w, d.store, filepath.Join(cfg.DataDir, SecretKeyFile), cfg.DataDir, d.opts.Version)
 			return err

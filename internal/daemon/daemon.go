@@ -37,6 +37,7 @@ import (
 	"github.com/provisiond/provisiond/internal/profile"
 	"github.com/provisiond/provisiond/internal/pxe"
 	"github.com/provisiond/provisiond/internal/secrets"
+	"github.com/provisiond/provisiond/internal/slurm"
 	"github.com/provisiond/provisiond/internal/talos"
 )
 
@@ -151,6 +152,7 @@ type instance struct {
 	httpBoot *pxe.HTTPBoot
 	// buildControl
 	api     *api.Server
+	slurm   *slurm.Controller
 	httpSrv *http.Server
 	ctlSrv  *http.Server
 	started time.Time

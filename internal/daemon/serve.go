@@ -34,6 +34,9 @@ func (d *instance) serve() <-chan error {
 		d.wg.Add(1)
 		go func() { defer d.wg.Done(); d.tftp.Serve(srvCtx) }()
 	}
+	// Slurm's power saving: resumes staggered, resumed boots followed.
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); d.slurm.Run(srvCtx, d.broker.Subscribe(srvCtx, "")) }()
 	go func() {
 		if err := d.httpSrv.Serve(d.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("HTTP server: %w", err)

@@ -34,6 +34,7 @@ type Metrics struct {
 	bmcSeconds  *prometheus.HistogramVec
 	events      *prometheus.CounterVec
 	refused     *prometheus.CounterVec
+	slurm       *prometheus.CounterVec
 }
 
 // New returns the collectors, registered with Go runtime and process
@@ -72,7 +73,10 @@ func New() *Metrics {
 	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_boot_refused_total",
 		Help: "Boot-plane requests refused a secret or a state change (script, overlay, callback, facts), by reason (source, no_boot, nonce, again, profile, unknown); reason again is the spoof alarm."},
 		[]string{"what", "reason"})
-	m.reg.MustRegister(m.refused, m.dhcp, m.tftp, m.tftpBytes, m.tftpSeconds, m.drops, m.http, m.httpBytes, m.httpSeconds,
+	m.slurm = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "provisiond_slurm_power_total",
+		Help: "Nodes slurmctld's power saving asked for, by action (resume, suspend, resume_failed) and result (ok, error, refused: not a Slurm machine)."},
+		[]string{"action", "result"})
+	m.reg.MustRegister(m.slurm, m.refused, m.dhcp, m.tftp, m.tftpBytes, m.tftpSeconds, m.drops, m.http, m.httpBytes, m.httpSeconds,
 		m.bootSeconds, m.bootsDone, m.bmcCalls, m.bmcSeconds, m.events,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -130,6 +134,11 @@ func (m *Metrics) Refused(what, reason string) {
 func (m *Metrics) BMC(op, result string, d time.Duration) {
 	m.bmcCalls.WithLabelValues(op, result).Inc()
 	m.bmcSeconds.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// SlurmAction implements slurm.Observer.
+func (m *Metrics) SlurmAction(action, result string) {
+	m.slurm.WithLabelValues(action, result).Inc()
 }
 
 // Emit implements events.Sink: every timeline event is counted by type.
