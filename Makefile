@@ -101,7 +101,7 @@ e2e:
 # The long Slurm test: builds a real base image (debootstrap), runs munged and
 # slurmctld in the lab, boots a node and waits for sinfo to show it idle.
 e2e-slurm:
-	PROVISIOND_E2E_SLURM=1 $(GO) test -count=1 -timeout 40m -v -run TestSlurmNodeRegisters ./test/e2e/
+	PROVISIOND_E2E_SLURM=1 $(GO) test -count=1 -timeout 40m -v -run TestSlurmPowerSaving ./test/e2e/
 
 # Every fuzz target in turn, FUZZTIME each (go test -fuzz takes one target
 # at a time). Crashers land in the package's testdata/fuzz and then run as

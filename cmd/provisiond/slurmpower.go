@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +41,7 @@ func newSlurmHook(cf *clientFlags, e env, action string) *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			req := slurm.Request{Nodes: args[0], PowerOff: powerOff, Why: resumeWhy(action, e)}
+			req := slurm.Request{Nodes: args[0], PowerOff: powerOff, Jobs: resumeJobs(action, e)}
 			res, err := cf.client(e).SlurmAction(ctx, action, req)
 			if err != nil {
 				return err
@@ -63,30 +64,34 @@ func newSlurmHook(cf *clientFlags, e env, action string) *cobra.Command {
 	return cmd
 }
 
-// resumeWhy reads the jobs a resume is for from the file slurmctld names in
-// SLURM_RESUME_FILE (Slurm 23.02 and later), else "".
-func resumeWhy(action string, e env) string {
+// resumeJobs reads the jobs a resume is for, with the nodes each needs
+// resumed, from the file slurmctld names in SLURM_RESUME_FILE (nil when
+// there is none or it cannot be read: the resume goes on without them).
+func resumeJobs(action string, e env) []slurm.Job {
 	path := e.get("SLURM_RESUME_FILE")
 	if action != "resume" || path == "" {
-		return ""
+		return nil
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return ""
+		return nil
 	}
 	var doc struct {
 		Jobs []struct {
-			JobID int `json:"job_id"`
+			JobID       int    `json:"job_id"`
+			NodesResume string `json:"nodes_resume"` // Slurm 23.02 and later
+			Nodes       string `json:"nodes"`        // Slurm 22.05
+			NodesAlloc  string `json:"nodes_alloc"`
 		} `json:"jobs"`
 	}
-	if json.Unmarshal(raw, &doc) != nil || len(doc.Jobs) == 0 {
-		return ""
+	if json.Unmarshal(raw, &doc) != nil {
+		return nil
 	}
-	ids := make([]string, 0, len(doc.Jobs))
+	var jobs []slurm.Job
 	for _, j := range doc.Jobs {
-		ids = append(ids, strconv.Itoa(j.JobID))
+		jobs = append(jobs, slurm.Job{ID: j.JobID, Nodes: cmp.Or(j.NodesResume, j.Nodes, j.NodesAlloc)})
 	}
-	return "power saving: Slurm wants the node for job " + strings.Join(ids, ", ")
+	return jobs
 }
 
 func newSlurmSetup(cf *clientFlags, e env) *cobra.Command {
@@ -197,8 +202,9 @@ func newSlurmConfig(cf *clientFlags, e env) *cobra.Command {
 		Long: "config prints, ready to paste into slurm.conf: SuspendProgram, ResumeProgram and ResumeFailProgram (the programs\n" +
 			"slurm setup wrote in --dir), ResumeTimeout from the machines' measured resumes (power-on to slurmd's callback,\n" +
 			"the slowest times 1.5 plus a minute; 900 s before any resume was measured: old servers POST for minutes),\n" +
-			"SuspendTime, SuspendTimeout, SuspendExcNodes (--exclude), and a NodeName line per Slurm machine with\n" +
-			"State=CLOUD, so slurmctld starts with them powered down and resumes them for jobs.",
+			"SuspendTime, SuspendTimeout, SuspendExcNodes (--exclude), SlurmctldParameters (configless, cloud nodes take the\n" +
+			"address they register from), PrivateData=cloud (sinfo shows powered-down nodes), and a NodeName line per Slurm\n" +
+			"machine with State=CLOUD, so slurmctld starts with them powered down and resumes them for jobs.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -248,6 +254,7 @@ func newSlurmConfig(cf *clientFlags, e env) *cobra.Command {
 				fmt.Fprintf(w, "SuspendExcNodes=%s\n", exclude)
 			}
 			fmt.Fprintln(w, "SlurmctldParameters=enable_configless,cloud_reg_addrs,idle_on_node_suspend")
+			fmt.Fprintln(w, "PrivateData=cloud # sinfo lists the nodes that are powered down too")
 			for i := range nodes {
 				fmt.Fprintln(w, cloudLine(nodeLine(&nodes[i])))
 			}

@@ -119,7 +119,7 @@ func TestSlurmPowerSaving(t *testing.T) {
 	}
 	conf := c.must("slurm", "config", "--dir", dir)
 	for _, want := range []string{"ResumeProgram=" + filepath.Join(dir, "provisiond-resume"), "SuspendProgram=", "ResumeFailProgram=", "ResumeTimeout=900 # no resume measured yet",
-		"NodeName=node-003 ", " State=CLOUD", "SuspendTime=600"} {
+		"NodeName=node-003 ", " State=CLOUD", "SuspendTime=600", "PrivateData=cloud"} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("slurm config lacks %q:\n%s", want, conf)
 		}
@@ -128,4 +128,30 @@ func TestSlurmPowerSaving(t *testing.T) {
 		t.Errorf("slurm config names a machine on another profile:\n%s", conf)
 	}
 	t.Logf("slurm config:\n%s", conf)
+}
+
+// The jobs of a resume come from SLURM_RESUME_FILE as Slurm 22.05 writes
+// it ("nodes") and as 23.02 and later do ("nodes_resume").
+func TestResumeJobs(t *testing.T) {
+	dir := t.TempDir()
+	for name, doc := range map[string]string{
+		"22.05": `{"all_nodes":"node-[007-009]","jobs":[{"job_id":1,"nodes":"node-[007-008]","partition":"debug"},{"job_id":2,"nodes":"node-009"}]}`,
+		"23.02": `{"all_nodes_resume":"node-[007-009]","jobs":[{"job_id":1,"nodes_alloc":"node-[006-008]","nodes_resume":"node-[007-008]"},{"job_id":2,"nodes_alloc":"node-009","nodes_resume":"node-009"}]}`,
+	} {
+		path := filepath.Join(dir, name+".json")
+		os.WriteFile(path, []byte(doc), 0o600)
+		e := env{get: func(k string) string {
+			if k == "SLURM_RESUME_FILE" {
+				return path
+			}
+			return ""
+		}}
+		got := fmt.Sprint(resumeJobs("resume", e))
+		if got != "[{1 node-[007-008]} {2 node-009}]" {
+			t.Errorf("Slurm %s: %s", name, got)
+		}
+		if jobs := resumeJobs("suspend", e); jobs != nil {
+			t.Errorf("suspend read the resume file: %v", jobs)
+		}
+	}
 }

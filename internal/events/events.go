@@ -71,6 +71,20 @@ const (
 	// BMCLocate: the machine's locator LED was set blinking or off
 	// through its enclosure's OA (attrs: state, result, error).
 	BMCLocate = "bmc.locate"
+	// SlurmResume: slurmctld's power saving asked for the node (attrs:
+	// node, by, why, result: queued, then ok or error with error,
+	// state, seconds once the power-on was tried).
+	SlurmResume = "slurm.resume"
+	// SlurmResumed: a resumed node's boot reached its booted callback
+	// (attrs: node, seconds since the resume, status).
+	SlurmResumed = "slurm.resumed"
+	// SlurmSuspend: slurmctld let the node go (attrs: node, by, why, how:
+	// soft or hard, seconds, result, error).
+	SlurmSuspend = "slurm.suspend"
+	// SlurmResumeFailed: slurmctld gave up on the node's resume
+	// (ResumeTimeout) and marked it down (attrs: node, why, power_off,
+	// seconds, result error).
+	SlurmResumeFailed = "slurm.resume_failed"
 )
 
 // Event is one step in a machine's boot timeline.

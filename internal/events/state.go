@@ -38,6 +38,8 @@ type Status struct {
 	Step  Event
 	// Last is the newest step of any kind; Seq its sequence number.
 	Last Event
+	// Slurm is the newest step of Slurm's power saving (zero: none).
+	Slurm Event
 }
 
 // DeriveStatus folds a machine's timeline (oldest first) into its status.
@@ -62,6 +64,10 @@ func (st *Status) Apply(ev Event) {
 		st.State, st.Step = state, ev
 	}
 	failed := ev.Failed()
+	switch ev.Type {
+	case SlurmResume, SlurmResumed, SlurmSuspend, SlurmResumeFailed:
+		st.Slurm = ev
+	}
 	switch ev.Type {
 	case BMCPower:
 		switch {
@@ -89,7 +95,7 @@ func (st *Status) Apply(ev Event) {
 	case Booted, BootDone:
 		st.Power = "on"
 		set(StateBooted)
-	case ScriptError, CommissionFailed:
+	case ScriptError, CommissionFailed, SlurmResumeFailed:
 		set(StateFailed)
 	case FactsReported:
 		// The commissioning OS powers off after its report, unless held.
@@ -118,7 +124,7 @@ func (st *Status) Text(now time.Time, stallAfter time.Duration) string {
 		return fmt.Sprintf("stalled at %s for %s", st.Step.Type, Span(now.Sub(st.Step.Time)))
 	case StateBooted:
 		if p := st.Step.Attrs["profile"]; p != "" {
-			return fmt.Sprintf("booted %s %s", p, ago(now, st.Step.Time))
+			return fmt.Sprintf("booted %s %s", p, ago(now, st.Step.Time)) + st.bySlurm()
 		}
 		return "booted " + ago(now, st.Step.Time)
 	case StateFailed:
@@ -129,22 +135,35 @@ func (st *Status) Text(now time.Time, stallAfter time.Duration) string {
 		if len(msg) > 80 {
 			msg = msg[:77] + "..."
 		}
-		if strings.HasSuffix(st.Step.Type, ".failed") {
+		if strings.HasSuffix(st.Step.Type, ".failed") || strings.HasSuffix(st.Step.Type, "_failed") {
 			return fmt.Sprintf("%s %s: %s", st.Step.Type, ago(now, st.Step.Time), msg)
 		}
 		return fmt.Sprintf("%s failed %s: %s", st.Step.Type, ago(now, st.Step.Time), msg)
 	case StateOn:
-		return "powered on " + ago(now, st.Since)
+		return "powered on " + ago(now, st.Since) + st.bySlurm()
 	case StateOff:
 		if st.Step.Type == FactsReported {
 			return "commissioned, powered off " + ago(now, st.Since)
 		}
-		return "powered off " + ago(now, st.Since)
+		return "powered off " + ago(now, st.Since) + st.bySlurm()
 	}
 	if st.Last.Type == "" {
 		return "no steps yet"
 	}
 	return "idle"
+}
+
+// bySlurm says why Slurm's power saving turned the machine on or off, when
+// its last request came shortly before the power step that set the state.
+func (st *Status) bySlurm() string {
+	if st.Slurm.Type == "" || st.Step.Time.Sub(st.Slurm.Time) > 5*time.Minute || st.Slurm.Time.Sub(st.Step.Time) > 5*time.Minute {
+		return ""
+	}
+	why := st.Slurm.Attrs["why"]
+	if why == "" {
+		return ""
+	}
+	return " by Slurm (" + why + ")"
 }
 
 // ago says how long before now t was ("12 s ago").

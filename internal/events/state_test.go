@@ -55,3 +55,43 @@ func TestDeriveStatus(t *testing.T) {
 		}
 	}
 }
+
+// A machine Slurm powered on or off says so, and why; a resume Slurm gave
+// up on is a failure.
+func TestStatusBySlurm(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
+	ev := func(sec int, typ string, attrs ...string) Event {
+		e := Event{Seq: uint64(sec + 1), Time: t0.Add(time.Duration(sec) * time.Second), Type: typ, Attrs: map[string]string{}}
+		for i := 0; i+1 < len(attrs); i += 2 {
+			e.Attrs[attrs[i]] = attrs[i+1]
+		}
+		return e
+	}
+	evs := []Event{
+		ev(0, SlurmResume, "why", "power saving: Slurm wants the node for job 12", "result", "queued"),
+		ev(2, BMCPower, "action", "cycle", "before", "off", "state", "on", "result", "ok"),
+		ev(3, SlurmResume, "why", "power saving: Slurm wants the node for job 12", "result", "ok"),
+	}
+	st := DeriveStatus(evs)
+	if got := st.Text(t0.Add(time.Minute), StallAfter); got != "powered on 58 s ago by Slurm (power saving: Slurm wants the node for job 12)" {
+		t.Errorf("after a resume: %q", got)
+	}
+	evs = append(evs, ev(600, BMCPower, "action", "off", "before", "on", "state", "off", "result", "ok"),
+		ev(601, SlurmSuspend, "why", "power saving: idle for SuspendTime (SuspendProgram)", "how", "hard", "result", "ok"))
+	st = DeriveStatus(evs)
+	if got := st.Text(t0.Add(11*time.Minute), StallAfter); got != "powered off 1 min ago by Slurm (power saving: idle for SuspendTime (SuspendProgram))" {
+		t.Errorf("after a suspend: %q", got)
+	}
+	// A power-on long after Slurm's last request is not Slurm's.
+	st.Apply(ev(2000, BMCPower, "action", "on", "before", "off", "state", "on", "result", "ok"))
+	if got := st.Text(t0.Add(2001*time.Second), StallAfter); got != "powered on 1 s ago" {
+		t.Errorf("an operator's power-on: %q", got)
+	}
+	st.Apply(ev(3000, SlurmResumeFailed, "result", "error", "error", "Slurm marked the node down: it did not register in time"))
+	if got := st.At(t0.Add(3001*time.Second), StallAfter); got != StateFailed {
+		t.Errorf("after a failed resume: %s", got)
+	}
+	if got := st.Text(t0.Add(3001*time.Second), StallAfter); got != "slurm.resume_failed 1 s ago: Slurm marked the node down: it did not register in time" {
+		t.Errorf("failed resume text: %q", got)
+	}
+}

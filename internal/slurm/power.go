@@ -6,27 +6,22 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
+	"github.com/provisiond/provisiond/internal/slurm/hostlist"
 )
 
-// Event types of Slurm's power saving on a machine's timeline.
+// Event types of Slurm's power saving on a machine's timeline (see the
+// events package).
 const (
-	// EventResume: slurmctld asked for the node (attrs: node, by, why,
-	// result, error once the power-on was tried).
-	EventResume = "slurm.resume"
-	// EventResumed: a resumed node's boot reached its booted callback
-	// (attrs: node, seconds since the resume, status).
-	EventResumed = "slurm.resumed"
-	// EventSuspend: slurmctld let the node go (attrs: node, by, how: soft
-	// or hard, seconds, result, error).
-	EventSuspend = "slurm.suspend"
-	// EventResumeFailed: slurmctld gave up on a resume (ResumeTimeout):
-	// attrs node, power_off, result, error.
-	EventResumeFailed = "slurm.resume_failed"
+	EventResume       = events.SlurmResume
+	EventResumed      = events.SlurmResumed
+	EventSuspend      = events.SlurmSuspend
+	EventResumeFailed = events.SlurmResumeFailed
 )
 
 // Power is what the controller needs of the BMC service: PXE as the next
@@ -71,11 +66,18 @@ type Controller struct {
 	obs      Observer
 	log      *slog.Logger
 
-	resumes chan Target
+	resumes chan resumeJob
 	mu      sync.Mutex
 	gen     map[string]uint64    // per machine: bumped by every request
-	pending map[string]time.Time // resumed machines waiting for their boot
+	pending map[string]resumeJob // resumed machines waiting for their boot
 	wg      sync.WaitGroup
+}
+
+// resumeJob is a node to resume, why, and (once powered on) since when.
+type resumeJob struct {
+	Target
+	why   string
+	since time.Time
 }
 
 // New returns a Controller; Run carries out what it accepts.
@@ -87,7 +89,7 @@ func New(cfg Config, ms Machines, p Power, sink events.Sink, obs Observer, log *
 		cfg.SoftGrace = 2 * time.Minute
 	}
 	return &Controller{cfg: cfg, machines: ms, power: p, sink: sink, obs: obs, log: log,
-		resumes: make(chan Target, 4096), gen: map[string]uint64{}, pending: map[string]time.Time{}}
+		resumes: make(chan resumeJob, 4096), gen: map[string]uint64{}, pending: map[string]resumeJob{}}
 }
 
 // Request is a power saving request as slurmctld's programs send it.
@@ -99,6 +101,30 @@ type Request struct {
 	Why string `json:"why,omitempty"`
 	// PowerOff, for a failed resume, powers the machine off.
 	PowerOff bool `json:"power_off,omitempty"`
+	// Jobs, for a resume, are the jobs Slurm resumes the nodes for
+	// (SLURM_RESUME_FILE): each node's why names its own jobs.
+	Jobs []Job `json:"jobs,omitempty"`
+}
+
+// Job is one job of a resume and the nodes it needs resumed (hostlist).
+type Job struct {
+	ID    int    `json:"job_id"`
+	Nodes string `json:"nodes"`
+}
+
+// jobsOf returns, for each node in jobs, the IDs of the jobs that want it.
+func jobsOf(jobs []Job) map[string][]string {
+	out := map[string][]string{}
+	for _, j := range jobs {
+		nodes, err := hostlist.Expand(j.Nodes)
+		if err != nil {
+			continue
+		}
+		for _, n := range nodes {
+			out[n] = append(out[n], strconv.Itoa(j.ID))
+		}
+	}
+	return out
 }
 
 // Result is what a request was accepted for.
@@ -171,13 +197,18 @@ func (c *Controller) Resume(req Request) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
+	byNode := jobsOf(req.Jobs)
 	for _, t := range res.Accepted {
+		reason := why(req, "power saving: Slurm wants the node (ResumeProgram)")
+		if ids := byNode[t.Node]; req.Why == "" && len(ids) > 0 {
+			reason = "power saving: Slurm wants the node for job " + strings.Join(ids, ", ")
+		}
 		c.bump(t.Machine)
-		c.emit(EventResume, t, map[string]string{"by": "slurmctld", "why": why(req, "power saving: Slurm wants the node (ResumeProgram)"), "result": "queued"})
+		c.emit(EventResume, t, map[string]string{"by": "slurmctld", "why": reason, "result": "queued"})
 		select {
-		case c.resumes <- t:
+		case c.resumes <- resumeJob{Target: t, why: reason}:
 		default:
-			c.emit(EventResume, t, map[string]string{"result": "error", "error": "too many resumes queued"})
+			c.emit(EventResume, t, map[string]string{"why": reason, "result": "error", "error": "too many resumes queued"})
 			c.count("resume", "error")
 		}
 	}
@@ -216,13 +247,13 @@ func (c *Controller) Failed(ctx context.Context, req Request) (*Result, error) {
 	for _, t := range res.Accepted {
 		c.bump(t.Machine)
 		c.mu.Lock()
-		since, waited := c.pending[t.Machine]
+		job, waited := c.pending[t.Machine]
 		delete(c.pending, t.Machine)
 		c.mu.Unlock()
 		attrs := map[string]string{"by": "slurmctld", "why": why(req, "the node did not come back within ResumeTimeout (ResumeFailProgram)"),
 			"power_off": strconv.FormatBool(req.PowerOff), "result": "error", "error": "Slurm marked the node down: it did not register in time"}
 		if waited {
-			attrs["seconds"] = strconv.FormatFloat(time.Since(since).Seconds(), 'f', 0, 64)
+			attrs["seconds"] = strconv.FormatFloat(time.Since(job.since).Seconds(), 'f', 0, 64)
 		}
 		c.emit(EventResumeFailed, t, attrs)
 		c.count("resume_failed", "ok")
@@ -265,7 +296,8 @@ func (c *Controller) Run(ctx context.Context, follow <-chan events.Event) {
 	}
 }
 
-func (c *Controller) resume(ctx context.Context, t Target) {
+func (c *Controller) resume(ctx context.Context, job resumeJob) {
+	t := job.Target
 	start := time.Now()
 	err := c.power.PXENext(ctx, t.Machine)
 	state := ""
@@ -274,7 +306,7 @@ func (c *Controller) resume(ctx context.Context, t Target) {
 		// is on (a node Slurm wants back is not doing its work).
 		state, err = c.power.Power(ctx, t.Machine, "cycle")
 	}
-	attrs := map[string]string{"seconds": strconv.FormatFloat(time.Since(start).Seconds(), 'f', 1, 64)}
+	attrs := map[string]string{"why": job.why, "seconds": strconv.FormatFloat(time.Since(start).Seconds(), 'f', 1, 64)}
 	if err != nil {
 		attrs["result"], attrs["error"] = "error", err.Error()
 		c.count("resume", "error")
@@ -283,7 +315,8 @@ func (c *Controller) resume(ctx context.Context, t Target) {
 		attrs["result"], attrs["state"] = "ok", state
 		c.count("resume", "ok")
 		c.mu.Lock()
-		c.pending[t.Machine] = start
+		job.since = start
+		c.pending[t.Machine] = job
 		c.mu.Unlock()
 		c.log.Info("slurm: resumed", "node", t.Node, "machine", t.Machine)
 	}
@@ -297,7 +330,7 @@ func (c *Controller) booted(ev events.Event) {
 		return
 	}
 	c.mu.Lock()
-	since, ok := c.pending[ev.Machine]
+	job, ok := c.pending[ev.Machine]
 	delete(c.pending, ev.Machine)
 	c.mu.Unlock()
 	if !ok {
@@ -311,8 +344,8 @@ func (c *Controller) booted(ev events.Event) {
 			}
 		}
 	}
-	c.emit(EventResumed, Target{Node: node, Machine: ev.Machine}, map[string]string{
-		"seconds": strconv.FormatFloat(ev.Time.Sub(since).Seconds(), 'f', 0, 64), "status": ev.Attrs["status"]})
+	c.emit(EventResumed, Target{Node: node, Machine: ev.Machine}, map[string]string{"why": job.why,
+		"seconds": strconv.FormatFloat(ev.Time.Sub(job.since).Seconds(), 'f', 0, 64), "status": ev.Attrs["status"]})
 }
 
 func (c *Controller) suspend(ctx context.Context, t Target, gen uint64, reason string) {
@@ -334,7 +367,11 @@ func (c *Controller) suspend(ctx context.Context, t Target, gen uint64, reason s
 	}
 	state, err := c.power.Power(ctx, t.Machine, "soft")
 	if err != nil {
-		finish("soft", err)
+		// A BMC that refuses the soft power-off (or a machine with no
+		// ACPI) still has to go off: Slurm counts on it.
+		c.log.Warn("slurm: soft power-off refused; cutting the power", "node", t.Node, "machine", t.Machine, "err", err)
+		_, offErr := c.power.Power(ctx, t.Machine, "off")
+		finish("hard: the soft power-off failed: "+err.Error(), offErr)
 		return
 	}
 	deadline := start.Add(c.cfg.SoftGrace)

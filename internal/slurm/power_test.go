@@ -2,6 +2,7 @@ package slurm
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -24,6 +25,7 @@ type bmcRec struct {
 	calls        []string
 	at           []time.Time
 	offAfterSoft map[string]bool
+	refuseSoft   map[string]bool
 	state        map[string]string
 }
 
@@ -46,6 +48,9 @@ func (b *bmcRec) Power(_ context.Context, m, action string) (string, error) {
 	case "off":
 		b.state[m] = "off"
 	case "soft":
+		if b.refuseSoft[m] {
+			return "", errors.New("the BMC refused the request")
+		}
 		if b.offAfterSoft[m] {
 			b.state[m] = "off"
 		}
@@ -159,6 +164,16 @@ func TestResumeStaggered(t *testing.T) {
 	if !s.find(EventResume, "BLD-003", "node", "node-003") {
 		t.Errorf("no resume step on BLD-003's timeline: %+v", s.evs)
 	}
+	// Each node's why names its own jobs (SLURM_RESUME_FILE).
+	if _, err := c.Resume(Request{Nodes: "node-00[3-4],gpu-005", Jobs: []Job{{ID: 11, Nodes: "node-00[3-4]"}, {ID: 12, Nodes: "node-004"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for m, want := range map[string]string{"BLD-003": "power saving: Slurm wants the node for job 11", "BLD-004": "power saving: Slurm wants the node for job 11, 12",
+		"BLD-005": "power saving: Slurm wants the node (ResumeProgram)"} {
+		if !s.find(EventResume, m, "why", want) {
+			t.Errorf("%s: no resume with why %q", m, want)
+		}
+	}
 	if _, err := c.Resume(Request{Nodes: "node-006"}); err != ErrNoNodes {
 		t.Errorf("only a talos machine: %v", err)
 	}
@@ -193,6 +208,22 @@ func TestSuspendSoftThenHard(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	if got := b.log(); strings.Contains(got, "BLD-005 off") {
 		t.Errorf("the power was cut after a resume: %s", got)
+	}
+}
+
+// A BMC that refuses the soft power-off gets the hard one at once.
+func TestSuspendSoftRefused(t *testing.T) {
+	b := &bmcRec{state: map[string]string{"BLD-003": "on"}, refuseSoft: map[string]bool{"BLD-003": true}}
+	c, s, _ := newCtl(t, Config{SoftGrace: time.Minute}, b)
+	if _, err := c.Suspend(context.Background(), Request{Nodes: "node-003"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the suspend", func() bool { return s.find(EventSuspend, "BLD-003", "result", "ok") })
+	if got := b.log(); got != "BLD-003 soft, BLD-003 off" {
+		t.Errorf("BMC calls: %s", got)
+	}
+	if !s.find(EventSuspend, "BLD-003", "how", "hard: the soft power-off failed: the BMC refused the request") {
+		t.Errorf("events %+v", s.evs)
 	}
 }
 

@@ -32,7 +32,9 @@ pkgs=systemd-sysv,dbus,udev,kmod,iproute2,ca-certificates,curl,munge,slurmd,linu
 echo "build-base.sh: debootstrap $suite ($pkgs)"
 debootstrap --variant=minbase --components=main,non-free-firmware --include="$pkgs" "$suite" "$root" "$mirror"
 
-# DHCP on every wired NIC, with systemd-networkd.
+# DHCP on every wired NIC, with systemd-networkd, identified to the router
+# by the NIC's MAC (as its reservations are): every node boots the same
+# image, and a client ID from the machine ID got them all one address.
 mkdir -p "$root/etc/systemd/network"
 cat >"$root/etc/systemd/network/20-wired.network" <<'NET'
 [Match]
@@ -40,6 +42,9 @@ Type=ether
 
 [Network]
 DHCP=yes
+
+[DHCPv4]
+ClientIdentifier=mac
 NET
 chroot "$root" systemctl enable systemd-networkd.service
 
@@ -107,7 +112,11 @@ chroot "$root" sh -c 'for k in /lib/modules/*; do depmod -a "${k##*/}"; done'
 # A root password is not set: log in on the console is refused. Add your
 # SSH keys with EXTRA_PACKAGES=openssh-server and an overlay file.
 echo "slurm-node" >"$root/etc/hostname"
+# Each boot makes its own machine ID: /etc/machine-id empty, and dbus's
+# copy (a fixed ID debootstrap wrote) only a link to it, or systemd takes
+# that one and every node has the same.
 : >"$root/etc/machine-id"
+ln -sf /etc/machine-id "$root/var/lib/dbus/machine-id"
 
 # /init: copy the unpacked root into a tmpfs (the kernel's rootfs cannot be
 # pivoted) and switch to systemd there.

@@ -33,22 +33,35 @@ type ipmiBMC struct {
 	sim *ipmisim.Sim
 }
 
-// startIPMISim writes ipmi_sim's configuration and hook and starts it.
+// startIPMISim writes ipmi_sim's configuration and hook and starts it, as
+// vm1's BMC.
 func (l *lab) startIPMISim(t *testing.T) *ipmiBMC {
 	t.Helper()
-	b := &ipmiBMC{dir: filepath.Join(l.dir, "bmc"), ns: l.prefix + "-bmc"}
+	return l.startBMCFor(t, ipmiVMName, ipmiVMMAC, bmcIP, "512")
+}
+
+// startBMCFor starts an ipmi_sim at ip (in a namespace of its own on the
+// lab's bridge) as the BMC of machine name: a SeaBIOS QEMU machine with
+// mac and mem MiB that its power-on starts.
+func (l *lab) startBMCFor(t *testing.T, name, mac, ip, mem string) *ipmiBMC {
+	t.Helper()
+	b := &ipmiBMC{dir: filepath.Join(l.dir, "bmc-"+name), ns: l.prefix + "-bmc-" + name}
 	l.sh("", "ip", "netns", "add", b.ns)
 	l.cleanup = append(l.cleanup, func() { exec.Command("ip", "netns", "del", b.ns).Run() })
 	l.sh(b.ns, "ip", "link", "set", "lo", "up")
-	l.sh(l.lan, "ip", "link", "add", "b-m0", "type", "veth", "peer", "name", "m0", "netns", b.ns)
-	l.sh(l.lan, "ip", "link", "set", "b-m0", "master", "br0", "up")
-	l.sh(b.ns, "ip", "addr", "add", bmcIP+"/25", "dev", "m0")
+	veth := "b-" + name
+	if len(veth) > 15 {
+		veth = veth[:15]
+	}
+	l.sh(l.lan, "ip", "link", "add", veth, "type", "veth", "peer", "name", "m0", "netns", b.ns)
+	l.sh(l.lan, "ip", "link", "set", veth, "master", "br0", "up")
+	l.sh(b.ns, "ip", "addr", "add", ip+"/25", "dev", "m0")
 	l.sh(b.ns, "ip", "link", "set", "m0", "up")
 
-	tap := l.tap(ipmiVMName)
+	tap := l.tap(name)
 
-	serial := filepath.Join(l.dir, ipmiVMName+".serial")
-	qemu := l.machineScript(ipmiVMMAC, serial, tap)
+	serial := filepath.Join(l.dir, name+".serial")
+	qemu := l.machineScript(mac, serial, tap, mem)
 	if err := os.MkdirAll(b.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +70,7 @@ func (l *lab) startIPMISim(t *testing.T) *ipmiBMC {
 	}
 	// Power on starts QEMU (PXE-booting when the boot device was set to
 	// PXE); power off stops it.
-	b.sim = ipmisim.Start(t, ipmisim.Options{Dir: b.dir, Addr: bmcIP, Port: 623, User: bmcUser, Password: bmcPass,
+	b.sim = ipmisim.Start(t, ipmisim.Options{Dir: b.dir, Addr: ip, Port: 623, User: bmcUser, Password: bmcPass,
 		Running: `[ -f $D/vm.pid ] && kill -0 "$(cat $D/vm.pid)" 2>/dev/null`,
 		Start:   `setsid sh $D/qemu.sh "$boot" </dev/null >>$D/qemu.log 2>&1 & echo $! >$D/vm.pid`,
 		Stop: `pid=$(cat $D/vm.pid); kill "$pid"
@@ -71,7 +84,7 @@ func (l *lab) startIPMISim(t *testing.T) *ipmiBMC {
 		if t.Failed() {
 			ql, _ := os.ReadFile(filepath.Join(b.dir, "qemu.log"))
 			s, _ := os.ReadFile(serial)
-			t.Logf("QEMU log:\n%s\nvm1 serial console:\n%s", ql, s)
+			t.Logf("%s: QEMU log:\n%s\nserial console (last lines):\n%s", name, ql, tail(string(s), 80))
 		}
 	})
 	return b

@@ -293,7 +293,6 @@ func (l *lab) startDnsmasq() {
 	cmd := exec.Command("ip", "netns", "exec", l.router, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
 		"--port=0", "--interface=r0", "--bind-interfaces", "--dhcp-authoritative",
 		"--dhcp-range=192.0.2.100,192.0.2.126,255.255.255.128,10m", "--dhcp-option=option:router,"+routerIP,
-		"--dhcp-host="+slurmNodeMAC+","+slurmNodeIP,
 		"--dhcp-leasefile="+lease, "--log-dhcp", "--pid-file=")
 	cmd.Args = append(cmd.Args, l.dnsmasqArgs...)
 	out := &lockedBuffer{}
@@ -519,15 +518,15 @@ func serialLine(console, prefix string) string {
 }
 
 // machineScript is the shell script a test BMC's power-on runs: a SeaBIOS
-// machine on the lab's bridge; with "pxe" as its argument (the boot device
+// machine with mem MiB on the lab's bridge; with "pxe" as its argument (the boot device
 // was set to PXE, once) its NIC keeps its iPXE option ROM and boots first,
 // otherwise the ROM is dropped and it looks for a disk it does not have
 // (no network boot).
-func (l *lab) machineScript(mac, serial, tap string) string {
+func (l *lab) machineScript(mac, serial, tap, mem string) string {
 	return fmt.Sprintf(`#!/bin/sh
 if [ "$1" = pxe ]; then nic="virtio-net-pci,netdev=n0,mac=%[1]s,bootindex=1"; else nic="virtio-net-pci,netdev=n0,mac=%[1]s,romfile="; fi
-exec ip netns exec %[2]s qemu-system-x86_64 -accel tcg -m 512 -smp 1 -machine pc -display none -monitor none -no-reboot \
+exec ip netns exec %[2]s qemu-system-x86_64 -accel tcg -m %[6]s -smp 1 -machine pc -display none -monitor none -no-reboot \
   -device virtio-rng-pci -uuid %[3]s -chardev file,id=ser,path=%[4]s,append=on -serial chardev:ser \
   -netdev tap,id=n0,ifname=%[5]s,script=no,downscript=no -device "$nic"
-`, mac, l.lan, vmUUID(mac), serial, tap)
+`, mac, l.lan, vmUUID(mac), serial, tap, mem)
 }

@@ -106,7 +106,7 @@ func (l *lab) startOA(t *testing.T) string {
 	l.sh(ns, "ip", "link", "set", "o0", "up")
 	tap := l.tap("bld003")
 	serial := filepath.Join(l.dir, "bld003.serial")
-	qemu := l.machineScript(oaVMMAC, serial, tap)
+	qemu := l.machineScript(oaVMMAC, serial, tap, "512")
 	if err := os.WriteFile(filepath.Join(dir, "qemu.sh"), []byte(qemu), 0o700); err != nil {
 		t.Fatal(err)
 	}
