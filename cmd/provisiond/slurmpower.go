@@ -27,7 +27,7 @@ const slurmTokenFile = "provisiond.token"
 func newSlurmHook(cf *clientFlags, e env, action string) *cobra.Command {
 	var powerOff bool
 	what := map[string]string{
-		"resume":        "slurmctld's ResumeProgram: PXE next and power on (or cycle) each node's machine, staggered, in the background",
+		"resume":        "slurmctld's ResumeProgram: PXE next and power on each node's machine (one already on is left as it is), staggered, in the background",
 		"suspend":       "slurmctld's SuspendProgram: each node's machine is shut down through its BMC (soft, then hard after slurm.soft_grace)",
 		"resume-failed": "slurmctld's ResumeFailProgram: the failed resume goes on each node's timeline (--power-off: and the machine is powered off)",
 	}[action]

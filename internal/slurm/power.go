@@ -190,8 +190,9 @@ func why(req Request, def string) string {
 	return def
 }
 
-// Resume powers the request's Slurm machines on into PXE, staggered, in
-// the background; it returns once they are queued.
+// Resume powers the request's Slurm machines on into PXE (one already on
+// is left as it is), staggered, in the background; it returns once they
+// are queued.
 func (c *Controller) Resume(req Request) (*Result, error) {
 	res, err := c.resolve("resume", req)
 	if err != nil {
@@ -302,9 +303,11 @@ func (c *Controller) resume(ctx context.Context, job resumeJob) {
 	err := c.power.PXENext(ctx, t.Machine)
 	state := ""
 	if err == nil {
-		// cycle powers on a machine that is off, and restarts one that
-		// is on (a node Slurm wants back is not doing its work).
-		state, err = c.power.Power(ctx, t.Machine, "cycle")
+		// On, never a cycle: slurmctld may run ResumeProgram again for a
+		// node that is up (after a restart of its own), and a cycle would
+		// kill its jobs. A node that is on but never registers is marked
+		// down after ResumeTimeout, and ResumeFailProgram powers it off.
+		state, err = c.power.Power(ctx, t.Machine, "on")
 	}
 	attrs := map[string]string{"why": job.why, "seconds": strconv.FormatFloat(time.Since(start).Seconds(), 'f', 1, 64)}
 	if err != nil {

@@ -152,7 +152,7 @@ func TestResumeStaggered(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 	waitFor(t, "both resumes", func() bool { return s.find(EventResume, "BLD-004", "result", "ok") })
-	if got := b.log(); got != "BLD-003 pxe, BLD-003 cycle, BLD-004 pxe, BLD-004 cycle" {
+	if got := b.log(); got != "BLD-003 pxe, BLD-003 on, BLD-004 pxe, BLD-004 on" {
 		t.Errorf("BMC calls: %s", got)
 	}
 	b.mu.Lock()
