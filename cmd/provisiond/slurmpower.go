@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/inventory"
 	"github.com/provisiond/provisiond/internal/slurm"
 )
@@ -229,7 +230,7 @@ func newSlurmConfig(cf *clientFlags, e env) *cobra.Command {
 					return err
 				}
 				for _, ev := range evs {
-					if ev.Type == slurm.EventResumed {
+					if ev.Type == events.SlurmResumed {
 						if s, err := strconv.ParseFloat(ev.Attrs["seconds"], 64); err == nil {
 							measured = append(measured, s)
 						}

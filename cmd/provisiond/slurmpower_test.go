@@ -11,7 +11,6 @@ import (
 	"github.com/provisiond/provisiond/internal/config"
 	"github.com/provisiond/provisiond/internal/daemon"
 	"github.com/provisiond/provisiond/internal/events"
-	"github.com/provisiond/provisiond/internal/slurm"
 )
 
 // Slurm's power saving through the CLI and a running daemon: setup writes
@@ -105,7 +104,7 @@ func TestSlurmPowerSaving(t *testing.T) {
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		types = types[:0]
 		out := c.must("events", "BLD-004", "-o", "json")
-		for _, typ := range []string{slurm.EventResume, events.BMCBootDevice, events.BMCPower, slurm.EventSuspend, slurm.EventResumeFailed} {
+		for _, typ := range []string{events.SlurmResume, events.BMCBootDevice, events.BMCPower, events.SlurmSuspend, events.SlurmResumeFailed} {
 			if strings.Contains(out, `"type": "`+typ+`"`) {
 				types = append(types, typ)
 			}

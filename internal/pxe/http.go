@@ -504,7 +504,7 @@ func (h *HTTPBoot) asset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	if sizeQuery(w, r, st) {
+	if sizeQuery(w, r, f, st) {
 		return
 	}
 	if !h.yield(r.Context()) {
@@ -595,7 +595,7 @@ func (h *HTTPBoot) ipxeFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	if sizeQuery(w, r, st) {
+	if sizeQuery(w, r, f, st) {
 		return
 	}
 	start := time.Now()
@@ -611,16 +611,13 @@ func (h *HTTPBoot) ipxeFile(w http.ResponseWriter, r *http.Request) {
 }
 
 // sizeQuery answers a HEAD request (UEFI HTTP boot asks for the size of
-// the file it then downloads) with the file's headers and reports whether
-// it did: a size query is no download, for the timeline or the counters.
-func sizeQuery(w http.ResponseWriter, r *http.Request, st fs.FileInfo) bool {
+// the file it then downloads) and reports whether it did: a size query is
+// no download, for the timeline or the counters.
+func sizeQuery(w http.ResponseWriter, r *http.Request, f *os.File, st fs.FileInfo) bool {
 	if r.Method != http.MethodHead {
 		return false
 	}
-	w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Last-Modified", st.ModTime().UTC().Format(http.TimeFormat))
-	w.WriteHeader(http.StatusOK)
+	http.ServeContent(w, r, st.Name(), st.ModTime(), f)
 	return true
 }
 

@@ -15,15 +15,6 @@ import (
 	"github.com/provisiond/provisiond/internal/slurm/hostlist"
 )
 
-// Event types of Slurm's power saving on a machine's timeline (see the
-// events package).
-const (
-	EventResume       = events.SlurmResume
-	EventResumed      = events.SlurmResumed
-	EventSuspend      = events.SlurmSuspend
-	EventResumeFailed = events.SlurmResumeFailed
-)
-
 // Power is what the controller needs of the BMC service: PXE as the next
 // boot, and power actions (on, off, soft, cycle, status) returning the
 // power state after them.
@@ -96,9 +87,6 @@ func New(cfg Config, ms Machines, p Power, sink events.Sink, obs Observer, log *
 type Request struct {
 	// Nodes is Slurm's hostlist expression (node-[003-005,010]).
 	Nodes string `json:"nodes"`
-	// Why says what led to it (the jobs Slurm resumes the nodes for);
-	// empty: slurmctld's power saving.
-	Why string `json:"why,omitempty"`
 	// PowerOff, for a failed resume, powers the machine off.
 	PowerOff bool `json:"power_off,omitempty"`
 	// Jobs, for a resume, are the jobs Slurm resumes the nodes for
@@ -183,13 +171,6 @@ func (c *Controller) emit(typ string, t Target, attrs map[string]string) {
 	c.sink.Emit(events.Event{Type: typ, Machine: t.Machine, Attrs: attrs})
 }
 
-func why(req Request, def string) string {
-	if req.Why != "" {
-		return req.Why
-	}
-	return def
-}
-
 // Resume powers the request's Slurm machines on into PXE (one already on
 // is left as it is), staggered, in the background; it returns once they
 // are queued.
@@ -200,16 +181,16 @@ func (c *Controller) Resume(req Request) (*Result, error) {
 	}
 	byNode := jobsOf(req.Jobs)
 	for _, t := range res.Accepted {
-		reason := why(req, "power saving: Slurm wants the node (ResumeProgram)")
-		if ids := byNode[t.Node]; req.Why == "" && len(ids) > 0 {
+		reason := "power saving: Slurm wants the node (ResumeProgram)"
+		if ids := byNode[t.Node]; len(ids) > 0 {
 			reason = "power saving: Slurm wants the node for job " + strings.Join(ids, ", ")
 		}
 		c.bump(t.Machine)
-		c.emit(EventResume, t, map[string]string{"by": "slurmctld", "why": reason, "result": "queued"})
+		c.emit(events.SlurmResume, t, map[string]string{"by": "slurmctld", "why": reason, "result": "queued"})
 		select {
 		case c.resumes <- resumeJob{Target: t, why: reason}:
 		default:
-			c.emit(EventResume, t, map[string]string{"why": reason, "result": "error", "error": "too many resumes queued"})
+			c.emit(events.SlurmResume, t, map[string]string{"why": reason, "result": "error", "error": "too many resumes queued"})
 			c.count("resume", "error")
 		}
 	}
@@ -232,7 +213,7 @@ func (c *Controller) Suspend(ctx context.Context, req Request) (*Result, error) 
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			c.suspend(context.WithoutCancel(ctx), t, gen, why(req, "power saving: idle for SuspendTime (SuspendProgram)"))
+			c.suspend(context.WithoutCancel(ctx), t, gen, "power saving: idle for SuspendTime (SuspendProgram)")
 		}()
 	}
 	return res, nil
@@ -251,12 +232,12 @@ func (c *Controller) Failed(ctx context.Context, req Request) (*Result, error) {
 		job, waited := c.pending[t.Machine]
 		delete(c.pending, t.Machine)
 		c.mu.Unlock()
-		attrs := map[string]string{"by": "slurmctld", "why": why(req, "the node did not come back within ResumeTimeout (ResumeFailProgram)"),
+		attrs := map[string]string{"by": "slurmctld", "why": "the node did not come back within ResumeTimeout (ResumeFailProgram)",
 			"power_off": strconv.FormatBool(req.PowerOff), "result": "error", "error": "Slurm marked the node down: it did not register in time"}
 		if waited {
 			attrs["seconds"] = strconv.FormatFloat(time.Since(job.since).Seconds(), 'f', 0, 64)
 		}
-		c.emit(EventResumeFailed, t, attrs)
+		c.emit(events.SlurmResumeFailed, t, attrs)
 		c.count("resume_failed", "ok")
 		if req.PowerOff {
 			if _, err := c.power.Power(ctx, t.Machine, "off"); err != nil {
@@ -323,7 +304,7 @@ func (c *Controller) resume(ctx context.Context, job resumeJob) {
 		c.mu.Unlock()
 		c.log.Info("slurm: resumed", "node", t.Node, "machine", t.Machine)
 	}
-	c.emit(EventResume, t, attrs)
+	c.emit(events.SlurmResume, t, attrs)
 }
 
 // booted closes a resumed machine's wait on its booted callback: the
@@ -339,15 +320,7 @@ func (c *Controller) booted(ev events.Event) {
 	if !ok {
 		return
 	}
-	node := ev.Machine
-	if ms, err := c.machines.Machines(); err == nil {
-		for i := range ms {
-			if ms[i].Name == ev.Machine {
-				node = NodeName(&ms[i])
-			}
-		}
-	}
-	c.emit(EventResumed, Target{Node: node, Machine: ev.Machine}, map[string]string{"why": job.why,
+	c.emit(events.SlurmResumed, job.Target, map[string]string{"why": job.why,
 		"seconds": strconv.FormatFloat(ev.Time.Sub(job.since).Seconds(), 'f', 0, 64), "status": ev.Attrs["status"]})
 }
 
@@ -366,7 +339,7 @@ func (c *Controller) suspend(ctx context.Context, t Target, gen uint64, reason s
 			c.count("suspend", "ok")
 			c.log.Info("slurm: suspended", "node", t.Node, "machine", t.Machine, "how", how)
 		}
-		c.emit(EventSuspend, t, attrs)
+		c.emit(events.SlurmSuspend, t, attrs)
 	}
 	state, err := c.power.Power(ctx, t.Machine, "soft")
 	if err != nil {

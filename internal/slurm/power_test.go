@@ -151,7 +151,7 @@ func TestResumeStaggered(t *testing.T) {
 	if len(res.Accepted) != 2 || len(res.Refused) != 1 || res.Refused[0].Node != "node-006" {
 		t.Fatalf("result %+v", res)
 	}
-	waitFor(t, "both resumes", func() bool { return s.find(EventResume, "BLD-004", "result", "ok") })
+	waitFor(t, "both resumes", func() bool { return s.find(events.SlurmResume, "BLD-004", "result", "ok") })
 	if got := b.log(); got != "BLD-003 pxe, BLD-003 on, BLD-004 pxe, BLD-004 on" {
 		t.Errorf("BMC calls: %s", got)
 	}
@@ -161,7 +161,7 @@ func TestResumeStaggered(t *testing.T) {
 	if gap < 250*time.Millisecond {
 		t.Errorf("second power-on %s after the first, want the stagger (300ms)", gap)
 	}
-	if !s.find(EventResume, "BLD-003", "node", "node-003") {
+	if !s.find(events.SlurmResume, "BLD-003", "node", "node-003") {
 		t.Errorf("no resume step on BLD-003's timeline: %+v", s.evs)
 	}
 	// Each node's why names its own jobs (SLURM_RESUME_FILE).
@@ -170,7 +170,7 @@ func TestResumeStaggered(t *testing.T) {
 	}
 	for m, want := range map[string]string{"BLD-003": "power saving: Slurm wants the node for job 11", "BLD-004": "power saving: Slurm wants the node for job 11, 12",
 		"BLD-005": "power saving: Slurm wants the node (ResumeProgram)"} {
-		if !s.find(EventResume, m, "why", want) {
+		if !s.find(events.SlurmResume, m, "why", want) {
 			t.Errorf("%s: no resume with why %q", m, want)
 		}
 	}
@@ -188,9 +188,9 @@ func TestSuspendSoftThenHard(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "both suspends", func() bool {
-		return s.find(EventSuspend, "BLD-003", "result", "ok") && s.find(EventSuspend, "BLD-004", "result", "ok")
+		return s.find(events.SlurmSuspend, "BLD-003", "result", "ok") && s.find(events.SlurmSuspend, "BLD-004", "result", "ok")
 	})
-	if !s.find(EventSuspend, "BLD-003", "how", "soft") || !s.find(EventSuspend, "BLD-004", "how", "hard: still on after 300ms") {
+	if !s.find(events.SlurmSuspend, "BLD-003", "how", "soft") || !s.find(events.SlurmSuspend, "BLD-004", "how", "hard: still on after 300ms") {
 		t.Errorf("how they went off: %+v", s.evs)
 	}
 	if got := b.log(); !strings.Contains(got, "BLD-004 off") || strings.Contains(got, "BLD-003 off") {
@@ -204,7 +204,7 @@ func TestSuspendSoftThenHard(t *testing.T) {
 	if _, err := c.Resume(Request{Nodes: "gpu-005"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the suspend to step aside", func() bool { return s.find(EventSuspend, "BLD-005", "result", "error") })
+	waitFor(t, "the suspend to step aside", func() bool { return s.find(events.SlurmSuspend, "BLD-005", "result", "error") })
 	time.Sleep(400 * time.Millisecond)
 	if got := b.log(); strings.Contains(got, "BLD-005 off") {
 		t.Errorf("the power was cut after a resume: %s", got)
@@ -218,11 +218,11 @@ func TestSuspendSoftRefused(t *testing.T) {
 	if _, err := c.Suspend(context.Background(), Request{Nodes: "node-003"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the suspend", func() bool { return s.find(EventSuspend, "BLD-003", "result", "ok") })
+	waitFor(t, "the suspend", func() bool { return s.find(events.SlurmSuspend, "BLD-003", "result", "ok") })
 	if got := b.log(); got != "BLD-003 soft, BLD-003 off" {
 		t.Errorf("BMC calls: %s", got)
 	}
-	if !s.find(EventSuspend, "BLD-003", "how", "hard: the soft power-off failed: the BMC refused the request") {
+	if !s.find(events.SlurmSuspend, "BLD-003", "how", "hard: the soft power-off failed: the BMC refused the request") {
 		t.Errorf("events %+v", s.evs)
 	}
 }
@@ -234,7 +234,7 @@ func TestResumeFailed(t *testing.T) {
 	if _, err := c.Failed(context.Background(), Request{Nodes: "node-003", PowerOff: true}); err != nil {
 		t.Fatal(err)
 	}
-	if !s.find(EventResumeFailed, "BLD-003", "power_off", "true") || b.log() != "BLD-003 off" {
+	if !s.find(events.SlurmResumeFailed, "BLD-003", "power_off", "true") || b.log() != "BLD-003 off" {
 		t.Errorf("events %+v, calls %s", s.evs, b.log())
 	}
 }
@@ -250,10 +250,10 @@ func TestResumedOnCallback(t *testing.T) {
 	defer cancel()
 	go c.Run(ctx, follow)
 	c.Resume(Request{Nodes: "node-003"})
-	waitFor(t, "the resume", func() bool { return s.find(EventResume, "BLD-003", "result", "ok") })
+	waitFor(t, "the resume", func() bool { return s.find(events.SlurmResume, "BLD-003", "result", "ok") })
 	follow <- events.Event{Type: events.Booted, Machine: "BLD-003", Time: time.Now().Add(90 * time.Second), Attrs: map[string]string{"status": "slurmd-started"}}
-	waitFor(t, "resumed", func() bool { return s.find(EventResumed, "BLD-003", "status", "slurmd-started") })
-	if !s.find(EventResumed, "BLD-003", "seconds", "90") {
+	waitFor(t, "resumed", func() bool { return s.find(events.SlurmResumed, "BLD-003", "status", "slurmd-started") })
+	if !s.find(events.SlurmResumed, "BLD-003", "seconds", "90") {
 		t.Errorf("events %+v", s.evs)
 	}
 }
