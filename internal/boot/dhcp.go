@@ -56,10 +56,9 @@ type Request struct {
 	// ChainedRecently is true when provisiond offered this MAC an iPXE
 	// binary moments ago: this iPXE is the one it chained into.
 	ChainedRecently bool
-	// ServerIP is the address provisiond is reached at by this client.
-	ServerIP string
-	// HTTPPort is provisiond's HTTP port.
-	HTTPPort int
+	// BaseURL is provisiond's HTTP base URL as this client reaches it
+	// (BaseURL of the server's address and HTTP port).
+	BaseURL string
 }
 
 // Options are the boot policy from the config.
@@ -172,7 +171,7 @@ func DecideDHCP(req Request, m *inventory.BootSettings, bins Options) DHCPDecisi
 			bin = m.IPXEBinary
 		}
 	}
-	base := BaseURL(req.ServerIP, req.HTTPPort)
+	base := req.BaseURL
 	d := DHCPDecision{Class: ClassPXE, Firmware: fw}
 	foreign := false
 	if req.IPXE {
@@ -182,7 +181,7 @@ func DecideDHCP(req Request, m *inventory.BootSettings, bins Options) DHCPDecisi
 	switch {
 	case req.IPXE && !foreign && (req.IPXEFeatures.Has(FeatureHTTP) || httpBoot):
 		d.Stage = "ipxe"
-		d.BootFile = base + "/" + ScriptPath(req.MAC)
+		d.BootFile = base + "/boot/" + req.MAC + ".ipxe" // base + "/" + ScriptPath, made at once
 	case req.IPXE && !foreign:
 		// Our own iPXE without HTTP: hand it its script over TFTP.
 		d.Stage = "ipxe"

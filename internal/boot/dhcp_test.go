@@ -10,7 +10,7 @@ import (
 var testOpts = Options{BIOS: "undionly.kpxe", UEFIx86: "ipxe-i386.efi", UEFIx64: "ipxe.efi", UEFIARM64: "ipxe-arm64.efi", Chain: ChainAlways}
 
 func req(class string, arch int) Request {
-	r := Request{MAC: "52:54:00:00:00:01", Class: class, ServerIP: "192.0.2.2", HTTPPort: 8080}
+	r := Request{MAC: "52:54:00:00:00:01", Class: class, BaseURL: "http://192.0.2.2:8080"}
 	if arch >= 0 {
 		r.Arch, r.HasArch = uint16(arch), true
 	}

@@ -78,8 +78,8 @@ func (d *instance) buildBoot(ctx context.Context) error {
 	d.closers = append(d.closers, stopRec)
 	d.mets.Func("provisiond_events_dropped_total", "Timeline events dropped because the recorder's queue was full.",
 		func() float64 { return float64(d.rec.Dropped()) })
-	d.mets.Func("provisiond_events_coalesced_total", "Repeated DHCP steps (same machine, answer and port within a second) counted and not stored.",
-		func() float64 { return float64(d.rec.Coalesced()) })
+	d.mets.Func("provisiond_events_coalesced_total", "Repeated DHCP steps (same MAC, answer and port within a second) counted and not stored.",
+		func() float64 { return float64(d.dhcpRepeats()) })
 	go d.rec.Run(recCtx)
 	d.late.rec.Store(d.rec)
 	d.late.booter.Store(d.booter)

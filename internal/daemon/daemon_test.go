@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"sync"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/api"
@@ -92,12 +93,28 @@ func startDaemon(t *testing.T, mods ...func(*config.Config)) testDaemon {
 }
 
 // callbackRE finds the callback URL and its nonce in a script.
+// romLast is when romDHCP last played a ROM, by daemon and MAC.
+var (
+	romMu   sync.Mutex
+	romLast = map[string]time.Time{}
+)
+
 var callbackRE = regexp.MustCompile(`provisiond\.callback=(\S+\?nonce=(\S+))`)
 
 // romDHCP plays mac's PXE ROM against the daemon's ProxyDHCP on
-// loopback: the machine's boot starts.
+// loopback: the machine's boot starts. A real machine's next boot comes
+// seconds after its last at the soonest; ProxyDHCP takes the same answer
+// within a second for a retransmission (not a step), so a boot played
+// again waits that second out.
 func romDHCP(t *testing.T, proxyPort int, mac string) {
 	t.Helper()
+	key := fmt.Sprint(proxyPort, mac)
+	romMu.Lock()
+	if last, ok := romLast[key]; ok && time.Since(last) < 1100*time.Millisecond {
+		time.Sleep(1100*time.Millisecond - time.Since(last))
+	}
+	romLast[key] = time.Now()
+	romMu.Unlock()
 	if err := pxetest.Request(proxyPort, mac); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 // fingerprint and the counters.
 func (d *instance) status() map[string]any {
 	st := map[string]any{"version": d.opts.Version, "uptime": time.Since(d.started).Round(time.Second).String(), "fingerprint": d.fingerprint,
-		"events_dropped": d.rec.Dropped(), "events_coalesced": d.rec.Coalesced(), "discovery_refused": d.store.DiscoveryRefused(), "http": d.httpBoot.Stats()}
+		"events_dropped": d.rec.Dropped(), "events_coalesced": d.dhcpRepeats(), "discovery_refused": d.store.DiscoveryRefused(), "http": d.httpBoot.Stats()}
 	if d.dhcp != nil {
 		st["dhcp"] = d.dhcp.Stats()
 	}
@@ -75,4 +75,13 @@ func (d *instance) preflight(ctx context.Context, m inventory.Machine) (string, 
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	return d.talos.CheckMachine(ctx, &m, machineParams(d.live.Load().Boot.DefaultParams, &m))
+}
+
+// dhcpRepeats is how many DHCP answers the ProxyDHCP server counted as
+// repeats rather than steps (0 when it is off).
+func (d *instance) dhcpRepeats() uint64 {
+	if d.dhcp == nil {
+		return 0
+	}
+	return d.dhcp.Stats().Repeats
 }

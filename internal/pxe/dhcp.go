@@ -5,20 +5,21 @@
 package pxe
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
-
-	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/iana"
+	"time"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/dhcpwire"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/netutil"
 )
@@ -52,25 +53,33 @@ type DHCPConfig struct {
 	Log *slog.Logger
 }
 
-// DHCPStats counts what the ProxyDHCP server did.
+// DHCPStats counts what the ProxyDHCP server did. Repeats are answers not
+// reported as steps because they repeat one reported for the same MAC and
+// port within a second.
 type DHCPStats struct {
-	Received, Offers, Acks, IgnoredNonPXE, IgnoredOther, Malformed, SendErrors uint64
+	Received, Offers, Acks, IgnoredNonPXE, IgnoredOther, Malformed, SendErrors, Repeats uint64
 }
 
 // DHCPServer is a ProxyDHCP server: it gives PXE clients boot information
 // and never an address.
 type DHCPServer struct {
-	cfg   DHCPConfig
-	conns []boundConn
-	wg    sync.WaitGroup
+	cfg     DHCPConfig
+	conns   []boundConn
+	wg      sync.WaitGroup
+	repeats *repeats
 
-	received, offers, acks, ignoredNonPXE, ignoredOther, malformed, sendErrors atomic.Uint64
+	received, offers, acks, ignoredNonPXE, ignoredOther, malformed, sendErrors, repeated atomic.Uint64
 }
 
+// boundConn is one socket and what answers from it say.
 type boundConn struct {
 	conn  *net.UDPConn
 	iface netutil.Interface
 	port  int
+	// server is the address clients reach provisiond at (siaddr, option
+	// 54); base its HTTP base URL.
+	server [4]byte
+	base   string
 }
 
 // NewDHCPServer returns a server; call Listen, then Serve.
@@ -84,7 +93,7 @@ func NewDHCPServer(cfg DHCPConfig) *DHCPServer {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	return &DHCPServer{cfg: cfg}
+	return &DHCPServer{cfg: cfg, repeats: newRepeats()}
 }
 
 // Listen binds UDP Port and ProxyPort on every interface. Errors say how to
@@ -100,10 +109,24 @@ func (s *DHCPServer) Listen() error {
 				s.Close()
 				return fmt.Errorf("ProxyDHCP: %w", err)
 			}
-			s.conns = append(s.conns, boundConn{conn: c, iface: ifc, port: port})
+			s.conns = append(s.conns, s.bind(c, ifc, port))
 		}
 	}
 	return nil
+}
+
+// bind describes socket c on ifc at port.
+func (s *DHCPServer) bind(c *net.UDPConn, ifc netutil.Interface, port int) boundConn {
+	ip := ifc.IP
+	if s.cfg.Advertise != nil {
+		ip = s.cfg.Advertise
+	}
+	bc := boundConn{conn: c, iface: ifc, port: port}
+	if ip4 := ip.To4(); ip4 != nil {
+		bc.server = [4]byte(ip4)
+	}
+	bc.base = boot.BaseURL(net.IP(bc.server[:]).String(), s.cfg.HTTPPort)
+	return bc
 }
 
 // Serve reads requests until ctx ends or Close is called. Each socket has a
@@ -136,14 +159,16 @@ func (s *DHCPServer) Stats() DHCPStats {
 	return DHCPStats{
 		Received: s.received.Load(), Offers: s.offers.Load(), Acks: s.acks.Load(),
 		IgnoredNonPXE: s.ignoredNonPXE.Load(), IgnoredOther: s.ignoredOther.Load(),
-		Malformed: s.malformed.Load(), SendErrors: s.sendErrors.Load(),
+		Malformed: s.malformed.Load(), SendErrors: s.sendErrors.Load(), Repeats: s.repeated.Load(),
 	}
 }
 
+// readLoop answers the datagrams of one socket. The request, the datagram
+// and the answer live in buffers of this reader, reused for every packet.
 func (s *DHCPServer) readLoop(ctx context.Context, bc boundConn) {
-	buf := make([]byte, 4096)
+	r := newReader()
 	for {
-		n, from, err := bc.conn.ReadFromUDP(buf)
+		n, from, err := bc.conn.ReadFromUDPAddrPort(r.in)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -151,133 +176,113 @@ func (s *DHCPServer) readLoop(ctx context.Context, bc boundConn) {
 			s.cfg.Log.Warn("ProxyDHCP read failed", "interface", bc.iface.Name, "port", bc.port, "err", err)
 			continue
 		}
-		reply, to := s.handlePacket(ctx, buf[:n], bc.iface, bc.port, from)
-		if reply == nil {
+		out, to := s.handlePacket(ctx, r, r.in[:n], bc, from)
+		if len(out) == 0 {
 			continue
 		}
-		if _, err := bc.conn.WriteToUDP(reply, to); err != nil {
+		if _, err := bc.conn.WriteToUDPAddrPort(out, to); err != nil {
 			s.sendErrors.Add(1)
 			s.cfg.Log.Warn("ProxyDHCP send failed", "to", to, "interface", bc.iface.Name, "err", err)
 		}
 	}
 }
 
-// handlePacket takes one datagram from the wire to the bytes of the answer
-// (nil: stay silent). Anything that does not parse is counted and dropped.
-func (s *DHCPServer) handlePacket(ctx context.Context, raw []byte, ifc netutil.Interface, port int, from *net.UDPAddr) ([]byte, *net.UDPAddr) {
+// handlePacket takes datagram raw from the wire to the answer (in r.out;
+// empty: stay silent) and its destination. Anything that does not parse is
+// counted and dropped.
+func (s *DHCPServer) handlePacket(ctx context.Context, r *reader, raw []byte, bc boundConn, from netip.AddrPort) ([]byte, netip.AddrPort) {
 	s.received.Add(1)
-	pkt, err := dhcpv4.FromBytes(raw)
-	if err != nil {
+	r.out = r.out[:0]
+	if err := dhcpwire.Parse(raw, &r.req); err != nil {
 		s.malformed.Add(1)
 		s.cfg.Observer.DHCP("unknown", "malformed")
 		s.cfg.Log.Debug("dropped malformed DHCP packet", "from", from, "err", err)
-		return nil, nil
+		return nil, netip.AddrPort{}
 	}
-	reply, to := s.Handle(ctx, pkt, ifc, port, from)
-	if reply == nil {
-		return nil, nil
-	}
-	return reply.ToBytes(), to
+	return s.handle(ctx, r, bc, from)
 }
 
-// serverIP is the address this interface's clients reach provisiond at.
-func (s *DHCPServer) serverIP(ifc netutil.Interface) net.IP {
-	if s.cfg.Advertise != nil {
-		return s.cfg.Advertise
-	}
-	return ifc.IP
-}
-
-// Handle decides the answer to one request that arrived on ifc at port from
-// peer. It returns the reply and its destination, or nil to stay silent.
-func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil.Interface, port int, peer *net.UDPAddr) (*dhcpv4.DHCPv4, *net.UDPAddr) {
-	mt := req.MessageType()
+// handle decides the answer to the request in r that arrived on bc from
+// peer, writes it to r.out and returns it and its destination (nil: stay
+// silent).
+func (s *DHCPServer) handle(ctx context.Context, r *reader, bc boundConn, peer netip.AddrPort) ([]byte, netip.AddrPort) {
+	req := &r.req
+	mt := req.MsgType
 	typ := msgTypeLabel(mt)
-	if req.OpCode != dhcpv4.OpcodeBootRequest || len(req.ClientHWAddr) != 6 {
+	if req.Op != dhcpwire.OpRequest || req.HLen != 6 {
 		s.malformed.Add(1)
 		s.cfg.Observer.DHCP(typ, "malformed")
-		return nil, nil
+		return nil, netip.AddrPort{}
 	}
-	mac := req.ClientHWAddr.String()
-	proxyPort := port == s.cfg.ProxyPort
-	class := req.ClassIdentifier()
-
-	// Learn the client's address from its REQUEST to the home router, so
-	// TFTP transfers can be put on the right timeline.
-	if ip := clientAddress(req); ip != nil && ip.IsGlobalUnicast() && s.cfg.Neighbors != nil && boot.IsPXEClass(class) {
-		s.cfg.Neighbors.Learn(ip, mac)
+	proxyPort := bc.port == s.cfg.ProxyPort
+	pxe := isPXEClass(req.Class)
+	var mac string
+	if pxe {
+		mac = r.mac()
+		// Learn the client's address from its REQUEST to the home
+		// router, so TFTP transfers can be put on the right timeline.
+		if ip := clientAddress(req); ip != nil && ip.IsGlobalUnicast() && s.cfg.Neighbors != nil {
+			s.cfg.Neighbors.Learn(ip, mac)
+		}
 	}
 
 	switch {
-	case !proxyPort && mt == dhcpv4.MessageTypeDiscover:
-	case proxyPort && (mt == dhcpv4.MessageTypeRequest || mt == dhcpv4.MessageTypeInform):
+	case !proxyPort && mt == dhcpwire.TypeDiscover:
+	case proxyPort && (mt == dhcpwire.TypeRequest || mt == dhcpwire.TypeInform):
 	default:
 		// REQUESTs on port 67 belong to the home router; everything else
 		// is not ours to answer.
-		if boot.IsPXEClass(class) {
+		if pxe {
 			s.ignoredOther.Add(1)
 			s.cfg.Observer.DHCP(typ, "ignored_not_ours")
 		} else {
 			s.ignoredNonPXE.Add(1)
 			s.cfg.Observer.DHCP(typ, "ignored_non_pxe")
 		}
-		return nil, nil
+		return nil, netip.AddrPort{}
+	}
+	if !pxe {
+		// The LAN's other DHCP clients: not a boot, nothing to record.
+		s.ignoredNonPXE.Add(1)
+		s.cfg.Observer.DHCP(typ, "ignored_non_pxe")
+		return nil, netip.AddrPort{}
 	}
 
-	serverIP := s.serverIP(ifc)
-	breq := boot.Request{
-		MAC:      mac,
-		Class:    class,
-		ServerIP: serverIP.String(),
-		HTTPPort: s.cfg.HTTPPort,
-	}
-	if archs := req.ClientArch(); len(archs) > 0 {
-		breq.Arch, breq.HasArch = uint16(archs[0]), true
-	}
+	breq := boot.Request{MAC: mac, Class: r.class(req.Class), BaseURL: bc.base, Arch: req.Arch, HasArch: req.HasArch}
 	breq.IPXE, breq.IPXEFeatures = ipxeInfo(req)
 	d := s.cfg.Decider.DecideDHCP(ctx, breq)
+	now := time.Now()
 	if d.Ignore {
 		if d.Silent {
 			s.ignoredNonPXE.Add(1)
 			s.cfg.Observer.DHCP(typ, "ignored_non_pxe")
-			return nil, nil
+			return nil, netip.AddrPort{}
 		}
 		s.ignoredOther.Add(1)
 		s.cfg.Observer.DHCP(typ, "ignored_decision")
+		if s.repeats.seen(mac, proxyPort, answer{ignored: true, text: d.Reason}, now) {
+			s.repeated.Add(1)
+			return nil, netip.AddrPort{}
+		}
 		s.cfg.Log.Info("PXE client not answered", "mac", mac, "reason", d.Reason)
-		s.cfg.Steps.Report(events.Step{Type: events.DHCPIgnored, MAC: mac, Attrs: map[string]string{
-			"reason": d.Reason, "arch": archString(breq), "port": strconv.Itoa(port), "interface": ifc.Name,
+		s.cfg.Steps.Report(events.Step{Type: events.DHCPIgnored, MAC: mac, Time: now.UTC(), Attrs: map[string]string{
+			"reason": d.Reason, "arch": archString(breq), "port": strconv.Itoa(bc.port), "interface": bc.iface.Name,
 		}})
-		return nil, nil
+		return nil, netip.AddrPort{}
 	}
 
-	reply := replyTo(req)
+	rep := dhcpwire.Reply{MsgType: dhcpwire.TypeOffer, Server: bc.server, BootFile: d.BootFile, Class: d.Class}
 	if proxyPort {
-		reply.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeAck))
-		reply.ClientIPAddr = req.ClientIPAddr
-	} else {
-		reply.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeOffer))
-	}
-	reply.YourIPAddr = net.IPv4zero
-	reply.ServerIPAddr = serverIP
-	reply.BootFileName = d.BootFile
-	reply.UpdateOption(dhcpv4.OptServerIdentifier(serverIP))
-	reply.UpdateOption(dhcpv4.OptClassIdentifier(d.Class))
-	if uuid := req.GetOneOption(dhcpv4.OptionClientMachineIdentifier); uuid != nil {
-		reply.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, uuid))
-	}
-	if len(d.BootFile) > 127 {
-		reply.BootFileName = ""
-		reply.UpdateOption(dhcpv4.OptBootFileName(d.BootFile))
+		rep.MsgType, rep.CIAddr = dhcpwire.TypeAck, req.CIAddr
 	}
 	if d.Stage == "rom" && d.Firmware == boot.FirmwareBIOS {
 		// PXE discovery control (option 43, sub-option 6) bit 3: the boot
 		// file in this offer is final, skip boot server discovery. UEFI
 		// firmware is left without it: it asks again on port 4011, where
 		// it gets the same answer.
-		reply.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte{6, 1, 8, 255}))
+		rep.Vendor = discoveryControl
 	}
-
+	r.out = dhcpwire.AppendReply(r.out, req, &rep)
 	to := replyDestination(req, peer, proxyPort, s.cfg.Port)
 	if proxyPort {
 		s.acks.Add(1)
@@ -286,60 +291,55 @@ func (s *DHCPServer) Handle(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil
 		s.offers.Add(1)
 		s.cfg.Observer.DHCP(typ, "offer")
 	}
+	if s.repeats.seen(mac, proxyPort, answer{text: d.BootFile}, now) {
+		s.repeated.Add(1)
+		return r.out, to
+	}
 	// Every offer is a step on the machine's timeline and in the metrics;
 	// the log has it at debug level, so a PXE storm does not flood it.
-	s.cfg.Log.Debug("PXE boot offered", "mac", mac, "file", d.BootFile, "firmware", d.Firmware, "port", port, "interface", ifc.Name)
+	s.cfg.Log.Debug("PXE boot offered", "mac", mac, "file", d.BootFile, "firmware", d.Firmware, "port", bc.port, "interface", bc.iface.Name)
 	attrs := map[string]string{
-		"port": strconv.Itoa(port), "firmware": d.Firmware, "arch": archString(breq), "interface": ifc.Name, "server": serverIP.String(),
+		"port": strconv.Itoa(bc.port), "firmware": d.Firmware, "arch": archString(breq), "interface": bc.iface.Name, "server": netip.AddrFrom4(bc.server).String(),
 	}
 	if breq.IPXE {
 		attrs["ipxe"], attrs["ipxe_features"] = d.Chain, breq.IPXEFeatures.String()
 	}
-	s.cfg.Steps.Report(events.Step{Type: events.DHCPOffer, MAC: mac, File: d.BootFile, Stage: d.Stage, Continues: d.Continues, Attrs: attrs,
+	s.cfg.Steps.Report(events.Step{Type: events.DHCPOffer, MAC: mac, Time: now.UTC(), File: d.BootFile, Stage: d.Stage, Continues: d.Continues, Attrs: attrs,
 		Facts: map[string]string{"client_arch": archString(breq)}})
-	return reply, to
+	return r.out, to
 }
 
-// replyTo starts a reply to req as dhcpv4.NewReplyFromRequest does, without
-// drawing a random transaction ID from the kernel only to overwrite it.
-func replyTo(req *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
-	reply := &dhcpv4.DHCPv4{
-		OpCode: dhcpv4.OpcodeBootRequest, HWType: iana.HWTypeEthernet, ClientHWAddr: make(net.HardwareAddr, 6),
-		ClientIPAddr: net.IPv4zero, YourIPAddr: net.IPv4zero, ServerIPAddr: net.IPv4zero, GatewayIPAddr: net.IPv4zero,
-		Options: dhcpv4.Options{},
-	}
-	for _, mod := range []dhcpv4.Modifier{
-		dhcpv4.WithReply(req),
-		dhcpv4.WithGatewayIP(req.GatewayIPAddr),
-		dhcpv4.WithOptionCopied(req, dhcpv4.OptionRelayAgentInformation),
-		dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientIdentifier),
-	} {
-		mod(reply)
-	}
-	return reply
+// discoveryControl is option 43 with PXE sub-option 6 (discovery control)
+// bit 3 set: use the boot file offered, skip boot server discovery.
+var discoveryControl = []byte{6, 1, 8, 255}
+
+// isPXEClass is boot.IsPXEClass on option 60's bytes.
+func isPXEClass(class []byte) bool {
+	return bytes.HasPrefix(class, []byte(boot.ClassPXE)) || bytes.HasPrefix(class, []byte(boot.ClassHTTP))
 }
 
 // replyDestination implements the ProxyDHCP reply rules: relayed requests go
 // back to the relay; port-4011 requests are answered unicast to their
 // sender; broadcasts are answered by broadcast (the client has no address).
-func replyDestination(req *dhcpv4.DHCPv4, peer *net.UDPAddr, proxyPort bool, serverPort int) *net.UDPAddr {
-	if gi := req.GatewayIPAddr; gi != nil && !gi.IsUnspecified() && !proxyPort {
-		return &net.UDPAddr{IP: gi, Port: serverPort}
+func replyDestination(req *dhcpwire.Request, peer netip.AddrPort, proxyPort bool, serverPort int) netip.AddrPort {
+	if gi := netip.AddrFrom4(req.GIAddr); !gi.IsUnspecified() && !proxyPort {
+		return netip.AddrPortFrom(gi, uint16(serverPort))
 	}
-	if proxyPort && peer != nil && peer.IP != nil && !peer.IP.IsUnspecified() {
+	if proxyPort && peer.IsValid() && !peer.Addr().IsUnspecified() {
 		return peer
 	}
-	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), clientPort)
 }
 
-func clientAddress(req *dhcpv4.DHCPv4) net.IP {
-	if ip := req.ClientIPAddr; ip != nil && !ip.IsUnspecified() {
-		return ip
+// clientPort is the DHCP client port (68).
+const clientPort = 68
+
+func clientAddress(req *dhcpwire.Request) net.IP {
+	if ip := netip.AddrFrom4(req.CIAddr); !ip.IsUnspecified() {
+		return net.IP(req.CIAddr[:])
 	}
-	if req.MessageType() == dhcpv4.MessageTypeRequest {
-		if ip := req.RequestedIPAddress(); ip != nil && !ip.IsUnspecified() {
-			return ip
-		}
+	if req.MsgType == dhcpwire.TypeRequest && req.HasRequestedIP && !netip.AddrFrom4(req.RequestedIP).IsUnspecified() {
+		return net.IP(req.RequestedIP[:])
 	}
 	return nil
 }
@@ -347,8 +347,8 @@ func clientAddress(req *dhcpv4.DHCPv4) net.IP {
 // ipxeInfo reports whether the client is iPXE (user class "iPXE", plain or
 // RFC 3004) and the features it announced (option 175; all of them when it
 // sends no list).
-func ipxeInfo(req *dhcpv4.DHCPv4) (isIPXE bool, feats boot.Features) {
-	uc := req.GetOneOption(dhcpv4.OptionUserClassInformation)
+func ipxeInfo(req *dhcpwire.Request) (isIPXE bool, feats boot.Features) {
+	uc := req.UserClass
 	switch {
 	case string(uc) == "iPXE":
 		isIPXE = true
@@ -358,11 +358,10 @@ func ipxeInfo(req *dhcpv4.DHCPv4) (isIPXE bool, feats boot.Features) {
 	if !isIPXE {
 		return false, 0
 	}
-	opt := req.GetOneOption(dhcpv4.GenericOptionCode(175))
-	if opt == nil {
+	if req.Features == nil {
 		return true, boot.AllFeatures
 	}
-	return true, boot.ParseFeatures(opt)
+	return true, boot.ParseFeatures(req.Features)
 }
 
 func archString(r boot.Request) string {
@@ -375,19 +374,19 @@ func archString(r boot.Request) string {
 // msgTypeLabel names a message type for metrics: the known DHCP types in
 // lower case, "none" for BOOTP (no option 53), "other" for the rest (so a
 // flood of odd types cannot grow the label set).
-func msgTypeLabel(mt dhcpv4.MessageType) string {
+func msgTypeLabel(mt byte) string {
 	switch mt {
-	case dhcpv4.MessageTypeDiscover:
+	case dhcpwire.TypeDiscover:
 		return "discover"
-	case dhcpv4.MessageTypeRequest:
+	case dhcpwire.TypeRequest:
 		return "request"
-	case dhcpv4.MessageTypeInform:
+	case dhcpwire.TypeInform:
 		return "inform"
-	case dhcpv4.MessageTypeRelease:
+	case dhcpwire.TypeRelease:
 		return "release"
-	case dhcpv4.MessageTypeDecline:
+	case dhcpwire.TypeDecline:
 		return "decline"
-	case dhcpv4.MessageTypeNone:
+	case dhcpwire.TypeNone:
 		return "none"
 	}
 	return "other"

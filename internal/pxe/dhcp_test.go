@@ -2,7 +2,9 @@ package pxe
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -47,6 +49,24 @@ func newTestServer(sink *sinkRec) *DHCPServer {
 	})
 }
 
+// exchange answers req as the server answers it from the wire: req is
+// encoded and read, the answer written and decoded (nil: no answer).
+func (s *DHCPServer) exchange(ctx context.Context, req *dhcpv4.DHCPv4, ifc netutil.Interface, port int, peer *net.UDPAddr) (*dhcpv4.DHCPv4, *net.UDPAddr) {
+	var from netip.AddrPort
+	if peer != nil {
+		from = peer.AddrPort()
+	}
+	out, to := s.handlePacket(ctx, newReader(), req.ToBytes(), s.bind(nil, ifc, port), from)
+	if len(out) == 0 {
+		return nil, nil
+	}
+	reply, err := dhcpv4.FromBytes(out)
+	if err != nil {
+		panic(fmt.Sprintf("the server wrote an answer that does not parse: %v", err))
+	}
+	return reply, net.UDPAddrFromAddrPort(to)
+}
+
 func pxeDiscover(t testing.TB, arch iana.Arch, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
 	t.Helper()
 	all := append([]dhcpv4.Modifier{
@@ -70,7 +90,7 @@ func TestProxyOfferBIOS(t *testing.T) {
 	sink := &sinkRec{}
 	s := newTestServer(sink)
 	req := pxeDiscover(t, iana.INTEL_X86PC)
-	reply, to := s.Handle(context.Background(), req, ifc, 67, &net.UDPAddr{IP: net.IPv4zero, Port: 68})
+	reply, to := s.exchange(context.Background(), req, ifc, 67, &net.UDPAddr{IP: net.IPv4zero, Port: 68})
 	if reply == nil {
 		t.Fatal("no reply to a BIOS PXE client")
 	}
@@ -103,7 +123,7 @@ func TestProxyOfferBIOS(t *testing.T) {
 func TestProxyOfferUEFIAndPort4011(t *testing.T) {
 	s := newTestServer(&sinkRec{})
 	disc := pxeDiscover(t, iana.EFI_X86_64)
-	offer, _ := s.Handle(context.Background(), disc, ifc, 67, nil)
+	offer, _ := s.exchange(context.Background(), disc, ifc, 67, nil)
 	if offer == nil || offer.BootFileName != "ipxe.efi" {
 		t.Fatalf("UEFI offer: %v", offer)
 	}
@@ -117,7 +137,7 @@ func TestProxyOfferUEFIAndPort4011(t *testing.T) {
 		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64)))
 	req.OpCode = dhcpv4.OpcodeBootRequest
 	peer := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 142), Port: 68}
-	ack, to := s.Handle(context.Background(), req, ifc, 4011, peer)
+	ack, to := s.exchange(context.Background(), req, ifc, 4011, peer)
 	if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || ack.BootFileName != "ipxe.efi" {
 		t.Fatalf("4011 answer: %v", ack)
 	}
@@ -128,10 +148,10 @@ func TestProxyOfferUEFIAndPort4011(t *testing.T) {
 		t.Errorf("4011 reply to %s, want unicast to %s", to, peer)
 	}
 	// A DISCOVER on 4011 or a REQUEST on 67 is not ours to answer.
-	if r, _ := s.Handle(context.Background(), disc, ifc, 4011, peer); r != nil {
+	if r, _ := s.exchange(context.Background(), disc, ifc, 4011, peer); r != nil {
 		t.Error("answered a DISCOVER on port 4011")
 	}
-	if r, _ := s.Handle(context.Background(), req, ifc, 67, peer); r != nil {
+	if r, _ := s.exchange(context.Background(), req, ifc, 67, peer); r != nil {
 		t.Error("answered a REQUEST on port 67 (that belongs to the home router)")
 	}
 }
@@ -141,7 +161,7 @@ func TestProxyIPXEGetsScriptURL(t *testing.T) {
 	s := newTestServer(rec)
 	d := pxeDiscover(t, iana.INTEL_X86PC, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")),
 		dhcpv4.WithGeneric(dhcpv4.GenericOptionCode(175), []byte{19, 1, 1, 16, 1, 2}))
-	r, _ := s.Handle(context.Background(), d, ifc, 67, nil)
+	r, _ := s.exchange(context.Background(), d, ifc, 67, nil)
 	if r == nil || r.BootFileName != "http://192.0.2.2:8080/boot/52:54:00:12:34:56.ipxe" {
 		t.Fatalf("iPXE answer: %v", r)
 	}
@@ -151,13 +171,13 @@ func TestProxyIPXEGetsScriptURL(t *testing.T) {
 	}
 	// RFC 3004 encoding of the same user class.
 	d = pxeDiscover(t, iana.INTEL_X86PC, dhcpv4.WithOption(dhcpv4.OptRFC3004UserClass([]string{"iPXE"})))
-	if r, _ := s.Handle(context.Background(), d, ifc, 67, nil); r == nil || r.BootFileName == "undionly.kpxe" {
+	if r, _ := s.exchange(context.Background(), d, ifc, 67, nil); r == nil || r.BootFileName == "undionly.kpxe" {
 		t.Fatalf("RFC 3004 iPXE user class not recognised: %v", r)
 	}
 	// iPXE that lists features without HTTP (175.19) gets the TFTP script.
 	d = pxeDiscover(t, iana.INTEL_X86PC, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")),
 		dhcpv4.WithGeneric(dhcpv4.GenericOptionCode(175), []byte{16, 1, 2}))
-	if r, _ := s.Handle(context.Background(), d, ifc, 67, nil); r == nil || r.BootFileName == "" {
+	if r, _ := s.exchange(context.Background(), d, ifc, 67, nil); r == nil || r.BootFileName == "" {
 		t.Fatalf("iPXE without HTTP: %v", r)
 	}
 }
@@ -166,7 +186,7 @@ func TestProxyRelay(t *testing.T) {
 	s := newTestServer(&sinkRec{})
 	relay := net.IPv4(198, 51, 100, 1)
 	d := pxeDiscover(t, iana.INTEL_X86PC, dhcpv4.WithRelay(relay))
-	r, to := s.Handle(context.Background(), d, ifc, 67, &net.UDPAddr{IP: relay, Port: 67})
+	r, to := s.exchange(context.Background(), d, ifc, 67, &net.UDPAddr{IP: relay, Port: 67})
 	if r == nil {
 		t.Fatal("relayed PXE request not answered")
 	}
@@ -187,7 +207,7 @@ func TestProxyIgnoresPlainClients(t *testing.T) {
 			mods = append(mods, dhcpv4.WithOption(dhcpv4.OptClassIdentifier(class)))
 		}
 		d, _ := dhcpv4.NewDiscovery(mac, mods...)
-		if r, _ := s.Handle(context.Background(), d, ifc, 67, nil); r != nil {
+		if r, _ := s.exchange(context.Background(), d, ifc, 67, nil); r != nil {
 			t.Errorf("answered a plain client with class %q", class)
 		}
 	}
@@ -202,7 +222,7 @@ func TestProxyIgnoresPlainClients(t *testing.T) {
 func TestProxyAdvertiseOverride(t *testing.T) {
 	s := newTestServer(&sinkRec{})
 	s.cfg.Advertise = net.IPv4(203, 0, 113, 5).To4()
-	r, _ := s.Handle(context.Background(), pxeDiscover(t, iana.INTEL_X86PC), ifc, 67, nil)
+	r, _ := s.exchange(context.Background(), pxeDiscover(t, iana.INTEL_X86PC), ifc, 67, nil)
 	if !r.ServerIPAddr.Equal(s.cfg.Advertise) || !r.ServerIdentifier().Equal(s.cfg.Advertise) {
 		t.Errorf("siaddr %s, want the advertised %s", r.ServerIPAddr, s.cfg.Advertise)
 	}
@@ -211,7 +231,7 @@ func TestProxyAdvertiseOverride(t *testing.T) {
 func TestProxyMultipleInterfaces(t *testing.T) {
 	s := newTestServer(&sinkRec{})
 	other := netutil.Interface{Name: "lan1", IP: net.IPv4(198, 51, 100, 2).To4()}
-	r, _ := s.Handle(context.Background(), pxeDiscover(t, iana.INTEL_X86PC), other, 67, nil)
+	r, _ := s.exchange(context.Background(), pxeDiscover(t, iana.INTEL_X86PC), other, 67, nil)
 	if !r.ServerIPAddr.Equal(other.IP) || !r.ServerIdentifier().Equal(other.IP) {
 		t.Errorf("answer on lan1 names %s, want lan1's address %s", r.ServerIPAddr, other.IP)
 	}
@@ -221,12 +241,12 @@ func TestMalformedPacketsAreCounted(t *testing.T) {
 	s := newTestServer(&sinkRec{})
 	d := pxeDiscover(t, iana.INTEL_X86PC)
 	d.OpCode = dhcpv4.OpcodeBootReply
-	if r, _ := s.Handle(context.Background(), d, ifc, 67, nil); r != nil {
+	if r, _ := s.exchange(context.Background(), d, ifc, 67, nil); r != nil {
 		t.Error("answered a BOOTREPLY")
 	}
 	d = pxeDiscover(t, iana.INTEL_X86PC)
 	d.ClientHWAddr = net.HardwareAddr{1, 2, 3}
-	if r, _ := s.Handle(context.Background(), d, ifc, 67, nil); r != nil {
+	if r, _ := s.exchange(context.Background(), d, ifc, 67, nil); r != nil {
 		t.Error("answered a packet with a 3-byte hardware address")
 	}
 	if s.Stats().Malformed != 2 {
@@ -243,9 +263,10 @@ func BenchmarkDHCPPacket(b *testing.B) {
 		Neighbors: NewNeighbors(""),
 	})
 	raw := pxeDiscover(b, iana.INTEL_X86PC).ToBytes()
+	bc, r := s.bind(nil, ifc, 67), newReader()
 	b.ReportAllocs()
 	for b.Loop() {
-		if reply, _ := s.handlePacket(context.Background(), raw, ifc, 67, nil); reply == nil {
+		if out, _ := s.handlePacket(context.Background(), r, raw, bc, netip.AddrPort{}); len(out) == 0 {
 			b.Fatal("no offer")
 		}
 	}
@@ -261,7 +282,7 @@ func TestProxyAnswersABurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.SetReadBuffer(netutil.ReceiveBuffer)
-	s.conns = []boundConn{{conn: conn, iface: ifc, port: 4011}}
+	s.conns = []boundConn{s.bind(conn, ifc, 4011)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Serve(ctx); close(done) }()

@@ -2,9 +2,9 @@ package pxe
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,13 +39,14 @@ func FuzzDHCP(f *testing.F) {
 		Steps:     &discardSink{},
 		Neighbors: NewNeighbors(""),
 	})
-	peer := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 50), Port: 68}
+	peer := netip.MustParseAddrPort("192.0.2.50:68")
+	r := newReader()
 	f.Fuzz(func(t *testing.T, raw []byte, proxyPort bool) {
 		port := 67
 		if proxyPort {
 			port = 4011
 		}
-		out, to := s.handlePacket(context.Background(), raw, ifc, port, peer)
+		out, to := s.handlePacket(context.Background(), r, raw, s.bind(nil, ifc, port), peer)
 		if out == nil {
 			return
 		}
@@ -66,7 +67,7 @@ func FuzzDHCP(f *testing.F) {
 		if mt := reply.MessageType(); mt != dhcpv4.MessageTypeOffer && mt != dhcpv4.MessageTypeAck {
 			t.Fatalf("reply of type %s", mt)
 		}
-		if to == nil {
+		if !to.IsValid() {
 			t.Fatal("reply without destination")
 		}
 	})

@@ -567,8 +567,8 @@ func TestModelFirmwareBindsTheDHCPDecision(t *testing.T) {
 	m := inventory.Machine{Name: "BLD-006", MACs: []string{testMAC}, Profile: "linux", Params: map[string]string{"kernel": "k"}}
 	m.Vendor, m.Model = "HP", "ProLiant BL460c Gen8"
 	store.PutMachine(m)
-	uefi := boot.Request{MAC: testMAC, Class: "PXEClient:Arch:00007:UNDI:003016", Arch: boot.ArchUEFIx64, HasArch: true, ServerIP: "192.0.2.2", HTTPPort: 8080}
-	bios := boot.Request{MAC: testMAC, Class: "PXEClient:Arch:00000:UNDI:002001", HasArch: true, ServerIP: "192.0.2.2", HTTPPort: 8080}
+	uefi := boot.Request{MAC: testMAC, Class: "PXEClient:Arch:00007:UNDI:003016", Arch: boot.ArchUEFIx64, HasArch: true, BaseURL: "http://192.0.2.2:8080"}
+	bios := boot.Request{MAC: testMAC, Class: "PXEClient:Arch:00000:UNDI:002001", HasArch: true, BaseURL: "http://192.0.2.2:8080"}
 	if d := b.DecideDHCP(context.Background(), uefi); !d.Ignore || !strings.Contains(d.Reason, "forced to BIOS") {
 		t.Errorf("a Gen8's UEFI PXE request: %+v", d)
 	}

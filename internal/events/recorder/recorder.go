@@ -5,7 +5,6 @@ package recorder
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,31 +14,17 @@ import (
 // Recorder queues timeline events from the protocol servers and writes them
 // to the inventory in batches (one transaction, one fsync per batch), then
 // publishes them to live followers. A full queue drops and counts rather
-// than stalling DHCP or TFTP.
-//
-// A DHCP step that repeats one already queued for the same machine within
-// a second (a retransmission: same type, port and answer) is counted, not
-// stored again: firmware retries are seconds apart, so no boot loses a
-// step, and a client flooding DISCOVERs does not turn into a flood of
-// database writes.
+// than stalling DHCP or TFTP. (A flood of repeated DHCP requests is
+// thinned out before it gets here: the ProxyDHCP server reports an answer
+// that repeats one of the last second once.)
 type Recorder struct {
-	ch        chan events.Event
-	store     Timelines
-	broker    *events.Broker
-	log       *slog.Logger
-	dropped   atomic.Uint64
-	coalesced atomic.Uint64
-	done      chan struct{}
-
-	mu     sync.Mutex
-	recent map[string]time.Time // DHCP step key -> when it was last queued
+	ch      chan events.Event
+	store   Timelines
+	broker  *events.Broker
+	log     *slog.Logger
+	dropped atomic.Uint64
+	done    chan struct{}
 }
-
-// repeatWindow is how long an identical DHCP step counts as a repeat.
-const repeatWindow = time.Second
-
-// maxRecent bounds the repeat table; it is cleared when full.
-const maxRecent = 65536
 
 // Timelines is where the steps are stored: AppendEvents stores a batch in
 // one transaction and returns the events as stored (with their machine and
@@ -51,39 +36,13 @@ type Timelines interface {
 // New returns a recorder with a queue of size n.
 func New(store Timelines, broker *events.Broker, n int, log *slog.Logger) *Recorder {
 	return &Recorder{ch: make(chan events.Event, n), store: store, broker: broker, log: log,
-		done: make(chan struct{}), recent: map[string]time.Time{}}
+		done: make(chan struct{})}
 }
-
-// repeat reports whether ev repeats a DHCP step queued within repeatWindow,
-// and remembers it if not.
-func (r *Recorder) repeat(ev events.Event) bool {
-	if ev.Type != events.DHCPOffer && ev.Type != events.DHCPIgnored || ev.MAC == "" {
-		return false
-	}
-	key := ev.Type + "|" + ev.MAC + "|" + ev.Attrs["port"] + "|" + ev.Attrs["file"] + "|" + ev.Attrs["reason"]
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if last, ok := r.recent[key]; ok && ev.Time.Sub(last) >= 0 && ev.Time.Sub(last) < repeatWindow {
-		return true
-	}
-	if len(r.recent) >= maxRecent {
-		clear(r.recent)
-	}
-	r.recent[key] = ev.Time
-	return false
-}
-
-// Coalesced returns how many repeated DHCP steps were counted, not stored.
-func (r *Recorder) Coalesced() uint64 { return r.coalesced.Load() }
 
 // Emit implements events.Sink.
 func (r *Recorder) Emit(ev events.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
-	}
-	if r.repeat(ev) {
-		r.coalesced.Add(1)
-		return
 	}
 	select {
 	case r.ch <- ev:
