@@ -82,11 +82,27 @@ const ReceiveBuffer = 4 << 20
 // buffer of ReceiveBuffer (past net.core.rmem_max when run as root, else up
 // to it). Permission and address-in-use errors say what to do.
 func ListenUDP(ifname string, port int, broadcast bool) (*net.UDPConn, error) {
+	fd, err := socketUDP(ifname, port, broadcast)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), fmt.Sprintf("udp:%s:%d", ifname, port))
+	defer f.Close()
+	c, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("wrapping UDP socket: %w", err)
+	}
+	return c.(*net.UDPConn), nil
+}
+
+// socketUDP opens and binds the socket ListenUDP describes and returns its
+// file descriptor.
+func socketUDP(ifname string, port int, broadcast bool) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
-		return nil, fmt.Errorf("creating UDP socket: %w", err)
+		return -1, fmt.Errorf("creating UDP socket: %w", err)
 	}
-	fail := func(what string, err error) (*net.UDPConn, error) {
+	fail := func(what string, err error) (int, error) {
 		unix.Close(fd)
 		where := fmt.Sprintf("UDP port %d", port)
 		if ifname != "" {
@@ -94,11 +110,11 @@ func ListenUDP(ifname string, port int, broadcast bool) (*net.UDPConn, error) {
 		}
 		switch {
 		case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-			return nil, fmt.Errorf("%s %s: %w: run provisiond as root, or give the binary the capability as root: setcap cap_net_bind_service+ep $(command -v provisiond) (or use deploy/provisiond.service)", what, where, err)
+			return -1, fmt.Errorf("%s %s: %w: run provisiond as root, or give the binary the capability as root: setcap cap_net_bind_service+ep $(command -v provisiond) (or use deploy/provisiond.service)", what, where, err)
 		case errors.Is(err, syscall.EADDRINUSE):
-			return nil, fmt.Errorf("%s %s: %w: another server (a DHCP or TFTP server such as dnsmasq?) holds the port on this host: stop it or serve another interface", what, where, err)
+			return -1, fmt.Errorf("%s %s: %w: another server (a DHCP or TFTP server such as dnsmasq?) holds the port on this host: stop it or serve another interface", what, where, err)
 		}
-		return nil, fmt.Errorf("%s %s: %w", what, where, err)
+		return -1, fmt.Errorf("%s %s: %w", what, where, err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("setting SO_REUSEADDR for", err)
@@ -120,13 +136,7 @@ func ListenUDP(ifname string, port int, broadcast bool) (*net.UDPConn, error) {
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port}); err != nil {
 		return fail("binding", err)
 	}
-	f := os.NewFile(uintptr(fd), fmt.Sprintf("udp:%s:%d", ifname, port))
-	defer f.Close()
-	c, err := net.FilePacketConn(f)
-	if err != nil {
-		return nil, fmt.Errorf("wrapping UDP socket: %w", err)
-	}
-	return c.(*net.UDPConn), nil
+	return fd, nil
 }
 
 // SourceAddr is an HTTP request's client address, IPv4-mapped addresses
