@@ -13,8 +13,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"testing"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/api"
