@@ -9,8 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/provisiond/provisiond/internal/audit"
@@ -174,6 +176,48 @@ func (s *Server) listRoles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, in.Roles)
+}
+
+// auditCache keeps the last audit while nothing it read has changed.
+type auditCache struct {
+	mu     sync.Mutex
+	valid  bool
+	rev    uint64
+	roles  []inventory.Role
+	models []audit.Model
+	in     audit.Input
+	rep    *audit.Report
+}
+
+// Audit audits the whole inventory, as audit.Audit(AuditInput()) does. On
+// a store whose Revision says nothing changed since the last audit, and
+// with the same configured roles and models, it answers from that audit:
+// a machine's page reads that machine's findings in a fleet of thousands
+// without decoding the fleet. The report and input are shared: read them,
+// never change them.
+func (s *Server) Audit() (*audit.Report, audit.Input, error) {
+	var roles []inventory.Role
+	var models []audit.Model
+	if s.AuditConfig != nil {
+		roles, models = s.AuditConfig()
+	}
+	rev, cacheable := uint64(0), false
+	if s.Revision != nil {
+		rev, cacheable = s.Revision()
+	}
+	c := &s.audits
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cacheable && c.valid && c.rev == rev && reflect.DeepEqual(c.roles, roles) && reflect.DeepEqual(c.models, models) {
+		return c.rep, c.in, nil
+	}
+	in, err := s.AuditInput()
+	if err != nil {
+		return nil, in, err
+	}
+	rep := audit.Audit(in)
+	c.valid, c.rev, c.roles, c.models, c.in, c.rep = cacheable, rev, roles, models, in, rep
+	return rep, in, nil
 }
 
 // AuditInput gathers the inventory for an audit: machines, systems, parts,

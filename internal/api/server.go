@@ -63,6 +63,10 @@ type Server struct {
 	Hardware Hardware
 	// AuditConfig gives the configured roles and model figures.
 	AuditConfig AuditConfig
+	// Revision, when set, changes whenever anything an audit reads
+	// changes in the store; ok false says it cannot tell (a store other
+	// processes write), and Audit is not cached.
+	Revision func() (rev uint64, ok bool)
 	Renderer    Renderer
 	Secrets     Secrets
 	Assets      Assets
@@ -112,6 +116,7 @@ type Server struct {
 
 	sessMu   sync.Mutex
 	sessions map[string]session // dashboard sessions by ID
+	audits   auditCache
 }
 
 // Register adds the API routes under /api/v1/ to outer, behind the read

@@ -149,7 +149,7 @@ func (d *instance) buildControl(context.Context) error {
 	d.api = &api.Server{
 		BMC:        bmcs,
 		Enclosures: &enclosure.Syncer{Store: d.store, Password: bmcs.Password},
-		Store:      d.store, Hardware: d.store, AuditConfig: func() ([]inventory.Role, []audit.Model) { c := d.live.Load(); return c.Roles, c.Models },
+		Store:      d.store, Hardware: d.store, Revision: d.store.Revision, AuditConfig: func() ([]inventory.Role, []audit.Model) { c := d.live.Load(); return c.Roles, c.Models },
 		Renderer: d.booter, Secrets: d.secrets, Broker: d.broker, Events: d.late, Token: d.token, ReadAccess: cfg.HTTP.ReadAccess,
 		BaseURL: d.baseURL, Log: d.log, Closing: d.closing,
 		Assets:    &assetsAPI{cache: d.cache, talos: d.talos, commission: d.commish, store: d.store, boot: func() map[string]string { return d.live.Load().Boot.DefaultParams }},

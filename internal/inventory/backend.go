@@ -85,6 +85,9 @@ type Backend interface {
 	// DiscoveryRefused counts steps of unknown MACs not kept because the
 	// bound on discovered machines was reached.
 	DiscoveryRefused() uint64
+	// Revision changes whenever this process changes a record other than
+	// a timeline; ok false: other processes change the store too.
+	Revision() (rev uint64, ok bool)
 	Close() error
 }
 

@@ -67,6 +67,9 @@ type Store struct {
 	// change no boot settings); bootCache entries are valid while it holds.
 	gen       atomic.Uint64
 	bootMu    sync.RWMutex
+	// changes counts write transactions that changed a record other than
+	// a timeline (Revision).
+	changes atomic.Uint64
 	bootCache map[string]bootEntry
 
 	// cache answers the boot path from memory on a store other processes
@@ -87,7 +90,16 @@ const maxBootCache = 65536
 // boot-settings cache. Every write but a timeline append goes through it.
 func (s *Store) update(fn func(*kv.Tx) error) error {
 	defer s.gen.Add(1)
+	defer s.changes.Add(1)
 	return s.commit(fn)
+}
+
+// Revision changes whenever this process writes anything but a timeline
+// step: machines (facts merged from steps too), systems, parts, roles,
+// secrets. ok is false on a store other processes write as well (etcd),
+// whose changes it does not count.
+func (s *Store) Revision() (rev uint64, ok bool) {
+	return s.changes.Load(), s.cache == nil
 }
 
 // commit runs fn in a write transaction; on a store other processes change
@@ -825,8 +837,14 @@ func (s *Store) DeleteMachine(name string) error {
 // DHCP packets the timeline is most of what is written.
 func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 	var stored []events.Event
+	wrote := false
+	defer func() {
+		if wrote {
+			s.changes.Add(1)
+		}
+	}()
 	err := s.commit(func(tx *kv.Tx) error {
-		stored = stored[:0]
+		stored, wrote = stored[:0], false
 		evs := tx.Bucket(bucketEvents)
 		macs := tx.Bucket(bucketMACs)
 		// The batch's MACs and machines in a few requests, not one each
@@ -884,7 +902,7 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 				if err != nil {
 					return err
 				}
-				name, loaded[m.Name] = m.Name, m
+				name, loaded[m.Name], wrote = m.Name, m, true
 			default:
 				continue
 			}
@@ -934,6 +952,7 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 			}
 			stored = append(stored, ev)
 		}
+		wrote = wrote || len(dirty) > 0
 		for _, name := range dirty {
 			// Facts alone keep the revision; hardware filled from them
 			// is the record a client reads, and makes a new one.

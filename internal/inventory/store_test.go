@@ -252,3 +252,45 @@ func TestBootSettingsFollowChanges(t *testing.T) {
 	}
 	check("deleted", "", "", false)
 }
+
+// Revision moves with every change an audit reads: a machine written, one
+// discovered, facts merged from a step. A timeline step alone keeps it.
+func TestRevisionMovesWithRecords(t *testing.T) {
+	s, _ := open(t, Options{})
+	rev := func() uint64 {
+		r, ok := s.Revision()
+		if !ok {
+			t.Fatal("a bbolt store says another process may write it")
+		}
+		return r
+	}
+	r0 := rev()
+	if _, err := s.PutMachine(Machine{Name: "BLD-001", MACs: []string{"52:54:00:00:00:01"}}); err != nil {
+		t.Fatal(err)
+	}
+	r1 := rev()
+	if r1 == r0 {
+		t.Error("a machine written kept the revision")
+	}
+	step := events.Event{Type: events.DHCPOffer, MAC: "52:54:00:00:00:01", Time: time.Now()}
+	if _, err := s.AppendEvents([]events.Event{step}); err != nil {
+		t.Fatal(err)
+	}
+	if r := rev(); r != r1 {
+		t.Error("a timeline step alone moved the revision")
+	}
+	step.Facts = map[string]string{"client_arch": "7"}
+	if _, err := s.AppendEvents([]events.Event{step}); err != nil {
+		t.Fatal(err)
+	}
+	r2 := rev()
+	if r2 == r1 {
+		t.Error("facts merged into a machine kept the revision")
+	}
+	if _, err := s.AppendEvents([]events.Event{{Type: events.DHCPOffer, MAC: "52:54:00:00:00:99", Time: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	if rev() == r2 {
+		t.Error("a machine discovered kept the revision")
+	}
+}

@@ -460,8 +460,7 @@ func (s *Server) machine(r *http.Request, v *view) (string, int, error) {
 			d.Password = "none set"
 		}
 	}
-	if in, err := s.API.AuditInput(); err == nil {
-		rep := audit.Audit(in)
+	if rep, in, err := s.API.Audit(); err == nil {
 		for i := range rep.Machines {
 			if rep.Machines[i].Name == m.Name {
 				d.Report = &rep.Machines[i]
@@ -495,11 +494,10 @@ type auditData struct {
 }
 
 func (s *Server) audit(r *http.Request, v *view) (string, int, error) {
-	in, err := s.API.AuditInput()
+	rep, _, err := s.API.Audit()
 	if err != nil {
 		return "", 0, err
 	}
-	rep := audit.Audit(in)
 	c := rep.Counts()
 	d := &auditData{Report: rep, Errors: c[audit.Error], Warnings: c[audit.Warning], Notes: c[audit.Info], All: r.URL.Query().Get("notes") == "1"}
 	lowest := audit.Warning
