@@ -134,7 +134,10 @@ type HTTP struct {
 	// token; boot endpoints are always open (firmware cannot log in).
 	ReadAccess string `yaml:"read_access"`
 	// MaxConnections bounds the HTTP connections open at once (boot
-	// clients and API); more wait in the kernel's accept queue.
+	// clients and API); more wait in the kernel's accept queue. The
+	// default, 4096, with the kernel's queue of as many, holds a storm of
+	// 5,000 machines booting at once: a connection that waits too long
+	// in an overflowing queue is reset.
 	MaxConnections int `yaml:"max_connections"`
 	// Port is advertised to clients in boot URLs; it must match Listen.
 	// Zero means the port of Listen.
@@ -346,7 +349,7 @@ func Default() Config {
 		Store:   "bbolt",
 		Etcd:    Etcd{Prefix: "/provisiond/", Timeout: "5s"},
 		IPXEDir: "/usr/lib/ipxe",
-		HTTP:    HTTP{Listen: ":8080", ReadAccess: "local", MaxConnections: 1024, MaxConnectionsPerSource: 64, RatePerSource: 50, MaxAssetStreams: 64},
+		HTTP:    HTTP{Listen: ":8080", ReadAccess: "local", MaxConnections: 4096, MaxConnectionsPerSource: 64, RatePerSource: 50, MaxAssetStreams: 64},
 		Control: Control{Listen: ":8443", MaxConnections: 256},
 		DHCP:    DHCP{Enabled: true, Port: 67, ProxyPort: 4011},
 		TFTP:    TFTP{Enabled: true, Port: 69, MaxBlockSize: 1468, MaxTransfers: 256},
