@@ -107,7 +107,7 @@ e2e-slurm:
 # at a time). Crashers land in the package's testdata/fuzz and then run as
 # regression tests with every go test.
 FUZZTIME ?= 5m
-FUZZ_TARGETS := ./internal/pxe:FuzzDHCP ./internal/pxe:FuzzTFTPPath ./internal/pxe:FuzzHTTPBoot \
+FUZZ_TARGETS := ./internal/pxe:FuzzDHCP ./internal/dhcpwire:FuzzParse ./internal/pxe:FuzzTFTPPath ./internal/pxe:FuzzHTTPBoot \
 	./internal/pxe:FuzzNormalizeMAC ./internal/profile:FuzzRender ./internal/inventory:FuzzImport
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -67,9 +67,9 @@ type Server struct {
 	// changes in the store; ok false says it cannot tell (a store other
 	// processes write), and Audit is not cached.
 	Revision func() (rev uint64, ok bool)
-	Renderer    Renderer
-	Secrets     Secrets
-	Assets      Assets
+	Renderer Renderer
+	Secrets  Secrets
+	Assets   Assets
 	// BMC runs power, boot-device and inventory calls (nil: none).
 	BMC BMC
 	// Enclosures syncs enclosures from their OAs (nil: not offered).

@@ -220,6 +220,12 @@ type Boot struct {
 	// machine runs the same iPXE) or never (only a ROM without HTTP). The
 	// booleans of older configs read as always (true) and never (false).
 	ChainIPXE ChainMode `yaml:"chain_ipxe"`
+	// IPv6RA ends iPXE's 15-s wait for IPv6 on a network without an IPv6
+	// router: a machine provisiond is booting whose router solicitation
+	// no router answers within a second gets, unicast, an advertisement
+	// of no router (lifetime 0, no prefix). Never sent on a link where a
+	// router advertised within the hour. Needs CAP_NET_RAW.
+	IPv6RA bool `yaml:"ipv6_ra"`
 	// DefaultProfile is served to unknown machines and to machines without
 	// a profile.
 	DefaultProfile string `yaml:"default_profile"`
@@ -359,6 +365,7 @@ func Default() Config {
 			UEFIx86:        "ipxe-i386.efi",
 			UEFIARM64:      "ipxe-arm64.efi",
 			ChainIPXE:      boot.ChainAuto,
+			IPv6RA:         true,
 			DefaultProfile: "menu",
 			SecretWindow:   "10m",
 		},

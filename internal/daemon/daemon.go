@@ -128,6 +128,7 @@ type instance struct {
 	mets      *metrics.Metrics
 	neighbors *pxe.Neighbors
 	dhcp      *pxe.DHCPServer
+	ra        *pxe.RAServer
 	tftp      *pxe.TFTPServer
 	httpLn    net.Listener
 	ctlLn     net.Listener

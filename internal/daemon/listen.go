@@ -25,6 +25,17 @@ func (d *instance) listen(context.Context) error {
 			return err
 		}
 		d.closers = append(d.closers, func() { d.dhcp.Close() })
+		if cfg.Boot.IPv6RA {
+			ra := pxe.NewRAServer(pxe.RAConfig{Interfaces: d.ifaces, Booting: d.dhcp.Booting, Steps: d.late, Log: d.log})
+			if err := ra.Listen(); err != nil {
+				// A speed-up, not a duty: boots go on, iPXE waits for IPv6.
+				d.log.Warn("not answering iPXE's IPv6 router solicitations", "err", err)
+			} else {
+				d.ra = ra
+				d.mets.Func("provisiond_ipv6_ra_sent_total", "Advertisements of no IPv6 router sent to booting machines whose solicitation no router answered.",
+					func() float64 { return float64(ra.Stats().Answered) })
+			}
+		}
 	}
 	if cfg.TFTP.Enabled {
 		srv, err := pxe.NewTFTPServer(pxe.TFTPConfig{

@@ -30,6 +30,10 @@ func (d *instance) serve() <-chan error {
 		d.wg.Add(1)
 		go func() { defer d.wg.Done(); d.dhcp.Serve(srvCtx) }()
 	}
+	if d.ra != nil {
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); d.ra.Serve(srvCtx) }()
+	}
 	if d.tftp != nil {
 		d.wg.Add(1)
 		go func() { defer d.wg.Done(); d.tftp.Serve(srvCtx) }()

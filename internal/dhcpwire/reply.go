@@ -17,7 +17,7 @@ type Reply struct {
 	// Class is option 60 ("PXEClient" or "HTTPClient").
 	Class string
 	// Vendor is option 43 (PXE boot server discovery control), when set.
-	Vendor []byte
+	Vendor string
 }
 
 // AppendReply appends to dst the answer to req that rep describes, and
@@ -42,16 +42,14 @@ func AppendReply(dst []byte, req *Request, rep *Reply) []byte {
 	}
 	dst = append(dst, hdr[:]...)
 	dst = append(dst, magicCookie[:]...)
-	if len(rep.Vendor) > 0 {
-		dst = appendOption(dst, OptVendorSpecific, rep.Vendor)
-	}
+	dst = appendOption(dst, OptVendorSpecific, rep.Vendor)
 	dst = append(dst, OptMessageType, 1, rep.MsgType)
 	dst = append(dst, OptServerID, 4)
 	dst = append(dst, rep.Server[:]...)
-	dst = appendStringOption(dst, OptClassID, rep.Class)
+	dst = appendOption(dst, OptClassID, rep.Class)
 	dst = appendOption(dst, OptClientID, req.ClientID)
 	if len(rep.BootFile) > 127 {
-		dst = appendStringOption(dst, OptBootFile, rep.BootFile)
+		dst = appendOption(dst, OptBootFile, rep.BootFile)
 	}
 	dst = appendOption(dst, OptMachineID, req.MachineID)
 	dst = appendOption(dst, OptRelayAgent, req.RelayAgent)
@@ -64,18 +62,7 @@ func AppendReply(dst []byte, req *Request, rep *Reply) []byte {
 
 // appendOption appends option code with value v, split into parts of 255
 // bytes (RFC 3396); an empty v is left out.
-func appendOption(dst []byte, code byte, v []byte) []byte {
-	for len(v) > 0 {
-		n := min(len(v), 255)
-		dst = append(dst, code, byte(n))
-		dst = append(dst, v[:n]...)
-		v = v[n:]
-	}
-	return dst
-}
-
-// appendStringOption is appendOption for a string value.
-func appendStringOption(dst []byte, code byte, v string) []byte {
+func appendOption[V []byte | string](dst []byte, code byte, v V) []byte {
 	for len(v) > 0 {
 		n := min(len(v), 255)
 		dst = append(dst, code, byte(n))

@@ -168,7 +168,7 @@ func TestAppendReplyAsInsomniacslk(t *testing.T) {
 		req  *dhcpv4.DHCPv4
 		rep  Reply
 	}{
-		{"bios offer", pxeRequest(t), Reply{MsgType: TypeOffer, Server: [4]byte{192, 0, 2, 2}, BootFile: "undionly.kpxe", Class: "PXEClient", Vendor: []byte{6, 1, 8, 255}}},
+		{"bios offer", pxeRequest(t), Reply{MsgType: TypeOffer, Server: [4]byte{192, 0, 2, 2}, BootFile: "undionly.kpxe", Class: "PXEClient", Vendor: "\x06\x01\x08\xff"}},
 		{"ack", pxeRequest(t, dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest), dhcpv4.WithClientIP(net.IPv4(192, 0, 2, 70))),
 			Reply{MsgType: TypeAck, CIAddr: [4]byte{192, 0, 2, 70}, Server: [4]byte{192, 0, 2, 2}, BootFile: "snponly.efi", Class: "PXEClient"}},
 		{"long file", pxeRequest(t), Reply{MsgType: TypeOffer, Server: [4]byte{192, 0, 2, 2}, BootFile: long, Class: "HTTPClient"}},
@@ -207,8 +207,8 @@ func oracleReply(req *dhcpv4.DHCPv4, rep *Reply) []byte {
 		p.BootFileName = ""
 		p.UpdateOption(dhcpv4.OptBootFileName(rep.BootFile))
 	}
-	if rep.Vendor != nil {
-		p.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, rep.Vendor))
+	if rep.Vendor != "" {
+		p.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte(rep.Vendor)))
 	}
 	return p.ToBytes()
 }
@@ -218,7 +218,7 @@ func TestNoAllocations(t *testing.T) {
 	raw := captured(t)[0]
 	buf := make([]byte, 0, 576)
 	var r Request
-	rep := Reply{MsgType: TypeOffer, Server: [4]byte{192, 0, 2, 2}, BootFile: "undionly.kpxe", Class: "PXEClient", Vendor: []byte{6, 1, 8, 255}}
+	rep := Reply{MsgType: TypeOffer, Server: [4]byte{192, 0, 2, 2}, BootFile: "undionly.kpxe", Class: "PXEClient", Vendor: "\x06\x01\x08\xff"}
 	if n := testing.AllocsPerRun(100, func() {
 		if err := Parse(raw, &r); err != nil {
 			t.Fatal(err)

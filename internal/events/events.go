@@ -18,6 +18,9 @@ const (
 	DHCPOffer = "dhcp.offer"
 	// DHCPIgnored: a PXE client got no answer (attrs: reason, arch).
 	DHCPIgnored = "dhcp.ignored"
+	// IPv6RA: iPXE's router solicitation, which no router answered, got
+	// provisiond's advertisement of no router (attrs: interface, to, why).
+	IPv6RA = "ipv6.ra"
 	// TFTPTransfer: a file went out over TFTP (attrs: file, bytes, blksize, duration, ok, error).
 	TFTPTransfer = "tftp.transfer"
 	// Script: an iPXE script was served (attrs: profile, stage).

@@ -65,11 +65,11 @@ type Store struct {
 
 	// gen counts write transactions other than timeline appends (which
 	// change no boot settings); bootCache entries are valid while it holds.
-	gen       atomic.Uint64
-	bootMu    sync.RWMutex
+	gen    atomic.Uint64
+	bootMu sync.RWMutex
 	// changes counts write transactions that changed a record other than
 	// a timeline (Revision).
-	changes atomic.Uint64
+	changes   atomic.Uint64
 	bootCache map[string]bootEntry
 
 	// cache answers the boot path from memory on a store other processes

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/boot"
+	"github.com/provisiond/provisiond/internal/bounded"
 	"github.com/provisiond/provisiond/internal/dhcpwire"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/netutil"
@@ -68,6 +69,9 @@ type DHCPServer struct {
 	wg      sync.WaitGroup
 	repeats *repeats
 
+	bootMu  sync.Mutex
+	booting *bounded.Map[struct{}] // MACs answered lately, and when
+
 	received, offers, acks, ignoredNonPXE, ignoredOther, malformed, sendErrors, repeated atomic.Uint64
 }
 
@@ -93,7 +97,7 @@ func NewDHCPServer(cfg DHCPConfig) *DHCPServer {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	return &DHCPServer{cfg: cfg, repeats: newRepeats()}
+	return &DHCPServer{cfg: cfg, repeats: newRepeats(), booting: bounded.New[struct{}](maxRepeatMACs, bootingWindow)}
 }
 
 // Listen binds UDP Port and ProxyPort on every interface. Errors say how to
@@ -293,6 +297,9 @@ func (s *DHCPServer) handle(ctx context.Context, r *reader, bc boundConn, peer n
 		s.offers.Add(1)
 		s.cfg.Observer.DHCP(typ, "offer")
 	}
+	s.bootMu.Lock()
+	s.booting.Put(mac, struct{}{}, now, now)
+	s.bootMu.Unlock()
 	if s.repeats.seen(mac, proxyPort, answer{text: d.BootFile}, now) {
 		s.repeated.Add(1)
 		return r.out, to
@@ -311,9 +318,23 @@ func (s *DHCPServer) handle(ctx context.Context, r *reader, bc boundConn, peer n
 	return r.out, to
 }
 
+// bootingWindow is how long after its last boot answer a MAC counts as
+// booting (Booting): from the firmware's PXE to iPXE's start takes
+// seconds.
+const bootingWindow = 2 * time.Minute
+
+// Booting reports whether the server gave mac a boot answer (PXE or iPXE)
+// within the last two minutes.
+func (s *DHCPServer) Booting(mac string) bool {
+	s.bootMu.Lock()
+	defer s.bootMu.Unlock()
+	_, at, ok := s.booting.Get(mac)
+	return ok && time.Since(at) < bootingWindow
+}
+
 // discoveryControl is option 43 with PXE sub-option 6 (discovery control)
 // bit 3 set: use the boot file offered, skip boot server discovery.
-var discoveryControl = []byte{6, 1, 8, 255}
+const discoveryControl = "\x06\x01\x08\xff"
 
 // isPXEClass is boot.IsPXEClass on option 60's bytes.
 func isPXEClass(class []byte) bool {

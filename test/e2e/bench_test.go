@@ -164,7 +164,8 @@ func (l *lab) timeBoot(b *testing.B, name, mac string, fw firmware) time.Duratio
 	deadline := start.Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
 		raw, _ := os.ReadFile(v.serial)
-		if bytes.Contains(raw, []byte("PROVISIOND-TEST-CMDLINE:")) {
+		// The marker's whole line: the console may be caught mid-line.
+		if i := bytes.Index(raw, []byte("PROVISIOND-TEST-CMDLINE:")); i >= 0 && bytes.IndexByte(raw[i:], '\n') > 0 {
 			d := time.Since(start)
 			if cl := serialLine(string(raw), "PROVISIOND-TEST-CMDLINE:"); !strings.Contains(cl, "console=ttyS0") {
 				b.Fatalf("%s booted with command line %q", name, cl)

@@ -421,7 +421,8 @@ type step struct {
 
 // checkTimeline asserts the boot steps in order: DHCP offer, TFTP of the
 // iPXE binary (UEFI firmware's own PXE; SeaBIOS's iPXE ROM is not chained),
-// script, kernel, initrd, and the callback when the profile makes one.
+// the advertisement of no IPv6 router to iPXE, script, kernel, initrd, and
+// the callback when the profile makes one.
 func checkTimeline(t *testing.T, l *lab, m bootCase) {
 	t.Helper()
 	var evs []events.Event
@@ -458,6 +459,12 @@ func checkTimeline(t *testing.T, l *lab, m bootCase) {
 		}
 	}
 	want = append(want, []step{
+		// The lab's router announces no IPv6: iPXE solicits a router, none
+		// answers, and provisiond tells it there is none (boot.ipv6_ra),
+		// so it fetches its script without waiting 15 s for IPv6.
+		{events.IPv6RA, "advertisement of no IPv6 router to iPXE", func(ev events.Event) bool {
+			return strings.HasPrefix(ev.Attrs["to"], "fe80::") && strings.Contains(ev.Attrs["why"], "router lifetime 0")
+		}},
 		{events.Script, "script (profile " + m.profile + ")", func(ev events.Event) bool { return ev.Attrs["profile"] == m.profile }},
 		{events.Asset, "kernel", func(ev events.Event) bool {
 			return strings.HasSuffix(ev.Attrs["file"], m.kernel) && ev.Attrs["status"] == "200"

@@ -125,6 +125,10 @@ func TestServiceCapabilities(t *testing.T) {
 			t.Fatalf("provisiond did not start within 20s:\n%s", log.String())
 		}
 	}
+	// With CAP_NET_RAW it answers iPXE's IPv6 router solicitations.
+	if strings.Contains(log.String(), "not answering iPXE's IPv6 router solicitations") {
+		t.Errorf("with the unit's capabilities the ICMPv6 socket was refused:\n%s", log.String())
+	}
 	// The sockets are its own: ports 67, 4011 and 69 are bound in the
 	// namespace by a process of uid 65534.
 	out, _ := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/net/udp").CombinedOutput()
