@@ -15,7 +15,7 @@ need qemu-system-x86_64 dnsmasq
 BOOTS=${BOOTS:-1}
 (cd "$REPO" && go test -count=1 -run '^$' -bench WholeBoot -benchtime "${BOOTS}x" -timeout 40m ./test/e2e) | tee "$WORK/boot.out" >&2
 
-secs() { awk -v k="BenchmarkWholeBoot/$1-" 'index($1, k) == 1 { for (i = 1; i <= NF; i++) if ($(i + 1) == "s/boot") print $i }' "$WORK/boot.out"; }
+secs() { awk -v k="BenchmarkWholeBoot/$1-" '$1 ~ ("^" k "[0-9]+$") { for (i = 1; i <= NF; i++) if ($(i + 1) == "s/boot") print $i }' "$WORK/boot.out"; }
 result "" "## Whole boots (QEMU TCG, power-on to the test kernel printing its command line; $BOOTS boot(s) per case)" "" \
 	"| router | firmware | provisiond, defaults (chain_ipxe: auto, uefi_x64: snponly.efi) | provisiond, chain_ipxe: always (bios) / uefi_x64: ipxe.efi (uefi) | dnsmasq (all over TFTP, ipxe.efi) | provisiond defaults / dnsmasq |" \
 	"|---|---|---|---|---|---|"

@@ -181,7 +181,7 @@ func DecideDHCP(req Request, m *inventory.BootSettings, bins Options) DHCPDecisi
 	switch {
 	case req.IPXE && !foreign && (req.IPXEFeatures.Has(FeatureHTTP) || httpBoot):
 		d.Stage = "ipxe"
-		d.BootFile = base + "/boot/" + req.MAC + ".ipxe" // base + "/" + ScriptPath, made at once
+		d.BootFile = base + "/boot/" + req.MAC + ".ipxe" // base + "/" + ScriptPath(req.MAC), in one allocation
 	case req.IPXE && !foreign:
 		// Our own iPXE without HTTP: hand it its script over TFTP.
 		d.Stage = "ipxe"

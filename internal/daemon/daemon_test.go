@@ -92,13 +92,13 @@ func startDaemon(t *testing.T, mods ...func(*config.Config)) testDaemon {
 	return testDaemon{boot: base, control: "https://" + addrs.Control, fingerprint: addrs.Fingerprint, data: data, stop: stop}
 }
 
-// callbackRE finds the callback URL and its nonce in a script.
 // romLast is when romDHCP last played a ROM, by daemon and MAC.
 var (
 	romMu   sync.Mutex
 	romLast = map[string]time.Time{}
 )
 
+// callbackRE finds the callback URL and its nonce in a script.
 var callbackRE = regexp.MustCompile(`provisiond\.callback=(\S+\?nonce=(\S+))`)
 
 // romDHCP plays mac's PXE ROM against the daemon's ProxyDHCP on

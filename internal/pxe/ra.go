@@ -94,7 +94,7 @@ func NewRAServer(cfg RAConfig) *RAServer {
 func (s *RAServer) Listen() error {
 	c, err := net.ListenPacket("ip6:ipv6-icmp", "::")
 	if err != nil {
-		return fmt.Errorf("IPv6 router advertisements: opening an ICMPv6 socket: %w (it needs CAP_NET_RAW: run as root, add the capability, or set boot.ipv6_ra: off)", err)
+		return fmt.Errorf("IPv6 router advertisements: opening an ICMPv6 socket: %w (it needs CAP_NET_RAW: run as root, add the capability, or set boot.ipv6_ra: false)", err)
 	}
 	p := ipv6.NewPacketConn(c)
 	var f ipv6.ICMPFilter
