@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,12 +67,19 @@ type Store struct {
 
 	// gen counts write transactions other than timeline appends (which
 	// change no boot settings); bootCache entries are valid while it holds.
-	gen    atomic.Uint64
-	bootMu sync.RWMutex
+	gen       atomic.Uint64
+	bootMu    sync.RWMutex
+	bootCache map[string]bootEntry
+
 	// changes counts write transactions that changed a record other than
 	// a timeline (Revision).
-	changes   atomic.Uint64
-	bootCache map[string]bootEntry
+	changes atomic.Uint64
+
+	// merged remembers, by machine, the facts last merged from a step
+	// (factsMark), so that a step repeating them within factsFresh is
+	// stored without decoding and rewriting the machine's record.
+	mergedMu sync.Mutex
+	merged   map[string]factsMark
 
 	// cache answers the boot path from memory on a store other processes
 	// change too (nil on bbolt).
@@ -166,7 +175,7 @@ func OpenDB(db kv.DB, opts Options) (*Store, error) { return openDB(db, "", opts
 
 func openDB(db kv.DB, path string, opts Options) (*Store, error) {
 	s := &Store{db: db, path: path, maxEvents: opts.MaxEventsPerMachine, now: opts.Now, maxDiscovered: opts.MaxDiscovered,
-		bootCache: map[string]bootEntry{}}
+		bootCache: map[string]bootEntry{}, merged: map[string]factsMark{}}
 	if s.maxEvents <= 0 {
 		s.maxEvents = 1000
 	}
@@ -838,6 +847,8 @@ func (s *Store) DeleteMachine(name string) error {
 func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 	var stored []events.Event
 	wrote := false
+	var marks map[string]factsMark // facts merged, by machine
+	gen := s.gen.Load()
 	defer func() {
 		if wrote {
 			s.changes.Add(1)
@@ -865,6 +876,7 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 		}
 		// Machines this batch decoded (by name), and the names to write back.
 		loaded := map[string]*Machine{}
+		marks = map[string]factsMark{}
 		var dirty []string
 		filled := map[string]bool{}
 		load := func(name string) (*Machine, error) {
@@ -906,6 +918,9 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 			default:
 				continue
 			}
+			if len(ev.Facts) > 0 && s.factsKnown(name, ev) {
+				ev.Facts = nil
+			}
 			if len(ev.Facts) > 0 {
 				m, err := load(name)
 				if errors.Is(err, ErrNotFound) {
@@ -925,6 +940,7 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 				if !slices.Contains(dirty, m.Name) {
 					dirty = append(dirty, m.Name)
 				}
+				marks[m.Name] = factsMark{facts: factsKey(ev.Facts), at: ev.Time}
 				if len(ch.Fields) > 0 {
 					filled[m.Name] = true
 				}
@@ -966,7 +982,68 @@ func (s *Store) AppendEvents(batch []events.Event) ([]events.Event, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		s.markMerged(marks, gen)
+	}
 	return stored, err
+}
+
+// factsFresh is how long a step's facts, once merged, are not merged
+// again when a step repeats them: the record's last_seen is kept to the
+// minute under a machine's repeated requests (or a flood of them).
+const factsFresh = time.Minute
+
+// factsMark is what a machine's record got from steps' facts: their
+// values, when, and the store's write count (gen) then.
+type factsMark struct {
+	facts string
+	at    time.Time
+	gen   uint64
+}
+
+// factsKey is a step's facts in one string, keys in order.
+func factsKey(f map[string]string) string {
+	keys := slices.Sorted(maps.Keys(f))
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(f[k])
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// factsKnown reports whether ev's facts were merged into machine name
+// less than factsFresh before ev, with no write since that could have
+// changed the record (gen). Never on a store other processes write.
+func (s *Store) factsKnown(name string, ev events.Event) bool {
+	if s.cache != nil {
+		return false
+	}
+	s.mergedMu.Lock()
+	defer s.mergedMu.Unlock()
+	m, ok := s.merged[name]
+	d := ev.Time.Sub(m.at)
+	return ok && m.gen == s.gen.Load() && d >= 0 && d < factsFresh && m.facts == factsKey(ev.Facts)
+}
+
+// markMerged remembers the facts a committed batch merged, unless a write
+// came between the batch's start (gen) and now: it may have changed the
+// record the batch merged into.
+func (s *Store) markMerged(marks map[string]factsMark, gen uint64) {
+	if len(marks) == 0 || s.cache != nil || s.gen.Load() != gen {
+		return
+	}
+	s.mergedMu.Lock()
+	defer s.mergedMu.Unlock()
+	if len(s.merged)+len(marks) > maxBootCache {
+		clear(s.merged)
+	}
+	for name, m := range marks {
+		m.gen = gen
+		s.merged[name] = m
+	}
 }
 
 func (s *Store) discover(tx *kv.Tx, mac string) (*Machine, error) {

@@ -294,3 +294,58 @@ func TestRevisionMovesWithRecords(t *testing.T) {
 		t.Error("a machine discovered kept the revision")
 	}
 }
+
+// A step's facts are merged into the machine's record once: a step
+// repeating them within a minute is stored on the timeline without
+// rewriting the record; new facts, a write to the machine, or a minute
+// later merge again.
+func TestRepeatedFactsMergedOnce(t *testing.T) {
+	s, _ := open(t, Options{})
+	const mac = "52:54:00:00:00:07"
+	if _, err := s.PutMachine(Machine{Name: "BLD-007", MACs: []string{mac}}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UTC().Truncate(time.Second)
+	step := func(at time.Duration, arch string) {
+		t.Helper()
+		ev := events.Event{Type: events.DHCPOffer, MAC: mac, Time: t0.Add(at), Facts: map[string]string{"client_arch": arch}}
+		if _, err := s.AppendEvents([]events.Event{ev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := func() (time.Time, string) {
+		t.Helper()
+		m, err := s.Machine("BLD-007")
+		if err != nil || m.Facts == nil {
+			t.Fatalf("BLD-007: %+v %v", m, err)
+		}
+		return m.Facts.LastSeen, m.Facts.ClientArch
+	}
+	step(0, "7")
+	if at, arch := seen(); !at.Equal(t0) || arch != "7" {
+		t.Fatalf("first step: last seen %v arch %s", at, arch)
+	}
+	step(10*time.Second, "7")
+	if at, _ := seen(); !at.Equal(t0) {
+		t.Errorf("a repeat of the same facts 10 s later rewrote the record (last seen %v)", at)
+	}
+	step(20*time.Second, "0")
+	if at, arch := seen(); !at.Equal(t0.Add(20*time.Second)) || arch != "0" {
+		t.Errorf("new facts not merged: last seen %v arch %s", at, arch)
+	}
+	if _, err := s.UpdateMachine("BLD-007", func(m *Machine) error { m.Facts = nil; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	step(25*time.Second, "0")
+	if at, arch := seen(); !at.Equal(t0.Add(25*time.Second)) || arch != "0" {
+		t.Errorf("after a write to the machine the same facts were not merged again: last seen %v arch %s", at, arch)
+	}
+	step(90*time.Second, "0")
+	if at, _ := seen(); !at.Equal(t0.Add(90 * time.Second)) {
+		t.Errorf("the same facts a minute later did not move last seen (%v)", at)
+	}
+	evs, err := s.Events("BLD-007", 0, 0)
+	if err != nil || len(evs) != 5 {
+		t.Errorf("%d steps on the timeline (%v), want all 5", len(evs), err)
+	}
+}
