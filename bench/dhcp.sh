@@ -21,13 +21,22 @@ lab_up
 # perfdhcp run RATE: one run; prints "offers/s drops% avg_ms max_ms sent received".
 perf() { pxe_perf "$1" "$PERIOD"; }
 
+# cpu_ticks PID: the process's user and system time, in clock ticks.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+
+# R[server,rate]: perf's fields, then the server's CPU microseconds per
+# answer in that run (user and system time over answers received).
 declare -A R
 run_server() {
-	local name=$1 rate
+	local name=$1 pid=$2 rate
 	for rate in $RATES; do
-		local r=$rate
+		local r=$rate t0 t1 out
 		[[ $rate == max ]] && r=$MAX_RATE
-		R[$name,$rate]=$(perf "$r")
+		t0=$(cpu_ticks "$pid")
+		out=$(perf "$r")
+		t1=$(cpu_ticks "$pid")
+		R[$name,$rate]="$out $(awk -v t=$((t1 - t0)) -v hz="$TICK" -v n="$(awk '{print $6}' <<<"$out")" 'BEGIN { if (n > 0) printf "%.1f", t / hz / n * 1e6; else print "?" }')"
 		log "dhcp $name at $rate/s: ${R[$name,$rate]}"
 	done
 }
@@ -35,7 +44,7 @@ run_server() {
 SERVERS=${SERVERS:-provisiond dnsmasq}
 if [[ $SERVERS == *provisiond* ]]; then
 	start_provisiond
-	run_server provisiond
+	run_server provisiond "$PROVISIOND_PID"
 	PROV_RSS=$(rss_peak "$PROVISIOND_PID")
 	stop_all
 fi
@@ -45,19 +54,32 @@ if [[ $SERVERS == *dnsmasq* ]]; then
 		--dhcp-range=192.0.2.0,proxy,255.255.255.0 --pxe-service=x86PC,"network boot",undionly \
 		--dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file= --log-facility="$WORK/dnsmasq-dhcp.log"
 	wait_port "$SRV_NS" udp 67
-	run_server dnsmasq
+	run_server dnsmasq "$(server_pid "$LAST_PID")"
 	stop_all
 fi
 
 result "" "## ProxyDHCP (perfdhcp, PXE DISCOVER -> proxy OFFER, 1,000 clients, ${PERIOD} s per rate)" "" \
-	"| rate asked | server | offers/s | drops | avg latency | max latency |" \
-	"|---|---|---|---|---|---|"
+	"| rate asked | server | offers/s | drops | avg latency | max latency | CPU per answer |" \
+	"|---|---|---|---|---|---|---|"
 for rate in $RATES; do
 	for s in $SERVERS; do
-		read -r ops drops avg max _ <<<"${R[$s,$rate]}"
+		read -r ops drops avg max _ _ cpu <<<"${R[$s,$rate]}"
 		label=$rate
 		[[ $rate == max ]] && label="flat out ($MAX_RATE)"
-		result "| $label | $s | $ops | $drops % | $avg ms | $max ms |"
+		result "| $label | $s | $ops | $drops % | $avg ms | $max ms | $cpu µs |"
 	done
 done
+# What each could answer with the machine to itself, from its CPU per
+# answer at the highest fixed rate: perfdhcp shares the cores, so the
+# flat-out row measures perfdhcp as much as the server. dnsmasq answers
+# on one thread (one core); provisiond has a reader per CPU.
+top=""
+for rate in $RATES; do [[ $rate != max ]] && top=$rate; done
+if [[ -n $top && $SERVERS == *provisiond* && $SERVERS == *dnsmasq* ]]; then
+	read -r _ _ _ _ _ _ pc <<<"${R[provisiond,$top]}"
+	read -r _ _ _ _ _ _ dc <<<"${R[dnsmasq,$top]}"
+	ncpu=$(nproc)
+	result "" "$(awk -v p="$pc" -v d="$dc" -v n="$ncpu" -v r="$top" 'BEGIN {
+		if (p + 0 > 0 && d + 0 > 0) printf "Capacity from the CPU per answer at %d/s: dnsmasq (one thread) 1e6 / %.1f µs = %.0f answers/s; provisiond (a reader per CPU, %d CPUs) %d × 1e6 / %.1f µs = %.0f answers/s: %.2f×", r, d, 1e6 / d, n, n, p, n * 1e6 / p, (n * 1e6 / p) / (1e6 / d) }')"
+fi
 [[ -n ${PROV_RSS:-} ]] && result "" "provisiond peak RSS during the DHCP runs: $((PROV_RSS / 1024)) MiB"

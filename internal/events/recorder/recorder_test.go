@@ -55,3 +55,50 @@ func TestRecorderStoresAndPublishes(t *testing.T) {
 		t.Errorf("stored %d events, dropped %d; want %d stored", len(evs), rec.Dropped(), len(files))
 	}
 }
+
+// countingStore counts the recorder's writes to the real store.
+type countingStore struct {
+	*inventory.Store
+	writes int
+}
+
+func (c *countingStore) AppendEvents(batch []events.Event) ([]events.Event, error) {
+	c.writes++
+	return c.Store.AppendEvents(batch)
+}
+
+// Steps that keep coming (a busy network) are written at most once per
+// batchWindow, every one of them.
+func TestRecorderBatchesAStream(t *testing.T) {
+	st, err := inventory.Open(filepath.Join(t.TempDir(), "provisiond.db"), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const mac = "52:54:00:00:00:43"
+	if _, err := st.PutMachine(inventory.Machine{Name: "BLD-043", MACs: []string{mac}}); err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: st}
+	broker := events.NewBroker()
+	rec := New(cs, broker, 1024, slog.New(slog.DiscardHandler))
+	runCtx, stop := context.WithCancel(context.Background())
+	start := time.Now()
+	go rec.Run(runCtx)
+	const n = 300
+	for range n {
+		rec.Emit(events.Event{Type: events.DHCPOffer, MAC: mac})
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+	rec.Wait()
+	took := time.Since(start)
+	if evs, err := st.Events("BLD-043", 0, 0); err != nil || len(evs) != n {
+		t.Fatalf("%d of %d steps stored (%v)", len(evs), n, err)
+	}
+	// One per window, the first at once, and a few as it stops.
+	if most := int(took/batchWindow) + 4; cs.writes > most {
+		t.Errorf("%d writes for %d steps over %v, want at most %d (one per %v)", cs.writes, n, took, most, batchWindow)
+	}
+	t.Logf("%d steps over %v in %d writes", n, took.Round(time.Millisecond), cs.writes)
+}
