@@ -11,18 +11,26 @@ import (
 	"github.com/provisiond/provisiond/internal/inventory"
 )
 
-// The recorder stores what it is given, in order, and publishes each
-// event as stored (with its machine) to the machine's followers.
-func TestRecorderStoresAndPublishes(t *testing.T) {
+// storeWith opens a store (closed when the test ends) holding machine
+// name with mac.
+func storeWith(t *testing.T, name, mac string) *inventory.Store {
+	t.Helper()
 	st, err := inventory.Open(filepath.Join(t.TempDir(), "provisiond.db"), inventory.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	const mac = "52:54:00:00:00:42"
-	if _, err := st.PutMachine(inventory.Machine{Name: "BLD-042", MACs: []string{mac}}); err != nil {
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.PutMachine(inventory.Machine{Name: name, MACs: []string{mac}}); err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+// The recorder stores what it is given, in order, and publishes each
+// event as stored (with its machine) to the machine's followers.
+func TestRecorderStoresAndPublishes(t *testing.T) {
+	const mac = "52:54:00:00:00:42"
+	st := storeWith(t, "BLD-042", mac)
 	broker := events.NewBroker()
 	rec := New(st, broker, 64, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -70,15 +78,8 @@ func (c *countingStore) AppendEvents(batch []events.Event) ([]events.Event, erro
 // Steps that keep coming (a busy network) are written at most once per
 // batchWindow, every one of them.
 func TestRecorderBatchesAStream(t *testing.T) {
-	st, err := inventory.Open(filepath.Join(t.TempDir(), "provisiond.db"), inventory.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	const mac = "52:54:00:00:00:43"
-	if _, err := st.PutMachine(inventory.Machine{Name: "BLD-043", MACs: []string{mac}}); err != nil {
-		t.Fatal(err)
-	}
+	st := storeWith(t, "BLD-043", mac)
 	cs := &countingStore{Store: st}
 	broker := events.NewBroker()
 	rec := New(cs, broker, 1024, slog.New(slog.DiscardHandler))
