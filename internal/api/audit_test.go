@@ -47,3 +47,36 @@ func TestAuditCachedPerRevision(t *testing.T) {
 		t.Error("audited from the cache on a store whose revision cannot tell")
 	}
 }
+
+// The fleet is decoded once per store revision: the same list while
+// nothing changed, a new one after any write, and never kept on a store
+// whose revision cannot tell.
+func TestMachinesCachedPerRevision(t *testing.T) {
+	st, err := inventory.Open(filepath.Join(t.TempDir(), "provisiond.db"), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.PutMachine(inventory.Machine{Name: "BLD-001", MACs: []string{"52:54:00:00:00:01"}}); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Store: st, Hardware: st, Revision: st.Revision}
+	first, err := s.Machines()
+	if err != nil || len(first) != 1 {
+		t.Fatalf("machines: %d, %v", len(first), err)
+	}
+	if again, _ := s.Machines(); &again[0] != &first[0] {
+		t.Error("an unchanged store's machines were decoded again")
+	}
+	if _, err := st.UpdateMachine("BLD-001", func(m *inventory.Machine) error { m.Role = "compute"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := s.Machines(); &after[0] == &first[0] || after[0].Role != "compute" {
+		t.Errorf("after a change: the same list (%v), role %q", &after[0] == &first[0], after[0].Role)
+	}
+	s.Revision = func() (uint64, bool) { return 0, false }
+	one, _ := s.Machines()
+	if two, _ := s.Machines(); &one[0] == &two[0] {
+		t.Error("machines from the cache on a store whose revision cannot tell")
+	}
+}

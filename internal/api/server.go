@@ -117,6 +117,7 @@ type Server struct {
 	sessMu   sync.Mutex
 	sessions map[string]session // dashboard sessions by ID
 	audits   auditCache
+	machines machinesCache
 }
 
 // Register adds the API routes under /api/v1/ to outer, behind the read

@@ -330,7 +330,9 @@ func u64(v uint64) []byte {
 	return b
 }
 
-func getMachine(tx *kv.Tx, name string) (*Machine, error) {
+// machineRecord is the stored record of the machine named (or tagged)
+// name, undecoded.
+func machineRecord(tx *kv.Tx, name string) ([]byte, error) {
 	raw := tx.Bucket(bucketMachines).Get([]byte(name))
 	if raw == nil {
 		if real := tx.Bucket(bucketTags).Get([]byte(name)); real != nil {
@@ -339,6 +341,14 @@ func getMachine(tx *kv.Tx, name string) (*Machine, error) {
 	}
 	if raw == nil {
 		return nil, fmt.Errorf("machine %s: %w", name, ErrNotFound)
+	}
+	return raw, nil
+}
+
+func getMachine(tx *kv.Tx, name string) (*Machine, error) {
+	raw, err := machineRecord(tx, name)
+	if err != nil {
+		return nil, err
 	}
 	var m Machine
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -1135,7 +1145,7 @@ func factsFromMap(m map[string]string, t time.Time) *Facts {
 func (s *Store) Events(name string, after uint64, limit int) ([]events.Event, error) {
 	var out []events.Event
 	err := s.view(func(tx *kv.Tx) error {
-		if _, err := getMachine(tx, name); err != nil {
+		if _, err := machineRecord(tx, name); err != nil {
 			return err
 		}
 		b := tx.Bucket(bucketEvents).Bucket([]byte(name))

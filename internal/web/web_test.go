@@ -116,7 +116,7 @@ func (b *browser) assign(profile string) (int, string) {
 // The pages render from the example homelab: ASGARD's 16 bays with their
 // blades, a blade's page with its hardware, audit and plan tables.
 func TestPagesRender(t *testing.T) {
-	d, _ := homelab(t, nil)
+	d, c := homelab(t, nil)
 	b := newBrowser(t, d)
 	code, _, h := b.do("GET", "/", "", "")
 	if code != http.StatusFound || h.Get("Location") != "/ui/" {
@@ -137,8 +137,21 @@ func TestPagesRender(t *testing.T) {
 	if n := strings.Count(asgard, `class="bay `); n != 16 {
 		t.Errorf("ASGARD's front has %d bays, want 16", n)
 	}
-	if !strings.Contains(page, `data-machine="ODEN"`) {
-		t.Error("the list lacks ODEN (a rack server)")
+	// A list row: name and tag, where, vendor and model, role, profile.
+	oden := row(page, "ODEN")
+	for _, want := range []string{`<a href="/ui/machines/ODEN">ODEN</a> <span class="sub">SYS-005</span>`, "<td>IBM System x3550 M3</td>", "<td>talos</td>"} {
+		if !strings.Contains(oden, want) {
+			t.Errorf("ODEN's row lacks %q:\n%s", want, oden)
+		}
+	}
+	if tyr := row(page, "TYR"); !strings.Contains(tyr, "<td>default</td>") || !strings.Contains(tyr, "<td>—</td>") {
+		t.Errorf("TYR's row (no profile, no model) does not say default and —:\n%s", tyr)
+	}
+	if _, err := c.Assign(context.Background(), "TYR", api.AssignRequest{Profile: "shell", Once: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, page = b.get("/ui/"); !strings.Contains(row(page, "TYR"), `<td>shell <span class="badge">once</span></td>`) {
+		t.Errorf("TYR's row after a one-shot assignment:\n%s", row(page, "TYR"))
 	}
 	code, page = b.get("/ui/?role=talos")
 	if code != 200 || !strings.Contains(page, "2 of 21 match") || strings.Contains(page, `<tr class="state-idle" data-machine="TYR"`) {
@@ -172,6 +185,26 @@ func TestPagesRender(t *testing.T) {
 	if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/javascript") {
 		t.Errorf("dashboard.js: %d %s", code, h.Get("Content-Type"))
 	}
+}
+
+// row is the overview list's row of machine name.
+func row(page, name string) string {
+	i := strings.Index(page, `<tr class="state-`)
+	for i >= 0 {
+		end := strings.Index(page[i:], "</tr>")
+		if end < 0 {
+			return ""
+		}
+		if r := page[i : i+end]; strings.Contains(r, `data-machine="`+name+`"`) {
+			return r
+		}
+		next := strings.Index(page[i+end:], `<tr class="state-`)
+		if next < 0 {
+			return ""
+		}
+		i += end + next
+	}
+	return ""
 }
 
 // No action works without the token: not without a session, not with a
