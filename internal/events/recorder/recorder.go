@@ -63,7 +63,7 @@ func (r *Recorder) Dropped() uint64 { return r.dropped.Load() }
 func (r *Recorder) Run(ctx context.Context) {
 	defer close(r.done)
 	batch := make([]events.Event, 0, 256)
-	window := time.NewTimer(batchWindow)
+	window := time.NewTimer(0)
 	defer window.Stop()
 	var last time.Time // the last write
 	for {
@@ -72,18 +72,24 @@ func (r *Recorder) Run(ctx context.Context) {
 			// A batch is what is queued; but within batchWindow of the
 			// last write, what comes until the window ends: a busy
 			// network costs at most a commit (and an fsync) per window
-			// rather than one per step, and a quiet one no delay.
+			// rather than one per step, and a quiet one no delay. The
+			// recorder sleeps through the window and then takes what
+			// queued up: a step sent meanwhile wakes nobody.
 			batch = append(batch[:0], ev)
-			window.Reset(max(0, batchWindow-time.Since(last)))
-		fill:
+			if wait := batchWindow - time.Since(last); wait > 0 {
+				window.Reset(wait)
+				select {
+				case <-window.C:
+				case <-ctx.Done():
+				}
+			}
+		drain:
 			for len(batch) < cap(batch) {
 				select {
 				case ev := <-r.ch:
 					batch = append(batch, ev)
-				case <-window.C:
-					break fill
-				case <-ctx.Done():
-					break fill
+				default:
+					break drain
 				}
 			}
 			r.write(batch)
