@@ -169,12 +169,16 @@ func (s *DHCPServer) Stats() DHCPStats {
 	}
 }
 
-// readLoop answers the datagrams of one socket. The request, the datagram
-// and the answer live in buffers of this reader, reused for every packet.
+// readLoop answers the datagrams of one socket. It reads what is queued in
+// one system call, answers each, and sends the answers in one call: under
+// a flood a reader pays two calls for many datagrams, and a lone request
+// is answered at once. Requests, answers and the reader's state are
+// buffers of this reader, reused for every batch.
 func (s *DHCPServer) readLoop(ctx context.Context, bc boundConn) {
 	r := newReader()
+	in, out := netutil.NewBatch(readBatch, 4096), netutil.NewBatch(readBatch, 1500)
 	for {
-		n, from, err := bc.conn.ReadFrom(r.in)
+		n, err := bc.conn.ReadBatch(in)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -182,16 +186,30 @@ func (s *DHCPServer) readLoop(ctx context.Context, bc boundConn) {
 			s.cfg.Log.Warn("ProxyDHCP read failed", "interface", bc.iface.Name, "port", bc.port, "err", err)
 			continue
 		}
-		out, to := s.handlePacket(ctx, r, r.in[:n], bc, from)
-		if len(out) == 0 {
+		answers := 0
+		for _, m := range in.Msgs[:n] {
+			o := &out.Msgs[answers]
+			r.out = o.Buf[:0]
+			ans, to := s.handlePacket(ctx, r, m.Buf[:m.N], bc, m.Addr)
+			if len(ans) == 0 {
+				continue
+			}
+			// An answer that outgrew the buffer keeps its bigger one.
+			o.Buf, o.N, o.Addr = ans[:cap(ans)], len(ans), to
+			answers++
+		}
+		if answers == 0 {
 			continue
 		}
-		if _, err := bc.conn.WriteTo(out, to); err != nil {
-			s.sendErrors.Add(1)
-			s.cfg.Log.Warn("ProxyDHCP send failed", "to", to, "interface", bc.iface.Name, "err", err)
+		if failed, err := bc.conn.WriteBatch(out, answers); failed > 0 {
+			s.sendErrors.Add(uint64(failed))
+			s.cfg.Log.Warn("ProxyDHCP send failed", "answers", failed, "interface", bc.iface.Name, "err", err)
 		}
 	}
 }
+
+// readBatch is how many datagrams a reader takes in one system call.
+const readBatch = 16
 
 // handlePacket takes datagram raw from the wire to the answer (in r.out;
 // empty: stay silent) and its destination. Anything that does not parse is

@@ -7,11 +7,11 @@ import (
 )
 
 // reader is one ProxyDHCP reader's state, reused for every packet it
-// answers: the request as read, the datagram, the answer being written,
-// and the strings it has made of requests before.
+// answers: the request as read, the answer being written, and the
+// strings it has made of requests before.
 type reader struct {
 	req     dhcpwire.Request
-	in, out []byte
+	out     []byte
 	classes map[string]string
 	macs    map[[6]byte]string
 }
@@ -21,7 +21,7 @@ type reader struct {
 const maxInterned = 4096
 
 func newReader() *reader {
-	return &reader{in: make([]byte, 4096), out: make([]byte, 0, 1500),
+	return &reader{out: make([]byte, 0, 1500),
 		classes: map[string]string{}, macs: map[[6]byte]string{}}
 }
 
