@@ -9,6 +9,16 @@ import (
 	"testing"
 )
 
+func loopbackSocket(t *testing.T) (*UDPSocket, netip.AddrPort) {
+	t.Helper()
+	s, err := ListenUDPSocket("", 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(s.LocalPort()))
+}
+
 // Datagrams already queued are read in one call, each with its sender;
 // a batch goes out in one call; neither allocates.
 func TestBatchRoundTrip(t *testing.T) {
