@@ -284,14 +284,17 @@ func (s *DHCPServer) handle(ctx context.Context, r *reader, bc boundConn, peer n
 		}
 		s.ignoredOther.Add(1)
 		s.cfg.Observer.DHCP(typ, "ignored_decision")
-		if s.repeats.seen(mac, proxyPort, answer{ignored: true, text: d.Reason}, now) {
+		repeat, folded := s.repeats.seen(mac, proxyPort, answer{ignored: true, text: d.Reason}, now)
+		if repeat {
 			s.repeated.Add(1)
 			return nil, netip.AddrPort{}
 		}
 		s.cfg.Log.Info("PXE client not answered", "mac", mac, "reason", d.Reason)
-		s.cfg.Steps.Report(events.Step{Type: events.DHCPIgnored, MAC: mac, Time: now.UTC(), Attrs: map[string]string{
-			"reason": d.Reason, "arch": archString(breq), "port": strconv.Itoa(bc.port), "interface": bc.iface.Name,
-		}})
+		attrs := map[string]string{"reason": d.Reason, "arch": archString(breq), "port": strconv.Itoa(bc.port), "interface": bc.iface.Name}
+		if folded > 0 {
+			attrs["repeats"] = strconv.Itoa(folded)
+		}
+		s.cfg.Steps.Report(events.Step{Type: events.DHCPIgnored, MAC: mac, Time: now.UTC(), Attrs: attrs})
 		return nil, netip.AddrPort{}
 	}
 
@@ -318,7 +321,8 @@ func (s *DHCPServer) handle(ctx context.Context, r *reader, bc boundConn, peer n
 	s.bootMu.Lock()
 	s.booting.Put(mac, struct{}{}, now, now)
 	s.bootMu.Unlock()
-	if s.repeats.seen(mac, proxyPort, answer{text: d.BootFile}, now) {
+	repeat, folded := s.repeats.seen(mac, proxyPort, answer{text: d.BootFile}, now)
+	if repeat {
 		s.repeated.Add(1)
 		return r.out, to
 	}
@@ -330,6 +334,11 @@ func (s *DHCPServer) handle(ctx context.Context, r *reader, bc boundConn, peer n
 	}
 	if breq.IPXE {
 		attrs["ipxe"], attrs["ipxe_features"] = d.Chain, breq.IPXEFeatures.String()
+	}
+	if folded > 0 {
+		// Answers given since the last step and not made steps: a
+		// client asking again and again, less than a second apart.
+		attrs["repeats"] = strconv.Itoa(folded)
 	}
 	s.cfg.Steps.Report(events.Step{Type: events.DHCPOffer, MAC: mac, Time: now.UTC(), File: d.BootFile, Stage: d.Stage, Continues: d.Continues, Attrs: attrs,
 		Facts: map[string]string{"client_arch": archString(breq)}})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,32 +12,55 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 )
 
-// An answer that repeats the one given to the same MAC on the same port
-// within a second is counted, not reported again; a different answer, the
-// other port, or the same answer a second later is a step.
+// An answer that repeats the one before it to the same MAC on the same
+// port, less than a second after it, is counted, not reported again; a
+// different answer, the other port, or the same answer after a pause of a
+// second is a step, and says how many answers went unreported before it.
 func TestRepeatWindow(t *testing.T) {
 	r := newRepeats()
 	t0 := time.Now()
 	const m = "52:54:00:00:00:42"
+	rom := answer{text: "undionly.kpxe"}
 	script := answer{text: "http://192.0.2.2:8080/boot/52:54:00:00:00:42.ipxe"}
 	for _, c := range []struct {
-		at    time.Duration
-		proxy bool
-		a     answer
-		seen  bool
+		at     time.Duration
+		proxy  bool
+		a      answer
+		repeat bool
+		folded int
 	}{
-		{0, false, answer{text: "undionly.kpxe"}, false},
-		{300 * time.Millisecond, false, answer{text: "undionly.kpxe"}, true},
-		{600 * time.Millisecond, false, answer{text: "undionly.kpxe"}, true},
-		{700 * time.Millisecond, true, answer{text: "undionly.kpxe"}, false},
-		{800 * time.Millisecond, false, script, false},
-		{900 * time.Millisecond, false, answer{ignored: true, text: "http://192.0.2.2:8080/boot/52:54:00:00:00:42.ipxe"}, false},
-		{1500 * time.Millisecond, false, answer{text: "undionly.kpxe"}, false},
-		{2600 * time.Millisecond, false, answer{text: "undionly.kpxe"}, false}, // a second after the last step
+		{0, false, rom, false, 0},
+		{300 * time.Millisecond, false, rom, true, 0},
+		{600 * time.Millisecond, false, rom, true, 0},
+		{700 * time.Millisecond, true, rom, false, 0},
+		{800 * time.Millisecond, false, script, false, 2},
+		{900 * time.Millisecond, false, answer{ignored: true, text: script.text}, false, 0},
+		{1500 * time.Millisecond, false, rom, false, 0},
+		{2400 * time.Millisecond, false, rom, true, 0},
+		{3300 * time.Millisecond, false, rom, true, 0}, // 2.8 s after the step, 0.9 s after the last answer
+		{4400 * time.Millisecond, false, rom, false, 2}, // a second after the last answer
 	} {
-		if got := r.seen(m, c.proxy, c.a, t0.Add(c.at)); got != c.seen {
-			t.Errorf("at %v (proxy port %v, %+v): repeat %v, want %v", c.at, c.proxy, c.a, got, c.seen)
+		repeat, folded := r.seen(m, c.proxy, c.a, t0.Add(c.at))
+		if repeat != c.repeat || folded != c.folded {
+			t.Errorf("at %v (proxy port %v, %+v): repeat %v after %d unreported, want %v after %d", c.at, c.proxy, c.a, repeat, folded, c.repeat, c.folded)
 		}
+	}
+}
+
+// A MAC asking twice a second without pause gets a step a minute, which
+// says how many answers it stands for.
+func TestFloodIsAStepAMinute(t *testing.T) {
+	r := newRepeats()
+	t0 := time.Now()
+	const m = "52:54:00:00:00:43"
+	var steps []int
+	for i := 0; i <= 250; i++ { // 125 s
+		if repeat, folded := r.seen(m, false, answer{text: "undionly.kpxe"}, t0.Add(time.Duration(i)*500*time.Millisecond)); !repeat {
+			steps = append(steps, folded)
+		}
+	}
+	if want := []int{0, 119, 119}; !slices.Equal(steps, want) {
+		t.Errorf("steps with their unreported answers %v, want %v (at 0, 60 and 120 s)", steps, want)
 	}
 }
 
