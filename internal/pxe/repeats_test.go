@@ -37,7 +37,7 @@ func TestRepeatWindow(t *testing.T) {
 		{900 * time.Millisecond, false, answer{ignored: true, text: script.text}, false, 0},
 		{1500 * time.Millisecond, false, rom, false, 0},
 		{2400 * time.Millisecond, false, rom, true, 0},
-		{3300 * time.Millisecond, false, rom, true, 0}, // 2.8 s after the step, 0.9 s after the last answer
+		{3300 * time.Millisecond, false, rom, true, 0},  // 2.8 s after the step, 0.9 s after the last answer
 		{4400 * time.Millisecond, false, rom, false, 2}, // a second after the last answer
 	} {
 		repeat, folded := r.seen(m, c.proxy, c.a, t0.Add(c.at))
