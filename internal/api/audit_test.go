@@ -12,14 +12,7 @@ import (
 // unchanged, and again after a machine changes, a role is configured, or
 // on a store whose revision cannot tell.
 func TestAuditCachedPerRevision(t *testing.T) {
-	st, err := inventory.Open(filepath.Join(t.TempDir(), "provisiond.db"), inventory.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.PutMachine(inventory.Machine{Name: "BLD-001", MACs: []string{"52:54:00:00:00:01"}}); err != nil {
-		t.Fatal(err)
-	}
+	st := storeWithOneMachine(t)
 	var roles []inventory.Role
 	s := &Server{Store: st, Hardware: st, Revision: st.Revision,
 		AuditConfig: func() ([]inventory.Role, []audit.Model) { return roles, nil }}
@@ -52,14 +45,7 @@ func TestAuditCachedPerRevision(t *testing.T) {
 // nothing changed, a new one after any write, and never kept on a store
 // whose revision cannot tell.
 func TestMachinesCachedPerRevision(t *testing.T) {
-	st, err := inventory.Open(filepath.Join(t.TempDir(), "provisiond.db"), inventory.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.PutMachine(inventory.Machine{Name: "BLD-001", MACs: []string{"52:54:00:00:00:01"}}); err != nil {
-		t.Fatal(err)
-	}
+	st := storeWithOneMachine(t)
 	s := &Server{Store: st, Hardware: st, Revision: st.Revision}
 	first, err := s.Machines()
 	if err != nil || len(first) != 1 {
@@ -79,4 +65,19 @@ func TestMachinesCachedPerRevision(t *testing.T) {
 	if two, _ := s.Machines(); &one[0] == &two[0] {
 		t.Error("machines from the cache on a store whose revision cannot tell")
 	}
+}
+
+// storeWithOneMachine is a new store holding BLD-001, closed when the test
+// ends.
+func storeWithOneMachine(t *testing.T) *inventory.Store {
+	t.Helper()
+	st, err := inventory.Open(filepath.Join(t.TempDir(), "provisiond.db"), inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.PutMachine(inventory.Machine{Name: "BLD-001", MACs: []string{"52:54:00:00:00:01"}}); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

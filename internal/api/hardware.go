@@ -197,16 +197,22 @@ type machinesCache struct {
 	machines []inventory.Machine
 }
 
+// revision is the store's Revision; cacheable is false when it has none
+// or it cannot tell.
+func (s *Server) revision() (rev uint64, cacheable bool) {
+	if s.Revision == nil {
+		return 0, false
+	}
+	return s.Revision()
+}
+
 // Machines returns every machine, sorted by name, as Store.Machines does.
 // On a store whose Revision says nothing changed since the last call, it
 // answers from that call's list without decoding the fleet again: the
 // dashboard's overview of a thousand machines reads them in microseconds.
 // The list is shared: read it, never change it.
 func (s *Server) Machines() ([]inventory.Machine, error) {
-	rev, cacheable := uint64(0), false
-	if s.Revision != nil {
-		rev, cacheable = s.Revision()
-	}
+	rev, cacheable := s.revision()
 	c := &s.machines
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -235,10 +241,7 @@ func (s *Server) Audit() (*audit.Report, audit.Input, error) {
 	if s.AuditConfig != nil {
 		roles, models = s.AuditConfig()
 	}
-	rev, cacheable := uint64(0), false
-	if s.Revision != nil {
-		rev, cacheable = s.Revision()
-	}
+	rev, cacheable := s.revision()
 	c := &s.audits
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -272,21 +272,28 @@ func BenchmarkDHCPPacket(b *testing.B) {
 	}
 }
 
+// serveProxyPort serves s's proxy port on a loopback socket until the test
+// ends, and returns its address.
+func serveProxyPort(tb testing.TB, s *DHCPServer) netip.AddrPort {
+	tb.Helper()
+	conn, err := netutil.ListenUDPSocket("", 0, false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.conns = []boundConn{s.bind(conn, ifc, 4011)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(conn.LocalPort()))
+}
+
 // A burst of PXE requests to the proxy port, read and answered by the
 // readers waiting in the kernel: every one gets its answer, unicast to its
 // sender.
 func TestProxyAnswersABurst(t *testing.T) {
 	s := newTestServer(&sinkRec{})
-	conn, err := netutil.ListenUDPSocket("", 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.conns = []boundConn{s.bind(conn, ifc, 4011)}
-	server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: conn.LocalPort()}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Serve(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	server := net.UDPAddrFromAddrPort(serveProxyPort(t, s))
 
 	client, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -332,17 +339,7 @@ func TestProxyAnswersABurst(t *testing.T) {
 // a rack powers on. The server's readers take what is queued in one
 // system call and send the answers in one (readBatch).
 func BenchmarkDHCPBurst(b *testing.B) {
-	s := newTestServer(&sinkRec{})
-	conn, err := netutil.ListenUDPSocket("", 0, false)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.conns = []boundConn{s.bind(conn, ifc, 4011)}
-	server := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(conn.LocalPort()))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Serve(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	server := serveProxyPort(b, newTestServer(&sinkRec{}))
 	client, err := netutil.ListenUDPSocket("", 0, false)
 	if err != nil {
 		b.Fatal(err)
