@@ -689,6 +689,16 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, name strin
 	after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
 	limit, _ := strconv.Atoi(q.Get("limit"))
 	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
+	if name != "" {
+		// An asset tag names the machine's timeline too; live steps carry
+		// the machine's name.
+		m, err := s.Store.Machine(name)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		name = m.Name
+	}
 	var sub <-chan events.Event
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()

@@ -331,22 +331,23 @@ func u64(v uint64) []byte {
 }
 
 // machineRecord is the stored record of the machine named (or tagged)
-// name, undecoded.
-func machineRecord(tx *kv.Tx, name string) ([]byte, error) {
-	raw := tx.Bucket(bucketMachines).Get([]byte(name))
+// name, undecoded, and the name it is stored under.
+func machineRecord(tx *kv.Tx, name string) (key, raw []byte, err error) {
+	key = []byte(name)
+	raw = tx.Bucket(bucketMachines).Get(key)
 	if raw == nil {
-		if real := tx.Bucket(bucketTags).Get([]byte(name)); real != nil {
-			raw = tx.Bucket(bucketMachines).Get(real)
+		if real := tx.Bucket(bucketTags).Get(key); real != nil {
+			key, raw = real, tx.Bucket(bucketMachines).Get(real)
 		}
 	}
 	if raw == nil {
-		return nil, fmt.Errorf("machine %s: %w", name, ErrNotFound)
+		return nil, nil, fmt.Errorf("machine %s: %w", name, ErrNotFound)
 	}
-	return raw, nil
+	return key, raw, nil
 }
 
 func getMachine(tx *kv.Tx, name string) (*Machine, error) {
-	raw, err := machineRecord(tx, name)
+	_, raw, err := machineRecord(tx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -1141,14 +1142,16 @@ func factsFromMap(m map[string]string, t time.Time) *Facts {
 }
 
 // Events returns the machine's timeline, oldest first, with sequence numbers
-// greater than after; with limit > 0 only the newest limit of them.
+// greater than after; with limit > 0 only the newest limit of them. name
+// may also be the machine's asset tag.
 func (s *Store) Events(name string, after uint64, limit int) ([]events.Event, error) {
 	var out []events.Event
 	err := s.view(func(tx *kv.Tx) error {
-		if _, err := machineRecord(tx, name); err != nil {
+		key, _, err := machineRecord(tx, name)
+		if err != nil {
 			return err
 		}
-		b := tx.Bucket(bucketEvents).Bucket([]byte(name))
+		b := tx.Bucket(bucketEvents).Bucket(key)
 		if b == nil {
 			return nil
 		}

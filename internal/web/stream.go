@@ -33,10 +33,12 @@ type liveStep struct {
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if name != "" {
-		if _, err := s.API.Store.Machine(name); err != nil {
+		m, err := s.API.Store.Machine(name)
+		if err != nil {
 			http.Error(w, "machine "+name+": "+err.Error(), statusOf(err))
 			return
 		}
+		name = m.Name // an asset tag names the same timeline
 	}
 	after, _ := strconv.ParseUint(cmp.Or(r.Header.Get("Last-Event-ID"), r.URL.Query().Get("after")), 10, 64)
 	ctx, cancel := context.WithCancel(r.Context())

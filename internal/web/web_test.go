@@ -332,8 +332,18 @@ func TestLiveTimeline(t *testing.T) {
 	d, c := homelab(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// The stream is opened by the machine's asset tag: live steps carry
+	// its name, and still reach it.
+	m, err := c.Machine(ctx, "BLD-006")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Tag = "SYS-106"
+	if _, err := c.UpdateMachine(ctx, *m); err != nil {
+		t.Fatal(err)
+	}
 	steps := make(chan map[string]any, 16)
-	req, _ := http.NewRequestWithContext(ctx, "GET", d.URL+"/ui/machines/BLD-006/events", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", d.URL+"/ui/machines/SYS-106/events", nil)
 	resp, err := d.HTTP().Do(req)
 	if err != nil {
 		t.Fatal(err)

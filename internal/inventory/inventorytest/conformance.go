@@ -177,7 +177,9 @@ func conformOneShot(t *testing.T, s inventory.Backend) {
 }
 
 func conformTimelines(t *testing.T, s inventory.Backend) {
-	if _, err := s.PutMachine(blade("BLD-006", "52:54:00:00:00:06")); err != nil {
+	m := blade("BLD-006", "52:54:00:00:00:06")
+	m.Tag = "SYS-006"
+	if _, err := s.PutMachine(m); err != nil {
 		t.Fatal(err)
 	}
 	at := time.Now().UTC()
@@ -194,6 +196,10 @@ func conformTimelines(t *testing.T, s inventory.Backend) {
 	all, err := s.Events("BLD-006", 0, 0)
 	if err != nil || len(all) != 4 || all[0].Attrs["i"] != "0" || all[3].Attrs["i"] != "3" {
 		t.Fatalf("Events: %d, %v; want 4, oldest first", len(all), err)
+	}
+	// The asset tag names the same timeline.
+	if byTag, err := s.Events("SYS-006", 0, 0); err != nil || len(byTag) != 4 {
+		t.Errorf("Events by asset tag: %d, %v; want the machine's 4", len(byTag), err)
 	}
 	// With a limit, the newest steps after the sequence number, oldest
 	// first (events -n 2, a reconnecting follower).
