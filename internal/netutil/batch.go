@@ -86,10 +86,7 @@ func (s *UDPSocket) ReadBatch(b *Batch) (int, error) {
 			return 0, fmt.Errorf("reading UDP datagrams: %w", errno)
 		}
 		for i := range int(n) {
-			m, sa := &b.Msgs[i], &b.addrs[i]
-			port := (*[2]byte)(unsafe.Pointer(&sa.Port))
-			m.N = int(b.hdrs[i].len)
-			m.Addr = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(port[0])<<8|uint16(port[1]))
+			b.Msgs[i].N, b.Msgs[i].Addr = int(b.hdrs[i].len), addrPortOf(&b.addrs[i])
 		}
 		return int(n), nil
 	}
@@ -120,10 +117,7 @@ func (s *UDPSocket) WriteBatch(b *Batch, n int) (failed int, err error) {
 				break
 			}
 			b.prepare(end, m.N)
-			sa := &b.addrs[end]
-			*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: m.Addr.Addr().Unmap().As4()}
-			port := (*[2]byte)(unsafe.Pointer(&sa.Port))
-			port[0], port[1] = byte(m.Addr.Port()>>8), byte(m.Addr.Port())
+			b.addrs[end] = sockaddrOf(m.Addr)
 		}
 		for start < end {
 			k, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&b.hdrs[start])), uintptr(end-start), 0, 0, 0)
@@ -153,4 +147,19 @@ func (s *UDPSocket) WriteBatch(b *Batch, n int) (failed int, err error) {
 		}
 	}
 	return failed, err
+}
+
+// sockaddrOf is IPv4 address and port ap as the kernel takes it (the port
+// in network byte order).
+func sockaddrOf(ap netip.AddrPort) unix.RawSockaddrInet4 {
+	sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: ap.Addr().Unmap().As4()}
+	port := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	port[0], port[1] = byte(ap.Port()>>8), byte(ap.Port())
+	return sa
+}
+
+// addrPortOf is sockaddrOf's inverse.
+func addrPortOf(sa *unix.RawSockaddrInet4) netip.AddrPort {
+	port := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(port[0])<<8|uint16(port[1]))
 }

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/provisiond/provisiond/internal/boot"
-	"github.com/provisiond/provisiond/internal/bounded"
 	"github.com/provisiond/provisiond/internal/dhcpwire"
 	"github.com/provisiond/provisiond/internal/events"
 	"github.com/provisiond/provisiond/internal/netutil"
@@ -67,10 +66,7 @@ type DHCPServer struct {
 	cfg     DHCPConfig
 	conns   []boundConn
 	wg      sync.WaitGroup
-	repeats *repeats
-
-	bootMu  sync.Mutex
-	booting *bounded.Map[struct{}] // MACs answered lately, and when
+	repeats *repeats // each MAC's last answers, and when it was last offered a boot
 
 	received, offers, acks, ignoredNonPXE, ignoredOther, malformed, sendErrors, repeated atomic.Uint64
 }
@@ -97,7 +93,7 @@ func NewDHCPServer(cfg DHCPConfig) *DHCPServer {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	return &DHCPServer{cfg: cfg, repeats: newRepeats(), booting: bounded.New[struct{}](maxRepeatMACs, bootingWindow)}
+	return &DHCPServer{cfg: cfg, repeats: newRepeats()}
 }
 
 // Listen binds UDP Port and ProxyPort on every interface. Errors say how to
@@ -318,9 +314,6 @@ func (s *DHCPServer) handle(ctx context.Context, r *reader, bc boundConn, peer n
 		s.offers.Add(1)
 		s.cfg.Observer.DHCP(typ, "offer")
 	}
-	s.bootMu.Lock()
-	s.booting.Put(mac, struct{}{}, now, now)
-	s.bootMu.Unlock()
 	repeat, folded := s.repeats.seen(mac, proxyPort, answer{text: d.BootFile}, now)
 	if repeat {
 		s.repeated.Add(1)
@@ -345,19 +338,9 @@ func (s *DHCPServer) handle(ctx context.Context, r *reader, bc boundConn, peer n
 	return r.out, to
 }
 
-// bootingWindow is how long after its last boot answer a MAC counts as
-// booting (Booting): from the firmware's PXE to iPXE's start takes
-// seconds.
-const bootingWindow = 2 * time.Minute
-
 // Booting reports whether the server gave mac a boot answer (PXE or iPXE)
 // within the last two minutes.
-func (s *DHCPServer) Booting(mac string) bool {
-	s.bootMu.Lock()
-	defer s.bootMu.Unlock()
-	_, at, ok := s.booting.Get(mac)
-	return ok && time.Since(at) < bootingWindow
-}
+func (s *DHCPServer) Booting(mac string) bool { return s.repeats.booting(mac, time.Now()) }
 
 // discoveryControl is option 43 with PXE sub-option 6 (discovery control)
 // bit 3 set: use the boot file offered, skip boot server discovery.

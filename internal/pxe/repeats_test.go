@@ -106,3 +106,30 @@ func TestRepeatedDiscoverAllocations(t *testing.T) {
 		}
 	}
 }
+
+// A MAC offered a boot file counts as booting for two minutes after its
+// last offer, whichever port it came on; a MAC only ever not answered
+// never does.
+func TestBootingAfterAnOffer(t *testing.T) {
+	r := newRepeats()
+	t0 := time.Now()
+	const offered, ignored = "52:54:00:00:00:44", "52:54:00:00:00:45"
+	r.seen(offered, true, answer{text: "snponly.efi"}, t0)
+	r.seen(offered, true, answer{text: "snponly.efi"}, t0.Add(30*time.Second))
+	r.seen(ignored, false, answer{ignored: true, text: "no binary for this architecture"}, t0)
+	for _, c := range []struct {
+		mac  string
+		at   time.Duration
+		want bool
+	}{
+		{offered, time.Minute, true},
+		{offered, 149 * time.Second, true}, // 1 min 59 s after the last offer
+		{offered, 151 * time.Second, false},
+		{ignored, time.Second, false},
+		{"52:54:00:00:00:46", time.Second, false},
+	} {
+		if got := r.booting(c.mac, t0.Add(c.at)); got != c.want {
+			t.Errorf("%s at +%v: booting %v, want %v", c.mac, c.at, got, c.want)
+		}
+	}
+}
