@@ -196,8 +196,9 @@ type TFTP struct {
 	Port int `yaml:"port"`
 	// MaxBlockSize caps the negotiated blksize (RFC 2348).
 	MaxBlockSize int `yaml:"max_block_size"`
-	// MaxTransfers bounds the transfers in flight; more are answered
-	// "busy" and counted.
+	// MaxTransfers bounds the transfers in flight; up to thirty-two
+	// times as many more (at most 4,096) wait for a slot, the rest are
+	// answered "busy" and counted.
 	MaxTransfers int `yaml:"max_transfers"`
 }
 
@@ -358,7 +359,7 @@ func Default() Config {
 		HTTP:    HTTP{Listen: ":8080", ReadAccess: "local", MaxConnections: 4096, MaxConnectionsPerSource: 64, RatePerSource: 50, MaxAssetStreams: 64},
 		Control: Control{Listen: ":8443", MaxConnections: 256},
 		DHCP:    DHCP{Enabled: true, Port: 67, ProxyPort: 4011},
-		TFTP:    TFTP{Enabled: true, Port: 69, MaxBlockSize: 1468, MaxTransfers: 256},
+		TFTP:    TFTP{Enabled: true, Port: 69, MaxBlockSize: 1468, MaxTransfers: 4096},
 		Boot: Boot{
 			BIOS:           "undionly.kpxe",
 			UEFIx64:        "snponly.efi",

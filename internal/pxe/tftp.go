@@ -111,15 +111,19 @@ type TFTPConfig struct {
 	Neighbors *Neighbors
 	// Steps receives one step per transfer.
 	Steps events.Reporter
-	// MaxTransfers bounds the transfers in flight (each holds a socket
-	// and a goroutine until its client acknowledges or times out). Up to
-	// thirty-two times as many requests beyond it wait for a slot, each at
-	// most QueueWait, unanswered (a PXE ROM that is told "busy" gives up
-	// on the network boot, so a rack powered on at once must queue, not
-	// fail); the rest are answered "busy" at once and counted. A request
-	// repeated from the same address and port while it waits or runs is
-	// the client retransmitting: it takes no slot and starts no second
-	// transfer. Zero means 256.
+	// MaxTransfers bounds the transfers in flight (each holds a socket,
+	// a goroutine and the open file until its client acknowledges the
+	// last block or times out). Transfers in flight share the CPU, so
+	// under a storm each one slows down a little rather than some waiting
+	// for others to end: a ROM gives up on a request that is not answered
+	// within its patience (about 12 s), but waits seconds for each block.
+	// Up to thirty-two times as many requests beyond it (at most
+	// MaxQueued) wait for a slot, each at most QueueWait, unanswered (a
+	// PXE ROM that is told "busy" gives up on the network boot); the rest
+	// are answered "busy" at once and counted. A request repeated from the
+	// same address and port while it waits or runs is the client
+	// retransmitting: it takes no slot and starts no second transfer.
+	// Zero means 4096.
 	MaxTransfers int
 	// QueueWait is how long a request waits for a transfer slot before it
 	// is answered "busy" (20 s when zero: about as long as a PXE ROM
@@ -133,6 +137,18 @@ type TFTPConfig struct {
 	// Log is the logger.
 	Log *slog.Logger
 }
+
+// DefaultMaxTransfers is the transfers in flight when TFTPConfig leaves
+// MaxTransfers zero: a storm of 5,000 lock-step transfers of undionly.kpxe
+// completes on two cores with every one in flight (bench/storm.sh), where
+// 256 slots made the last of the queue wait past the ROMs' patience.
+const DefaultMaxTransfers = 4096
+
+// MaxQueued bounds the requests waiting for a transfer slot. A waiting
+// request holds a socket and a goroutine already (pin/tftp opens the
+// transfer's socket before the handler runs), so the slots and this bound
+// together cap what a flood of requests can hold.
+const MaxQueued = 4096
 
 // TFTPStats counts TFTP transfers.
 type TFTPStats struct {
@@ -172,7 +188,7 @@ func NewTFTPServer(cfg TFTPConfig) (*TFTPServer, error) {
 		cfg.Observer = nopObserver{}
 	}
 	if cfg.MaxTransfers <= 0 {
-		cfg.MaxTransfers = 256
+		cfg.MaxTransfers = DefaultMaxTransfers
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -184,8 +200,9 @@ func NewTFTPServer(cfg TFTPConfig) (*TFTPServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TFTP root %s: %w (install Debian's ipxe package or set ipxe_dir)", cfg.Root, err)
 	}
+	queued := min(32*cfg.MaxTransfers, MaxQueued)
 	return &TFTPServer{cfg: cfg, root: root, slots: make(chan struct{}, cfg.MaxTransfers),
-		waiting: make(chan struct{}, 32*cfg.MaxTransfers), repeating: make(chan struct{}, 64*cfg.MaxTransfers)}, nil
+		waiting: make(chan struct{}, queued), repeating: make(chan struct{}, 2*queued)}, nil
 }
 
 // newServer returns a pin/tftp server for one socket: a tftp.Server holds
@@ -315,7 +332,8 @@ type request struct {
 // maxRepeats bounds the repeats of one request that wait for it: a PXE ROM
 // asks again every one to four seconds while it waits (iPXE backs off up to
 // 10 s); far more from one port is not a ROM retransmitting. All repeats
-// waiting at once are bounded by the repeating channel (64 per slot).
+// waiting at once are bounded by the repeating channel (twice as many as
+// requests may wait for a slot).
 const maxRepeats = 32
 
 // errRepeat ends a repeated request's transfer. pin/tftp sends it as an
@@ -388,8 +406,8 @@ func (s *TFTPServer) waitRepeat(r *request, timeout <-chan time.Time) {
 }
 
 // acquire takes a transfer slot: at once if one is free, else after
-// waiting up to QueueWait if fewer than thirty-two times MaxTransfers requests
-// are waiting already. false means busy.
+// waiting up to QueueWait if fewer than thirty-two times MaxTransfers
+// requests (at most MaxQueued) are waiting already. false means busy.
 func (s *TFTPServer) acquire() bool {
 	select {
 	case s.slots <- struct{}{}:

@@ -286,6 +286,78 @@ func TestTFTPQueuesBeyondMaxTransfers(t *testing.T) {
 	}
 }
 
+// An enclosure and its racks powered on at once: 600 ROMs ask on the
+// defaults, and each gets its first block at once rather than waiting in
+// line. Lock-step transfers in flight share the CPU, and a ROM waits
+// seconds for each block, but one whose request waits for a slot gives up
+// after about 12 s: with 256 slots the last of a storm of 5,000 waited
+// longer than that (bench/storm.sh). These transfers then stall (the ROMs
+// acknowledge nothing), and one more machine still gets its whole file
+// within a short patience.
+func TestTFTPRackStartsAtOnce(t *testing.T) {
+	root := t.TempDir()
+	want := bytes.Repeat([]byte("iPXE"), 20_000)
+	os.WriteFile(filepath.Join(root, "undionly.kpxe"), want, 0o644)
+	addr, s := serveTFTP(t, TFTPConfig{Root: root, MaxBlockSize: 1468, Neighbors: NewNeighbors("")})
+	server, _ := net.ResolveUDPAddr("udp", addr)
+
+	const rack = 600
+	rrq := append([]byte{0, 1}, []byte("undionly.kpxe\x00octet\x00blksize\x001468\x00")...)
+	type rom struct {
+		c    *net.UDPConn
+		from *net.UDPAddr // the transfer's port, once it answered
+	}
+	roms := make([]rom, rack)
+	for i := range roms {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roms[i].c = c
+		c.WriteToUDP(rrq, server)
+	}
+	// Each ROM aborts its transfer at the end (error 8), so the server's
+	// shutdown does not wait for 600 timeouts.
+	defer func() {
+		for _, r := range roms {
+			if r.from != nil {
+				r.c.WriteToUDP([]byte("\x00\x05\x00\x08\x00"), r.from)
+			}
+			r.c.Close()
+		}
+	}()
+	answered := 0
+	deadline := time.Now().Add(5 * time.Second)
+	for i := range roms {
+		buf := make([]byte, 1600)
+		roms[i].c.SetReadDeadline(deadline)
+		if _, from, err := roms[i].c.ReadFromUDP(buf); err == nil {
+			roms[i].from = from
+			answered++
+		}
+	}
+	if answered != rack {
+		t.Fatalf("%d of %d ROMs asking at once were answered within 5 s (transfers in flight: %d); the rest wait for a slot", answered, rack, s.Stats().Active)
+	}
+
+	// One more machine, with less patience than a ROM: 3 tries of a second.
+	c, err := tftp.NewClient(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetTimeout(time.Second)
+	c.SetRetries(2)
+	c.SetBlockSize(1468)
+	wt, err := c.Receive("undionly.kpxe", "octet")
+	if err != nil {
+		t.Fatalf("with %d stalled transfers in flight, a new request was not answered: %v", rack, err)
+	}
+	var buf bytes.Buffer
+	if _, err := wt.WriteTo(&buf); err != nil || !bytes.Equal(buf.Bytes(), want) {
+		t.Fatalf("got %d bytes (%v), want %d", buf.Len(), err, len(want))
+	}
+}
+
 // A PXE ROM repeats its request from the same port while it waits for an
 // answer. In a storm every request waits for a slot, and each repeat used to
 // become a transfer of its own, waiting for a slot and then holding it until
