@@ -2,11 +2,21 @@
 # TFTP: the iPXE binaries (undionly.kpxe, ipxe.efi) and a 64 MiB file, at
 # blksize 512 and 1468, one client and 16 at once, from provisiond, dnsmasq's
 # TFTP server and tftpd-hpa, each serving the same directory. The client is
-# curl's TFTP (one process per client for all its files; the binaries are
-# timed as the median of ROUNDS runs after an untimed warm-up fetch).
+# curl's TFTP.
+#
+# The binaries take tens of milliseconds, and this machine is shared: a
+# curl's own start (a process in a namespace, tens of milliseconds that vary
+# more than the transfer does) and a burst of someone else's work decided
+# rows. So each client fetches the binaries REPEAT times in one curl (the
+# figure is its time per fetch of both), the servers take turns for ROUNDS
+# rounds in alternating order, and the table gives each figure's median
+# over the rounds, with the server's CPU time per fetch (user and system;
+# not for tftpd-hpa, whose process per transfer is reaped by nobody, so its
+# time is counted nowhere). The big file is fetched once per server, in
+# the first round.
 #
 #   sudo bench/tftp.sh
-#   CLIENTS="1 16" BLKSIZES="1468" sudo bench/tftp.sh
+#   CLIENTS="1 16" BLKSIZES="1468" ROUNDS=3 sudo bench/tftp.sh
 source "$(dirname "$0")/lib.sh"
 need_root
 need curl dnsmasq in.tftpd
@@ -15,28 +25,37 @@ BLKSIZES=${BLKSIZES:-512 1468}
 CLIENTS=${CLIENTS:-1 16}
 BIG_MIB=${BIG_MIB:-64}
 ROUNDS=${ROUNDS:-5}
+REPEAT=${REPEAT:-10}
 
 lab_up
 fill "$WORK/tftp/big.bin" "$BIG_MIB"
 chmod -R a+rX "$WORK/tftp"
 
-# fetch N BLKSIZE FILE...: N clients at once, each fetching the files in
-# turn; prints "wall_seconds median_seconds_per_client bytes failures".
+# cpu_ticks PID: the process's user and system time, in clock ticks.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+
+# fetch PID N BLKSIZE TIMES FILE...: N clients at once, each fetching the
+# files in turn TIMES over in one curl; prints "wall_seconds
+# median_seconds_per_client bytes failures server_cpu_ms", the times, bytes
+# and CPU divided by TIMES. It waits for every job of its shell: call it in
+# a subshell, never beside a server started in the background.
 fetch() {
-	local n=$1 blk=$2
-	shift 2
-	local files=("$@") i start end
+	local pid=$1 n=$2 blk=$3 times=$4
+	shift 4
+	local files=("$@") i j start end c0 c1
 	rm -f "$WORK"/tftp-client.*
+	c0=$(cpu_ticks "$pid")
 	start=$(date +%s.%N)
 	for i in $(seq "$n"); do
 		(
 			t0=$(date +%s.%N)
 			bytes=0
-			# One curl for all the files, one after the other: the
-			# client's start-up is paid once, as a machine's would be.
 			args=()
-			for f in "${files[@]}"; do
-				args+=(-o /dev/null "tftp://$SRV_IP/$f")
+			for j in $(seq "$times"); do
+				for f in "${files[@]}"; do
+					args+=(-o /dev/null "tftp://$SRV_IP/$f")
+				done
 			done
 			if out=$(cli curl -sS --fail --max-time 300 --tftp-blksize "$blk" -w '%{size_download}\n' "${args[@]}" 2>>"$WORK/tftp-errors.log"); then
 				bytes=$(awk '{ s += $1 } END { print s + 0 }' <<<"$out")
@@ -44,79 +63,100 @@ fetch() {
 				echo fail >>"$WORK/tftp-client.$i"
 			fi
 			t1=$(date +%s.%N)
-			echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $bytes" >>"$WORK/tftp-client.$i"
+			echo "$(awk -v a="$t0" -v b="$t1" -v k="$times" 'BEGIN { printf "%.4f", (b - a) / k }') $((bytes / times))" >>"$WORK/tftp-client.$i"
 		) &
 	done
 	wait
 	end=$(date +%s.%N)
-	local times=() total=0 fails=0
+	c1=$(cpu_ticks "$pid")
+	local per=() total=0 fails=0 t b
 	for i in $(seq "$n"); do
 		fails=$((fails + $(grep -c fail "$WORK/tftp-client.$i" || true)))
 		read -r t b < <(grep -v fail "$WORK/tftp-client.$i")
-		times+=("$t")
+		per+=("$t")
 		total=$((total + b))
 	done
-	echo "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }') $(median "${times[@]}") $total $fails"
+	echo "$(awk -v a="$start" -v b="$end" -v k="$times" 'BEGIN { printf "%.4f", (b - a) / k }') $(median "${per[@]}") $total $fails" \
+		"$(awk -v c=$((c1 - c0)) -v hz="$TICK" -v k="$times" 'BEGIN { printf "%.1f", c / hz / k * 1000 }')"
 }
 
-declare -A R
-# median_of N ARGS: fetch ARGS N times, print the run with the median wall
-# time (the binaries take tens of milliseconds: one run is noise).
-median_of() {
-	local rounds=$1 runs=() r
-	shift
-	for r in $(seq "$rounds"); do
-		runs+=("$(fetch "$@")")
-	done
-	printf '%s\n' "${runs[@]}" | sort -g | sed -n "$(((rounds + 1) / 2))p"
-}
+# RUNS[server,what,blksize,clients]: a line per round, fetch's fields.
+declare -A RUNS
 
+# run_server NAME PID: one round against the server running as PID.
 run_server() {
-	local name=$1 blk n
+	local name=$1 pid=$2 blk n out
 	# An untimed fetch first: the client's neighbour entry and the page
 	# cache are warm for every server alike.
-	(fetch 1 1468 undionly.kpxe) >/dev/null
+	(fetch "$pid" 1 1468 1 undionly.kpxe) >/dev/null
 	for blk in $BLKSIZES; do
 		for n in $CLIENTS; do
-			R[$name,ipxe,$blk,$n]=$(median_of "$ROUNDS" "$n" "$blk" undionly.kpxe ipxe.efi)
-			R[$name,big,$blk,$n]=$(fetch "$n" "$blk" big.bin)
-			log "tftp $name blksize $blk, $n client(s): binaries ${R[$name,ipxe,$blk,$n]}; ${BIG_MIB} MiB ${R[$name,big,$blk,$n]}"
+			out=$(fetch "$pid" "$n" "$blk" "$REPEAT" undionly.kpxe ipxe.efi)
+			RUNS[$name,ipxe,$blk,$n]+="$out"$'\n'
+			log "tftp $name round $ROUND, blksize $blk, $n client(s): binaries $out"
+			if [[ $ROUND == 1 ]]; then
+				out=$(fetch "$pid" "$n" "$blk" 1 big.bin)
+				RUNS[$name,big,$blk,$n]+="$out"$'\n'
+				log "tftp $name blksize $blk, $n client(s): ${BIG_MIB} MiB $out"
+			fi
 		done
 	done
 }
 
+run_provisiond() {
+	start_provisiond --no-dhcp
+	wait_port "$SRV_NS" udp 69
+	rss_reset "$PROVISIOND_PID"
+	run_server provisiond "$PROVISIOND_PID"
+	local rss
+	rss=$(rss_peak "$PROVISIOND_PID")
+	PROV_RSS=$((rss > ${PROV_RSS:-0} ? rss : ${PROV_RSS:-0}))
+	stop_all
+}
+
+run_dnsmasq() {
+	start dnsmasq srv dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interface=v-srv --bind-interfaces \
+		--enable-tftp=v-srv --tftp-root="$WORK/tftp" --tftp-max=64 --pid-file= --log-facility="$WORK/dnsmasq-tftp.log"
+	wait_port "$SRV_NS" udp 69
+	run_server dnsmasq "$(server_pid "$LAST_PID")"
+	stop_all
+}
+
+run_tftpd-hpa() {
+	start tftpd-hpa srv in.tftpd --foreground --listen --address "$SRV_IP:69" --secure "$WORK/tftp"
+	wait_port "$SRV_NS" udp 69
+	run_server tftpd-hpa "$(server_pid "$LAST_PID")"
+	stop_all
+}
+
 SERVERS=(provisiond dnsmasq tftpd-hpa)
-start_provisiond --no-dhcp
-wait_port "$SRV_NS" udp 69
-run_server provisiond
-PROV_RSS=$(rss_peak "$PROVISIOND_PID")
-stop_all
+order=("${SERVERS[@]}")
+for ROUND in $(seq "$ROUNDS"); do
+	for s in "${order[@]}"; do "run_$s"; done
+	mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
+done
 
-start dnsmasq srv dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interface=v-srv --bind-interfaces \
-	--enable-tftp=v-srv --tftp-root="$WORK/tftp" --tftp-max=64 --pid-file= --log-facility="$WORK/dnsmasq-tftp.log"
-wait_port "$SRV_NS" udp 69
-run_server dnsmasq
-stop_all
+# field KEY N: the median of field N over the rounds.
+field() { median $(awk -v n="$2" 'NF { print $n }' <<<"${RUNS[$1]}"); }
+# sum KEY N: field N added over the rounds.
+sum() { awk -v n="$2" 'NF { s += $n } END { print s + 0 }' <<<"${RUNS[$1]}"; }
+# mibs KEY: aggregate MiB/s, the median over the rounds.
+mibs() { median $(awk 'NF { printf "%.1f\n", $3 / 1048576 / $1 }' <<<"${RUNS[$1]}"); }
 
-start tftpd-hpa srv in.tftpd --foreground --listen --address "$SRV_IP:69" --secure "$WORK/tftp"
-wait_port "$SRV_NS" udp 69
-run_server tftpd-hpa
-stop_all
-
-result "" "## TFTP (curl's TFTP client; iPXE binaries = undionly.kpxe + ipxe.efi, $(($(stat -c %s "$WORK/tftp/undionly.kpxe") + $(stat -c %s "$WORK/tftp/ipxe.efi"))) bytes; big = ${BIG_MIB} MiB)" "" \
-	"| file | blksize | clients | server | s per client (median) | aggregate MiB/s | vs dnsmasq | failures |" \
-	"|---|---|---|---|---|---|---|---|"
+result "" "## TFTP (curl's TFTP client; iPXE binaries = undionly.kpxe + ipxe.efi, $(($(stat -c %s "$WORK/tftp/undionly.kpxe") + $(stat -c %s "$WORK/tftp/ipxe.efi"))) bytes, fetched $REPEAT times per curl, medians of $ROUNDS rounds taken in turns; big = ${BIG_MIB} MiB, once)" "" \
+	"| file | blksize | clients | server | s per client (median) | aggregate MiB/s | vs dnsmasq | server CPU ms per fetch | failures |" \
+	"|---|---|---|---|---|---|---|---|---|"
 for what in ipxe big; do
 	for blk in $BLKSIZES; do
 		for n in $CLIENTS; do
-			read -r dwall _ dbytes _ <<<"${R[dnsmasq,$what,$blk,$n]}"
-			dmibs=$(awk -v b="$dbytes" -v t="$dwall" 'BEGIN { printf "%.1f", b / 1048576 / t }')
+			dmibs=$(mibs "dnsmasq,$what,$blk,$n")
 			for s in "${SERVERS[@]}"; do
-				read -r wall med bytes fails <<<"${R[$s,$what,$blk,$n]}"
-				mibs=$(awk -v b="$bytes" -v t="$wall" 'BEGIN { printf "%.1f", b / 1048576 / t }')
+				k="$s,$what,$blk,$n"
 				label=binaries
 				[[ $what == big ]] && label="${BIG_MIB} MiB"
-				result "| $label | $blk | $n | $s | $med | $mibs | $(ratio "$mibs" "$dmibs") | $fails |"
+				cpu=$(field "$k" 5)
+				[[ $s == tftpd-hpa ]] && cpu="–"
+				result "| $label | $blk | $n | $s | $(field "$k" 2) | $(mibs "$k") | $(ratio "$(mibs "$k")" "$dmibs") | $cpu | $(sum "$k" 4) |"
 			done
 		done
 	done
