@@ -415,6 +415,8 @@ func TestNoSecretsOnPages(t *testing.T) {
 	if resp, err := http.Get(d.BootURL + "/boot/52:54:00:00:06:01/script"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("the slurm script: %v %v", err, resp)
 	}
+	// The stream below replays what is stored: the step first.
+	waitStep(t, c, "the script step", func(ev events.Event) bool { return ev.Type == events.Script })
 	for _, signedIn := range []bool{false, true} {
 		b := newBrowser(t, d)
 		if signedIn {
