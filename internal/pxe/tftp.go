@@ -115,10 +115,11 @@ type TFTPConfig struct {
 	// a goroutine and the open file until its client acknowledges the
 	// last block or times out). Transfers in flight share the CPU, so
 	// under a storm each one slows down a little rather than some waiting
-	// for others to end: a ROM gives up on a request that is not answered
-	// within its patience (about 12 s), but waits seconds for each block.
+	// for others to end: a ROM gives up on a request nobody answers after
+	// a few retries (the storm benchmark's clients: 2 s, 5 retries), but
+	// waits as long again for each block.
 	// Up to thirty-two times as many requests beyond it (at most
-	// MaxQueued) wait for a slot, each at most QueueWait, unanswered (a
+	// 4,096) wait for a slot, each at most QueueWait, unanswered (a
 	// PXE ROM that is told "busy" gives up on the network boot); the rest
 	// are answered "busy" at once and counted. A request repeated from the
 	// same address and port while it waits or runs is the client
@@ -138,17 +139,24 @@ type TFTPConfig struct {
 	Log *slog.Logger
 }
 
-// DefaultMaxTransfers is the transfers in flight when TFTPConfig leaves
+// defaultMaxTransfers is the transfers in flight when TFTPConfig leaves
 // MaxTransfers zero: a storm of 5,000 lock-step transfers of undionly.kpxe
 // completes on two cores with every one in flight (bench/storm.sh), where
 // 256 slots made the last of the queue wait past the ROMs' patience.
-const DefaultMaxTransfers = 4096
+const defaultMaxTransfers = 4096
 
-// MaxQueued bounds the requests waiting for a transfer slot. A waiting
+// maxQueued bounds the requests waiting for a transfer slot. A waiting
 // request holds a socket and a goroutine already (pin/tftp opens the
 // transfer's socket before the handler runs), so the slots and this bound
 // together cap what a flood of requests can hold.
-const MaxQueued = 4096
+const maxQueued = 4096
+
+// Files served over TFTP up to cachedFileMax bytes (the iPXE binaries are
+// 70 KB to 1 MB) are kept in memory, cachedTotalMax in all.
+const (
+	cachedFileMax  = 8 << 20
+	cachedTotalMax = 64 << 20
+)
 
 // TFTPStats counts TFTP transfers.
 type TFTPStats struct {
@@ -167,6 +175,7 @@ type TFTPServer struct {
 	conns   []*net.UDPConn
 	pending sync.Map // "ip:port" -> negotiated options, while the transfer runs
 	clients sync.Map // "ip:port" -> *request, while it waits or runs
+	files   *fileCache
 	slots   chan struct{}
 	waiting chan struct{} // requests waiting for a slot
 	// repeating bounds the repeated requests waiting for their first.
@@ -188,7 +197,7 @@ func NewTFTPServer(cfg TFTPConfig) (*TFTPServer, error) {
 		cfg.Observer = nopObserver{}
 	}
 	if cfg.MaxTransfers <= 0 {
-		cfg.MaxTransfers = DefaultMaxTransfers
+		cfg.MaxTransfers = defaultMaxTransfers
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -200,8 +209,8 @@ func NewTFTPServer(cfg TFTPConfig) (*TFTPServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TFTP root %s: %w (install Debian's ipxe package or set ipxe_dir)", cfg.Root, err)
 	}
-	queued := min(32*cfg.MaxTransfers, MaxQueued)
-	return &TFTPServer{cfg: cfg, root: root, slots: make(chan struct{}, cfg.MaxTransfers),
+	queued := min(32*cfg.MaxTransfers, maxQueued)
+	return &TFTPServer{cfg: cfg, root: root, files: newFileCache(cachedFileMax, cachedTotalMax), slots: make(chan struct{}, cfg.MaxTransfers),
 		waiting: make(chan struct{}, queued), repeating: make(chan struct{}, 2*queued)}, nil
 }
 
@@ -407,7 +416,7 @@ func (s *TFTPServer) waitRepeat(r *request, timeout <-chan time.Time) {
 
 // acquire takes a transfer slot: at once if one is free, else after
 // waiting up to QueueWait if fewer than thirty-two times MaxTransfers
-// requests (at most MaxQueued) are waiting already. false means busy.
+// requests (at most maxQueued) are waiting already. false means busy.
 func (s *TFTPServer) acquire() bool {
 	select {
 	case s.slots <- struct{}{}:
@@ -536,8 +545,10 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 	} else {
 		var f *os.File
 		var err error
+		opened := p // below the root; the Files' paths are absolute
 		if real, ok := s.cfg.Files[p]; ok {
 			f, err = os.Open(real)
+			opened = real
 		} else {
 			f, err = s.root.Open(p)
 		}
@@ -554,7 +565,11 @@ func (s *TFTPServer) read(filename string, rf io.ReaderFrom) error {
 			emit(0, errors.New("not a regular file"), nil)
 			return errors.New("file not found")
 		}
-		r = f
+		if r, err = s.files.reader(opened, f, st); err != nil {
+			s.cfg.Log.Warn("TFTP file unreadable", "file", filename, "err", err)
+			emit(0, err, nil)
+			return errors.New("file unreadable")
+		}
 	}
 	// The hooks below fill in the negotiated options of this transfer
 	// only while it runs: requests refused before it starts leave nothing
