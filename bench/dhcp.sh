@@ -27,10 +27,6 @@ lab_up
 # perfdhcp run RATE: one run; prints "offers/s drops% avg_ms max_ms sent received".
 perf() { pxe_perf "$1" "$PERIOD"; }
 
-# cpu_ticks PID: the process's user and system time, in clock ticks.
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-TICK=$(getconf CLK_TCK)
-
 # RUNS[server,rate]: a line per round: perf's fields, then the server's
 # CPU microseconds per answer in that run (user and system time over
 # answers received).
@@ -52,9 +48,7 @@ run_server() {
 run_provisiond() {
 	start_provisiond
 	run_server provisiond "$PROVISIOND_PID"
-	local rss
-	rss=$(rss_peak "$PROVISIOND_PID")
-	PROV_RSS=$((rss > ${PROV_RSS:-0} ? rss : ${PROV_RSS:-0}))
+	rss_keep "$PROVISIOND_PID"
 	stop_all
 }
 

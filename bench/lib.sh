@@ -163,6 +163,18 @@ pxe_perf() {
 # rss_reset PID / rss_peak PID: peak resident memory (VmHWM) since the reset, in KiB.
 rss_reset() { echo 5 >"/proc/$1/clear_refs"; }
 rss_peak() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# rss_keep PID: PROV_RSS becomes the larger of itself and PID's peak (KiB),
+# for a server started once per round.
+rss_keep() {
+	local rss
+	rss=$(rss_peak "$1")
+	PROV_RSS=$((rss > ${PROV_RSS:-0} ? rss : ${PROV_RSS:-0}))
+}
+
+# cpu_ticks PID: the process's user and system time, in clock ticks of
+# $TICK a second.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
 
 # fill FILE MIB: a file of MIB mebibytes of random bytes, made once.
 fill() {

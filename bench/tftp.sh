@@ -31,10 +31,6 @@ lab_up
 fill "$WORK/tftp/big.bin" "$BIG_MIB"
 chmod -R a+rX "$WORK/tftp"
 
-# cpu_ticks PID: the process's user and system time, in clock ticks.
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-TICK=$(getconf CLK_TCK)
-
 # fetch PID N BLKSIZE TIMES FILE...: N clients at once, each fetching the
 # files in turn TIMES over in one curl; prints "wall_seconds
 # median_seconds_per_client bytes failures server_cpu_ms", the times, bytes
@@ -108,9 +104,7 @@ run_provisiond() {
 	wait_port "$SRV_NS" udp 69
 	rss_reset "$PROVISIOND_PID"
 	run_server provisiond "$PROVISIOND_PID"
-	local rss
-	rss=$(rss_peak "$PROVISIOND_PID")
-	PROV_RSS=$((rss > ${PROV_RSS:-0} ? rss : ${PROV_RSS:-0}))
+	rss_keep "$PROVISIOND_PID"
 	stop_all
 }
 
