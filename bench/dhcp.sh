@@ -63,14 +63,9 @@ run_dnsmasq() {
 
 SERVERS=${SERVERS:-provisiond dnsmasq}
 read -ra order <<<"$SERVERS"
-for ROUND in $(seq "$ROUNDS"); do
-	for s in "${order[@]}"; do "run_$s"; done
-	# The other order next round: neither server always runs first.
-	mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
-done
+take_turns "${order[@]}"
 
-# field RUNS_KEY N: the median of field N over the rounds; fieldmax: the largest.
-field() { median $(awk -v n="$2" 'NF { print $n }' <<<"${RUNS[$1]}"); }
+# fieldmax RUNS_KEY N: the largest of field N over the rounds.
 fieldmax() { awk -v n="$2" 'NF && $n + 0 > m { m = $n + 0 } END { print m + 0 }' <<<"${RUNS[$1]}"; }
 # R[server,rate]: the medians, in perf's order, then the CPU per answer.
 declare -A R

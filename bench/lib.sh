@@ -171,6 +171,21 @@ rss_keep() {
 	PROV_RSS=$((rss > ${PROV_RSS:-0} ? rss : ${PROV_RSS:-0}))
 }
 
+# take_turns SERVER...: ROUNDS rounds, each calling run_SERVER for every
+# server, in the other order the next round (neither always runs first);
+# ROUND holds the round's number.
+take_turns() {
+	local order=("$@") s
+	for ROUND in $(seq "$ROUNDS"); do
+		for s in "${order[@]}"; do "run_$s"; done
+		mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
+	done
+}
+
+# field KEY N: the median of field N over the lines of RUNS[KEY] (the
+# caller's associative array, a line per round).
+field() { median $(awk -v n="$2" 'NF { print $n }' <<<"${RUNS[$1]}"); }
+
 # cpu_ticks PID: the process's user and system time, in clock ticks of
 # $TICK a second.
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }

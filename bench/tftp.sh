@@ -124,14 +124,8 @@ run_tftpd-hpa() {
 }
 
 SERVERS=(provisiond dnsmasq tftpd-hpa)
-order=("${SERVERS[@]}")
-for ROUND in $(seq "$ROUNDS"); do
-	for s in "${order[@]}"; do "run_$s"; done
-	mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
-done
+take_turns "${SERVERS[@]}"
 
-# field KEY N: the median of field N over the rounds.
-field() { median $(awk -v n="$2" 'NF { print $n }' <<<"${RUNS[$1]}"); }
 # sum KEY N: field N added over the rounds.
 sum() { awk -v n="$2" 'NF { s += $n } END { print s + 0 }' <<<"${RUNS[$1]}"; }
 # mibs KEY: aggregate MiB/s, the median over the rounds.
