@@ -129,6 +129,8 @@ func (t boltTx) prefetch([]string, [][]byte) error { return nil }
 
 func (t boltTx) exists(p []string) bool { return t.bucket(p) != nil }
 
+func (t boltTx) failed() error { return nil }
+
 func (t boltTx) create(p []string) error { _, err := t.must(p); return err }
 
 func (t boltTx) deleteBucket(p []string) error {

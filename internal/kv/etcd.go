@@ -329,6 +329,8 @@ func (t *etcdTx) prefetch(p []string, keys [][]byte) error {
 
 func (t *etcdTx) exists(p []string) bool { return t.read(t.e.marker(p)) != nil }
 
+func (t *etcdTx) failed() error { return t.err }
+
 func (t *etcdTx) create(p []string) error {
 	for i := 1; i <= len(p); i++ {
 		if t.exists(p[:i]) {

@@ -39,6 +39,9 @@ type engine interface {
 	// first, or the last in reverse), until fn says stop.
 	scan(p []string, from []byte, reverse bool, fn func(k, v []byte) (bool, error)) error
 	exists(p []string) bool
+	// failed is the error a read of this transaction met (nil: none):
+	// after it, exists answers false for every bucket.
+	failed() error
 	create(p []string) error
 	deleteBucket(p []string) error
 	seq(p []string) uint64
@@ -64,9 +67,11 @@ func (tx *Tx) Revision() int64 { return tx.e.revision() }
 // Bucket returns the top-level bucket name, or nil if it does not exist.
 func (tx *Tx) Bucket(name []byte) *Bucket {
 	p := []string{string(name)}
-	if !tx.e.exists(p) {
+	if !tx.e.exists(p) && tx.e.failed() == nil {
 		return nil
 	}
+	// After a failed read the bucket may well exist: its reads answer
+	// the error, and so does the transaction.
 	return &Bucket{e: tx.e, p: p}
 }
 
@@ -126,7 +131,7 @@ func (b *Bucket) Count() (int, error) {
 // Bucket returns the nested bucket name, or nil if it does not exist.
 func (b *Bucket) Bucket(name []byte) *Bucket {
 	p := b.child(name)
-	if !b.e.exists(p) {
+	if !b.e.exists(p) && b.e.failed() == nil {
 		return nil
 	}
 	return &Bucket{e: b.e, p: p}

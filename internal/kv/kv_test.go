@@ -243,3 +243,34 @@ func TestSnapshotIsABoltFile(t *testing.T) {
 		})
 	}
 }
+
+// A read that fails inside a transaction (etcd unreachable, the daemon
+// stopping) does not make an existing bucket look missing: callers take the
+// buckets made at open for granted, and a nil one was a panic (the boot
+// table's rebuild crashed a test run this way). The bucket's reads answer
+// the error, and so does the transaction.
+func TestFailedReadIsNoMissingBucket(t *testing.T) {
+	srv := etcdtest.Start(t)
+	db := &kv.Etcd{Client: srv.Client(t), Prefix: "/test/"}
+	if err := db.Update(context.Background(), func(tx *kv.Tx) error {
+		m, err := tx.CreateBucketIfNotExists([]byte("m"))
+		if err != nil {
+			return err
+		}
+		return m.Put([]byte("k"), []byte("v"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	err := db.View(ctx, func(tx *kv.Tx) error {
+		cancel() // every read from here on fails
+		b := tx.Bucket([]byte("m"))
+		if b == nil {
+			t.Fatal("after a failed read, an existing bucket looks missing")
+		}
+		return b.ForEach(func(k, v []byte) error { return nil })
+	})
+	if err == nil {
+		t.Fatal("View = nil after a failed read, want its error")
+	}
+}
