@@ -24,7 +24,6 @@ type fileCache struct {
 }
 
 type cachedFile struct {
-	size  int64
 	mod   time.Time
 	inode uint64
 	data  []byte
@@ -53,7 +52,7 @@ func (c *fileCache) reader(name string, f *os.File, st fs.FileInfo) (io.Reader, 
 	c.mu.Lock()
 	e, ok := c.files[name]
 	c.mu.Unlock()
-	if ok && e.size == st.Size() && e.mod.Equal(st.ModTime()) && e.inode == ino {
+	if ok && int64(len(e.data)) == st.Size() && e.mod.Equal(st.ModTime()) && e.inode == ino {
 		return bytes.NewReader(e.data), nil
 	}
 	data, err := io.ReadAll(io.LimitReader(f, st.Size()+1))
@@ -82,7 +81,7 @@ func (c *fileCache) reader(name string, f *os.File, st fs.FileInfo) (io.Reader, 
 		delete(c.files, k)
 	}
 	if c.total+int64(len(data)) <= c.maxTotal {
-		c.files[name] = cachedFile{size: st.Size(), mod: st.ModTime(), inode: ino, data: data}
+		c.files[name] = cachedFile{mod: st.ModTime(), inode: ino, data: data}
 		c.total += int64(len(data))
 	}
 	return bytes.NewReader(data), nil
