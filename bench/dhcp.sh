@@ -8,7 +8,8 @@
 # The machine is shared and noisy: a burst of someone else's work can
 # double one run's latency. So the servers take turns, ROUNDS times (in
 # alternating order), and the table gives each figure's median over the
-# rounds (the worst for max latency), with every round's average latency.
+# rounds (the worst for max latency), with every round's average latency
+# and the share of the CPU the hypervisor gave other guests meanwhile.
 #
 #   sudo bench/dhcp.sh            rates 1000 5000 10000 and flat out, 3 rounds of 5 s each
 #   RATES="5000" PERIOD=5 ROUNDS=1 SERVERS=provisiond sudo bench/dhcp.sh
@@ -29,17 +30,19 @@ perf() { pxe_perf "$1" "$PERIOD"; }
 
 # RUNS[server,rate]: a line per round: perf's fields, then the server's
 # CPU microseconds per answer in that run (user and system time over
-# answers received).
+# answers received), then the hypervisor's steal during it (per cent).
 declare -A RUNS
 run_server() {
 	local name=$1 pid=$2 rate
 	for rate in $RATES; do
-		local r=$rate t0 t1 out
+		local r=$rate t0 t1 s0 out
 		[[ $rate == max ]] && r=$MAX_RATE
 		t0=$(cpu_ticks "$pid")
+		s0=$(steal_ticks)
 		out=$(perf "$r")
 		t1=$(cpu_ticks "$pid")
 		out="$out $(awk -v t=$((t1 - t0)) -v hz="$TICK" -v n="$(awk '{print $6}' <<<"$out")" 'BEGIN { if (n > 0) printf "%.1f", t / hz / n * 1e6; else print "?" }')"
+		out="$out $(steal_share "$s0" "$(steal_ticks)")"
 		RUNS[$name,$rate]+="$out"$'\n'
 		log "dhcp $name at $rate/s, round $ROUND: $out"
 	done
@@ -74,14 +77,14 @@ for k in "${!RUNS[@]}"; do
 done
 
 result "" "## ProxyDHCP (perfdhcp, PXE DISCOVER -> proxy OFFER, 1,000 clients, ${PERIOD} s per rate, median of $ROUNDS rounds)" "" \
-	"| rate asked | server | offers/s | drops | avg latency | avg latency per round | max latency | CPU per answer |" \
+	"| rate asked | server | offers/s | drops | avg latency | avg latency per round (steal) | max latency | CPU per answer |" \
 	"|---|---|---|---|---|---|---|---|"
 for rate in $RATES; do
 	for s in $SERVERS; do
 		read -r ops drops avg max _ _ cpu <<<"${R[$s,$rate]}"
 		label=$rate
 		[[ $rate == max ]] && label="flat out ($MAX_RATE)"
-		rounds=$(awk 'NF { printf "%s%s", sep, $3; sep = " / " }' <<<"${RUNS[$s,$rate]}")
+		rounds=$(awk 'NF { printf "%s%s (%s %%)", sep, $3, $8; sep = " / " }' <<<"${RUNS[$s,$rate]}")
 		result "| $label | $s | $ops | $drops % | $avg ms | $rounds | $max ms | $cpu µs |"
 	done
 done

@@ -191,6 +191,18 @@ field() { median $(awk -v n="$2" 'NF { print $n }' <<<"${RUNS[$1]}"); }
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 
+# steal_ticks: "STEAL TOTAL", the machine's CPU time taken by the
+# hypervisor for other guests (steal) and all its CPU time, in ticks, from
+# /proc/stat. On a shared virtual machine, steal is what makes one round
+# slower than its neighbours; steal_share turns two readings into a share.
+steal_ticks() { awk '/^cpu / { for (i = 2; i <= 9; i++) t += $i; print $9, t; exit }' /proc/stat; }
+
+# steal_share "BEFORE" "AFTER": the steal between two steal_ticks readings,
+# in per cent of all CPU time between them.
+steal_share() {
+	awk -v a="$1" -v b="$2" 'BEGIN { split(a, x); split(b, y); d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
+}
+
 # fill FILE MIB: a file of MIB mebibytes of random bytes, made once.
 fill() {
 	local f=$1 mib=$2
