@@ -9,7 +9,8 @@
 # double one run's latency. So the servers take turns, ROUNDS times (in
 # alternating order), and the table gives each figure's median over the
 # rounds (the worst for max latency), with every round's average latency
-# and the share of the CPU the hypervisor gave other guests meanwhile.
+# and the share of the CPU the hypervisor gave other guests meanwhile (a
+# round with more than STEAL_MAX per cent is taken again: lib.sh's calm).
 #
 #   sudo bench/dhcp.sh            rates 1000 5000 10000 and flat out, 3 rounds of 5 s each
 #   RATES="5000" PERIOD=5 ROUNDS=1 SERVERS=provisiond sudo bench/dhcp.sh
@@ -28,21 +29,26 @@ lab_up
 # perfdhcp run RATE: one run; prints "offers/s drops% avg_ms max_ms sent received".
 perf() { pxe_perf "$1" "$PERIOD"; }
 
-# RUNS[server,rate]: a line per round: perf's fields, then the server's
-# CPU microseconds per answer in that run (user and system time over
-# answers received), then the hypervisor's steal during it (per cent).
+# measure PID RATE: one perfdhcp run against the server running as PID;
+# prints perf's fields, then the server's CPU microseconds per answer
+# (user and system time over answers received).
+measure() {
+	local pid=$1 t0 t1 out
+	t0=$(cpu_ticks "$pid")
+	out=$(perf "$2")
+	t1=$(cpu_ticks "$pid")
+	echo "$out $(awk -v t=$((t1 - t0)) -v hz="$TICK" -v n="$(awk '{print $6}' <<<"$out")" 'BEGIN { if (n > 0) printf "%.1f", t / hz / n * 1e6; else print "?" }')"
+}
+
+# RUNS[server,rate]: a line per round: measure's fields, then the
+# hypervisor's steal during it (per cent).
 declare -A RUNS
 run_server() {
 	local name=$1 pid=$2 rate
 	for rate in $RATES; do
-		local r=$rate t0 t1 s0 out
+		local r=$rate out
 		[[ $rate == max ]] && r=$MAX_RATE
-		t0=$(cpu_ticks "$pid")
-		s0=$(steal_ticks)
-		out=$(perf "$r")
-		t1=$(cpu_ticks "$pid")
-		out="$out $(awk -v t=$((t1 - t0)) -v hz="$TICK" -v n="$(awk '{print $6}' <<<"$out")" 'BEGIN { if (n > 0) printf "%.1f", t / hz / n * 1e6; else print "?" }')"
-		out="$out $(steal_share "$s0" "$(steal_ticks)")"
+		out=$(calm measure "$pid" "$r")
 		RUNS[$name,$rate]+="$out"$'\n'
 		log "dhcp $name at $rate/s, round $ROUND: $out"
 	done

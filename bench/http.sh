@@ -76,9 +76,9 @@ declare -A RUNS
 order=(provisiond nginx)
 for r in $(seq "$ROUNDS"); do
 	for s in "${order[@]}"; do
-		out=$(round "${URL[$s]}")
+		out=$(calm round "${URL[$s]}")
 		RUNS[$s]+="$out"$'\n'
-		log "http $s round $r: $out (MiB/s, s, failed)"
+		log "http $s round $r: $out (MiB/s, s, failed, steal %)"
 	done
 	order=("${order[1]}" "${order[0]}")
 done
@@ -91,7 +91,7 @@ best() { awk 'NF && $1 > m { m = $1 } END { print m + 0 }' <<<"${RUNS[$1]}"; }
 fails() { awk 'NF { s += $3 } END { print s + 0 }' <<<"${RUNS[$1]}"; }
 P=$(mibs provisiond) N=$(mibs nginx)
 result "" "## HTTP assets ($CLIENTS parallel curl clients, each downloading a $SIZE_MIB MiB initrd $REPEAT times; median of $ROUNDS rounds taken in turns)" "" \
-	"| server | aggregate MiB/s (median) | best round | vs nginx | failures | peak RSS |" \
-	"|---|---|---|---|---|---|" \
-	"| provisiond | $P | $(best provisiond) | $(ratio "$P" "$N") | $(fails provisiond) | $((PROV_RSS / 1024)) MiB (from $((PROV_RSS_START / 1024)) MiB idle) |" \
-	"| nginx | $N | $(best nginx) | 1.00 | $(fails nginx) | |"
+	"| server | aggregate MiB/s (median) | best round | vs nginx | failures | steal | peak RSS |" \
+	"|---|---|---|---|---|---|---|" \
+	"| provisiond | $P | $(best provisiond) | $(ratio "$P" "$N") | $(fails provisiond) | $(field provisiond 4) % | $((PROV_RSS / 1024)) MiB (from $((PROV_RSS_START / 1024)) MiB idle) |" \
+	"| nginx | $N | $(best nginx) | 1.00 | $(fails nginx) | $(field nginx 4) % | |"
