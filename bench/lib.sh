@@ -207,7 +207,8 @@ steal_share() {
 # STEAL_MAX per cent of the CPU is taken again, STEAL_TRIES times in all at
 # most: the machines provisiond is for are not shared, and a round slowed
 # by a neighbour measures the neighbour. Either server's measurements
-# alike; each try again is a line in $WORK/steal-retries.
+# alike; each try set aside is a line in $WORK/steal-retries, with what it
+# measured.
 STEAL_MAX=${STEAL_MAX:-10}
 STEAL_TRIES=${STEAL_TRIES:-3}
 
@@ -222,8 +223,9 @@ calm() {
 		st=$(steal_share "$s0" "$(steal_ticks)")
 		((st <= STEAL_MAX)) && break
 		if ((try < STEAL_TRIES)); then
-			echo "$*" >>"$WORK/steal-retries"
-			log "steal $st % during the measurement ($try of $STEAL_TRIES tries): taking it again"
+			# What it measured stays on record (a failure among it too).
+			echo "$* -> $out $st" >>"$WORK/steal-retries"
+			log "steal $st % during the measurement ($try of $STEAL_TRIES tries; it gave $out): taking it again"
 		fi
 	done
 	echo "$out $st"
