@@ -32,8 +32,10 @@ DEB_PACKAGES := ipxe ipmitool openipmi gcc libc6-dev libopenipmi-dev iproute2 dn
 	busybox-static cpio util-linux ca-certificates git chromium fonts-liberation \
 	debootstrap slurmctld slurm-client munge etcd-server
 
-# Benchmarks only: perfdhcp (kea-admin), nginx, tftpd-hpa, curl, xxd.
-BENCH_PACKAGES := kea-admin nginx-light tftpd-hpa curl xxd
+# Benchmarks only: perfdhcp (kea-admin), nginx, tftpd-hpa, curl, xxd, and
+# trafgen (netsniff-ng), which floods a ProxyDHCP faster than it can answer:
+# perfdhcp cannot, sharing two cores with the server.
+BENCH_PACKAGES := kea-admin netsniff-ng nginx-light tftpd-hpa curl xxd
 
 .PHONY: all build deps run-deps bench-deps toolchain test vet fmt-check unit e2e e2e-slurm fuzz bench run install clean kernel-tree
 

@@ -171,13 +171,13 @@ rss_keep() {
 	PROV_RSS=$((rss > ${PROV_RSS:-0} ? rss : ${PROV_RSS:-0}))
 }
 
-# take_turns SERVER...: ROUNDS rounds, each calling run_SERVER for every
-# server, in the other order the next round (neither always runs first);
-# ROUND holds the round's number.
+# take_turns SERVER...: ROUNDS rounds, each calling run_SERVER (or
+# ${TURN}_SERVER) for every server, in the other order the next round
+# (neither always runs first); ROUND holds the round's number.
 take_turns() {
 	local order=("$@") s
 	for ROUND in $(seq "$ROUNDS"); do
-		for s in "${order[@]}"; do "run_$s"; done
+		for s in "${order[@]}"; do "${TURN:-run}_$s"; done
 		mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
 	done
 }
