@@ -20,7 +20,8 @@
 # server's answers are counted in the client namespace, where nothing
 # listens on port 67 (Udp NoPorts in /proc/net/snmp), over SAT_PERIOD
 # seconds after a second's start, SAT_ROUNDS rounds in turns. dnsmasq logs
-# every answer unless told --quiet-dhcp: it is measured both ways.
+# every answer unless told --quiet-dhcp: it is measured both ways. SERVERS
+# names the servers of both parts.
 #
 #   sudo bench/dhcp.sh            rates 1000 5000 10000 and flat out, 3 rounds of 5 s each; saturation, 3 rounds of 4 s
 #   RATES="5000" PERIOD=5 ROUNDS=1 SERVERS=provisiond sudo bench/dhcp.sh
@@ -75,12 +76,19 @@ run_provisiond() {
 	stop_all
 }
 
-run_dnsmasq() {
+# start_dnsmasq [ARG...]: dnsmasq in proxy mode with a PXE service, and
+# ARGs; DNSMASQ_PID is its process.
+start_dnsmasq() {
 	start dnsmasq srv dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interface=v-srv --bind-interfaces \
 		--dhcp-range=192.0.2.0,proxy,255.255.255.0 --pxe-service=x86PC,"network boot",undionly \
-		--dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file= --log-facility="$WORK/dnsmasq-dhcp.log"
+		--dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file= --log-facility="$WORK/dnsmasq-dhcp.log" "$@"
 	wait_port "$SRV_NS" udp 67
-	run_server dnsmasq "$(server_pid "$LAST_PID")"
+	DNSMASQ_PID=$(server_pid "$LAST_PID")
+}
+
+run_dnsmasq() {
+	start_dnsmasq
+	run_server dnsmasq "$DNSMASQ_PID"
 	stop_all
 }
 
@@ -180,34 +188,37 @@ sat_provisiond() {
 	rss_keep "$PROVISIOND_PID"
 	stop_all
 }
-# sat_dnsmasq, sat_dnsmasq_quiet: as run_dnsmasq, the second with --quiet-dhcp.
-sat_dnsmasq() { sat_dnsmasq_with dnsmasq; }
-sat_dnsmasq_quiet() { sat_dnsmasq_with dnsmasq_quiet --quiet-dhcp; }
-sat_dnsmasq_with() {
-	local name=$1
-	shift
-	start dnsmasq srv dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interface=v-srv --bind-interfaces \
-		--dhcp-range=192.0.2.0,proxy,255.255.255.0 --pxe-service=x86PC,"network boot",undionly \
-		--dhcp-leasefile="$WORK/dnsmasq.leases" --pid-file= --log-facility="$WORK/dnsmasq-dhcp.log" "$@"
-	wait_port "$SRV_NS" udp 67
-	sat_server "$name" "$(server_pid "$LAST_PID")"
+sat_dnsmasq() {
+	start_dnsmasq
+	sat_server dnsmasq "$DNSMASQ_PID"
+	stop_all
+}
+sat_dnsmasq_quiet() {
+	start_dnsmasq --quiet-dhcp
+	sat_server dnsmasq_quiet "$DNSMASQ_PID"
 	stop_all
 }
 
 if ((SAT_ROUNDS > 0)); then
 	discover_conf "$WORK/discover.cfg"
-	ROUNDS=$SAT_ROUNDS TURN=sat take_turns provisiond dnsmasq dnsmasq_quiet
+	# SERVERS' dnsmasq is measured both ways.
+	read -ra flooded <<<"${SERVERS/dnsmasq/dnsmasq dnsmasq_quiet}"
+	ROUNDS=$SAT_ROUNDS TURN=sat take_turns "${flooded[@]}"
 	satf() { median $(awk -v n="$2" 'NF { print $n }' <<<"${SAT[$1]}"); }
-	P=$(satf provisiond 1) D=$(satf dnsmasq 1) Q=$(satf dnsmasq_quiet 1)
+	P=$(satf provisiond 1)
 	result "" "## ProxyDHCP saturation (trafgen flat out from one CPU, 1,000 MACs, answers counted over ${SAT_PERIOD} s; median of $SAT_ROUNDS rounds in turns)" "" \
 		"| server | answers/s | per round | requests its socket dropped /s | server CPU | provisiond vs it |" \
 		"|---|---|---|---|---|---|"
-	for s in provisiond dnsmasq dnsmasq_quiet; do
+	for s in "${flooded[@]}"; do
 		label=$s
 		[[ $s == dnsmasq_quiet ]] && label="dnsmasq --quiet-dhcp"
 		rounds=$(awk 'NF { printf "%s%s (%s %% steal)", sep, $1, $4; sep = " / " }' <<<"${SAT[$s]}")
 		v=$(satf "$s" 1)
-		result "| $label | $v | $rounds | $(satf "$s" 2) | $(satf "$s" 3) % | $(ratio "$P" "$v")× |"
+		vs=–
+		[[ -n $P ]] && vs="$(ratio "$P" "$v")×"
+		result "| $label | $v | $rounds | $(satf "$s" 2) | $(satf "$s" 3) % | $vs |"
 	done
 fi
-[[ -n ${PROV_RSS:-} ]] && result "" "provisiond peak RSS during the DHCP runs: $((PROV_RSS / 1024)) MiB"
+if [[ -n ${PROV_RSS:-} ]]; then
+	result "" "provisiond peak RSS during the DHCP runs: $((PROV_RSS / 1024)) MiB"
+fi
