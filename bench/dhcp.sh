@@ -175,11 +175,11 @@ saturate() {
 	echo "$(((b - a) / SAT_PERIOD)) $(((d1 - d0) / SAT_PERIOD)) $(((c1 - c0) * 100 / TICK / SAT_PERIOD))"
 }
 
-declare -A SAT
+# RUNS[sat,server]: a line per round, saturate's fields and the steal.
 sat_server() {
 	local out
 	out=$(calm saturate "$2")
-	SAT[$1]+="$out"$'\n'
+	RUNS[sat,$1]+="$out"$'\n'
 	log "dhcp $1 flooded, round $ROUND: $out (answers/s, dropped/s, CPU %, steal %)"
 }
 sat_provisiond() {
@@ -204,19 +204,18 @@ if ((SAT_ROUNDS > 0)); then
 	# SERVERS' dnsmasq is measured both ways.
 	read -ra flooded <<<"${SERVERS/dnsmasq/dnsmasq dnsmasq_quiet}"
 	ROUNDS=$SAT_ROUNDS TURN=sat take_turns "${flooded[@]}"
-	satf() { median $(awk -v n="$2" 'NF { print $n }' <<<"${SAT[$1]}"); }
-	P=$(satf provisiond 1)
+	P=$(field sat,provisiond 1)
 	result "" "## ProxyDHCP saturation (trafgen flat out from one CPU, 1,000 MACs, answers counted over ${SAT_PERIOD} s; median of $SAT_ROUNDS rounds in turns)" "" \
 		"| server | answers/s | per round | requests its socket dropped /s | server CPU | provisiond vs it |" \
 		"|---|---|---|---|---|---|"
 	for s in "${flooded[@]}"; do
 		label=$s
 		[[ $s == dnsmasq_quiet ]] && label="dnsmasq --quiet-dhcp"
-		rounds=$(awk 'NF { printf "%s%s (%s %% steal)", sep, $1, $4; sep = " / " }' <<<"${SAT[$s]}")
-		v=$(satf "$s" 1)
+		rounds=$(awk 'NF { printf "%s%s (%s %% steal)", sep, $1, $4; sep = " / " }' <<<"${RUNS[sat,$s]}")
+		v=$(field "sat,$s" 1)
 		vs=–
 		[[ -n $P ]] && vs="$(ratio "$P" "$v")×"
-		result "| $label | $v | $rounds | $(satf "$s" 2) | $(satf "$s" 3) % | $vs |"
+		result "| $label | $v | $rounds | $(field "sat,$s" 2) | $(field "sat,$s" 3) % | $vs |"
 	done
 fi
 if [[ -n ${PROV_RSS:-} ]]; then
