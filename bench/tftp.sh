@@ -15,11 +15,24 @@
 # time is counted nowhere). The big file is fetched once per server, in
 # the first round.
 #
+# PIN_CPU=N runs every server and client on CPU N alone. A lock-step
+# transfer then costs what the two processes spend per block, one after
+# the other, and not where the kernel happens to wake each of them (a wake-up
+# on the other CPU of this virtual machine costs more than a block).
+#
 #   sudo bench/tftp.sh
 #   CLIENTS="1 16" BLKSIZES="1468" ROUNDS=3 sudo bench/tftp.sh
+#   PIN_CPU=0 CLIENTS=1 BLKSIZES=1468 sudo bench/tftp.sh
 source "$(dirname "$0")/lib.sh"
 need_root
 need curl dnsmasq in.tftpd
+
+if [[ -n ${PIN_CPU:-} ]]; then
+	need taskset
+	[[ $PIN_CPU =~ ^[0-9]+$ && $PIN_CPU -lt $(nproc) ]] || die "PIN_CPU=$PIN_CPU: give one CPU number below $(nproc)"
+	srv() { ip netns exec "$SRV_NS" taskset -c "$PIN_CPU" "$@"; }
+	cli() { ip netns exec "$CLI_NS" taskset -c "$PIN_CPU" "$@"; }
+fi
 
 BLKSIZES=${BLKSIZES:-512 1468}
 CLIENTS=${CLIENTS:-1 16}
@@ -133,7 +146,7 @@ sum() { awk -v n="$2" 'NF { s += $n } END { print s + 0 }' <<<"${RUNS[$1]}"; }
 # mibs KEY: aggregate MiB/s, the median over the rounds.
 mibs() { median $(awk 'NF { printf "%.1f\n", $3 / 1048576 / $1 }' <<<"${RUNS[$1]}"); }
 
-result "" "## TFTP (curl's TFTP client; iPXE binaries = undionly.kpxe + ipxe.efi, $(($(stat -c %s "$WORK/tftp/undionly.kpxe") + $(stat -c %s "$WORK/tftp/ipxe.efi"))) bytes, fetched $REPEAT times per curl, medians of $ROUNDS rounds taken in turns; big = ${BIG_MIB} MiB, once)" "" \
+result "" "## TFTP (curl's TFTP client; iPXE binaries = undionly.kpxe + ipxe.efi, $(($(stat -c %s "$WORK/tftp/undionly.kpxe") + $(stat -c %s "$WORK/tftp/ipxe.efi"))) bytes, fetched $REPEAT times per curl, medians of $ROUNDS rounds taken in turns; big = ${BIG_MIB} MiB, once${PIN_CPU:+; every server and client on CPU $PIN_CPU})" "" \
 	"| file | blksize | clients | server | s per client (median) | aggregate MiB/s | vs dnsmasq | server CPU ms per fetch | failures | steal |" \
 	"|---|---|---|---|---|---|---|---|---|---|"
 for what in ipxe big; do
