@@ -35,8 +35,11 @@ need() {
 	done
 }
 
-srv() { ip netns exec "$SRV_NS" "$@"; }
-cli() { ip netns exec "$CLI_NS" "$@"; }
+# PIN: a command prefix for everything srv and cli run (bench/tftp.sh's
+# PIN_CPU sets it to taskset); empty by default.
+PIN=()
+srv() { ip netns exec "$SRV_NS" "${PIN[@]}" "$@"; }
+cli() { ip netns exec "$CLI_NS" "${PIN[@]}" "$@"; }
 
 # lab_up makes the two namespaces and the veth pair between them, and the
 # directories every server serves: $WORK/tftp (the iPXE binaries, and the

@@ -30,8 +30,7 @@ need curl dnsmasq in.tftpd
 if [[ -n ${PIN_CPU:-} ]]; then
 	need taskset
 	[[ $PIN_CPU =~ ^[0-9]+$ && $PIN_CPU -lt $(nproc) ]] || die "PIN_CPU=$PIN_CPU: give one CPU number below $(nproc)"
-	srv() { ip netns exec "$SRV_NS" taskset -c "$PIN_CPU" "$@"; }
-	cli() { ip netns exec "$CLI_NS" taskset -c "$PIN_CPU" "$@"; }
+	PIN=(taskset -c "$PIN_CPU")
 fi
 
 BLKSIZES=${BLKSIZES:-512 1468}
